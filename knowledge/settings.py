@@ -1,0 +1,53 @@
+"""Limits and tunables of the knowledge package, each with a safe default.
+
+The composition root builds one from its own settings; nothing here reads the environment.
+"""
+
+from dataclasses import dataclass, field
+
+__all__ = ["KnowledgeSettings"]
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeSettings:
+    # Uploads and parsing
+    max_upload_bytes: int = 20 * MiB
+    max_decompressed_bytes: int = 100 * MiB
+    # A zip member may expand this many times its compressed size before we call it a bomb.
+    max_compression_ratio: int = 200
+    max_extracted_chars: int = 5_000_000
+    max_pdf_pages: int = 2_000
+    max_csv_rows: int = 50_000
+    parse_cpu_seconds: int = 30
+    parse_wall_seconds: float = 60.0
+    parse_memory_bytes: int = 1024 * MiB
+
+    # Chunking
+    chunk_size: int = 800
+    chunk_overlap: int = 120
+
+    # URL fetching
+    fetch_timeout_seconds: float = 10.0
+    max_redirects: int = 5
+    sitemap_page_limit: int = 50
+    allowed_ports: frozenset[int] = field(default_factory=lambda: frozenset({80, 443}))
+    # Only tests turn this on, so a local test server on 127.0.0.1 can be fetched.
+    allow_loopback: bool = False
+    user_agent: str = "ParleyKnowledgeFetcher/0.1"
+
+    # Embeddings
+    embed_batch_size: int = 32
+    embed_max_tokens: int = 256
+    onnx_intra_op_threads: int = 1
+
+    # Retrieval
+    k_default: int = 5
+    k_max: int = 50
+    # Cosine similarity below which a vector hit is not trusted. Calibrated on the dev half of
+    # the demo golden set (even lines) with the offline MiniLM model; see knowledge/demo/README.md.
+    score_threshold: float = 0.40
+    # How many candidates each retriever contributes before fusion.
+    candidate_pool: int = 20
+    rrf_k: int = 60

@@ -1,0 +1,94 @@
+"""The database port: one async engine (SQLite with WAL by default, PostgreSQL via asyncpg)
+and a session factory. Schema changes go through Alembic (``server/migrations``)."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from server.errors import Unavailable
+
+__all__ = ["Database"]
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=5)
+            kwargs["connect_args"] = {"timeout": 5, "command_timeout": 10}
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+        # SQLite allows one writer; queueing writers here beats SQLITE_BUSY retries.
+        self.write_lock = asyncio.Lock() if self.is_sqlite else None
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        try:
+            async with self.sessions() as s:
+                yield s
+        except (OperationalError, DBAPIError, OSError, ConnectionError) as exc:
+            if isinstance(exc, DBAPIError) and not _is_connectivity(exc):
+                raise
+            raise Unavailable("database unavailable", retry_after_ms=1000) from exc
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A session for one write transaction; commits on success."""
+        if self.write_lock is None:
+            async with self.session() as s, s.begin():
+                yield s
+            return
+        async with self.write_lock, self.session() as s, s.begin():
+            yield s
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), 2)
+            return True
+        except Exception:
+            return False
+
+    async def create_all(self) -> None:
+        from sqlmodel import SQLModel
+
+        import server.models  # noqa: F401  (registers the tables)
+        import server.push.models  # noqa: F401
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(SQLModel.metadata.create_all)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _is_connectivity(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    name = type(exc.orig).__name__ if exc.orig is not None else ""
+    msg = str(exc.orig).lower()
+    return any(
+        s in name or s in msg
+        for s in ("Connection", "CannotConnect", "connection", "closed", "refused", "timeout", "too many")
+    )
