@@ -43,9 +43,7 @@ class ParsedDocument:
         return digest.hexdigest()
 
     def char_count(self) -> int:
-        return sum(len(s.text) for s in self.sections) + sum(
-            len(q.question) + len(q.answer) for q in self.faq
-        )
+        return sum(len(s.text) for s in self.sections) + sum(len(q.question) + len(q.answer) for q in self.faq)
 
     def is_empty(self) -> bool:
         return not any(s.text.strip() for s in self.sections) and not self.faq

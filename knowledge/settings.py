@@ -48,6 +48,9 @@ class KnowledgeSettings:
     # Cosine similarity below which a vector hit is not trusted. Calibrated on the dev half of
     # the demo golden set (even lines) with the offline MiniLM model; see knowledge/demo/README.md.
     score_threshold: float = 0.40
+    # For mostly-CJK questions: the rarity-weighted share of the question's character bigrams a
+    # chunk must contain (the offline model cannot judge these; see knowledge/retrieval.py).
+    keyword_coverage_threshold: float = 0.5
     # How many candidates each retriever contributes before fusion.
     candidate_pool: int = 20
     rrf_k: int = 60

@@ -64,7 +64,7 @@ class Database:
     async def create_all(self) -> None:
         from sqlmodel import SQLModel
 
-        import server.models  # noqa: F401  (registers the tables)
+        import server.models
         import server.push.models  # noqa: F401
 
         async with self.engine.begin() as conn:

@@ -1,0 +1,86 @@
+"""Grounded extractive mode: answers with no model at all.
+
+The answer quotes the sentences of the best-matching passages that overlap the question most,
+each cited; when no passage clears the threshold it abstains and offers a person. It can only
+say what the knowledge base says, which is why it is the default when no endpoint is configured
+(a tiny local model invents facts: FACTS.md)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bots.ports import Passage
+from bots.replies import abstain_offer
+from bots.text import content_tokens, is_chinese, split_sentences, strip_invisible
+from bots.values import Citation
+
+__all__ = ["ExtractiveAnswer", "extractive_answer", "stream_pieces"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractiveAnswer:
+    text: str
+    citations: list[Citation]
+    abstained: bool
+
+
+def _sentence_score(q: set[str], sentence: str) -> float:
+    toks = content_tokens(sentence)
+    if not toks:
+        return 0.0
+    hits = len(q & set(toks))
+    # Overlap with the question, lightly favouring short, dense sentences.
+    return hits / (len(q) ** 0.5 * (len(toks) ** 0.25)) if q else 0.0
+
+
+def extractive_answer(
+    question: str,
+    passages: Sequence[Passage],
+    *,
+    threshold: float,
+    max_passages: int = 2,
+    max_sentences: int = 2,
+) -> ExtractiveAnswer:
+    zh = is_chinese(question)
+    good = [p for p in passages if p.score >= threshold][:max_passages]
+    if not good:
+        return ExtractiveAnswer(abstain_offer(zh), [], True)
+    q = set(content_tokens(question))
+    parts: list[str] = []
+    citations: list[Citation] = []
+    for n, p in enumerate(good, start=1):
+        sentences = split_sentences(strip_invisible(p.text))
+        if not sentences:
+            continue
+        ranked = sorted(range(len(sentences)), key=lambda i: -_sentence_score(q, sentences[i]))
+        chosen = sorted(ranked[:max_sentences])  # keep document order for readability
+        if n > 1 and _sentence_score(q, sentences[ranked[0]]) == 0:
+            continue  # a second passage that shares nothing with the question adds noise
+        quote = " ".join(sentences[i] for i in chosen)
+        citations.append(Citation(p.document_id, p.title, p.source, p.chunk_id))
+        k = len(citations)
+        if zh:
+            parts.append(f"根据《{p.title}》[{k}]：{quote}")
+        else:
+            parts.append(f'From "{p.title}" [{k}]: {quote}')
+    if not citations:
+        return ExtractiveAnswer(abstain_offer(zh), [], True)
+    return ExtractiveAnswer("\n\n".join(parts), citations, False)
+
+
+_PIECE = re.compile(r"\s*\S+|\s+")
+_CJK_CHAR = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def stream_pieces(text: str, cjk_chunk: int = 4) -> list[str]:
+    """Split text into word-ish pieces (a word with its leading space; Chinese in short runs)
+    that concatenate back to ``text``."""
+    out: list[str] = []
+    for piece in _PIECE.findall(text):
+        if _CJK_CHAR.search(piece) and len(piece) > cjk_chunk:
+            out.extend(piece[i : i + cjk_chunk] for i in range(0, len(piece), cjk_chunk))
+        else:
+            out.append(piece)
+    return out

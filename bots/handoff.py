@@ -1,0 +1,373 @@
+"""The handoff policy: a pure, layered decision with a reason code.
+
+Layers, first match wins::
+
+    (d) faults    circuit_open, provider_error                       → handoff
+    (a) rules     user_request (text or the ``handoff.request`` frame), offer_accepted,
+                  human_only_topic, vip (only while humans are on duty) → handoff;
+                  offer_declined                                      → answer
+    (c) signals   frustration, repeated_question, didnt_help          → handoff
+    (b) evidence  best score below threshold → offer_human (once), then handoff
+                  (no_evidence_after_offer); or handoff at once when the tenant disables offers
+    default       answer (reason ``none``, or ``outside_business_hours`` when a VIP rule was
+                  suspended because no human is on duty)
+
+Signals and rules need only the text, so the pipeline can decide before retrieving
+(:func:`decide_pre_retrieval`) and add the evidence afterwards (:func:`decide_post_retrieval`);
+:func:`decide` does both. Every :class:`HandoffDecision` carries its inputs and serialises with
+``to_record()`` so the server can store it and ``bots.replay`` can re-run it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from difflib import SequenceMatcher
+from typing import Any, Literal
+
+from bots.config import HandoffSettings
+from bots.text import content_tokens, normalize
+from bots.values import Turn
+
+__all__ = [
+    "POLICY_VERSION",
+    "Action",
+    "HandoffDecision",
+    "HandoffInputs",
+    "decide",
+    "decide_fault",
+    "decide_post_retrieval",
+    "decide_pre_retrieval",
+    "frustration_points",
+    "is_affirmative",
+    "is_human_request",
+]
+
+POLICY_VERSION = "2025.1"
+
+Action = Literal["answer", "offer_human", "handoff"]
+Layer = Literal["fault", "rule", "signal", "evidence", "default"]
+
+# --- lexicons -------------------------------------------------------------------------------
+# Targets of a request for a human; "agent" alone is too common in product questions, so it only
+# counts after a request verb or with a qualifier ("live agent").
+_PEOPLE = (
+    r"(?:human|person|people|someone|somebody|representative|rep|operator|staff|manager|"
+    r"supervisor|agent|team member|real one|support team|customer service)"
+)
+_EN_REQUEST = [
+    re.compile(rf"\b(?:talk|speak|chat)\s+(?:to|with)\b[^.?!]{{0,25}}\b{_PEOPLE}\b"),
+    re.compile(
+        rf"\b(?:connect|transfer|put|pass|hand|route|forward|escalate)\s+(?:me|this|it|my \w+)\b"
+        rf"[^.?!]{{0,25}}\b(?:{_PEOPLE[3:-1]}|through|over)\b"
+    ),
+    re.compile(r"\b(?:real|live|actual|human)\s+(?:person|human|agent|people|being|support|rep)"),
+    re.compile(
+        r"\b(?:need|want|get|have|reach|see|like)\s+(?:a|an|to a|some|the)?\s*(?:real |live |actual )?"
+        r"(?:human|person|representative|rep|operator)\b"
+    ),
+    re.compile(r"\b(?:need|want|get|reach|see)\s+(?:a|an|the)\s+(?:support |service )?agent\b"),
+    re.compile(r"\brepresentative\b"),
+    re.compile(r"\bescalate\b"),
+    re.compile(r"\bnot (?:a|another|the|this|some|your) (?:bot|robot|machine|ai|chatbot)\b"),
+    re.compile(r"^\W*(?:a )?(?:human|person|agent|operator|live agent|real person)(?: please| now| pls)?\W*$"),
+    re.compile(r"\bany ?(?:one|body) (?:there|real|human)\b|\bis (?:there )?any ?(?:one|body) (?:i can|to) talk"),
+]
+# Questions about the bot itself ("are you a human?") are not requests.
+_EN_NOT_REQUEST = re.compile(r"\bare you (?:a |an )?(?:real|human|bot|person|robot|ai)\b|\bhuman resources\b")
+_ZH_REQUEST = [
+    re.compile(
+        r"(?:转|找|接|要|叫|呼叫|请|给我|换|联系)(?:个|一个|一位|下)?(?:人工|客服|真人|活人|工作人员|专员|真的人)"
+    ),
+    re.compile(r"人工(?:客服|服务|坐席|座席|介入)|真人(?:客服)?|活人"),
+    re.compile(r"^人工[!！。.?？]*$"),
+    re.compile(r"有(?:没有)?人(?:在)?吗|有人在吗|不要(?:和)?机器人|不想(?:跟|和)机器人"),
+]
+_ZH_NOT_REQUEST = re.compile(r"你是(?:不是)?(?:真人|机器人)|人工智能")
+
+_AFFIRM_EN = re.compile(
+    r"^(?:yes|yeah|yep|yup|sure|ok|okay|please|please do|yes please|go ahead|do it|y|sounds good|"
+    r"that would be (?:great|good)|i would|i'd like that|ok please|absolutely|definitely)\b"
+)
+_AFFIRM_ZH = re.compile(r"^(?:好|好的|是|是的|可以|行|要|需要|嗯|对|麻烦|好啊|好吧|当然|转吧|帮我转)")
+_DECLINE = re.compile(
+    r"^(?:no|nope|nah|no thanks|not now|not yet|that's ok|i'm fine|no need|不用|不要|不了|不需要|算了|没事|先不)"
+)
+
+# (pattern, points). Strong words say the user is angry at the service; mild ones are noise
+# alone and only count together with another signal.
+_FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
+    (re.compile(r"\b(?:fuck\w*|shit\w*|wtf|bullshit|damn(?:it)?|crap|pissed|bloody hell)\b"), 2),
+    (re.compile(r"\b(?:useless|pointless|hopeless|pathetic|worthless)\b"), 2),
+    (re.compile(r"\bwast(?:e|ing) (?:of )?(?:my |our )?time\b"), 2),
+    (re.compile(r"\b(?:stupid|dumb|idiotic) (?:bot|robot|machine|ai|thing|assistant|system)\b"), 2),
+    (re.compile(r"\b(?:frustrat\w*|fed up|sick (?:and tired )?of|furious|livid|infuriat\w*)\b"), 2),
+    (re.compile(r"\bworst\b|\bi give up\b|\bfor (?:god'?s|heaven'?s|christ'?s) sake\b"), 2),
+    (
+        re.compile(
+            r"\b(?:annoy\w*|ridiculous|terrible|awful|angry|upset|unacceptable|disappointed|"
+            r"joke|absurd|nonsense|ugh+|argh+|seriously|come on|not happy|fix this)\b"
+        ),
+        1,
+    ),
+    (
+        re.compile(r"垃圾|废物|妈的|他妈|卧槽|我靠|操你|气死|烦死|受不了|浪费(?:我的)?时间|什么破|破机器人|太差劲|滚|坑人|骗子"),
+        2,
+    ),
+    (re.compile(r"无语|生气|不满意?|失望|着急|急死|离谱|搞什么|怎么回事|投诉|太慢|差劲|烦|郁闷|崩溃"), 1),
+]
+_SHOUT = re.compile(r"[!！]{3,}|[?？][!！]|[!！][?？]|[?？]{3,}")
+
+_DIDNT_HELP = re.compile(
+    r"\b(?:didn'?t|did not|doesn'?t|does not|won'?t|wasn'?t|isn'?t|is not) (?:help|helpful|useful|work|answer)\w*"
+    r"|\bnot (?:helpful|useful|relevant|what i (?:asked|meant|need|wanted))\b|\bunhelpful\b"
+    r"|\bstill (?:not working|broken|doesn'?t|does not|the same|can'?t|cannot|stuck)\b"
+    r"|\b(?:that'?s|that is|this is) (?:wrong|not right|incorrect|not it)\b"
+    r"|\byou(?:'re| are) not (?:listening|answering|understanding|getting it)\b"
+    r"|\b(?:same|that) (?:answer|thing) again\b|\byou already (?:said|told me) that\b|\birrelevant\b"
+    r"|没用|没有用|不管用|没帮助|没有帮助|没帮上|不对|不是这个|答非所问|不是我(?:要|想|问)|还是不行|还是没|没解决|"
+    r"解决不了|没听懂|你没懂|不相关|又是这个|说过了"
+)
+
+
+# --- inputs and decisions -------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class HandoffInputs:
+    """Everything the policy looks at. ``best_score`` is None before retrieval (0.0 when
+    retrieval found nothing); ``fault`` is a ``BotError.code`` of a failed answer attempt."""
+
+    text: str
+    history: Sequence[Turn] = ()
+    offered_human_before: bool = False
+    user_attributes: Mapping[str, Any] = field(default_factory=dict)
+    best_score: float | None = None
+    fault: str | None = None
+    now: datetime | None = None
+    handoff_requested: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "history": [t.to_dict() for t in self.history],
+            "offered_human_before": self.offered_human_before,
+            "user_attributes": {k: _jsonable(v) for k, v in self.user_attributes.items()},
+            "best_score": self.best_score,
+            "fault": self.fault,
+            "now": self.now.isoformat() if self.now is not None else None,
+            "handoff_requested": self.handoff_requested,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HandoffInputs:
+        now = data.get("now")
+        score = data.get("best_score")
+        return cls(
+            text=str(data.get("text", "")),
+            history=tuple(Turn.from_dict(t) for t in data.get("history", ())),
+            offered_human_before=bool(data.get("offered_human_before", False)),
+            user_attributes=dict(data.get("user_attributes") or {}),
+            best_score=None if score is None else float(score),
+            fault=data.get("fault"),
+            now=datetime.fromisoformat(now) if now else None,
+            handoff_requested=bool(data.get("handoff_requested", False)),
+        )
+
+
+def _jsonable(v: Any) -> Any:
+    return v if isinstance(v, str | int | float | bool | type(None) | list | dict) else str(v)
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffDecision:
+    action: Action
+    reason_code: str
+    detail: str
+    inputs: HandoffInputs
+    layer: Layer = "default"
+    #: False outside business hours: a handoff still queues, but the notice says so.
+    humans_available: bool = True
+
+    @property
+    def is_handoff(self) -> bool:
+        return self.action == "handoff"
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "policy_version": POLICY_VERSION,
+            "action": self.action,
+            "reason_code": self.reason_code,
+            "detail": self.detail,
+            "layer": self.layer,
+            "humans_available": self.humans_available,
+            "inputs": self.inputs.to_dict(),
+        }
+
+
+# --- detectors --------------------------------------------------------------------------------
+def is_human_request(text: str) -> bool:
+    """Does the user ask for a person (English or Chinese)?"""
+    norm = normalize(text).replace("’", "'")
+    if any(p.search(norm) for p in _ZH_REQUEST) and not _ZH_NOT_REQUEST.search(norm):
+        return True
+    if _EN_NOT_REQUEST.search(norm):
+        # "are you a human? I want a real person" still asks: drop the question and re-check.
+        norm = _EN_NOT_REQUEST.sub(" ", norm)
+    return any(p.search(norm) for p in _EN_REQUEST)
+
+
+def is_affirmative(text: str) -> bool:
+    norm = normalize(text).replace("’", "'")
+    if len(norm.split()) > 8 or len(norm) > 40:
+        return False
+    return bool(_AFFIRM_EN.match(norm) or _AFFIRM_ZH.match(norm))
+
+
+def _is_decline(text: str) -> bool:
+    norm = normalize(text).replace("’", "'")
+    return len(norm) <= 40 and bool(_DECLINE.match(norm))
+
+
+def frustration_points(text: str) -> int:
+    """Points of frustration in one message: lexicon (EN/ZH, profanity), shouting, ALL CAPS."""
+    norm = normalize(text).replace("’", "'")
+    points = 0
+    for pattern, weight in _FRUSTRATION:
+        if pattern.search(norm):
+            points = max(points, weight) if weight == 2 else points + weight
+    if _SHOUT.search(text):
+        points += 1
+    letters = [c for c in text if c.isascii() and c.isalpha()]
+    if len(letters) >= 8 and sum(c.isupper() for c in letters) / len(letters) >= 0.7:
+        points += 1
+    return points
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^\w]+", "", normalize(text))
+
+
+def _similar(a: str, b: str) -> bool:
+    ka, kb = _key(a), _key(b)
+    if min(len(ka), len(kb)) < 6:
+        return False
+    if SequenceMatcher(None, ka, kb, autojunk=False).ratio() >= 0.75:
+        return True
+    ta, tb = set(content_tokens(a)), set(content_tokens(b))
+    return len(ta) >= 2 and len(tb) >= 2 and len(ta & tb) / len(ta | tb) >= 0.6
+
+
+def _user_turns(history: Sequence[Turn], last: int) -> list[str]:
+    return [t.text for t in history if t.role == "user"][-last:]
+
+
+def _matches_topic(norm: str, topic: str) -> bool:
+    t = normalize(topic)
+    if not t:
+        return False
+    if t.isascii():
+        return re.search(rf"\b{re.escape(t)}\b", norm) is not None
+    return t in norm
+
+
+def _is_vip(attributes: Mapping[str, Any], rules: Mapping[str, Sequence[str]]) -> str | None:
+    for key, allowed in rules.items():
+        value = attributes.get(key)
+        if value is None:
+            continue
+        values = value if isinstance(value, list | tuple | set) else [value]
+        wanted = {str(a).casefold() for a in allowed}
+        for v in values:
+            if str(v).casefold() in wanted:
+                return f"{key}={v}"
+    return None
+
+
+# --- the layers -------------------------------------------------------------------------------
+def _humans_available(inputs: HandoffInputs, settings: HandoffSettings) -> bool:
+    bh = settings.business_hours
+    if bh is None or inputs.now is None:
+        return True
+    return bh.is_open(inputs.now)
+
+
+def decide_fault(inputs: HandoffInputs, settings: HandoffSettings) -> HandoffDecision | None:
+    if inputs.fault is None:
+        return None
+    avail = _humans_available(inputs, settings)
+    if inputs.fault == "circuit_open":
+        return HandoffDecision("handoff", "circuit_open", "provider circuit open", inputs, "fault", avail)
+    return HandoffDecision("handoff", "provider_error", inputs.fault, inputs, "fault", avail)
+
+
+def decide_pre_retrieval(inputs: HandoffInputs, settings: HandoffSettings) -> HandoffDecision:
+    """Faults, rules and signals: everything that needs no retrieval."""
+    fault = decide_fault(inputs, settings)
+    if fault is not None:
+        return fault
+    avail = _humans_available(inputs, settings)
+
+    def handoff(reason: str, detail: str, layer: Layer) -> HandoffDecision:
+        return HandoffDecision("handoff", reason, detail, inputs, layer, avail)
+
+    # (a) rules
+    if inputs.handoff_requested:
+        return handoff("user_request", "handoff.request frame", "rule")
+    if is_human_request(inputs.text):
+        return handoff("user_request", "asked for a person", "rule")
+    if inputs.offered_human_before:
+        if is_affirmative(inputs.text):
+            return handoff("offer_accepted", "accepted the offer of a person", "rule")
+        if _is_decline(inputs.text):
+            return HandoffDecision("answer", "offer_declined", "declined the offer", inputs, "rule", avail)
+    norm = normalize(inputs.text)
+    for topic in settings.human_only_topics:
+        if _matches_topic(norm, topic):
+            return handoff("human_only_topic", topic, "rule")
+    vip = _is_vip(inputs.user_attributes, settings.vip_attributes)
+    if vip is not None and avail:
+        return handoff("vip", vip, "rule")
+
+    # (c) signals
+    points = frustration_points(inputs.text)
+    if points and any(frustration_points(t) for t in _user_turns(inputs.history, 3)):
+        points += 1  # frustration that persists across turns escalates
+    if points >= settings.frustration_threshold:
+        return handoff("frustration", f"{points} points", "signal")
+    prior = _user_turns(inputs.history, 10)
+    repeats = 1 + sum(_similar(inputs.text, p) for p in prior)
+    if repeats >= settings.repeat_threshold:
+        return handoff("repeated_question", f"asked {repeats} times", "signal")
+    if _DIDNT_HELP.search(norm):
+        count = 1 + sum(bool(_DIDNT_HELP.search(normalize(p))) for p in prior[-6:])
+        if count >= settings.didnt_help_threshold:
+            return handoff("didnt_help", f"{count} times", "signal")
+
+    if vip is not None:
+        return HandoffDecision("answer", "outside_business_hours", f"{vip}: nobody on duty", inputs, "rule", avail)
+    return HandoffDecision("answer", "none", "", inputs, "default", avail)
+
+
+def decide_post_retrieval(pre: HandoffDecision, best_score: float, settings: HandoffSettings) -> HandoffDecision:
+    """Add the evidence layer to a pre-retrieval ``answer``."""
+    inputs = replace(pre.inputs, best_score=best_score)
+    if pre.action != "answer" or pre.reason_code == "offer_declined":
+        return replace(pre, inputs=inputs)
+    if best_score >= settings.score_threshold:
+        return replace(pre, inputs=inputs)
+    detail = f"best score {best_score:.3f} < {settings.score_threshold}"
+    avail = pre.humans_available
+    if inputs.offered_human_before:
+        return HandoffDecision("handoff", "no_evidence_after_offer", detail, inputs, "evidence", avail)
+    if settings.offer_before_handoff:
+        return HandoffDecision("offer_human", "no_evidence", detail, inputs, "evidence", avail)
+    return HandoffDecision("handoff", "no_evidence", detail, inputs, "evidence", avail)
+
+
+def decide(inputs: HandoffInputs, settings: HandoffSettings) -> HandoffDecision:
+    """The whole policy; the evidence layer applies only when ``inputs.best_score`` is known."""
+    pre = decide_pre_retrieval(inputs, settings)
+    if inputs.best_score is None:
+        return pre
+    return decide_post_retrieval(pre, inputs.best_score, settings)

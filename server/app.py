@@ -1,0 +1,183 @@
+"""The composition root: ``create_app(settings)`` picks the adapters and wires the services.
+Nothing else reads settings or chooses infrastructure."""
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+from litestar import Litestar, Request, Response, websocket
+from litestar.connection import WebSocket
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.events.emitter import BaseEventEmitterBackend
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.openapi import OpenAPIConfig
+
+from server.chat import ChatService, topic_agents, topic_conversation
+from server.db import Database
+from server.errors import ParleyError, error_body, status_for_code
+from server.fanout import Bus, LocalFanout, MemoryBus, NativeFanout, PythonFanout, RedisBus
+from server.gateway import Gateway, follow
+from server.metrics import Metrics
+from server.models import Conversation
+from server.routes.auth import auth_handlers
+from server.routes.conversations import conversation_handlers
+from server.routes.deps import get_principal
+from server.routes.health import health_handlers
+from server.routes.people import people_handlers
+from server.routing import Router
+from server.settings import Settings
+from server.tenants import ensure_demo_tenant
+
+__all__ = ["create_app"]
+
+
+class _NoEvents(BaseEventEmitterBackend):
+    """Parley uses no Litestar events. The default emitter's anyio task group fails to exit
+    under socketify's own Task class, so it is replaced by one that starts nothing."""
+
+    async def __aenter__(self) -> "_NoEvents":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def emit(self, event_id: str, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("Parley does not use Litestar events")
+
+log = logging.getLogger("parley")
+ServerKind = Literal["uvicorn", "socketify", "test"]
+
+
+def _fault_hook(point: str | None) -> Callable[[str], None] | None:
+    """Crash tests kill the process at one named point of the send path."""
+    if not point:
+        return None
+
+    def hook(name: str) -> None:
+        if name == point:
+            os._exit(17)
+
+    return hook
+
+
+def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
+               fault_point: str | None = None) -> Litestar:
+    db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+    local: LocalFanout = NativeFanout() if server_kind == "socketify" else PythonFanout()
+    bus: Bus = RedisBus(local, settings.redis_url) if settings.redis_url else MemoryBus(local)
+    metrics = Metrics()
+    chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=_fault_hook(fault_point))
+    gateway = Gateway(settings, db, chat, bus, metrics, native=server_kind == "socketify")
+    router = Router(chat, gateway.online_agents)
+    gateway.on_handoff_request = lambda p, cid, reason: router.handoff(p.tenant_id, cid, reason="user_request")
+
+    async def on_status(what: str, conv: Conversation) -> None:
+        if conv.status == "assigned" and conv.assignee_id:
+            await follow(gateway, conv.tenant_id, "agent", conv.assignee_id, topic_agents(conv.id))
+
+    router.on_status.append(on_status)
+
+    async def on_chat(what: str, conv: Conversation) -> None:
+        await follow(gateway, conv.tenant_id, "user", conv.user_id, topic_conversation(conv.id))
+        await on_status(what, conv)
+
+    chat.listeners.append(on_chat)
+    background: list[asyncio.Task[Any]] = []
+    state = State({
+        "settings": settings, "db": db, "bus": bus, "chat": chat, "gateway": gateway, "metrics": metrics,
+        "router": router, "background": background, "readiness_probes": {}, "demo": None,
+    })
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        from server.migrations import upgrade
+
+        await upgrade(db)
+        if settings.demo:
+            created = await ensure_demo_tenant(db, settings.data_dir)
+            app.state.demo = created
+            if created is not None:
+                log.warning("demo tenant created; admin key written to %s", settings.data_dir / "demo-admin-key.txt")
+        await bus.start()
+        for starter in app.state.get("starters", []):
+            await starter(app)
+        try:
+            yield
+        finally:
+            await _shutdown(gateway, background, bus, db)
+
+    @websocket("/v1/ws")
+    async def ws_endpoint(socket: WebSocket[Any, Any, Any]) -> None:
+        await gateway.handle(socket)
+
+    handlers: list[Any] = [ws_endpoint, *health_handlers, *auth_handlers, *people_handlers, *conversation_handlers]
+    return Litestar(
+        route_handlers=handlers,
+        state=state,
+        lifespan=[lifespan],
+        dependencies={"principal": Provide(get_principal)},
+        exception_handlers={ParleyError: _parley_error, HTTPException: _http_error, Exception: _internal_error},
+        openapi_config=OpenAPIConfig(title="Parley", version="1.0.0", path="/schema", render_plugins=[]),
+        request_max_body_size=settings.max_request_bytes,
+        debug=False,
+        event_emitter_backend=_NoEvents,
+    )
+
+
+async def _shutdown(gateway: Gateway, background: list[asyncio.Task[Any]], bus: Bus, db: Database) -> None:
+    try:
+        await gateway.drain()
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(BaseException):
+                await task
+        await bus.stop()
+        await db.dispose()
+    except Exception:
+        log.exception("shutdown failed")
+        raise
+
+
+def _parley_error(_req: Request[Any, Any, Any], exc: ParleyError) -> Response[Any]:
+    status = status_for_code(exc.code)
+    headers = {}
+    if exc.retry_after_ms is not None:
+        headers["Retry-After"] = str(max(1, exc.retry_after_ms // 1000))
+    return Response(error_body(exc.code, exc.detail, field=exc.field, retry_after_ms=exc.retry_after_ms),
+                    status_code=status, headers=headers)
+
+
+def _http_error(_req: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    detail = str(exc.detail)
+    if isinstance(exc, ValidationException):
+        extra = exc.extra if isinstance(exc.extra, list) else []
+        field = None
+        if extra and isinstance(extra[0], dict):
+            field = str(extra[0].get("key") or "") or None
+            detail = f"{detail}: {extra[0].get('message', '')}".strip(": ")
+        if "malformed" in detail.lower() or "decode" in detail.lower():
+            return Response(error_body("bad_frame", detail), status_code=400)
+        return Response(error_body("validation_failed", detail, field=field), status_code=422)
+    code = {401: "auth_required", 403: "forbidden", 404: "not_found", 405: "not_found", 413: "too_long",
+            415: "unsupported_media_type", 429: "rate_limited", 503: "unavailable"}.get(status)
+    if isinstance(exc, NotAuthorizedException):
+        code = "auth_required"
+    if code is None:
+        code = "validation_failed" if 400 <= status < 500 else "internal"
+    return Response(error_body(code, detail), status_code=status)
+
+
+def _internal_error(_req: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error", exc_info=exc)
+    return Response(error_body("internal", "internal error"), status_code=500)
+
+
+StarterFn = Callable[[Litestar], Awaitable[None]]

@@ -1,0 +1,86 @@
+"""The ``parley`` command: serve, worker, tenant, kb and bots."""
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from server.settings import Settings
+
+__all__ = ["main"]
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@click.group()
+def main() -> None:
+    """Parley: real-time conversations with an AI agent, human handoff and smart push."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+@click.option("--server", "server_kind", type=click.Choice(["socketify", "uvicorn"]), default=None)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def serve(host: str | None, port: int | None, server_kind: str | None, data_dir: Path | None) -> None:
+    """Run the server (socketify by default)."""
+    from server.app import create_app
+    from server.serving import run_socketify, run_uvicorn
+
+    settings = _settings(host=host, port=port, server=server_kind, data_dir=data_dir)
+    import os
+
+    app = create_app(settings, server_kind=settings.server, fault_point=os.environ.get("PARLEY_FAULT_POINT"))
+
+    def banner() -> None:
+        key_file = settings.data_dir / "demo-admin-key.txt"
+        url = settings.public_url or f"http://{settings.host}:{settings.port}"
+        click.echo(f"Parley is up: {url}  (chat widget demo at {url}/, agent console at {url}/agent)")
+        if key_file.exists():
+            click.echo(f"Demo tenant admin key: {key_file.read_text().strip()}  (stored in {key_file})")
+        sys.stdout.flush()
+
+    if settings.server == "uvicorn":
+        app.on_startup.append(lambda: banner())
+        run_uvicorn(app, settings)
+    else:
+        run_socketify(app, settings, on_listen=banner)
+
+
+@main.group()
+def tenant() -> None:
+    """Manage tenants (businesses)."""
+
+
+@tenant.command("create")
+@click.argument("name")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def tenant_create(name: str, data_dir: Path | None) -> None:
+    """Create a tenant and print its admin key (shown once)."""
+    from server.db import Database
+    from server.migrations import upgrade
+    from server.tenants import create_tenant
+
+    settings = _settings(data_dir=data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def go() -> None:
+        db = Database(settings.resolved_database_url())
+        await upgrade(db)
+        created = await create_tenant(db, name)
+        await db.dispose()
+        click.echo(f"tenant id:  {created.tenant.id}")
+        click.echo(f"admin key:  {created.admin_key}")
+        click.echo(f"widget key: {created.tenant.widget_key}")
+
+    asyncio.run(go())
+
+
+if __name__ == "__main__":
+    main()

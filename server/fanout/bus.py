@@ -1,0 +1,122 @@
+"""The bus between nodes. ``MemoryBus`` is one process; ``RedisBus`` bridges Redis pub/sub
+(Litestar's channels Redis backend) into the local fan-out of each node. A node subscribes to
+a Redis channel only while one of its sockets needs that topic."""
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+
+from server.fanout.local import Connection, LocalFanout
+
+__all__ = ["Bus", "MemoryBus", "RedisBus"]
+
+log = logging.getLogger("parley.fanout")
+
+
+class Bus(ABC):
+    def __init__(self, local: LocalFanout) -> None:
+        self.local = local
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def healthy(self) -> bool:
+        return True
+
+    @abstractmethod
+    async def publish(self, topic: str, data: str) -> None: ...
+
+    async def subscribe(self, conn: Connection, topic: str) -> None:
+        await self.local.add(conn, topic)
+
+    async def unsubscribe(self, conn: Connection, topic: str) -> None:
+        await self.local.remove(conn, topic)
+
+    async def drop(self, conn: Connection) -> None:
+        await self.local.remove_all(conn)
+
+
+class MemoryBus(Bus):
+    async def publish(self, topic: str, data: str) -> None:
+        await self.local.deliver(topic, data)
+
+
+class RedisBus(Bus):
+    def __init__(self, local: LocalFanout, url: str, *, prefix: str = "parley:") -> None:
+        super().__init__(local)
+        from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+        from redis.asyncio import Redis
+
+        self._redis = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._backend = RedisChannelsPubSubBackend(redis=self._redis, key_prefix=prefix.rstrip(":"))
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._wanted: set[str] = set()
+
+    async def start(self) -> None:
+        await self._backend.on_startup()
+        self._task = asyncio.create_task(self._pump(), name="parley-redis-pump")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._backend.on_shutdown()
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()
+
+    async def healthy(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self._redis.ping(), 2))
+        except Exception:
+            return False
+
+    async def publish(self, topic: str, data: str) -> None:
+        # Losing Redis only delays delivery: clients catch up from the database on resume.
+        try:
+            await asyncio.wait_for(self._backend.publish(data.encode(), [topic]), 2)
+        except Exception as exc:
+            log.warning("redis publish failed for %s: %s", topic, type(exc).__name__)
+
+    async def subscribe(self, conn: Connection, topic: str) -> None:
+        if await self.local.add(conn, topic):
+            async with self._lock:
+                self._wanted.add(topic)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._backend.subscribe([topic]), 2)
+
+    async def unsubscribe(self, conn: Connection, topic: str) -> None:
+        if await self.local.remove(conn, topic):
+            await self._forget([topic])
+
+    async def drop(self, conn: Connection) -> None:
+        emptied = await self.local.remove_all(conn)
+        if emptied:
+            await self._forget(emptied)
+
+    async def _forget(self, topics: list[str]) -> None:
+        async with self._lock:
+            self._wanted.difference_update(topics)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._backend.unsubscribe(topics), 2)
+
+    async def _pump(self) -> None:
+        while True:
+            try:
+                async for channel, payload in self._backend.stream_events():
+                    await self.local.deliver(channel, payload.decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("redis stream lost (%s); resubscribing", type(exc).__name__)
+                await asyncio.sleep(0.5)
+                async with self._lock:
+                    with contextlib.suppress(Exception):
+                        if self._wanted:
+                            await asyncio.wait_for(self._backend.subscribe(list(self._wanted)), 2)

@@ -1,0 +1,134 @@
+"""Delivery to the sockets of this node. ``PythonFanout`` gives every connection a bounded
+queue drained by its own writer task; ``NativeFanout`` hands topics to uWS (socketify), whose
+C++ fan-out never enters Python."""
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["Connection", "LocalFanout", "NativeFanout", "PythonFanout"]
+
+
+class Connection:
+    """One accepted socket as fan-out sees it."""
+
+    __slots__ = ("held", "held_max", "id", "key", "native_send", "on_overflow", "overflowed", "queue", "topics")
+
+    def __init__(
+        self,
+        conn_id: str,
+        key: tuple[str, str, str],
+        *,
+        queue_max: int,
+        native_send: Callable[[dict[str, Any]], Awaitable[Any]] | None = None,
+        on_overflow: Callable[["Connection"], None] | None = None,
+    ) -> None:
+        self.id = conn_id
+        self.key = key  # (tenant_id, role, principal id)
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=queue_max)
+        self.topics: set[str] = set()
+        self.native_send = native_send
+        self.on_overflow = on_overflow
+        self.overflowed = False
+        # Topics whose live frames wait while a database replay goes out (see the gateway).
+        self.held: dict[str, list[str]] = {}
+        self.held_max = queue_max
+
+    def offer(self, data: str, topic: str | None = None) -> bool:
+        """Queue a frame without ever blocking the publisher; a full queue marks a slow consumer."""
+        if self.overflowed:
+            return False
+        if topic is not None and self.held:
+            held = self.held.get(topic)
+            if held is not None and len(held) < self.held_max:
+                held.append(data)
+                return True
+        try:
+            self.queue.put_nowait(data)
+            return True
+        except asyncio.QueueFull:
+            self.overflowed = True
+            if self.on_overflow is not None:
+                self.on_overflow(self)
+            return False
+
+
+class LocalFanout(ABC):
+    native = False
+
+    def __init__(self) -> None:
+        self.topics: dict[str, set[Connection]] = {}
+
+    def members(self, topic: str) -> set[Connection]:
+        return self.topics.get(topic, set())
+
+    async def add(self, conn: Connection, topic: str) -> bool:
+        """Returns True when this node had no subscriber of ``topic`` before."""
+        first = topic not in self.topics
+        self.topics.setdefault(topic, set()).add(conn)
+        conn.topics.add(topic)
+        return first
+
+    async def remove(self, conn: Connection, topic: str) -> bool:
+        """Returns True when this node has no subscriber of ``topic`` left."""
+        conn.topics.discard(topic)
+        members = self.topics.get(topic)
+        if members is None:
+            return False
+        members.discard(conn)
+        if not members:
+            del self.topics[topic]
+            return True
+        return False
+
+    async def remove_all(self, conn: Connection) -> list[str]:
+        emptied = []
+        for topic in list(conn.topics):
+            if await self.remove(conn, topic):
+                emptied.append(topic)
+        return emptied
+
+    @abstractmethod
+    async def deliver(self, topic: str, data: str) -> int: ...
+
+
+class PythonFanout(LocalFanout):
+    async def deliver(self, topic: str, data: str) -> int:
+        n = 0
+        for conn in tuple(self.topics.get(topic, ())):
+            n += conn.offer(data, topic)
+        return n
+
+
+class NativeFanout(LocalFanout):
+    """socketify's ``websocket.subscribe``/``websocket.publish`` ASGI extensions. Membership is
+    mirrored here so the node knows which topics it needs from the bus."""
+
+    native = True
+
+    async def add(self, conn: Connection, topic: str) -> bool:
+        first = await super().add(conn, topic)
+        if conn.native_send is not None:
+            await conn.native_send({"type": "websocket.subscribe", "topic": topic})
+        return first
+
+    async def remove(self, conn: Connection, topic: str) -> bool:
+        emptied = await super().remove(conn, topic)
+        if conn.native_send is not None:
+            # The socket may already be gone; its membership is dropped either way.
+            with contextlib.suppress(Exception):
+                await conn.native_send({"type": "websocket.unsubscribe", "topic": topic})
+        return emptied
+
+    async def deliver(self, topic: str, data: str) -> int:
+        members = self.topics.get(topic)
+        if not members:
+            return 0
+        # Any live socket of this process can publish; uWS delivers to every subscriber.
+        for conn in members:
+            if conn.native_send is not None:
+                await conn.native_send({"type": "websocket.publish", "topic": topic, "text": data})
+                return len(members)
+        return 0

@@ -1,0 +1,171 @@
+"""Client frames of the WebSocket protocol: strict parsing and validation. Every failure is a
+``BadInput`` with the contract's code and, where there is one, the offending field."""
+
+import json
+import re
+from typing import Annotated, Any
+
+import msgspec
+
+from server.errors import BadInput, TooLong
+
+__all__ = [
+    "ClientFrame",
+    "ConversationStart",
+    "HandoffRequest",
+    "Hello",
+    "Ping",
+    "Read",
+    "Send",
+    "Subscribe",
+    "Typing",
+    "Unsubscribe",
+    "parse_frame",
+]
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Ref = Annotated[str, msgspec.Meta(max_length=128)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+
+
+class _Frame(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen=True):
+    ref: Ref | None = None
+
+
+class Hello(_Frame, tag="hello"):
+    token: Annotated[str, msgspec.Meta(max_length=8192)] = ""
+    resume: Annotated[dict[Id, Seq], msgspec.Meta(max_length=500)] = msgspec.field(default_factory=dict)
+
+
+class ConversationStart(_Frame, tag="conversation.start"):
+    bot_id: Id | None = None
+    text: str | None = None
+    client_msg_id: Id | None = None
+
+
+class Subscribe(_Frame, tag="subscribe"):
+    conversation_id: Id = ""
+    after_seq: Seq | None = None
+
+
+class Unsubscribe(_Frame, tag="unsubscribe"):
+    conversation_id: Id = ""
+
+
+class Send(_Frame, tag="send"):
+    conversation_id: Id = ""
+    client_msg_id: Id | None = None
+    text: str | None = None
+
+
+class Typing(_Frame, tag="typing"):
+    conversation_id: Id = ""
+    active: bool = True
+
+
+class Read(_Frame, tag="read"):
+    conversation_id: Id = ""
+    seq: Seq = 0
+
+
+class HandoffRequest(_Frame, tag="handoff.request"):
+    conversation_id: Id = ""
+    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class Ping(_Frame, tag="ping"):
+    pass
+
+
+ClientFrame = Hello | ConversationStart | Subscribe | Unsubscribe | Send | Typing | Read | HandoffRequest | Ping
+_TYPES = {
+    "hello", "conversation.start", "subscribe", "unsubscribe", "send", "typing", "read", "handoff.request", "ping",
+}
+_REQUIRED = {
+    "subscribe": ("conversation_id",),
+    "unsubscribe": ("conversation_id",),
+    "send": ("conversation_id", "client_msg_id", "text"),
+    "typing": ("conversation_id",),
+    "read": ("conversation_id", "seq"),
+    "handoff.request": ("conversation_id",),
+    "hello": ("token",),
+}
+_FIELD = re.compile(r"`\$\.([A-Za-z_\.]+)")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
+_MAX_INT_DIGITS = 20
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise BadInput(f"duplicate key {k!r}", code="bad_frame", field=k)
+        out[k] = v
+    return out
+
+
+def _bounded_int(s: str) -> int:
+    if len(s.lstrip("-")) > _MAX_INT_DIGITS:
+        raise BadInput("integer has too many digits", code="bad_frame")
+    return int(s)
+
+
+def _no_constant(name: str) -> Any:
+    raise BadInput(f"{name} is not valid JSON", code="bad_frame")
+
+
+def _depth_ok(raw: str, limit: int) -> bool:
+    # Cheap upper bound on nesting: brackets inside strings only make it stricter.
+    if raw.count("[") + raw.count("{") <= limit:
+        return True
+    depth = 0
+    in_str = esc = False
+    for ch in raw:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def parse_frame(raw: str, *, max_bytes: int = 65536, max_depth: int = 32) -> ClientFrame:
+    if len(raw) > max_bytes or len(raw.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise TooLong(f"frame is larger than {max_bytes} bytes")
+    if not _depth_ok(raw, max_depth):
+        raise BadInput(f"JSON nested deeper than {max_depth} levels", code="bad_frame")
+    try:
+        data = json.loads(raw, object_pairs_hook=_no_duplicates, parse_int=_bounded_int,
+                          parse_constant=_no_constant)
+    except BadInput:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise BadInput(f"frame is not valid JSON: {str(exc)[:120]}", code="bad_frame") from None
+    if not isinstance(data, dict):
+        raise BadInput("frame must be a JSON object", code="bad_frame")
+    ftype = data.get("type")
+    if not isinstance(ftype, str):
+        raise BadInput("frame has no string 'type'", code="bad_frame", field="type")
+    if ftype not in _TYPES:
+        raise BadInput(f"unknown frame type {ftype[:64]!r}", code="unknown_type", field="type")
+    for name in _REQUIRED.get(ftype, ()):
+        if data.get(name) is None:
+            raise BadInput(f"field '{name}' is required", field=name)
+    try:
+        return msgspec.convert(data, ClientFrame, strict=True)
+    except msgspec.ValidationError as exc:
+        msg = str(exc)
+        m = _MISSING.search(msg) or _UNKNOWN.search(msg) or _FIELD.search(msg)
+        field = m.group(1) if m else None
+        raise BadInput(f"invalid frame: {msg}", field=field) from None

@@ -1,0 +1,531 @@
+"""The WebSocket gateway (``/v1/ws``): handshake, resume from the database, the client frames
+of the contract, rate limits, bounded send queues and ``bye`` before every close it starts."""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from litestar import WebSocket
+from sqlmodel import col, select
+
+from server.auth import Principal, verify_token
+from server.chat import (
+    ChatService,
+    Sender,
+    conversation_json,
+    iso,
+    message_frame,
+    topic_agents,
+    topic_conversation,
+    topic_queue,
+    topic_user,
+)
+from server.errors import AuthError, BadInput, Conflict, NotFound, ParleyError, RateLimited
+from server.fanout import Bus, Connection
+from server.frames import (
+    ConversationStart,
+    HandoffRequest,
+    Hello,
+    Ping,
+    Read,
+    Send,
+    Subscribe,
+    Typing,
+    Unsubscribe,
+    parse_frame,
+)
+from server.metrics import Metrics
+from server.models import Conversation, Message, new_id
+from server.ratelimit import TokenBucket
+from server.settings import Settings
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("parley.gateway")
+HandoffHook = Callable[[Principal, str, str | None], Awaitable[Any]]
+
+
+class _Closing(Exception):
+    """Raised inside a session to end it after its error/bye frames went out."""
+
+
+class Session:
+    def __init__(self, gw: "Gateway", socket: WebSocket[Any, Any, Any], native: bool) -> None:
+        self.gw = gw
+        self.socket = socket
+        self.id = new_id()
+        self.principal: Principal | None = None
+        self.conn: Connection | None = None
+        self.native = native
+        self.writer: asyncio.Task[None] | None = None
+        self.closed = asyncio.Event()
+        self.bucket = TokenBucket(gw.settings.rate_per_connection, gw.settings.burst_per_connection)
+        self.killing = False
+
+    # -- output --------------------------------------------------------------------------
+
+    def push(self, frame: dict[str, Any]) -> None:
+        if self.conn is None:
+            return
+        self.conn.offer(json.dumps(frame))
+
+    async def send_direct(self, frame: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.socket.send_text(json.dumps(frame)), 1.0)
+
+    async def _write_loop(self) -> None:
+        assert self.conn is not None
+        q = self.conn.queue
+        send = self.socket.send_text
+        while True:
+            data = await q.get()
+            if data is None:
+                return
+            await send(data)
+            q.task_done()
+
+    def on_overflow(self, _conn: Connection) -> None:
+        if not self.killing:
+            self.killing = True
+            self.gw.metrics.errors.labels("slow_consumer").inc()
+            asyncio.get_running_loop().create_task(
+                self.kill("slow_consumer", "too many frames waiting; resume from your last seq", reconnect=True)
+            )
+
+    async def kill(self, code: str, detail: str, *, reconnect: bool) -> None:
+        """End the session from outside its receive loop (slow consumer, shutdown)."""
+        if self.writer is not None:
+            self.writer.cancel()
+        if code != "shutdown":
+            await self.send_direct({"type": "error", "code": code, "detail": detail, "fatal": True})
+        await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.socket.close(code=_close_code(code)), 1.0)
+        self.closed.set()
+
+    async def fatal(self, code: str, detail: str, *, reconnect: bool = False, ref: str | None = None) -> None:
+        self.gw.metrics.errors.labels(code).inc()
+        if self.writer is not None:
+            self.writer.cancel()
+        frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail, "fatal": True}
+        if ref is not None:
+            frame["ref"] = ref
+        await self.send_direct(frame)
+        await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.socket.close(code=_close_code(code)), 1.0)
+        raise _Closing
+
+    def error(self, exc: ParleyError, ref: str | None, client_msg_id: str | None = None) -> None:
+        self.gw.metrics.errors.labels(exc.code).inc()
+        frame: dict[str, Any] = {"type": "error", "code": exc.code, "detail": exc.detail, "fatal": False}
+        if ref is not None:
+            frame["ref"] = ref
+        if client_msg_id is not None:
+            frame["client_msg_id"] = client_msg_id
+        if exc.retry_after_ms is not None:
+            frame["retry_after_ms"] = exc.retry_after_ms
+        if exc.field is not None:
+            frame["field"] = exc.field
+        self.push(frame)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        s = self.gw.settings
+        origin = self.socket.headers.get("origin")
+        await self.socket.accept()
+        try:
+            if not self.gw.origin_allowed(origin, self.socket.headers.get("host")):
+                await self.fatal("forbidden", f"origin {origin!r} is not allowed")
+            if self.gw.draining:
+                await self.fatal("unavailable", "server is shutting down", reconnect=True)
+            hello = await self._hello(s.hello_timeout_s)
+            p = await self._authenticate(hello)
+            key = (p.tenant_id, p.role, p.id)
+            if len(self.gw.by_principal.get(key, ())) >= s.max_connections_per_user:
+                await self.fatal("connection_limit",
+                                 f"at most {s.max_connections_per_user} connections per user")
+            self.principal = p
+            self.conn = Connection(self.id, key, queue_max=s.send_queue_max, on_overflow=self.on_overflow,
+                                   native_send=self.socket.send if self.native else None)
+            self.writer = asyncio.create_task(self._write_loop())
+            self.gw.register(self)
+            self.push({"type": "welcome", "connection_id": self.id,
+                       "me": {"id": p.id, "role": p.role, "name": p.name},
+                       "limits": {"max_frame_bytes": s.max_frame_bytes, "max_text_chars": s.max_text_chars},
+                       **({"ref": hello.ref} if hello.ref else {})})
+            await self._initial_subscriptions(p, hello.resume)
+            await self._loop()
+        except _Closing:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("session %s failed", self.id)
+            with contextlib.suppress(_Closing):
+                await self.fatal("internal", "internal error", reconnect=True)
+        finally:
+            await self.gw.unregister(self)
+            if self.writer is not None:
+                self.writer.cancel()
+            self.closed.set()
+
+    async def _hello(self, timeout: float) -> Hello:
+        try:
+            event = await asyncio.wait_for(self.socket.receive(), timeout)
+        except TimeoutError:
+            await self.fatal("auth_timeout", f"no hello within {timeout:g} s")
+        if event["type"] == "websocket.disconnect":
+            raise _Closing
+        text = event.get("text")
+        if text is None:
+            await self.fatal("bad_frame", "the first frame must be a JSON text frame 'hello'")
+        try:
+            frame = parse_frame(text, max_bytes=self.gw.settings.max_frame_bytes,
+                                max_depth=self.gw.settings.max_json_depth)
+        except ParleyError as exc:
+            await self.fatal(exc.code, exc.detail)
+        if not isinstance(frame, Hello):
+            await self.fatal("auth_required", "the first frame must be 'hello'", ref=frame.ref)
+        return frame
+
+    async def _authenticate(self, hello: Hello) -> Principal:
+        try:
+            return await verify_token(self.gw.db, hello.token)
+        except AuthError as exc:
+            await self.fatal(exc.code, exc.detail, ref=hello.ref)
+        except ParleyError as exc:
+            await self.fatal(exc.code, exc.detail, reconnect=True, ref=hello.ref)
+        raise AssertionError("unreachable")
+
+    async def _initial_subscriptions(self, p: Principal, resume: dict[str, int]) -> None:
+        bus, conn = self.gw.bus, self.conn
+        assert conn is not None
+        await bus.subscribe(conn, topic_user(p.tenant_id, p.role, p.id))
+        async with self.gw.db.session() as s:
+            q = select(Conversation.id).where(Conversation.tenant_id == p.tenant_id)
+            if p.role == "user":
+                q = q.where(Conversation.user_id == p.id, col(Conversation.status).in_(("bot", "queued", "assigned")))
+            else:
+                q = q.where(Conversation.assignee_id == p.id, Conversation.status == "assigned")
+            own = list((await s.exec(q.limit(self.gw.settings.max_subscriptions))).all())
+        if p.role == "agent":
+            await bus.subscribe(conn, topic_queue(p.tenant_id))
+        for cid in own:
+            if cid not in resume:
+                await bus.subscribe(conn, self._topic(cid))
+        await self.gw.presence_changed(p, "online")
+        for cid, last_seq in resume.items():
+            try:
+                await self._subscribe(cid, last_seq, ref=None, resume=True)
+            except ParleyError as exc:
+                self.error(exc, None)
+
+    def _topic(self, conversation_id: str) -> str:
+        assert self.principal is not None
+        return topic_conversation(conversation_id) if self.principal.role == "user" else topic_agents(conversation_id)
+
+    async def _subscribe(self, cid: str, after_seq: int | None, *, ref: str | None, resume: bool = False) -> None:
+        p, conn = self.principal, self.conn
+        assert p is not None and conn is not None
+        async with self.gw.db.session() as s:
+            conv = await s.get(Conversation, cid)
+        if conv is None or not self.gw.chat.can_see(p, conv):
+            # Another tenant's conversation answers exactly like a missing one.
+            if resume:
+                raise Conflict(f"conversation {cid} cannot be resumed; start again from history",
+                               code="resync_required")
+            raise NotFound("conversation not found")
+        if after_seq is not None and after_seq > conv.last_seq:
+            raise Conflict(f"after_seq {after_seq} is ahead of the conversation (last_seq {conv.last_seq})",
+                           code="invalid_cursor")
+        if len(conn.topics) >= self.gw.settings.max_subscriptions:
+            raise RateLimited("too many subscriptions on this connection", code="validation_failed")
+        topic = self._topic(cid)
+        if after_seq is None:
+            await self.gw.bus.subscribe(conn, topic)
+            self.push({"type": "subscribed", "conversation_id": cid, "last_seq": conv.last_seq,
+                       **({"ref": ref} if ref else {})})
+            return
+        # Hold live frames for this topic while the database replay goes out, then release those
+        # the replay did not already cover: no gap, no duplicate, no reordering.
+        conn.held[topic] = []
+        try:
+            await self.gw.bus.subscribe(conn, topic)
+            last = await self._replay(cid, after_seq)
+        finally:
+            held = conn.held.pop(topic, [])
+        for data in held:
+            seq = _frame_seq(data)
+            if seq is None or seq > last:
+                conn.offer(data)
+        self.push({"type": "subscribed", "conversation_id": cid, "last_seq": last, **({"ref": ref} if ref else {})})
+
+    async def _replay(self, cid: str, after_seq: int) -> int:
+        p = self.principal
+        assert p is not None
+        last = after_seq
+        batch = self.gw.settings.replay_batch
+        while True:
+            q = (select(Message).where(Message.conversation_id == cid, Message.tenant_id == p.tenant_id,
+                                       Message.seq > last).order_by(col(Message.seq)).limit(batch))
+            if p.role == "user":
+                q = q.where(Message.kind != "note")
+            async with self.gw.db.session() as s:
+                rows = list((await s.exec(q)).all())
+            for m in rows:
+                self.conn.offer(message_frame(m))  # type: ignore[union-attr]
+                last = m.seq
+            if len(rows) < batch:
+                break
+            # Let the writer drain so a long history never outgrows the send queue.
+            while self.conn is not None and self.conn.queue.qsize() > self.gw.settings.send_queue_max // 2:
+                await asyncio.sleep(0.005)
+        # Only what was replayed: a message committed after the query still arrives live.
+        return last
+
+    async def _loop(self) -> None:
+        s = self.gw.settings
+        while True:
+            event = await self.socket.receive()
+            etype = event["type"]
+            if etype == "websocket.disconnect":
+                return
+            if etype != "websocket.receive":
+                continue
+            text = event.get("text")
+            if text is None:
+                self.error(BadInput("binary frames are not supported; send JSON text frames", code="bad_frame"),
+                           None)
+                continue
+            ref: str | None = None
+            cmid: str | None = None
+            try:
+                frame = parse_frame(text, max_bytes=s.max_frame_bytes, max_depth=s.max_json_depth)
+                ref = frame.ref
+                cmid = getattr(frame, "client_msg_id", None)
+                await self._dispatch(frame)
+            except _Closing:
+                raise
+            except ParleyError as exc:
+                self.error(exc, ref, cmid)
+            if self.closed.is_set():
+                raise _Closing
+
+    async def _dispatch(self, frame: Any) -> None:
+        p = self.principal
+        assert p is not None
+        gw = self.gw
+        match frame:
+            case Send():
+                self._rate_limit()
+                t0 = time.perf_counter()
+                posted = await gw.chat.post_message(
+                    p.tenant_id, frame.conversation_id, Sender.of(p), frame.text or "",
+                    client_msg_id=frame.client_msg_id, principal=p)
+                m = posted.message
+                self.push({"type": "ack", "client_msg_id": m.client_msg_id, "conversation_id": m.conversation_id,
+                           "message_id": m.id, "seq": m.seq, "created_at": message_created(m),
+                           **({"ref": frame.ref} if frame.ref else {})})
+                gw.metrics.ack_latency.observe(time.perf_counter() - t0)
+                if posted.created:
+                    gw.metrics.messages.labels(p.sender_kind).inc()
+                if self.native and self.conn is not None:
+                    # uWS topics bypass our queue; let the ack leave before the message does.
+                    await self.conn.queue.join()
+                await gw.chat.publish(posted)
+            case Ping():
+                self.push({"type": "pong", **({"ref": frame.ref} if frame.ref else {})})
+            case Subscribe():
+                await self._subscribe(frame.conversation_id, frame.after_seq, ref=frame.ref)
+            case Unsubscribe():
+                conv = await gw.chat.get_conversation(p, frame.conversation_id)
+                assert self.conn is not None
+                await gw.bus.unsubscribe(self.conn, self._topic(conv.id))
+                self.push({"type": "unsubscribed", "conversation_id": conv.id,
+                           **({"ref": frame.ref} if frame.ref else {})})
+            case Typing():
+                self._rate_limit(0.2)
+                conv = await gw.chat.get_conversation(p, frame.conversation_id)
+                await self._relay(conv.id, {"type": "typing", "conversation_id": conv.id,
+                                            "participant": self._participant(), "active": frame.active})
+            case Read():
+                seq = await gw.chat.mark_read(p, frame.conversation_id, frame.seq)
+                await self._relay(frame.conversation_id, {"type": "read", "conversation_id": frame.conversation_id,
+                                                          "participant": self._participant(), "seq": seq})
+            case HandoffRequest():
+                conv = await gw.chat.get_conversation(p, frame.conversation_id)
+                conv = await gw.on_handoff_request(p, conv.id, frame.reason)
+                if frame.ref:
+                    self.push({"type": "conversation", "conversation": conversation_json(conv), "ref": frame.ref})
+            case ConversationStart():
+                self._rate_limit()
+                conv = await gw.chat.start_conversation(p, bot_id=frame.bot_id)
+                assert self.conn is not None
+                await gw.bus.subscribe(self.conn, self._topic(conv.id))
+                self.push({"type": "conversation", "conversation": conversation_json(conv),
+                           **({"ref": frame.ref} if frame.ref else {})})
+                if frame.text:
+                    await self._dispatch(Send(conversation_id=conv.id, text=frame.text, ref=frame.ref,
+                                              client_msg_id=frame.client_msg_id or _uuid()))
+            case Hello():
+                raise BadInput("already authenticated", code="bad_frame")
+
+    async def _relay(self, cid: str, frame: dict[str, Any]) -> None:
+        data = json.dumps(frame)
+        await self.gw.bus.publish(topic_conversation(cid), data)
+        await self.gw.bus.publish(topic_agents(cid), data)
+
+    def _participant(self) -> dict[str, Any]:
+        p = self.principal
+        assert p is not None
+        return {"kind": p.sender_kind, "id": p.id, "name": p.name}
+
+    def _rate_limit(self, cost: float = 1.0) -> None:
+        assert self.principal is not None
+        wait = self.bucket.take(cost)
+        if not wait:
+            wait = self.gw.user_bucket(self.principal).take(cost)
+        if wait:
+            raise RateLimited("too many frames; slow down", retry_after_ms=wait)
+
+
+def message_created(m: Message) -> str:
+    return iso(m.created_at)
+
+
+def _uuid() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+def _frame_seq(data: str) -> int | None:
+    if not data.startswith('{"type": "message"'):
+        return None
+    try:
+        return int(json.loads(data)["message"]["seq"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+_CLOSE_CODES = {
+    "auth_timeout": 4001, "auth_required": 4001, "token_invalid": 4001, "token_expired": 4001,
+    "forbidden": 4003, "connection_limit": 4029, "slow_consumer": 4008, "unavailable": 1013,
+    "shutdown": 1001, "internal": 1011, "bad_frame": 1003,
+}
+
+
+def _close_code(code: str) -> int:
+    return _CLOSE_CODES.get(code, 1008)
+
+
+class Gateway:
+    def __init__(self, settings: Settings, db: Any, chat: ChatService, bus: Bus, metrics: Metrics,
+                 *, native: bool = False) -> None:
+        self.settings = settings
+        self.db = db
+        self.chat = chat
+        self.bus = bus
+        self.metrics = metrics
+        self.native = native
+        self.sessions: dict[str, Session] = {}
+        self.by_principal: dict[tuple[str, str, str], set[Session]] = {}
+        self._user_buckets: dict[tuple[str, str, str], TokenBucket] = {}
+        self.draining = False
+        self.on_handoff_request: Callable[[Principal, str, str | None], Awaitable[Conversation]] = (
+            self._default_handoff)
+
+    async def _default_handoff(self, p: Principal, cid: str, reason: str | None) -> Conversation:
+        return await self.chat.set_status(p, p.tenant_id, cid, "handoff", reason="user_request")
+
+    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        if origin is None:
+            return True  # not a browser: tokens, not origins, protect non-browser clients
+        allowed = self.settings.allowed_origins
+        if "*" in allowed or origin in allowed:
+            return True
+        bare = origin.split("://", 1)[-1]
+        return host is not None and bare == host
+
+    async def handle(self, socket: WebSocket[Any, Any, Any]) -> None:
+        await Session(self, socket, self.native).run()
+
+    def register(self, session: Session) -> None:
+        assert session.conn is not None
+        self.sessions[session.id] = session
+        self.by_principal.setdefault(session.conn.key, set()).add(session)
+        self.metrics.connections.set(len(self.sessions))
+
+    async def unregister(self, session: Session) -> None:
+        if self.sessions.pop(session.id, None) is None:
+            return
+        assert session.conn is not None and session.principal is not None
+        await self.bus.drop(session.conn)
+        peers = self.by_principal.get(session.conn.key)
+        if peers is not None:
+            peers.discard(session)
+            if not peers:
+                del self.by_principal[session.conn.key]
+                self._user_buckets.pop(session.conn.key, None)
+                with contextlib.suppress(Exception):
+                    await self.presence_changed(session.principal, "offline")
+        self.metrics.connections.set(len(self.sessions))
+
+    def user_bucket(self, p: Principal) -> TokenBucket:
+        key = (p.tenant_id, p.role, p.id)
+        b = self._user_buckets.get(key)
+        if b is None:
+            b = self._user_buckets[key] = TokenBucket(self.settings.rate_per_user, self.settings.burst_per_user)
+        return b
+
+    def is_online(self, tenant_id: str, role: str, principal_id: str) -> bool:
+        return (tenant_id, role, principal_id) in self.by_principal
+
+    def online_agents(self, tenant_id: str) -> set[str]:
+        return {k[2] for k in self.by_principal if k[0] == tenant_id and k[1] == "agent"}
+
+    async def presence_changed(self, p: Principal, status: str) -> None:
+        if status == "online" and len(self.by_principal.get((p.tenant_id, p.role, p.id), ())) > 1:
+            return
+        frame = json.dumps({"type": "presence", "participant": {"kind": p.sender_kind, "id": p.id, "name": p.name},
+                            "status": status})
+        if p.role == "agent":
+            await self.bus.publish(topic_queue(p.tenant_id), frame)
+            return
+        async with self.db.session() as s:
+            ids = (await s.exec(select(Conversation.id).where(
+                Conversation.tenant_id == p.tenant_id, Conversation.user_id == p.id,
+                col(Conversation.status).in_(("bot", "queued", "assigned"))).limit(50))).all()
+        for cid in ids:
+            await self.bus.publish(topic_agents(cid), frame)
+
+    async def deliver_to(self, tenant_id: str, role: str, principal_id: str, frame: dict[str, Any]) -> bool:
+        """Send a frame to every connection of one principal on this node (in-app notifications)."""
+        sessions = self.by_principal.get((tenant_id, role, principal_id))
+        if not sessions:
+            return False
+        data = json.dumps(frame)
+        for sess in sessions:
+            if sess.conn is not None:
+                sess.conn.offer(data)
+        return True
+
+    async def drain(self) -> None:
+        """Graceful shutdown: refuse new sessions, tell every client to reconnect elsewhere."""
+        self.draining = True
+        sessions = list(self.sessions.values())
+        await asyncio.gather(*(s.kill("shutdown", "server is restarting", reconnect=True) for s in sessions),
+                             return_exceptions=True)
+
+
+async def follow(gw: Gateway, tenant_id: str, role: str, principal_id: str, topic: str) -> None:
+    """Subscribe every live connection of one principal on this node to ``topic``."""
+    for sess in list(gw.by_principal.get((tenant_id, role, principal_id), ())):
+        if sess.conn is not None:
+            await gw.bus.subscribe(sess.conn, topic)

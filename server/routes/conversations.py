@@ -1,0 +1,118 @@
+"""Conversations and their history over REST, with the same promises as the socket."""
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, get, post
+
+from server.auth import Principal
+from server.chat import Sender, conversation_json, message_json
+from server.errors import BadInput
+from server.routes.deps import require
+
+__all__ = ["conversation_handlers"]
+
+
+class StartConversation(msgspec.Struct, forbid_unknown_fields=True):
+    bot_id: str | None = None
+    user_id: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    text: str | None = None
+    client_msg_id: str | None = None
+
+
+class PostMessage(msgspec.Struct, forbid_unknown_fields=True):
+    text: str
+    client_msg_id: str
+
+
+class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+@post("/v1/conversations", status_code=201)
+async def start(request: Request[Any, Any, Any], principal: Principal, data: StartConversation) -> dict[str, Any]:
+    chat = request.app.state.chat
+    conv = await chat.start_conversation(principal, bot_id=data.bot_id, user_id=data.user_id)
+    out: dict[str, Any] = {"conversation": conversation_json(conv)}
+    if data.text:
+        if principal.role == "admin":
+            raise BadInput("an admin cannot write messages", field="text")
+        import uuid
+
+        posted = await chat.send(principal.tenant_id, conv.id, Sender.of(principal), data.text,
+                                 client_msg_id=data.client_msg_id or str(uuid.uuid4()), principal=principal)
+        out["message"] = message_json(posted.message)
+    return out
+
+
+@get("/v1/conversations")
+async def list_mine(request: Request[Any, Any, Any], principal: Principal, status: str | None = None,
+                    limit: int = 50) -> dict[str, Any]:
+    if status is not None and status not in ("bot", "queued", "assigned", "resolved"):
+        raise BadInput("status must be one of bot, queued, assigned, resolved", field="status")
+    if not 1 <= limit <= 200:
+        raise BadInput("limit must be 1..200", field="limit")
+    convs = await request.app.state.chat.list_conversations(principal, status=status, limit=limit)
+    return {"conversations": [conversation_json(c) for c in convs]}
+
+
+@get("/v1/conversations/{conversation_id:str}/messages")
+async def history(request: Request[Any, Any, Any], principal: Principal, conversation_id: str,
+                  after_seq: int = 0, limit: int = 100) -> dict[str, Any]:
+    cap = request.app.state.settings.history_page_max
+    if not 1 <= limit <= cap:
+        raise BadInput(f"limit must be 1..{cap}", field="limit")
+    msgs = await request.app.state.chat.history(principal, conversation_id, after_seq=after_seq, limit=limit)
+    return {"messages": [message_json(m) for m in msgs],
+            "next_after_seq": msgs[-1].seq if msgs else after_seq}
+
+
+@post("/v1/conversations/{conversation_id:str}/messages", status_code=201)
+async def post_message(request: Request[Any, Any, Any], principal: Principal, conversation_id: str,
+                       data: PostMessage) -> dict[str, Any]:
+    require(principal, "user", "agent")
+    chat = request.app.state.chat
+    posted = await chat.post_message(principal.tenant_id, conversation_id, Sender.of(principal), data.text,
+                                     client_msg_id=data.client_msg_id, principal=principal)
+    m = posted.message
+    await chat.publish(posted)
+    return {"client_msg_id": m.client_msg_id, "conversation_id": m.conversation_id, "message_id": m.id,
+            "seq": m.seq, "created_at": message_json(m)["created_at"], "duplicate": not posted.created}
+
+
+async def _status(request: Request[Any, Any, Any], principal: Principal, cid: str, action: str,
+                  reason: str | None) -> dict[str, Any]:
+    st = request.app.state
+    conv = await st.chat.get_conversation(principal, cid)
+    if action == "handoff":
+        conv = await st.router.handoff(conv.tenant_id, conv.id, reason=reason or f"{principal.role}_request")
+    else:
+        conv = await st.router.agent_action(principal, conv.id, action)
+    return {"conversation": conversation_json(conv)}
+
+
+@post("/v1/conversations/{conversation_id:str}/handoff", status_code=200)
+async def handoff(request: Request[Any, Any, Any], principal: Principal, conversation_id: str,
+                  data: StatusChange | None = None) -> dict[str, Any]:
+    return await _status(request, principal, conversation_id, "handoff", data.reason if data else None)
+
+
+@post("/v1/conversations/{conversation_id:str}/claim", status_code=200)
+async def claim(request: Request[Any, Any, Any], principal: Principal, conversation_id: str) -> dict[str, Any]:
+    require(principal, "agent")
+    return await _status(request, principal, conversation_id, "claim", None)
+
+
+@post("/v1/conversations/{conversation_id:str}/resolve", status_code=200)
+async def resolve(request: Request[Any, Any, Any], principal: Principal, conversation_id: str) -> dict[str, Any]:
+    require(principal, "agent")
+    return await _status(request, principal, conversation_id, "resolve", None)
+
+
+@post("/v1/conversations/{conversation_id:str}/handback", status_code=200)
+async def handback(request: Request[Any, Any, Any], principal: Principal, conversation_id: str) -> dict[str, Any]:
+    require(principal, "agent")
+    return await _status(request, principal, conversation_id, "handback", None)
+
+
+conversation_handlers = [start, list_mine, history, post_message, handoff, claim, resolve, handback]

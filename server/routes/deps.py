@@ -1,0 +1,20 @@
+"""Dependencies shared by the REST handlers: the authenticated principal and role checks."""
+
+from typing import Any
+
+from litestar import Request
+
+from server.auth import Principal, authenticate_bearer
+from server.errors import Forbidden
+
+__all__ = ["get_principal", "require"]
+
+
+async def get_principal(request: Request[Any, Any, Any]) -> Principal:
+    return await authenticate_bearer(request.app.state.db, request.headers.get("authorization"))
+
+
+def require(p: Principal, *roles: str) -> Principal:
+    if p.role not in roles:
+        raise Forbidden(f"this endpoint is for {', '.join(roles)}")
+    return p

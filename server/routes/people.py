@@ -1,0 +1,77 @@
+"""End-user profiles and human agents."""
+
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+from litestar import Request, post, put
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from server.auth import Principal, hash_password
+from server.errors import BadInput, Conflict
+from server.models import Agent, User, utcnow
+from server.routes.deps import require
+
+__all__ = ["people_handlers"]
+
+Str200 = Annotated[str, msgspec.Meta(max_length=200)]
+
+
+class UserProfile(msgspec.Struct, forbid_unknown_fields=True):
+    name: Str200 | None = None
+    email: Annotated[str, msgspec.Meta(max_length=320)] | None = None
+    locale: Annotated[str, msgspec.Meta(max_length=35)] | None = None
+    timezone: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    attributes: dict[str, Any] | None = None
+
+
+class NewAgent(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    email: Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+    password: Annotated[str, msgspec.Meta(min_length=8, max_length=1024)]
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+
+
+@put("/v1/users/{user_id:str}")
+async def put_user(request: Request[Any, Any, Any], principal: Principal, user_id: str,
+                   data: UserProfile) -> dict[str, Any]:
+    require(principal, "admin")
+    if not user_id or len(user_id) > 200:
+        raise BadInput("user_id must be 1..200 characters", field="user_id")
+    if data.timezone is not None:
+        try:
+            ZoneInfo(data.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise BadInput(f"unknown timezone {data.timezone!r}", field="timezone") from None
+    if data.attributes is not None and len(msgspec.json.encode(data.attributes)) > 16384:
+        raise BadInput("attributes must be at most 16 KiB of JSON", field="attributes")
+    async with request.app.state.db.write() as s:
+        user = (await s.exec(select(User).where(User.tenant_id == principal.tenant_id,
+                                                User.external_id == user_id))).first()
+        if user is None:
+            user = User(tenant_id=principal.tenant_id, external_id=user_id)
+        for field in ("name", "email", "locale", "timezone", "attributes"):
+            value = getattr(data, field)
+            if value is not None:
+                setattr(user, field, value)
+        user.updated_at = utcnow()
+        s.add(user)
+    return {"id": user.external_id, "name": user.name, "email": user.email, "locale": user.locale,
+            "timezone": user.timezone, "attributes": user.attributes}
+
+
+@post("/v1/agents", status_code=201)
+async def create_agent(request: Request[Any, Any, Any], principal: Principal, data: NewAgent) -> dict[str, Any]:
+    require(principal, "admin")
+    try:
+        async with request.app.state.db.write() as s:
+            agent = Agent(tenant_id=principal.tenant_id, name=data.name, email=data.email.lower(),
+                          password_hash=hash_password(data.password), max_concurrent=data.max_concurrent)
+            s.add(agent)
+    except IntegrityError:
+        raise Conflict("an agent with this email exists", code="validation_failed") from None
+    return {"id": agent.id, "name": agent.name, "email": agent.email, "max_concurrent": agent.max_concurrent}
+
+
+people_handlers = [put_user, create_agent]

@@ -1,0 +1,136 @@
+"""Running the app: socketify (default, with an ASGI compatibility layer and the graceful
+shutdown socketify lacks) or uvicorn. Both serve the same ``create_app`` result."""
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from litestar import Litestar
+
+from server.settings import Settings
+
+__all__ = ["SocketifyCompat", "run_socketify", "run_uvicorn"]
+
+log = logging.getLogger("parley.serving")
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[Any]]
+
+
+class SocketifyCompat:
+    """Fixes, in front of the app, what socketify 0.0.31 gets wrong in ASGI scopes and events:
+    a ``method`` key in WebSocket scopes (Litestar then answers 403), a query string with a
+    leading ``?``, and an empty binary frame delivered as ``bytes: None``."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stype = scope.get("type")
+        if stype in ("http", "websocket"):
+            qs = scope.get("query_string", b"")
+            if qs.startswith(b"?"):
+                scope["query_string"] = qs[1:]
+        if stype != "websocket":
+            await self.app(scope, receive, send)
+            return
+        scope.pop("method", None)
+
+        async def fixed_receive() -> MutableMapping[str, Any]:
+            event = await receive()
+            if event.get("type") == "websocket.receive" and event.get("text") is None and event.get("bytes") is None:
+                event = {"type": "websocket.receive", "bytes": b""}
+            return event
+
+        await self.app(scope, fixed_receive, send)
+
+
+def run_uvicorn(app: Litestar, settings: Settings) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        # Frames a little over the protocol limit still get a clear ``too_long`` from the app;
+        # anything larger is refused by the server before it is buffered.
+        ws_max_size=settings.max_frame_bytes * 2,
+        ws_per_message_deflate=False,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        timeout_graceful_shutdown=int(settings.shutdown_drain_s) or 1,
+        log_level="warning",
+        lifespan="on",
+    )
+
+
+def run_socketify(app: Litestar, settings: Settings, *, on_listen: Callable[[], None] | None = None) -> None:
+    from socketify import AppListenOptions
+    from socketify.asgi import _ASGI
+
+    server = _ASGI(
+        SocketifyCompat(app),
+        websocket_options={
+            "max_payload_length": settings.max_frame_bytes * 2,
+            "idle_timeout": 60,
+            "compression": False,
+            # uWS's own backpressure bound for native topic fan-out: a reader this far behind is closed.
+            "max_backpressure": 4 * 1024 * 1024,
+            "close_on_backpressure_limit": 1,
+        },
+        lifespan=True,
+    )
+    stopping = False
+    uws = server.server
+    gateway = app.state.gateway
+
+    def graceful(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        if stopping:
+            os._exit(1)
+        stopping = True
+        log.warning("signal %s: draining", signum)
+        gateway.draining = True
+
+        async def drain() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(gateway.drain(), settings.shutdown_drain_s)
+            await asyncio.sleep(0.05)
+            uws.close()  # closes the listen socket and stops the loop; lifespan shutdown follows
+
+        uws.loop.ensure_future(drain())
+
+    def listening(config: Any) -> None:
+        signal.signal(signal.SIGTERM, graceful)
+        signal.signal(signal.SIGINT, graceful)
+        log.warning("parley listening on http://%s:%s (socketify)", settings.host, config.port)
+        if on_listen is not None:
+            on_listen()
+
+    # socketify installs its own SIGINT handler (exit without shutdown) when its loop starts.
+    uws.loop.ensure_future(_reinstall(graceful))
+    # With lifespan on, listen() runs the loop until close(). socketify's own run() would then
+    # start the loop again and never run lifespan shutdown, so shut down here instead.
+    server.listen(AppListenOptions(port=settings.port, host=settings.host), listening)
+    if server.status in (1, 6):
+        server.status = 3
+        server.stop_future.set_result({"type": "lifespan.shutdown", "asgi": {"version": "3.0", "spec_version": "2.3"}})
+
+        async def until_stopped() -> None:
+            while server.status == 3:
+                await asyncio.sleep(0.01)
+
+        # run_once() steps the loop without marking it running, which breaks asyncio code in
+        # the app's shutdown hooks; run the loop properly until shutdown completes.
+        uws.loop.run_until_complete(until_stopped())
+    log.warning("parley stopped")
+
+
+async def _reinstall(handler: Callable[[int, Any], None]) -> None:
+    await asyncio.sleep(0)
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
