@@ -10,6 +10,7 @@ Outbox payloads (topic ``push``) this module writes or reads:
     {"kind": "chat.event", "event_id", "user_id", "name", "properties"?}   chat activity as an event
 """
 
+import hashlib
 import json
 import logging
 import random
@@ -29,10 +30,10 @@ from server.errors import BadInput, TooLong
 from server.models import Conversation, OutboxRow, Participant, User, new_id, utcnow
 from server.push.conditions import evaluate
 from server.push.decision import Candidate, Decision, DecisionContext, PastSend, Prefs, SupportState, decide
-from server.push.models import Event, Notification, PendingWait, Preferences, PushRule, PushTenantConfig, aware
+from server.push.models import Device, Event, Notification, PendingWait, Preferences, PushRule, PushTenantConfig, aware
 from server.push.presence import Presence
 from server.push.providers.base import Provider
-from server.push.providers.webpush import generate_vapid_keys
+from server.push.providers.webpush import b64url_decode, generate_vapid_keys
 from server.push.quiet_hours import zone
 from server.push.settings import PushSettings
 from server.push.templates import Copywriter, TemplateRenderer
@@ -473,6 +474,25 @@ class PushEngine:
             n = await self._notify(s, tenant_id, spec, now, {})
         return "notified" if n is not None else "duplicate"
 
+    # ------------------------------------------------------------------ devices
+
+    async def register_device(self, tenant_id: str, user_id: str, platform: str,
+                              subscription: Mapping[str, Any] | None = None, token: str | None = None) -> Device:
+        """Idempotent: the same subscription or token registered again is the same device (and is
+        reactivated, and moves to this user if the browser changed hands)."""
+        sub, tok = _validate_device(platform, subscription, token)
+        fp = hashlib.sha256(f"{platform}\x00{sub['endpoint'] if sub else tok}".encode()).hexdigest()
+        async with self.db.write() as s:
+            dev = (await s.exec(select(Device).where(Device.tenant_id == tenant_id, Device.fingerprint == fp))).first()
+            if dev is None:
+                dev = Device(tenant_id=tenant_id, user_id=user_id, platform=platform, subscription=sub, token=tok,
+                             fingerprint=fp, created_at=self.now())
+            else:
+                dev.user_id, dev.subscription, dev.token = user_id, sub, tok
+                dev.active, dev.deactivated_reason = True, None
+            s.add(dev)
+        return dev
+
     # ------------------------------------------------------------------ tenant config
 
     async def tenant_config(self, tenant_id: str) -> PushTenantConfig:
@@ -538,6 +558,36 @@ class PushEngine:
                 out["triggered"] += n
         out["conversion_rate"] = round(out["converted"] / out["delivered"], 4) if out["delivered"] else 0.0
         return out
+
+
+def _validate_device(platform: str, subscription: Mapping[str, Any] | None,
+                     token: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    if platform == "webpush":
+        if not isinstance(subscription, Mapping):
+            raise BadInput("subscription: is required for webpush", field="subscription")
+        endpoint = subscription.get("endpoint")
+        keys = subscription.get("keys")
+        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")) or len(endpoint) > 2000:
+            raise BadInput("subscription.endpoint: must be an http(s) URL", field="subscription.endpoint")
+        if not isinstance(keys, Mapping):
+            raise BadInput("subscription.keys: is required", field="subscription.keys")
+        for k, n in (("p256dh", 65), ("auth", 16)):
+            v = keys.get(k)
+            try:
+                ok = isinstance(v, str) and len(b64url_decode(v)) == n
+            except ValueError:
+                ok = False
+            if not ok:
+                raise BadInput(f"subscription.keys.{k}: must be base64url of {n} bytes",
+                               field=f"subscription.keys.{k}")
+        return {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}}, None
+    if platform in ("fcm", "apns"):
+        if not isinstance(token, str) or not token.strip() or len(token) > 4096:
+            raise BadInput(f"token: is required for {platform}", field="token")
+        if platform == "apns" and not all(c in "0123456789abcdefABCDEF" for c in token):
+            raise BadInput("token: an APNs device token is hexadecimal", field="token")
+        return None, token
+    raise BadInput("platform: must be one of webpush, fcm, apns", field="platform")
 
 
 def _parse_time(v: Any, now: datetime) -> datetime:
