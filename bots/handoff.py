@@ -28,7 +28,7 @@ from difflib import SequenceMatcher
 from typing import Any, Literal
 
 from bots.config import HandoffSettings
-from bots.text import content_tokens, normalize
+from bots.text import normalize
 from bots.values import Turn
 
 __all__ = [
@@ -65,11 +65,11 @@ _EN_REQUEST = [
     ),
     re.compile(r"\b(?:real|live|actual|human)\s+(?:person|human|agent|people|being|support|rep)"),
     re.compile(
-        r"\b(?:need|want|get|have|reach|see|like)\s+(?:a|an|to a|some|the)?\s*(?:real |live |actual )?"
+        r"\b(?:need|want|get|have|reach|see|like)\s+(?:me\s+)?(?:a|an|to a|some|the)?\s*(?:real |live |actual )?"
         r"(?:human|person|representative|rep|operator)\b"
     ),
     re.compile(r"\b(?:need|want|get|reach|see)\s+(?:a|an|the)\s+(?:support |service )?agent\b"),
-    re.compile(r"\brepresentative\b"),
+    re.compile(r"\b(?:a|an|your|customer service|support|sales) representative\b"),
     re.compile(r"\bescalate\b"),
     re.compile(r"\bnot (?:a|another|the|this|some|your) (?:bot|robot|machine|ai|chatbot)\b"),
     re.compile(r"^\W*(?:a )?(?:human|person|agent|operator|live agent|real person)(?: please| now| pls)?\W*$"),
@@ -82,6 +82,7 @@ _ZH_REQUEST = [
         r"(?:转|找|接|要|叫|呼叫|请|给我|换|联系)(?:个|一个|一位|下)?(?:人工|客服|真人|活人|工作人员|专员|真的人)"
     ),
     re.compile(r"人工(?:客服|服务|坐席|座席|介入)|真人(?:客服)?|活人"),
+    re.compile(r"(?:找|跟|和|同|与)(?:你们的?)?(?:工作人员|客服专员|专员|客服人员|客服)"),
     re.compile(r"^人工[!！。.?？]*$"),
     re.compile(r"有(?:没有)?人(?:在)?吗|有人在吗|不要(?:和)?机器人|不想(?:跟|和)机器人"),
 ]
@@ -108,7 +109,7 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
     (
         re.compile(
             r"\b(?:annoy\w*|ridiculous|terrible|awful|angry|upset|unacceptable|disappointed|"
-            r"joke|absurd|nonsense|ugh+|argh+|seriously|come on|not happy|fix this)\b"
+            r"joke|absurd|nonsense|ugh+|argh+|seriously|come on|not happy|fix this|the hell|hell)\b"
         ),
         1,
     ),
@@ -240,7 +241,8 @@ def frustration_points(text: str) -> int:
         points += 1
     letters = [c for c in text if c.isascii() and c.isalpha()]
     if len(letters) >= 8 and sum(c.isupper() for c in letters) / len(letters) >= 0.7:
-        points += 1
+        # A whole shouted sentence counts double; a shouted word or two is often an acronym.
+        points += 2 if len(letters) >= 15 else 1
     return points
 
 
@@ -248,14 +250,40 @@ def _key(text: str) -> str:
     return re.sub(r"[^\w]+", "", normalize(text))
 
 
+# Words that do not change what a question is about ("I need the invoice" = "get the invoice").
+_LIGHT = frozenset(
+    ["get", "need", "want", "know", "tell", "help", "please", "possible", "way", "hi", "hello", "still", "again", "ok", "okay", "thanks", "why", "did", "does", "have", "been", "am", "im", "i'm", "just", "really", "also", "then"]
+)
+_STOP_FOR_SIM = frozenset(
+    ["a", "an", "the", "to", "of", "and", "or", "in", "on", "at", "for", "is", "are", "was", "were", "be", "do", "my", "your", "me", "can", "could", "would", "should", "how", "what", "when", "where", "which", "who", "this", "that", "with", "from", "by", "as", "if", "there", "their", "our", "us", "not", "no", "so", "about"]
+)
+_SIM_ZH_STOP = frozenset("的了吗呢吧啊呀么是在我你他她它们这那有和与及或怎如何什么请问一个到底可以能那")
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s", "e"):
+        if len(word) > 4 and word.endswith(suffix) and not word.endswith("ss"):
+            return word[: -len(suffix)]
+    return word
+
+
+def _sim_tokens(text: str) -> set[str]:
+    norm = normalize(text)
+    words = {_stem(w) for w in re.findall(r"[a-z0-9]+", norm) if len(w) > 1}
+    words -= {_stem(w) for w in _LIGHT}
+    words -= _STOP_FOR_SIM
+    chars = {c for c in re.findall(r"[\u3400-\u9fff]", norm) if c not in _SIM_ZH_STOP}
+    return words | chars
+
+
 def _similar(a: str, b: str) -> bool:
     ka, kb = _key(a), _key(b)
-    if min(len(ka), len(kb)) < 6:
-        return False
-    if SequenceMatcher(None, ka, kb, autojunk=False).ratio() >= 0.75:
+    if min(len(ka), len(kb)) >= 6 and SequenceMatcher(None, ka, kb, autojunk=False).ratio() >= 0.85:
         return True
-    ta, tb = set(content_tokens(a)), set(content_tokens(b))
-    return len(ta) >= 2 and len(tb) >= 2 and len(ta & tb) / len(ta | tb) >= 0.6
+    ta, tb = _sim_tokens(a), _sim_tokens(b)
+    if min(len(ta), len(tb)) < 2:
+        return False
+    return len(ta & tb) / len(ta | tb) >= 0.6
 
 
 def _user_turns(history: Sequence[Turn], last: int) -> list[str]:
