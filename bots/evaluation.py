@@ -77,9 +77,7 @@ def _inputs(case: Mapping[str, Any]) -> HandoffInputs:
     )
 
 
-def evaluate_handoff(
-    cases: Sequence[Mapping[str, Any]], settings: HandoffSettings
-) -> tuple[float, float, Confusion]:
+def evaluate_handoff(cases: Sequence[Mapping[str, Any]], settings: HandoffSettings) -> tuple[float, float, Confusion]:
     """Return (precision, recall, confusion) of "hand off" over ``cases``."""
     conf = Confusion()
     for case in cases:
@@ -95,8 +93,10 @@ def evaluate_handoff(
         else:
             conf.tn += 1
         if predicted != expected:
-            conf.errors.append(f"{case.get('id', '?')}: expected {expected}, got {decision.action}/"
-                               f"{decision.reason_code}: {case['text'][:80]}")
+            conf.errors.append(
+                f"{case.get('id', '?')}: expected {expected}, got {decision.action}/"
+                f"{decision.reason_code}: {case['text'][:80]}"
+            )
         if "action" in case:
             conf.action_total += 1
             conf.action_matches += decision.action == case["action"]

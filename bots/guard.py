@@ -149,16 +149,22 @@ class StreamGuard:
         """How many trailing raw characters to hold back."""
         raw = self._raw
         hold = 0
-        # An unfinished construct: "<", "![" / "[" without its ")", or a bare URL at the end.
+        # An unfinished construct: a tag, an image or link without its ")", a URL or an entity.
         for opener in ("<", "!", "[", "http", "&"):
             i = raw.rfind(opener)
-            if i != -1 and i >= len(raw) - 300:
-                tail = raw[i:]
-                closed = (">" in tail) if opener == "<" else (")" in tail or "\n" in tail)
-                if opener in ("http", "&"):
-                    closed = bool(re.search(r"\s", tail))
-                if not closed:
-                    hold = max(hold, len(tail))
+            if i == -1 or i < len(raw) - 300:
+                continue
+            tail = raw[i:]
+            if opener == "<":
+                closed = ">" in tail
+            elif opener == "!":
+                closed = not (tail == "!" or tail.startswith("![")) or ")" in tail
+            elif opener == "[":
+                closed = ")" in tail or "\n" in tail or re.match(r"\[[^\]]*\]\s*[^(\s]", tail) is not None
+            else:
+                closed = re.search(r"\s", tail) is not None
+            if not closed:
+                hold = max(hold, len(tail))
         # The longest tail that is the start of a secret (counted in letters/digits).
         squashed = _squash(raw)
         need = 0
@@ -198,3 +204,7 @@ class StreamGuard:
     @property
     def raw(self) -> str:
         return self._raw
+
+    @property
+    def emitted(self) -> str:
+        return self._emitted

@@ -114,7 +114,9 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
         1,
     ),
     (
-        re.compile(r"垃圾|废物|妈的|他妈|卧槽|我靠|操你|气死|烦死|受不了|浪费(?:我的)?时间|什么破|破机器人|太差劲|滚|坑人|骗子"),
+        re.compile(
+            r"垃圾|废物|妈的|他妈|卧槽|我靠|操你|气死|烦死|受不了|浪费(?:我的)?时间|什么破|破机器人|太差劲|滚|坑人|骗子"
+        ),
         2,
     ),
     (re.compile(r"无语|生气|不满意?|失望|着急|急死|离谱|搞什么|怎么回事|投诉|太慢|差劲|烦|郁闷|崩溃"), 1),
@@ -252,10 +254,85 @@ def _key(text: str) -> str:
 
 # Words that do not change what a question is about ("I need the invoice" = "get the invoice").
 _LIGHT = frozenset(
-    ["get", "need", "want", "know", "tell", "help", "please", "possible", "way", "hi", "hello", "still", "again", "ok", "okay", "thanks", "why", "did", "does", "have", "been", "am", "im", "i'm", "just", "really", "also", "then"]
+    [
+        "get",
+        "need",
+        "want",
+        "know",
+        "tell",
+        "help",
+        "please",
+        "possible",
+        "way",
+        "hi",
+        "hello",
+        "still",
+        "again",
+        "ok",
+        "okay",
+        "thanks",
+        "why",
+        "did",
+        "does",
+        "have",
+        "been",
+        "am",
+        "im",
+        "i'm",
+        "just",
+        "really",
+        "also",
+        "then",
+    ]
 )
 _STOP_FOR_SIM = frozenset(
-    ["a", "an", "the", "to", "of", "and", "or", "in", "on", "at", "for", "is", "are", "was", "were", "be", "do", "my", "your", "me", "can", "could", "would", "should", "how", "what", "when", "where", "which", "who", "this", "that", "with", "from", "by", "as", "if", "there", "their", "our", "us", "not", "no", "so", "about"]
+    [
+        "a",
+        "an",
+        "the",
+        "to",
+        "of",
+        "and",
+        "or",
+        "in",
+        "on",
+        "at",
+        "for",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "do",
+        "my",
+        "your",
+        "me",
+        "can",
+        "could",
+        "would",
+        "should",
+        "how",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "this",
+        "that",
+        "with",
+        "from",
+        "by",
+        "as",
+        "if",
+        "there",
+        "their",
+        "our",
+        "us",
+        "not",
+        "no",
+        "so",
+        "about",
+    ]
 )
 _SIM_ZH_STOP = frozenset("的了吗呢吧啊呀么是在我你他她它们这那有和与及或怎如何什么请问一个到底可以能那")
 

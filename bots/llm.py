@@ -73,8 +73,7 @@ def translate_error(exc: BaseException) -> LLMError:
     body = str(getattr(exc, "body", "") or "")
     lowered = f"{msg} {body}".lower()
     if isinstance(exc, ContextOverflowError) or (
-        isinstance(exc, openai.APIStatusError | openai.APIError)
-        and any(m in lowered for m in _CONTEXT_MARKERS)
+        isinstance(exc, openai.APIStatusError | openai.APIError) and any(m in lowered for m in _CONTEXT_MARKERS)
     ):
         return LLMContextTooLong(msg)
     if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | asyncio.TimeoutError | TimeoutError):

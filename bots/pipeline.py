@@ -94,6 +94,7 @@ class Handoff:
 
 AnswerEvent = Delta | Final | Offer | Handoff
 
+
 def _domains(passages: Sequence[Passage]) -> list[str]:
     out = []
     for p in passages:
@@ -222,8 +223,10 @@ class AnswerPipeline:
                     # Only text is used: tool calls or other structured output from the model are
                     # ignored, so a model cannot trigger an action by asking for one.
                     content = chunk.content
-                    text = content if isinstance(content, str) else "".join(
-                        c if isinstance(c, str) else str(c.get("text", "")) for c in content
+                    text = (
+                        content
+                        if isinstance(content, str)
+                        else "".join(c if isinstance(c, str) else str(c.get("text", "")) for c in content)
                     )
                     if text:
                         queue.put_nowait(("delta", text))
@@ -276,6 +279,11 @@ class AnswerPipeline:
             )
             if not verdict.ok:
                 cites = []
+            elif not sguard.stopped and verdict.text.startswith(sguard.emitted):
+                # Flush the held-back tail so the deltas add up to the final text.
+                rest = verdict.text[len(sguard.emitted) :]
+                if rest:
+                    yield Delta(index, rest)
             yield Final(
                 verdict.text,
                 cites,

@@ -109,6 +109,9 @@ _STOPWORDS = frozenset(
         "got",
     ]
 )
+# Function characters: they carry no topic, so they do not count towards coverage.
+_CJK_STOP = frozenset("的了吗呢吧啊是么什怎哪谁我你您们这那在和与或也都就还请问呀嘛个")
+_MAX_UNITS = 62
 _K1 = 1.2
 _B = 0.75
 
@@ -143,13 +146,57 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+def _query_terms(query: str) -> tuple[dict[str, int], int]:
+    """Each query term with the bitmask of query units it covers, and the mask of content units.
+
+    A unit is a CJK character or a Latin word. Coverage counts units, not terms: a Chinese
+    question's bigrams that straddle two words ("国需" in "中国需要") match nothing, and
+    counting them would punish every Chinese question.
+    """
+    text = unicodedata.normalize("NFKC", query).lower()
+    terms: dict[str, int] = {}
+    content = 0
+    unit = 0
+
+    def add(term: str, mask: int) -> None:
+        terms[term] = terms.get(term, 0) | mask
+
+    for match in _TOKEN.finditer(text):
+        if unit >= _MAX_UNITS:
+            break
+        run = match.group()
+        if _IS_CJK.match(run):
+            run = run[: _MAX_UNITS - unit]
+            for offset, char in enumerate(run):
+                if char not in _CJK_STOP:
+                    content |= 1 << (unit + offset)
+            if len(run) == 1:
+                add(run, 1 << unit)
+            for offset in range(len(run) - 1):
+                add(run[offset : offset + 2], 0b11 << (unit + offset))
+            unit += len(run)
+            continue
+        parts = [p for p in re.split(r"[-_./]", run) if p]
+        start = unit
+        for part in parts:
+            if part not in _STOPWORDS and unit < _MAX_UNITS:
+                content |= 1 << unit
+                add(_stem(part), 1 << unit)
+                unit += 1
+        if len(parts) > 1 and unit > start:
+            whole = ((1 << unit) - 1) ^ ((1 << start) - 1)
+            add(run, whole)
+            add("".join(parts), whole)
+    return terms, content
+
+
 class KeywordHit(NamedTuple):
     chunk_id: str
     score: float
     exact_term: bool
     """The chunk holds a code-like term of the query (``AC-2041``, ``E1234``)."""
     coverage: float
-    """Share of the query's terms (weighted by rarity) that the chunk holds, 0..1."""
+    """Share of the query's content units (CJK characters, words) the chunk's terms cover."""
 
 
 def is_cjk_query(text: str) -> bool:
@@ -236,17 +283,15 @@ class KeywordIndex:
         """Up to ``k`` hits, best BM25 score first."""
         if self._live == 0:
             return []
-        terms = set(tokenize(query))
+        terms, content = _query_terms(query)
         n = len(self._ids)
         scores = np.zeros(n, dtype=np.float32)
-        covered = np.zeros(n, dtype=np.float32)
+        covered = np.zeros(n, dtype=np.int64)
         exact = np.zeros(n, dtype=bool)
-        # A term no chunk holds weighs as much as the rarest possible one.
-        total_weight = sum(math.log(1 + (self._live + 0.5) / 0.5) for t in terms if t not in self._postings)
         lengths = np.frombuffer(self._lengths, dtype=np.uint32).astype(np.float32)
         avg = max(self._total_length / self._live, 1.0)
         norm = _K1 * (1 - _B + _B * lengths / avg)
-        for term in terms:
+        for term, mask in terms.items():
             posting = self._postings.get(term)
             if posting is None:
                 continue
@@ -255,9 +300,8 @@ class KeywordIndex:
             df = len(docs)
             # Tombstones still count in df until compaction; clamp so idf stays positive.
             idf = math.log(1 + max(self._live - df + 0.5, 0.5) / (df + 0.5))
-            total_weight += idf
             scores[docs] += idf * tfs * (_K1 + 1) / (tfs + norm[docs])
-            covered[docs] += idf
+            covered[docs] |= mask
             if is_exact_term(term):
                 exact[docs] = True
         scores *= np.frombuffer(bytes(self._alive), dtype=np.uint8)
@@ -267,5 +311,8 @@ class KeywordIndex:
         top = min(k, candidates)
         best = np.argpartition(-scores, top - 1)[:top]
         best = best[np.argsort(-scores[best])]
-        weight = max(total_weight, 1e-9)
-        return [KeywordHit(self._ids[i], float(scores[i]), bool(exact[i]), float(covered[i]) / weight) for i in best]
+        units = max(content.bit_count(), 1)
+        return [
+            KeywordHit(self._ids[i], float(scores[i]), bool(exact[i]), (int(covered[i]) & content).bit_count() / units)
+            for i in best
+        ]

@@ -47,7 +47,7 @@ class KnowledgeSettings:
     k_max: int = 50
     # Cosine similarity below which a vector hit is not trusted. Calibrated on the dev half of
     # the demo golden set (even lines) with the offline MiniLM model; see knowledge/demo/README.md.
-    score_threshold: float = 0.40
+    score_threshold: float = 0.42
     # For mostly-CJK questions: the rarity-weighted share of the question's character bigrams a
     # chunk must contain (the offline model cannot judge these; see knowledge/retrieval.py).
     keyword_coverage_threshold: float = 0.5

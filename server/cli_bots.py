@@ -47,8 +47,12 @@ def eval_handoff(path: Path | None, show_errors: bool) -> None:
 
 @bots.command("replay")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--settings", "settings_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSON file with handoff settings (default: the built-in defaults).")
+@click.option(
+    "--settings",
+    "settings_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON file with handoff settings (default: the built-in defaults).",
+)
 def replay_cmd(file: Path, settings_path: Path | None) -> None:
     """Re-run logged handoff decisions offline and count changes."""
     try:

@@ -52,7 +52,19 @@ class SocketifyCompat:
 def run_uvicorn(app: Litestar, settings: Settings) -> None:
     import uvicorn
 
-    uvicorn.run(
+    gateway = app.state.gateway
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            # uvicorn closes sockets with 1012 before lifespan shutdown runs; tell clients first.
+            for srv in self.servers:
+                srv.close()
+            gateway.draining = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(gateway.drain(), settings.shutdown_drain_s)
+            await super().shutdown(sockets)
+
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -66,6 +78,7 @@ def run_uvicorn(app: Litestar, settings: Settings) -> None:
         log_level="warning",
         lifespan="on",
     )
+    Server(config).run()
 
 
 def run_socketify(app: Litestar, settings: Settings, *, on_listen: Callable[[], None] | None = None) -> None:

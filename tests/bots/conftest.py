@@ -1,0 +1,16 @@
+"""Shared fixtures: no test may reach a real network endpoint (the guard fails the test at
+teardown even if the code under test swallowed the error)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bots.testing import forbid_real_models
+
+
+@pytest.fixture(autouse=True)
+def _no_real_network() -> Iterator[list[str]]:
+    with forbid_real_models() as attempts:
+        yield attempts

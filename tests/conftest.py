@@ -1,0 +1,87 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL), Redis, apps and live servers.
+
+PostgreSQL and Redis are expected on their standard loopback ports. Without them a test skips
+with the reason shown; under CI=true it fails instead, because CI must run everything."""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+CI = os.environ.get("CI") == "true"
+PG_ADMIN_DSN = os.environ.get("PARLEY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("PARLEY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def need(service: str, ok: bool, why: str = "") -> None:
+    if ok:
+        return
+    msg = f"{service} is not reachable{': ' + why if why else ''}"
+    if CI:
+        pytest.fail(msg + " (required under CI=true)")
+    pytest.skip(msg)
+
+
+async def _pg_admin():  # type: ignore[no-untyped-def]
+    import asyncpg
+
+    return await asyncpg.connect(PG_ADMIN_DSN, timeout=3)
+
+
+async def create_pg_database() -> str:
+    """A fresh, empty PostgreSQL database; returns its SQLAlchemy URL."""
+    try:
+        conn = await _pg_admin()
+    except Exception as exc:
+        need("PostgreSQL", False, repr(exc))
+        raise
+    name = "parley_t_" + uuid.uuid4().hex[:12]
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+
+
+async def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    try:
+        conn = await _pg_admin()
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+    except Exception:  # noqa: S110
+        pass
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Storage tests run on both backends, as Litestar's channel tests run on every backend."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'parley.db'}"
+        return
+    url = await create_pg_database()
+    try:
+        yield url
+    finally:
+        await drop_pg_database(url)
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        ok = bool(await asyncio.wait_for(r.ping(), 3))
+    except Exception:
+        ok = False
+    finally:
+        await r.aclose()
+    need("Redis", ok)
+    yield REDIS_URL
