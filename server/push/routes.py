@@ -158,8 +158,8 @@ class RulesController(Controller):
         return rule_json(await _get_rule(db, principal.tenant_id, rule_id))
 
     @patch("/{rule_id:str}")
-    async def update_rule(self, rule_id: FromPath[str], data: JSONBody[dict[str, Any]], principal: PrincipalDep, db: DbDep,
-                          push_engine: EngineDep) -> dict[str, Any]:
+    async def update_rule(self, rule_id: FromPath[str], data: JSONBody[dict[str, Any]], principal: PrincipalDep,
+                          db: DbDep, push_engine: EngineDep) -> dict[str, Any]:
         _admin(principal)
         rule = await _get_rule(db, principal.tenant_id, rule_id)
         merged = {k: v for k, v in rule_json(rule).items() if k not in ("id", "created_at", "updated_at")}

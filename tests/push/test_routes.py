@@ -4,10 +4,10 @@ roles, tenant isolation (other tenant's objects are not_found), validation namin
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
-from litestar.testing import AsyncTestClient
 
 from server.auth import Principal
 from server.db import Database
@@ -24,7 +24,7 @@ def _errors(_: Request[Any, Any, Any], exc: ParleyError) -> Response[Any]:
 
 
 @pytest.fixture
-async def api(db: Database, clock: SimClock) -> AsyncIterator[tuple[AsyncTestClient[Litestar], Any]]:
+async def api(db: Database, clock: SimClock) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     t1 = await make_tenant(db, "Acme")
     t2 = await make_tenant(db, "Other")
     await make_user(db, t1.id, "u1", name="Uma")
@@ -45,7 +45,8 @@ async def api(db: Database, clock: SimClock) -> AsyncIterator[tuple[AsyncTestCli
                       "principal": Provide(principal, sync_to_thread=False)},
         exception_handlers={ParleyError: _errors},
     )
-    async with AsyncTestClient(app) as client:
+    # ASGITransport runs the app on the test's own loop (the database pool lives there)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         yield client, {"t1": t1, "t2": t2, "engine": engine, "who": who}
 
 
