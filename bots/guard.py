@@ -43,6 +43,24 @@ class GuardResult:
     removed: list[str] = field(default_factory=list)
 
 
+#: Consecutive letters/digits of the system prompt that count as leaking it.
+PROMPT_WINDOW = 30
+
+
+def _shingles(texts: Iterable[str]) -> set[str]:
+    out: set[str] = set()
+    for t in texts:
+        s = _squash(t)
+        out.update(s[i : i + PROMPT_WINDOW] for i in range(max(0, len(s) - PROMPT_WINDOW + 1)))
+    return out
+
+
+def _prompt_leak(squashed: str, shingles: set[str]) -> bool:
+    if not shingles:
+        return False
+    return any(squashed[i : i + PROMPT_WINDOW] in shingles for i in range(len(squashed) - PROMPT_WINDOW + 1))
+
+
 def _leak(text: str, secrets: Iterable[str]) -> str | None:
     squashed = _squash(html.unescape(text))
     for secret in secrets:
@@ -113,13 +131,17 @@ def check_output(
     canaries: Sequence[str],
     foreign_texts: Sequence[str] = (),
     allowed_domains: Sequence[str] | None = None,
+    secret_texts: Sequence[str] = (),
     zh: bool = False,
 ) -> GuardResult:
     """Refuse leaks, clean the rest. ``allowed_domains=None`` keeps links; a list keeps only
-    links to those domains (e.g. the cited sources')."""
+    links to those domains (e.g. the cited sources'). ``secret_texts`` (the system prompt) may
+    not appear in runs of ``PROMPT_WINDOW`` letters/digits or more."""
     refusal = REFUSAL_ZH if zh else REFUSAL_EN
     if _leak(text, canaries) is not None:
         return GuardResult(False, refusal, "canary_leak")
+    if _prompt_leak(_squash(html.unescape(text)), _shingles(secret_texts)):
+        return GuardResult(False, refusal, "system_prompt_leak")
     if _leak(text, foreign_texts) is not None:
         return GuardResult(False, refusal, "foreign_text")
     cleaned, removed = clean(text, allowed_domains=allowed_domains)
@@ -138,8 +160,16 @@ class StreamGuard:
     only append-only cleaned text, and stops for good once a leak is seen (the final guard then
     refuses the whole answer, and the client replaces the draft by the final message)."""
 
-    def __init__(self, secrets: Sequence[str], *, allowed_domains: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        secrets: Sequence[str],
+        *,
+        allowed_domains: Sequence[str] | None = None,
+        secret_texts: Sequence[str] = (),
+    ) -> None:
         self._secrets = [_squash(s) for s in secrets if len(_squash(s)) >= 6]
+        self._prompt = "\n".join(_squash(t) for t in secret_texts)
+        self._shingles = _shingles(secret_texts)
         self._allowed = allowed_domains
         self._raw = ""
         self._emitted = ""
@@ -173,6 +203,12 @@ class StreamGuard:
                 if squashed.endswith(s[:n]):
                     need = max(need, n)
                     break
+        # The longest tail that could be the start of a system-prompt leak.
+        if self._prompt:
+            for n in range(min(PROMPT_WINDOW - 1, len(squashed)), 0, -1):
+                if squashed[-n:] in self._prompt:
+                    need = max(need, n)
+                    break
         if need:
             count, j = 0, len(raw)
             while j > 0 and count < need:
@@ -188,7 +224,7 @@ class StreamGuard:
             return ""
         self._raw += piece
         squashed = _squash(self._raw)
-        if any(s in squashed for s in self._secrets):
+        if any(s in squashed for s in self._secrets) or _prompt_leak(squashed, self._shingles):
             self.stopped = True
             return ""
         safe_raw = self._raw[: len(self._raw) - self._held_tail()]

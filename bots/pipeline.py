@@ -213,7 +213,7 @@ class AnswerPipeline:
         )
         secrets = [ctx.canary, *ctx.foreign_canaries]
         domains = _domains(evidence)
-        sguard = StreamGuard(secrets, allowed_domains=domains)
+        sguard = StreamGuard(secrets, allowed_domains=domains, secret_texts=[prompt.system])
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         model = self._model
 
@@ -275,7 +275,12 @@ class AnswerPipeline:
             verdict_recorded = True
             text, cites = cite_markers(sguard.raw, evidence)
             verdict = check_output(
-                text, canaries=[ctx.canary], foreign_texts=list(ctx.foreign_canaries), allowed_domains=domains, zh=zh
+                text,
+                canaries=[ctx.canary],
+                foreign_texts=list(ctx.foreign_canaries),
+                allowed_domains=domains,
+                secret_texts=[prompt.system],
+                zh=zh,
             )
             if not verdict.ok:
                 cites = []
