@@ -16,7 +16,7 @@ import httpx
 from knowledge.demo import load_demo
 from knowledge.documents import ParsedDocument
 from knowledge.embeddings import Embedder, HashEmbedder, OnnxMiniLM
-from knowledge.errors import KnowledgeError
+from knowledge.errors import DocumentTooLarge, KnowledgeError
 from knowledge.evaluation import evaluate, format_report, load_golden
 from knowledge.fetch import fetch_pages
 from knowledge.sandbox import parse_in_subprocess
@@ -92,7 +92,7 @@ def _files(path: Path) -> Iterator[Path]:
 def _parse_file(path: Path, settings: KnowledgeSettings) -> ParsedDocument:
     size = path.stat().st_size
     if size > settings.max_upload_bytes:
-        raise KnowledgeError(f"{path.name} has {size} bytes; the limit is {settings.max_upload_bytes}")
+        raise DocumentTooLarge(f"{path.name} has {size} bytes; the limit is {settings.max_upload_bytes}")
     return parse_in_subprocess(path.read_bytes(), path.name, None, settings)
 
 

@@ -4,10 +4,10 @@ import io
 import logging
 
 from pypdf import PdfReader
-from pypdf.errors import PdfReadError
+from pypdf.errors import LimitReachedError, PdfReadError
 
 from knowledge.documents import ParsedDocument, Section
-from knowledge.errors import DocumentTooLarge, ParseFailed
+from knowledge.errors import DecompressionBomb, DocumentTooLarge, ParseFailed
 from knowledge.loaders.text import clean_text
 from knowledge.settings import KnowledgeSettings
 
@@ -38,6 +38,8 @@ def load_pdf(data: bytes, *, title: str, source: str, settings: KnowledgeSetting
                 raise DocumentTooLarge(f"the PDF holds more than {settings.max_extracted_chars} characters of text")
             if text:
                 sections.append(Section((f"Page {number}",), text))
+    except LimitReachedError as exc:
+        raise DecompressionBomb("a stream of the PDF inflates past the safety limit; it looks like a PDF bomb") from exc
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise ParseFailed(f"the PDF could not be read: {exc}") from exc
     return ParsedDocument(title=meta_title or title, source=source, sections=sections)
