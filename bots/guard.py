@@ -175,9 +175,14 @@ class StreamGuard:
         self._emitted = ""
         self.stopped = False
 
-    def _held_tail(self) -> int:
-        """How many trailing raw characters to hold back."""
-        raw = self._raw
+    def _safe_prefix(self) -> str:
+        """The raw text minus any tail that could still become a secret, then minus any
+        unfinished construct (cutting for a secret can itself open one, e.g. ``</b`` → ``</``)."""
+        cut = self._raw[: len(self._raw) - self._secret_hold(self._raw)]
+        return cut[: len(cut) - self._construct_hold(cut)]
+
+    @staticmethod
+    def _construct_hold(raw: str) -> int:
         hold = 0
         # An unfinished construct: a tag, an image or link without its ")", a URL or an entity.
         for opener in ("<", "!", "[", "http", "&"):
@@ -195,6 +200,10 @@ class StreamGuard:
                 closed = re.search(r"\s", tail) is not None
             if not closed:
                 hold = max(hold, len(tail))
+        return hold
+
+    def _secret_hold(self, raw: str) -> int:
+        hold = 0
         # The longest tail that is the start of a secret (counted in letters/digits).
         squashed = _squash(raw)
         need = 0
@@ -227,7 +236,7 @@ class StreamGuard:
         if any(s in squashed for s in self._secrets) or _prompt_leak(squashed, self._shingles):
             self.stopped = True
             return ""
-        safe_raw = self._raw[: len(self._raw) - self._held_tail()]
+        safe_raw = self._safe_prefix()
         cleaned, _ = clean(safe_raw, allowed_domains=self._allowed)
         if not cleaned.startswith(self._emitted):
             # Cleaning rewrote what was already sent: stream nothing more; the final fixes it.

@@ -37,8 +37,13 @@ def make(side_effect: Any, *, max_retries: int = 1, timeout_s: float = 0.5) -> t
     route = router.post(URL).mock(side_effect=side_effect)
     client = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
     model = build_chat_model(
-        LLMConfig(base_url="http://llm.test/v1", api_key="sk-test", model="parley-test", timeout_s=timeout_s,
-                  max_retries=max_retries),
+        LLMConfig(
+            base_url="http://llm.test/v1",
+            api_key="sk-test",
+            model="parley-test",
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+        ),
         http_client=client,
     )
     return model, route, client
@@ -78,12 +83,15 @@ FAULTS: dict[str, Any] = {
     "429": _json_error(429, "Rate limit reached"),
     "500": _json_error(500, "internal error"),
     "503": _json_error(503, "overloaded"),
-    "reset_mid_stream": lambda r: httpx.Response(200, stream=_ResetMidStream(),
-                                                 headers={"content-type": "text/event-stream"}),
-    "malformed_chunk": lambda r: httpx.Response(200, content=b'data: {"choices": [{"delta": {"content": "Hi"\n\n',
-                                                headers={"content-type": "text/event-stream"}),
-    "context_too_long": _json_error(400, "This model's maximum context length is 8192 tokens",
-                                    "context_length_exceeded"),
+    "reset_mid_stream": lambda r: httpx.Response(
+        200, stream=_ResetMidStream(), headers={"content-type": "text/event-stream"}
+    ),
+    "malformed_chunk": lambda r: httpx.Response(
+        200, content=b'data: {"choices": [{"delta": {"content": "Hi"\n\n', headers={"content-type": "text/event-stream"}
+    ),
+    "context_too_long": _json_error(
+        400, "This model's maximum context length is 8192 tokens", "context_length_exceeded"
+    ),
 }
 
 
@@ -159,7 +167,7 @@ async def test_translate_error_maps_each_fault() -> None:
     }
     for fault, kind in expected.items():
         model, _route, client = make(FAULTS[fault], max_retries=0)
-        with pytest.raises(Exception) as info:  # noqa: PT012 - the stream is consumed inside
+        with pytest.raises(Exception) as info:
             async for _ in model.astream("hi"):
                 pass
         await client.aclose()
