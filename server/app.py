@@ -17,17 +17,21 @@ from litestar.events.emitter import BaseEventEmitterBackend
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi import OpenAPIConfig
 
+from server.botrunner import BotRunner
 from server.chat import ChatService, topic_agents, topic_conversation
 from server.db import Database
 from server.errors import ParleyError, error_body, status_for_code
 from server.fanout import Bus, LocalFanout, MemoryBus, NativeFanout, PythonFanout, RedisBus
 from server.gateway import Gateway, follow
+from server.kb import IngestWorker, KnowledgeRetriever, build_knowledge, load_demo_kb
 from server.metrics import Metrics
 from server.models import Conversation
 from server.routes.auth import auth_handlers
+from server.routes.bots import bot_handlers
 from server.routes.conversations import conversation_handlers
 from server.routes.deps import get_principal
 from server.routes.health import health_handlers
+from server.routes.knowledge_bases import knowledge_handlers
 from server.routes.people import people_handlers
 from server.routing import Router
 from server.settings import Settings
@@ -88,9 +92,24 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
 
     chat.listeners.append(on_chat)
     background: list[asyncio.Task[Any]] = []
+    knowledge = build_knowledge(settings)
+    retriever = KnowledgeRetriever(knowledge)
+    llm = _build_llm(settings)
+    bot_runner = BotRunner(db, chat, router, retriever, model=llm, metrics=metrics,
+                           answer_deadline_s=settings.answer_deadline_s)
+    ingest_worker = IngestWorker(db, settings, knowledge)
+
+    async def retrieval_ready() -> bool:
+        # A real retrieval: the embedder and the vector store both answer.
+        await asyncio.to_thread(knowledge.embedder.embed, ["ready?"])
+        await asyncio.to_thread(knowledge.list_kbs)
+        return True
+
     state = State({
         "settings": settings, "db": db, "bus": bus, "chat": chat, "gateway": gateway, "metrics": metrics,
-        "router": router, "background": background, "readiness_probes": {}, "demo": None,
+        "router": router, "background": background, "readiness_probes": {"retrieval": retrieval_ready},
+        "demo": None, "knowledge": knowledge, "retriever": retriever, "llm": llm, "bot_runner": bot_runner,
+        "ingest_worker": ingest_worker,
     })
 
     @asynccontextmanager
@@ -104,19 +123,26 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
             app.state.demo = created
             if created is not None:
                 log.warning("demo tenant created; admin key written to %s", settings.data_dir / "demo-admin-key.txt")
+                if settings.demo_knowledge:
+                    kb_id = await load_demo_kb(db, knowledge, created.tenant.id)
+                    log.warning("demo knowledge base %s loaded", kb_id)
         await bus.start()
+        background.append(asyncio.create_task(bot_runner.run(), name="parley-bot-runner"))
+        background.append(asyncio.create_task(ingest_worker.run(), name="parley-ingest"))
         for starter in app.state.get("starters", []):
             await starter(app)
         try:
             yield
         finally:
+            await bot_runner.stop()
             await _shutdown(gateway, background, bus, db)
 
     @websocket("/v1/ws")
     async def ws_endpoint(socket: WebSocket[Any, Any, Any]) -> None:
         await gateway.handle(socket)
 
-    handlers: list[Any] = [ws_endpoint, *health_handlers, *auth_handlers, *people_handlers, *conversation_handlers]
+    handlers: list[Any] = [ws_endpoint, *health_handlers, *auth_handlers, *people_handlers, *conversation_handlers,
+                           *knowledge_handlers, *bot_handlers]
     return Litestar(
         route_handlers=handlers,
         state=state,
@@ -143,6 +169,18 @@ async def _shutdown(gateway: Gateway, background: list[asyncio.Task[Any]], bus: 
     except Exception:
         log.exception("shutdown failed")
         raise
+
+
+def _build_llm(settings: Settings) -> Any:
+    """An OpenAI-compatible chat model when one is configured; None selects extractive mode."""
+    if not settings.llm_base_url:
+        return None
+    from bots.config import LLMConfig
+    from bots.llm import build_chat_model
+
+    return build_chat_model(LLMConfig(base_url=settings.llm_base_url, api_key=settings.llm_api_key or "none",
+                                      model=settings.llm_model, timeout_s=settings.llm_timeout_s,
+                                      max_retries=settings.llm_max_retries))
 
 
 def _parley_error(_req: Request[Any, Any, Any], exc: ParleyError) -> Response[Any]:

@@ -21,11 +21,11 @@ from server.models import Agent, Conversation, Message, OutboxRow, Participant, 
 
 __all__ = [
     "ChatService",
-    "iso",
     "Posted",
     "Sender",
     "conversation_frame",
     "conversation_json",
+    "iso",
     "message_frame",
     "message_json",
     "topic_agents",
@@ -166,6 +166,7 @@ class ChatService:
         self.chat_push_delay_s = chat_push_delay_s
         self._fault = fault_hook or (lambda _point: None)
         self.listeners: list[Callable[[str, Conversation], Any]] = []
+        self.after_commit: list[Callable[[Message], None]] = []
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -299,6 +300,8 @@ class ChatService:
             return Posted(existing, False, None)
         if created:
             self._fault("after_commit")
+            for hook in self.after_commit:
+                hook(msg)
         return Posted(msg, created, changed)
 
     async def publish(self, posted: "Posted") -> None:
@@ -383,7 +386,7 @@ class ChatService:
                             status=conv.status, assignee_id=conv.assignee_id,
                             last_agent_id=conv.last_agent_id, resolved_at=conv.resolved_at,
                             queued_at=conv.queued_at)
-                    .returning(Conversation.last_seq)
+                    .returning(col(Conversation.last_seq))
                 )
             ).one()
             seq = int(row[0])

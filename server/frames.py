@@ -32,48 +32,48 @@ class _Frame(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, froze
     ref: Ref | None = None
 
 
-class Hello(_Frame, tag="hello"):
+class Hello(_Frame, tag="hello", frozen=True):
     token: Annotated[str, msgspec.Meta(max_length=8192)] = ""
     resume: Annotated[dict[Id, Seq], msgspec.Meta(max_length=500)] = msgspec.field(default_factory=dict)
 
 
-class ConversationStart(_Frame, tag="conversation.start"):
+class ConversationStart(_Frame, tag="conversation.start", frozen=True):
     bot_id: Id | None = None
     text: str | None = None
     client_msg_id: Id | None = None
 
 
-class Subscribe(_Frame, tag="subscribe"):
+class Subscribe(_Frame, tag="subscribe", frozen=True):
     conversation_id: Id = ""
     after_seq: Seq | None = None
 
 
-class Unsubscribe(_Frame, tag="unsubscribe"):
+class Unsubscribe(_Frame, tag="unsubscribe", frozen=True):
     conversation_id: Id = ""
 
 
-class Send(_Frame, tag="send"):
+class Send(_Frame, tag="send", frozen=True):
     conversation_id: Id = ""
     client_msg_id: Id | None = None
     text: str | None = None
 
 
-class Typing(_Frame, tag="typing"):
+class Typing(_Frame, tag="typing", frozen=True):
     conversation_id: Id = ""
     active: bool = True
 
 
-class Read(_Frame, tag="read"):
+class Read(_Frame, tag="read", frozen=True):
     conversation_id: Id = ""
     seq: Seq = 0
 
 
-class HandoffRequest(_Frame, tag="handoff.request"):
+class HandoffRequest(_Frame, tag="handoff.request", frozen=True):
     conversation_id: Id = ""
     reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
 
 
-class Ping(_Frame, tag="ping"):
+class Ping(_Frame, tag="ping", frozen=True):
     pass
 
 
@@ -163,7 +163,8 @@ def parse_frame(raw: str, *, max_bytes: int = 65536, max_depth: int = 32) -> Cli
         if data.get(name) is None:
             raise BadInput(f"field '{name}' is required", field=name)
     try:
-        return msgspec.convert(data, ClientFrame, strict=True)
+        frame: ClientFrame = msgspec.convert(data, ClientFrame, strict=True)
+        return frame
     except msgspec.ValidationError as exc:
         msg = str(exc)
         m = _MISSING.search(msg) or _UNKNOWN.search(msg) or _FIELD.search(msg)

@@ -152,7 +152,7 @@ class Session:
                                  f"at most {s.max_connections_per_user} connections per user")
             self.principal = p
             self.conn = Connection(self.id, key, queue_max=s.send_queue_max, on_overflow=self.on_overflow,
-                                   native_send=self.socket.send if self.native else None)
+                                   native_send=self.socket.send if self.native else None)  # type: ignore[arg-type]
             self.writer = asyncio.create_task(self._write_loop())
             self.gw.register(self)
             self.push({"type": "welcome", "connection_id": self.id,
@@ -183,8 +183,9 @@ class Session:
         if event["type"] == "websocket.disconnect":
             raise _Closing
         text = event.get("text")
-        if text is None:
+        if not isinstance(text, str):
             await self.fatal("bad_frame", "the first frame must be a JSON text frame 'hello'")
+            raise AssertionError("unreachable")
         try:
             frame = parse_frame(text, max_bytes=self.gw.settings.max_frame_bytes,
                                 max_depth=self.gw.settings.max_json_depth)
@@ -192,6 +193,7 @@ class Session:
             await self.fatal(exc.code, exc.detail)
         if not isinstance(frame, Hello):
             await self.fatal("auth_required", "the first frame must be 'hello'", ref=frame.ref)
+            raise AssertionError("unreachable")
         return frame
 
     async def _authenticate(self, hello: Hello) -> Principal:
@@ -299,7 +301,7 @@ class Session:
             if etype != "websocket.receive":
                 continue
             text = event.get("text")
-            if text is None:
+            if not isinstance(text, str):
                 self.error(BadInput("binary frames are not supported; send JSON text frames", code="bad_frame"),
                            None)
                 continue

@@ -86,7 +86,7 @@ def run_socketify(app: Litestar, settings: Settings, *, on_listen: Callable[[], 
     from socketify.asgi import _ASGI
 
     server = _ASGI(
-        SocketifyCompat(app),
+        SocketifyCompat(app),  # type: ignore[arg-type]
         websocket_options={
             "max_payload_length": settings.max_frame_bytes * 2,
             "idle_timeout": 60,

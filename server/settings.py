@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     server: Literal["socketify", "uvicorn"] = "socketify"
     public_url: str | None = None
     demo: bool = True
+    demo_knowledge: bool = True
 
     # WebSocket protocol limits
     hello_timeout_s: float = 10.0

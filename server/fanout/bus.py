@@ -69,7 +69,7 @@ class RedisBus(Bus):
         with contextlib.suppress(Exception):
             await self._backend.on_shutdown()
         with contextlib.suppress(Exception):
-            await self._redis.aclose()
+            await self._redis.aclose()  # type: ignore[attr-defined]
 
     async def healthy(self) -> bool:
         try:

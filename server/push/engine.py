@@ -222,6 +222,8 @@ class PushEngine:
     async def _insert_events(self, s: AsyncSession, tenant_id: str, evs: list[_Parsed], now: datetime) -> set[str]:
         if not evs:
             return set()
+        # a fixed order: concurrent batches with overlapping ids must not deadlock on PostgreSQL
+        evs = sorted(evs, key=lambda p: p.event_id)
         rows = [{"tenant_id": tenant_id, "event_id": p.event_id, "user_id": p.user_id, "name": p.name,
                  "properties": p.properties, "occurred_at": p.occurred_at, "received_at": now} for p in evs]
         got: set[str] = set()

@@ -1,0 +1,270 @@
+"""The bot runner: a subscriber with a wider scope. It takes user messages from the outbox
+(woken at once after a commit, polling as the crash-repair path), runs the answer pipeline,
+streams ``message.delta`` frames, and posts the final answer, an offer or a handoff through the
+same write path as a person. A reply is idempotent per triggering message: its
+``client_msg_id`` is derived from that message, so a replay after a crash posts it once."""
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from sqlmodel import col, select
+
+from bots.circuit import CircuitBreaker
+from bots.config import BotConfig, HandoffSettings
+from bots.errors import BotError
+from bots.pipeline import AnswerContext, AnswerPipeline, Delta, Final, Handoff, Offer
+from bots.ports import Retriever
+from bots.summary import summarize
+from bots.values import Turn
+from server.chat import ChatService, Sender, topic_agents, topic_conversation
+from server.db import Database
+from server.errors import Conflict, Forbidden, NotFound
+from server.metrics import Metrics
+from server.models import Bot, Conversation, HandoffLog, Message, OutboxRow, Tenant, User, utcnow
+from server.outbox import claim, finish
+from server.routing import Router
+
+__all__ = ["BotRunner", "tenant_canary"]
+
+log = logging.getLogger("parley.bots")
+_NS = uuid.UUID("6f1c7d4e-2b7a-4c35-9a59-51a8f0c2d9e1")
+
+
+def tenant_canary(signing_secret: str) -> str:
+    """A per-tenant secret string placed in the system prompt; seeing it in output is a leak."""
+    return "cnry-" + hmac.new(signing_secret.encode(), b"prompt-canary", hashlib.sha256).hexdigest()[:20]
+
+
+def reply_id(message_id: str) -> str:
+    return str(uuid.uuid5(_NS, message_id))
+
+
+class BotRunner:
+    def __init__(
+        self,
+        db: Database,
+        chat: ChatService,
+        router: Router,
+        retriever: Retriever,
+        *,
+        model: BaseChatModel | None,
+        metrics: Metrics,
+        default_kb: Callable[[str], Any] | None = None,
+        poll_s: float = 0.5,
+        lease_s: float = 60.0,
+        concurrency: int = 8,
+        history_turns: int = 20,
+        answer_deadline_s: float = 15.0,
+    ) -> None:
+        self.db = db
+        self.chat = chat
+        self.router = router
+        self.retriever = retriever
+        self.model = model
+        self.metrics = metrics
+        self.breaker = CircuitBreaker()
+        self.pipeline = AnswerPipeline(retriever, model, self.breaker)
+        self.default_kb = default_kb
+        self.poll_s = poll_s
+        self.lease_s = lease_s
+        self.history_turns = history_turns
+        self.answer_deadline_s = answer_deadline_s
+        self.wake = asyncio.Event()
+        self.sem = asyncio.Semaphore(concurrency)
+        self.streaming: dict[str, asyncio.Task[None]] = {}
+        self._inflight: set[asyncio.Task[None]] = set()
+        chat.after_commit.append(self._on_commit)
+        chat.listeners.append(self._on_status)
+        router.summarize = self.summary
+
+    def _on_commit(self, msg: Message) -> None:
+        if msg.sender_kind == "user":
+            self.wake.set()
+
+    async def _on_status(self, what: str, conv: Conversation) -> None:
+        if conv.status != "bot":
+            # A human took over: whatever the bot is streaming stops now.
+            task = self.streaming.pop(conv.id, None)
+            if task is not None:
+                task.cancel()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("bot runner round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.poll_s)
+            self.wake.clear()
+
+    async def run_once(self) -> int:
+        rows = await claim(self.db, "bot", now=utcnow(), lease_s=self.lease_s, limit=20)
+        for row in rows:
+            await self.sem.acquire()
+            task = asyncio.create_task(self._handle(row))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            task.add_done_callback(lambda _t: self.sem.release())
+        return len(rows)
+
+    async def drain(self) -> None:
+        """Handle everything due now (tests and shutdown)."""
+        while await self.run_once():
+            if self._inflight:
+                await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        if self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+    async def stop(self) -> None:
+        for task in list(self._inflight):
+            task.cancel()
+        await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+    async def _handle(self, row: OutboxRow) -> None:
+        cid = str(row.payload.get("conversation_id"))
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            self.streaming[cid] = task
+            await self._answer(row.tenant_id, cid, str(row.payload.get("message_id")))
+            await finish(self.db, row, done=True)
+        except asyncio.CancelledError:
+            # Cancelled because a human joined: the row is settled, nothing more to post.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(finish(self.db, row, done=True, last_error="cancelled: human took over"))
+        except Exception as exc:
+            log.exception("bot answer failed for %s", cid)
+            await finish(self.db, row, attempts=row.attempts + 1, last_error=f"{type(exc).__name__}"[:200],
+                         done=row.attempts + 1 >= 3)
+        finally:
+            if self.streaming.get(cid) is task:
+                del self.streaming[cid]
+
+    async def _load(self, tenant_id: str, cid: str, message_id: str) -> tuple[
+            Conversation, Tenant, Bot | None, Message, list[Message], User | None] | None:
+        async with self.db.session() as s:
+            conv = await s.get(Conversation, cid)
+            trigger = await s.get(Message, message_id)
+            if conv is None or conv.tenant_id != tenant_id or trigger is None or conv.status != "bot":
+                return None
+            tenant = await s.get(Tenant, tenant_id)
+            bot = await s.get(Bot, conv.bot_id) if conv.bot_id else None
+            if trigger.seq < conv.last_seq:
+                later = (await s.exec(select(Message).where(
+                    Message.conversation_id == cid, Message.seq > trigger.seq,
+                    col(Message.sender_kind).in_(("bot", "agent"))).limit(1))).first()
+                if later is not None and later.sender_kind == "agent":
+                    return None
+            history = list((await s.exec(
+                select(Message).where(Message.conversation_id == cid, Message.seq < trigger.seq,
+                                      Message.kind == "text")
+                .order_by(col(Message.seq).desc()).limit(self.history_turns))).all())
+            user = (await s.exec(select(User).where(User.tenant_id == tenant_id,
+                                                    User.external_id == conv.user_id))).first()
+        assert tenant is not None
+        return conv, tenant, bot, trigger, list(reversed(history)), user
+
+    async def _kb_for(self, tenant_id: str, bot: Bot | None) -> str:
+        if bot is not None and bot.knowledge_base_id:
+            return bot.knowledge_base_id
+        if self.default_kb is not None:
+            kb = await self.default_kb(tenant_id)
+            if kb:
+                return str(kb)
+        return "none"
+
+    async def _answer(self, tenant_id: str, cid: str, message_id: str) -> None:
+        loaded = await self._load(tenant_id, cid, message_id)
+        if loaded is None:
+            return
+        conv, tenant, bot, trigger, history, user = loaded
+        kb_id = await self._kb_for(tenant_id, bot)
+        try:
+            config = BotConfig(name=bot.name if bot else "Assistant", knowledge_base_id=kb_id,
+                               persona=(bot.persona or "") if bot else "",
+                               handoff=HandoffSettings.from_dict(bot.handoff if bot else None),
+                               answer_deadline_s=self.answer_deadline_s)
+        except BotError:
+            config = BotConfig(name="Assistant", knowledge_base_id=kb_id, answer_deadline_s=self.answer_deadline_s)
+        ctx = AnswerContext(
+            bot=config, canary=tenant_canary(tenant.signing_secret), text=trigger.text,
+            history=[_turn(m) for m in history], user_attributes=(user.attributes if user else {}) or {},
+            offered_human_before=conv.bot_offered_human,
+        )
+        sender = Sender("bot", conv.bot_id or "bot", config.name)
+        draft_id = reply_id(message_id)
+        cmid = draft_id
+        async for event in self.pipeline.run(ctx):
+            match event:
+                case Delta():
+                    frame = json.dumps({"type": "message.delta", "conversation_id": cid, "draft_id": draft_id,
+                                        "index": event.index, "delta": event.text})
+                    await self.chat.bus.publish(topic_conversation(cid), frame)
+                    await self.chat.bus.publish(topic_agents(cid), frame)
+                case Final():
+                    await self._log(tenant_id, cid, event.decision.to_record() if event.decision else None)
+                    cites = [c.to_dict() for c in event.citations]
+                    await self._post(tenant_id, cid, sender, event.text, cmid, draft_id, cites)
+                    self.metrics.bot_answers.inc()
+                case Offer():
+                    await self._log(tenant_id, cid, event.decision.to_record())
+                    if await self._post(tenant_id, cid, sender, event.text, cmid, draft_id, []):
+                        await self._mark_offered(cid)
+                case Handoff():
+                    await self._log(tenant_id, cid, event.decision.to_record())
+                    self.metrics.handoffs.labels(event.decision.reason_code).inc()
+                    await self.router.handoff(tenant_id, cid, reason=event.decision.reason_code,
+                                              notice=event.notice)
+
+    async def _post(self, tenant_id: str, cid: str, sender: Sender, text: str, cmid: str, draft_id: str,
+                    citations: list[dict[str, Any]]) -> bool:
+        try:
+            await self.chat.send(tenant_id, cid, sender, text, client_msg_id=cmid, draft_id=draft_id,
+                                 citations=citations)
+            return True
+        except (Forbidden, NotFound, Conflict):
+            return False  # a human owns the conversation now, or it is gone
+
+    async def _mark_offered(self, cid: str) -> None:
+        async with self.db.write() as s:
+            conv = await s.get(Conversation, cid)
+            if conv is not None:
+                conv.bot_offered_human = True
+                s.add(conv)
+
+    async def _log(self, tenant_id: str, cid: str, record: dict[str, Any] | None) -> None:
+        if record is None:
+            return
+        async with self.db.write() as s:
+            s.add(HandoffLog(tenant_id=tenant_id, conversation_id=cid, action=str(record.get("action")),
+                             reason_code=str(record.get("reason_code")), record=_jsonable(record)))
+
+    async def summary(self, tenant_id: str, cid: str) -> str | None:
+        async with self.db.session() as s:
+            conv = await s.get(Conversation, cid)
+            msgs = list((await s.exec(select(Message).where(Message.conversation_id == cid, Message.kind == "text")
+                                      .order_by(col(Message.seq).desc()).limit(self.history_turns))).all())
+        reason = conv.handoff_reason if conv else None
+        return await summarize([_turn(m) for m in reversed(msgs)], self.model, reason=reason)
+
+
+def _turn(m: Message) -> Turn:
+    role = {"user": "user", "bot": "bot", "agent": "agent"}.get(m.sender_kind, "system")
+    return Turn(role=role, text=m.text, name=m.sender_name)  # type: ignore[arg-type]
+
+
+def _jsonable(v: Any) -> Any:
+    return json.loads(json.dumps(v, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o)))
+

@@ -1,0 +1,217 @@
+"""The server's side of knowledge bases: building the knowledge service from settings, the
+retriever the AI agent reads through (the ``bots`` port), and ingestion jobs run from the
+outbox (``queued → processing → ready | failed``) so a crash resumes them."""
+
+import asyncio
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import select
+
+from bots.ports import Passage
+from knowledge.errors import KnowledgeError
+from knowledge.service import KnowledgeService
+from knowledge.settings import KnowledgeSettings
+from server.db import Database
+from server.models import Bot, Document, KnowledgeBase, OutboxRow, utcnow
+from server.outbox import claim, finish
+from server.settings import Settings
+
+__all__ = ["IngestWorker", "KnowledgeRetriever", "build_knowledge", "enqueue_document", "load_demo_kb"]
+
+log = logging.getLogger("parley.kb")
+
+
+def build_knowledge(settings: Settings) -> KnowledgeService:
+    from knowledge.embeddings import OnnxMiniLM
+    from knowledge.store import ChromaStore
+
+    ks = KnowledgeSettings(max_upload_bytes=settings.max_upload_bytes)
+    store = ChromaStore.http(settings.chroma_url) if settings.chroma_url else ChromaStore.persistent(
+        settings.data_dir / "chroma")
+    return KnowledgeService(store, OnnxMiniLM(), ks)
+
+
+class KnowledgeRetriever:
+    """``bots.ports.Retriever`` over the knowledge service; searches run off the event loop."""
+
+    def __init__(self, service: KnowledgeService) -> None:
+        self.service = service
+
+    async def retrieve(self, kb_id: str, query: str, k: int) -> list[Passage]:
+        if not kb_id or kb_id == "none":
+            return []
+        try:
+            hits = await asyncio.to_thread(self.service.search, kb_id, query, k)
+        except KnowledgeError:
+            return []
+        return [Passage(chunk_id=h.chunk_id, document_id=h.document_id, title=h.title, source=h.source,
+                        heading_path=" > ".join(h.heading_path), text=h.text, score=h.score) for h in hits]
+
+
+def upload_path(settings: Settings, document_id: str) -> Path:
+    return settings.data_dir / "uploads" / f"{document_id}.bin"
+
+
+async def enqueue_document(db: Database, settings: Settings, doc: Document, kind: str, body: bytes,
+                           *, filename: str = "", content_type: str | None = None) -> None:
+    """Store the upload and its job in one go; the worker picks it up (now, or after a crash)."""
+    path = upload_path(settings, doc.id)
+    await asyncio.to_thread(_write, path, body)
+    async with db.write() as s:
+        s.add(doc)
+        s.add(OutboxRow(tenant_id=doc.tenant_id, topic="ingest",
+                        payload={"document_id": doc.id, "kind": kind, "filename": filename,
+                                 "content_type": content_type}))
+
+
+def _write(path: Path, body: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+
+
+class IngestWorker:
+    def __init__(self, db: Database, settings: Settings, service: KnowledgeService, *, poll_s: float = 0.5) -> None:
+        self.db = db
+        self.settings = settings
+        self.service = service
+        self.poll_s = poll_s
+        self.wake = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                while await self.run_once():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("ingest round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.poll_s)
+            self.wake.clear()
+
+    async def run_once(self) -> int:
+        rows = await claim(self.db, "ingest", now=utcnow(), lease_s=600, limit=1)
+        for row in rows:
+            await self._one(row)
+        return len(rows)
+
+    async def _one(self, row: OutboxRow) -> None:
+        doc_id = str(row.payload.get("document_id"))
+        async with self.db.session() as s:
+            doc = await s.get(Document, doc_id)
+        if doc is None:
+            await finish(self.db, row, done=True, last_error="document deleted")
+            return
+        await self._status(doc_id, "processing", progress=0.0)
+        loop = asyncio.get_running_loop()
+
+        def progress(fraction: float) -> None:
+            asyncio.run_coroutine_threadsafe(self._status(doc_id, "processing", progress=fraction), loop)
+
+        try:
+            parsed = await self._parse(doc, row.payload)
+            result = await asyncio.to_thread(self.service.ingest, doc.knowledge_base_id, doc.id, parsed, progress)
+        except KnowledgeError as exc:
+            await self._status(doc_id, "failed", error=f"{exc.code}: {exc.detail}"[:1000])
+            await finish(self.db, row, done=True, last_error=exc.code)
+            return
+        except Exception as exc:
+            log.exception("ingestion of %s failed", doc_id)
+            await self._status(doc_id, "failed", error=f"internal: {type(exc).__name__}")
+            await finish(self.db, row, done=True, last_error=type(exc).__name__)
+            return
+        extra: dict[str, Any] = {"chunk_count": result.chunk_count, "content_hash": result.content_hash,
+                                 "progress": 1.0, "error": None}
+        if result.skipped_duplicate:
+            extra["error"] = f"duplicate of document {result.duplicate_of}; nothing new to index"
+        if parsed.title and doc.title in ("", "Untitled"):
+            extra["title"] = parsed.title
+        await self._status(doc_id, "ready", **extra)
+        await finish(self.db, row, done=True)
+        await asyncio.to_thread(upload_path(self.settings, doc_id).unlink, missing_ok=True)
+
+    async def _parse(self, doc: Document, payload: dict[str, Any]) -> Any:
+        from knowledge.sandbox import parse_in_subprocess
+        from knowledge.sources import from_faq, from_text
+
+        ks = self.service.settings
+        body = await asyncio.to_thread(upload_path(self.settings, doc.id).read_bytes)
+        kind = payload.get("kind")
+        if kind == "text":
+            data = json.loads(body)
+            return from_text(data["title"], data["text"], source=doc.source, settings=ks)
+        if kind == "faq":
+            data = json.loads(body)
+            return from_faq(data["faq"], title=doc.title, source=doc.source, settings=ks)
+        if kind == "url":
+            return await asyncio.to_thread(self._fetch_and_parse, body.decode(), ks)
+        return await asyncio.to_thread(parse_in_subprocess, body, str(payload.get("filename") or "upload"),
+                                       payload.get("content_type"), ks)
+
+    @staticmethod
+    def _fetch_and_parse(url: str, ks: KnowledgeSettings) -> Any:
+        import httpx
+
+        from knowledge.documents import ParsedDocument
+        from knowledge.errors import ParseFailed
+        from knowledge.fetch import fetch_pages
+        from knowledge.sandbox import parse_in_subprocess
+
+        with httpx.Client(timeout=ks.fetch_timeout_seconds, follow_redirects=False) as client:
+            site = fetch_pages(url, client=client, settings=ks)
+        sections = []
+        title = ""
+        for page in site.pages:
+            parsed = parse_in_subprocess(page.content, page.filename, page.content_type, ks)
+            title = title or parsed.title
+            sections.extend(parsed.sections)
+        if not sections:
+            raise ParseFailed("no page of this URL had text to index")
+        return ParsedDocument(title=title or url, source=url, sections=sections)
+
+    async def _status(self, doc_id: str, status: str, **values: Any) -> None:
+        async with self.db.write() as s:
+            doc = await s.get(Document, doc_id)
+            if doc is None:
+                return
+            doc.status = status
+            for k, v in values.items():
+                setattr(doc, k, v)
+            doc.updated_at = utcnow()
+            s.add(doc)
+
+
+async def load_demo_kb(db: Database, service: KnowledgeService, tenant_id: str) -> str:
+    """The demo help centre, indexed and attached to the tenant's default bot."""
+    from knowledge.demo import demo_pages
+    from knowledge.loaders import parse_document
+
+    async with db.write() as s:
+        kb = KnowledgeBase(tenant_id=tenant_id, name="Brightbrew help centre (demo)")
+        s.add(kb)
+    await asyncio.to_thread(service.create_kb, kb.id, exist_ok=True)
+    for page in demo_pages():
+        doc_id = _doc_id(kb.id, page.stem)
+        parsed = await asyncio.to_thread(parse_document, page.read_bytes(), page.name, None, service.settings)
+        result = await asyncio.to_thread(service.ingest, kb.id, doc_id, parsed)
+        async with db.write() as s:
+            s.add(Document(id=doc_id, tenant_id=tenant_id, knowledge_base_id=kb.id, title=parsed.title,
+                           source=f"demo:{page.name}", status="ready", progress=1.0,
+                           chunk_count=result.chunk_count, content_hash=result.content_hash))
+    async with db.write() as s:
+        bot = (await s.exec(select(Bot).where(Bot.tenant_id == tenant_id, Bot.is_default == True))).first()  # noqa: E712
+        if bot is not None:
+            bot.knowledge_base_id = kb.id
+            s.add(bot)
+    return kb.id
+
+
+def _doc_id(kb_id: str, stem: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{kb_id}:{stem}".encode()).hexdigest()[:32]
