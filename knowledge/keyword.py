@@ -146,8 +146,9 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
-def _query_terms(query: str) -> tuple[dict[str, int], int]:
-    """Each query term with the bitmask of query units it covers, and the mask of content units.
+def _query_terms(query: str) -> tuple[dict[str, int], int, set[str]]:
+    """Each query term with the bitmask of query units it covers, the mask of content units,
+    and the terms that are whole query words (``1550`` inside ``BB-1550-BR`` is not one).
 
     A unit is a CJK character or a Latin word. Coverage counts units, not terms: a Chinese
     question's bigrams that straddle two words ("国需" in "中国需要") match nothing, and
@@ -155,6 +156,7 @@ def _query_terms(query: str) -> tuple[dict[str, int], int]:
     """
     text = unicodedata.normalize("NFKC", query).lower()
     terms: dict[str, int] = {}
+    whole_words: set[str] = set()
     content = 0
     unit = 0
 
@@ -177,6 +179,7 @@ def _query_terms(query: str) -> tuple[dict[str, int], int]:
             unit += len(run)
             continue
         parts = [p for p in re.split(r"[-_./]", run) if p]
+        whole_words.update([run, "".join(parts)] if len(parts) > 1 else parts)
         start = unit
         for part in parts:
             if part not in _STOPWORDS and unit < _MAX_UNITS:
@@ -187,7 +190,7 @@ def _query_terms(query: str) -> tuple[dict[str, int], int]:
             whole = ((1 << unit) - 1) ^ ((1 << start) - 1)
             add(run, whole)
             add("".join(parts), whole)
-    return terms, content
+    return terms, content, whole_words
 
 
 class KeywordHit(NamedTuple):
@@ -283,7 +286,7 @@ class KeywordIndex:
         """Up to ``k`` hits, best BM25 score first."""
         if self._live == 0:
             return []
-        terms, content = _query_terms(query)
+        terms, content, whole_words = _query_terms(query)
         n = len(self._ids)
         scores = np.zeros(n, dtype=np.float32)
         covered = np.zeros(n, dtype=np.int64)
@@ -302,7 +305,7 @@ class KeywordIndex:
             idf = math.log(1 + max(self._live - df + 0.5, 0.5) / (df + 0.5))
             scores[docs] += idf * tfs * (_K1 + 1) / (tfs + norm[docs])
             covered[docs] |= mask
-            if is_exact_term(term):
+            if term in whole_words and is_exact_term(term):
                 exact[docs] = True
         scores *= np.frombuffer(bytes(self._alive), dtype=np.uint8)
         candidates = int(np.count_nonzero(scores))

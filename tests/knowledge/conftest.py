@@ -1,4 +1,3 @@
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,11 +29,11 @@ def onnx_service(tmp_path: Path, onnx: OnnxMiniLM) -> KnowledgeService:
 
 
 @pytest.fixture(scope="session")
-def demo_service(tmp_path_factory: pytest.TempPathFactory, onnx: OnnxMiniLM) -> Iterator[KnowledgeService]:
+def demo_service(tmp_path_factory: pytest.TempPathFactory, onnx: OnnxMiniLM) -> KnowledgeService:
     from knowledge.demo import load_demo
 
     service = KnowledgeService(
         ChromaStore.persistent(tmp_path_factory.mktemp("demo") / "chroma"), onnx, KnowledgeSettings()
     )
     load_demo(service, "demo")
-    yield service
+    return service

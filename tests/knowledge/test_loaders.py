@@ -62,7 +62,7 @@ def test_docx_headings_and_tables() -> None:
 
 
 def test_csv_question_answer_pairs_with_header() -> None:
-    data = "Answer,Question\nThirty days.,How long to return?\n\"Yes, free.\",Is shipping free?\n"
+    data = 'Answer,Question\nThirty days.,How long to return?\n"Yes, free.",Is shipping free?\n'
     doc = parse_document(data.encode(), "faq.csv", None, S)
     assert [(q.question, q.answer) for q in doc.faq] == [
         ("How long to return?", "Thirty days."),
@@ -71,7 +71,7 @@ def test_csv_question_answer_pairs_with_header() -> None:
 
 
 def test_csv_without_header_uses_first_two_columns() -> None:
-    doc = parse_document("Q1?;A1\nQ2?;A2\n".encode(), "faq.csv", None, S)
+    doc = parse_document(b"Q1?;A1\nQ2?;A2\n", "faq.csv", None, S)
     assert [q.question for q in doc.faq] == ["Q1?", "Q2?"]
 
 
