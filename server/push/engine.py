@@ -132,6 +132,7 @@ class PushEngine:
         self.rng = rng or random.Random()
         s = self.settings
         self._conversion_window = timedelta(seconds=s.conversion_window_s)
+        self._cfg_cache: dict[str, tuple[PushTenantConfig, datetime]] = {}
         self.renderer = TemplateRenderer(max_title=s.max_title_chars, max_body=s.max_body_chars,
                                          max_url=s.max_url_chars)
 
@@ -362,9 +363,7 @@ class PushEngine:
     async def _notify(self, s: AsyncSession, tenant_id: str, spec: _Spec, now: datetime,
                       cache: dict[str, _UserCtx]) -> Notification | None:
         ctx = await self._context(s, tenant_id, spec.user_id, now, spec.max_delay_s > 0, cache)
-        cfg = await s.get(PushTenantConfig, tenant_id)
-        budget = (cfg.budget_count if cfg and cfg.budget_count else self.settings.budget_count,
-                  cfg.budget_window_s if cfg and cfg.budget_window_s else self.settings.budget_window_s)
+        budget = await self._budget(s, tenant_id)
         dctx = DecisionContext(
             prefs=ctx.prefs, recent=ctx.recent, support=ctx.support, activity_hours=ctx.hours or (),
             budget=budget, budget_exempt=frozenset(self.settings.budget_exempt_categories),
@@ -375,6 +374,22 @@ class PushEngine:
                          collapse_key=spec.collapse_key, dedupe_key=spec.dedupe_key, not_before=spec.not_before)
         d: Decision = decide(cand, dctx, now)
         return await self._store(s, tenant_id, spec, d, now, ctx)
+
+    async def _budget(self, s: AsyncSession, tenant_id: str) -> tuple[int, int]:
+        cached = self._cfg_cache.get(tenant_id)
+        cfg: PushTenantConfig | None
+        if cached is not None and cached[1] > self.now():
+            cfg = cached[0]
+        else:
+            cfg = await s.get(PushTenantConfig, tenant_id)
+            if cfg is not None:
+                self._remember(cfg)
+        return (cfg.budget_count if cfg and cfg.budget_count else self.settings.budget_count,
+                cfg.budget_window_s if cfg and cfg.budget_window_s else self.settings.budget_window_s)
+
+    def _remember(self, cfg: PushTenantConfig) -> None:
+        # short-lived: a config change reaches every worker within this many seconds
+        self._cfg_cache[cfg.tenant_id] = (cfg, self.now() + timedelta(seconds=self.settings.config_cache_s))
 
     async def _store(self, s: AsyncSession, tenant_id: str, spec: _Spec, d: Decision, now: datetime,
                      ctx: _UserCtx) -> Notification | None:
@@ -405,7 +420,7 @@ class PushEngine:
             s.add(OutboxRow(tenant_id=tenant_id, topic=TOPIC, payload={"kind": "deliver", "notification_id": nid},
                             available_at=d.send_at, created_at=now))
             ctx.recent.append(PastSend(d.send_at, spec.rule_id, spec.category))
-        return await s.get(Notification, nid)
+        return Notification.model_validate(row)
 
     # ------------------------------------------------------------------ outbox handlers
 
@@ -499,9 +514,13 @@ class PushEngine:
 
     async def tenant_config(self, tenant_id: str) -> PushTenantConfig:
         """The tenant's push configuration; VAPID keys are generated on first use."""
+        cached = self._cfg_cache.get(tenant_id)
+        if cached is not None and cached[1] > self.now() and cached[0].vapid_private_key:
+            return cached[0]
         async with self.db.session() as s:
             cfg = await s.get(PushTenantConfig, tenant_id)
         if cfg is not None and cfg.vapid_private_key:
+            self._remember(cfg)
             return cfg
         priv, pub = generate_vapid_keys()
         async with self.db.write() as s:
@@ -514,6 +533,7 @@ class PushEngine:
         async with self.db.session() as s:
             cfg = await s.get(PushTenantConfig, tenant_id)
         assert cfg is not None
+        self._remember(cfg)
         return cfg
 
     async def configure(self, tenant_id: str, **fields: Any) -> PushTenantConfig:
@@ -525,6 +545,7 @@ class PushEngine:
             raise BadInput(f"{sorted(bad)[0]}: unknown push setting", field=sorted(bad)[0])
         async with self.db.write() as s:
             await s.exec(update(PushTenantConfig).where(col(PushTenantConfig.tenant_id) == tenant_id).values(**fields))
+        self._cfg_cache.pop(tenant_id, None)
         return await self.tenant_config(tenant_id)
 
     # ------------------------------------------------------------------ stats

@@ -67,3 +67,4 @@ class PushSettings:
     vapid_token_ttl_s: int = 12 * 3600
     apns_token_ttl_s: int = 50 * 60  # Apple rejects provider tokens older than one hour
     webhook_tolerance_s: int = 300
+    config_cache_s: float = 10.0
