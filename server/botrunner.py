@@ -92,9 +92,11 @@ class BotRunner:
 
     async def _on_status(self, what: str, conv: Conversation) -> None:
         if conv.status != "bot":
-            # A human took over: whatever the bot is streaming stops now.
-            task = self.streaming.pop(conv.id, None)
-            if task is not None:
+            # A human took over (or the user asked for one): whatever the bot streams stops now.
+            # The bot's own handoff arrives here from inside its task, which must finish its work.
+            task = self.streaming.get(conv.id)
+            if task is not None and task is not asyncio.current_task():
+                del self.streaming[conv.id]
                 task.cancel()
 
     async def run(self) -> None:
