@@ -24,7 +24,7 @@ from sqlmodel import col, select
 from server.db import Database
 from server.models import OutboxRow, utcnow
 from server.push.engine import TOPIC, PushEngine
-from server.push.models import Delivery, Device, Notification, PushTenantConfig
+from server.push.models import Delivery, Device, Notification, PushTenantConfig, aware
 from server.push.presence import Presence
 from server.push.providers.base import DeliveryResult, DeviceTarget, Provider, PushMessage
 from server.push.settings import PushSettings
@@ -187,6 +187,9 @@ class PushWorker:
             n = await s.get(Notification, notification_id)
         if n is None or n.tenant_id != tenant_id or n.status in _DONE_STATUSES:
             return Outcome(True)
+        if n.collapse_key and await self._superseded(n):
+            await self._set_status(n.id, "collapsed", None)
+            return Outcome(True)
         if n.rewrite_pending:
             n = await self._rewrite(n)
         msg = PushMessage(notification_id=n.id, user_id=n.user_id, title=n.title, body=n.body, url=n.url,
@@ -291,6 +294,23 @@ class PushWorker:
             await s.exec(update(Notification).where(col(Notification.id) == n.id).values(
                 status="delivered", channel="inapp", updated_at=now))
         return True
+
+    async def _superseded(self, n: Notification) -> bool:
+        """Two notifications with one collapse key decided in concurrent transactions cannot see
+        each other; here, before sending, the newest (created_at, seq, id) wins deterministically."""
+        async with self.db.session() as s:
+            others = (await s.exec(select(Notification).where(
+                Notification.tenant_id == n.tenant_id, Notification.user_id == n.user_id,
+                Notification.collapse_key == n.collapse_key, col(Notification.id) != n.id,
+                col(Notification.status).in_(("scheduled", "delivered")),
+            ))).all()
+
+        def key(x: Notification) -> tuple[Any, ...]:
+            seq = (x.data or {}).get("seq")
+            return (aware(x.created_at), seq if isinstance(seq, int) else 0, x.id)
+
+        mine = key(n)
+        return any(key(o) > mine for o in others)
 
     async def _set_status(self, nid: str, status: str, channel: str | None) -> None:
         async with self.db.write() as s:

@@ -128,8 +128,8 @@ async def test_500_events_delivered_3_times_make_one_notification_per_event_and_
 ) -> None:
     service = PushService(verify_vapid=False)
     async with service.client() as client:
-        tid, engine = await _setup(db, clock, service, client, users=25, devices=2)
-        events = [{"event_id": f"e{i}", "user_id": f"u{i % 25}", "name": "order.shipped",
+        tid, engine = await _setup(db, clock, service, client, users=50, devices=1)
+        events = [{"event_id": f"e{i}", "user_id": f"u{i % 50}", "name": "order.shipped",
                    "properties": {"order": i}} for i in range(500)]
         rng = random.Random(3)
         copies = [events[:] for _ in range(3)]
@@ -148,9 +148,9 @@ async def test_500_events_delivered_3_times_make_one_notification_per_event_and_
         notes = (await s.exec(select(Notification))).all()
         dels = (await s.exec(select(Delivery))).all()
     assert len(notes) == 500 and {n.event_id for n in notes} == {e["event_id"] for e in events}
-    assert len(dels) == 1000 and all(d.status == "delivered" for d in dels)
+    assert len(dels) == 500 and all(d.status == "delivered" for d in dels)
     got = Counter((m["id"], m["endpoint"]) for m in service.received)
-    assert len(got) == 1000 and set(got.values()) == {1}
+    assert len(got) == 500 and set(got.values()) == {1}
 
 
 class CrashingProvider:
@@ -275,8 +275,9 @@ async def test_chat_reply_push_collapsed_per_conversation(db: Database, clock: S
         assert await engine.handle_chat_event(tid, _reply(tid, conv, 5, "x", clock).payload) == "online"
     async with db.session() as s:
         notes = (await s.exec(select(Notification).order_by(col(Notification.created_at)))).all()
-    assert [n.status for n in notes] == ["collapsed", "delivered"]
-    assert notes[1].category == "support" and notes[1].collapse_key == f"conv:{conv}"
+    by_seq = {n.data["seq"]: n for n in notes}
+    assert (by_seq[2].status, by_seq[3].status) == ("collapsed", "delivered")
+    assert by_seq[3].category == "support" and by_seq[3].collapse_key == f"conv:{conv}"
 
 
 async def test_chat_reply_respects_quiet_hours(db: Database, clock: SimClock) -> None:
