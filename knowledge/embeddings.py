@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from knowledge.errors import EmbeddingFailed
+from knowledge.settings import KnowledgeSettings
 
 __all__ = [
     "TOKENIZER_PATH",
@@ -52,8 +53,10 @@ def _default_model_path() -> Path:
 class OnnxMiniLM:
     """all-MiniLM-L6-v2 on onnxruntime (CPU): mean pooling over the attention mask, L2 norm.
 
-    Texts are sorted by length and batched, each batch padded only to its longest text: the
-    same vectors as padding everything to 256 tokens, many times faster.
+    Texts are sorted by length and grouped into batches of at most ``max_batch_tokens`` padded
+    tokens, each padded only to its own longest text: the same vectors as padding everything
+    to 256 tokens, many times faster. Small batches win on CPU here: the int8 model slowed down
+    3x from 4 to 32 chunks per batch (see bench/results/knowledge.md).
     """
 
     model_id = "all-MiniLM-L6-v2-onnx-int8"
@@ -66,15 +69,17 @@ class OnnxMiniLM:
         tokenizer_path: Path | None = None,
         intra_op_threads: int = 1,
         batch_size: int = 32,
+        max_batch_tokens: int = 512,
         max_tokens: int = 256,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self._batch_size = max(1, batch_size)
+        self._max_batch_tokens = max(max_tokens, max_batch_tokens)
         tokenizer = Tokenizer.from_file(str(tokenizer_path or TOKENIZER_PATH))
         tokenizer.enable_truncation(max_length=max_tokens)
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the batch's longest
+        tokenizer.no_padding()  # batches are padded here, each to its own longest text
         self._tokenizer = tokenizer
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, intra_op_threads)
@@ -85,10 +90,22 @@ class OnnxMiniLM:
         )
         self._input_names = {i.name for i in self._session.get_inputs()}
 
-    def _embed_batch(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        encodings = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    @classmethod
+    def from_settings(cls, settings: KnowledgeSettings) -> "OnnxMiniLM":
+        return cls(
+            intra_op_threads=settings.onnx_intra_op_threads,
+            batch_size=settings.embed_batch_size,
+            max_batch_tokens=settings.embed_max_batch_tokens,
+            max_tokens=settings.embed_max_tokens,
+        )
+
+    def _run(self, sequences: list[list[int]], pad_to: int | None = None) -> npt.NDArray[np.float32]:
+        width = pad_to or max(len(seq) for seq in sequences)
+        ids = np.zeros((len(sequences), width), dtype=np.int64)
+        mask = np.zeros((len(sequences), width), dtype=np.int64)
+        for row, seq in enumerate(sequences):
+            ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
         feeds: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
@@ -99,14 +116,23 @@ class OnnxMiniLM:
         normalised: npt.NDArray[np.float32] = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
         return normalised
 
-    def embed_array(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    def embed_array(self, texts: Sequence[str], *, pad_to: int | None = None) -> npt.NDArray[np.float32]:
+        """Vectors for ``texts``; ``pad_to`` forces a fixed padded length (tests compare with 256)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        sequences = [e.ids for e in self._tokenizer.encode_batch([t or " " for t in texts])]
+        order = sorted(range(len(texts)), key=lambda i: len(sequences[i]))
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), self._batch_size):
-            idx = order[start : start + self._batch_size]
-            out[idx] = self._embed_batch([texts[i] or " " for i in idx])
+        batch: list[int] = []
+        for i in order:
+            # Sorted ascending, so the newest text is the batch's longest.
+            if batch and (
+                len(batch) >= self._batch_size or (len(batch) + 1) * len(sequences[i]) > self._max_batch_tokens
+            ):
+                out[batch] = self._run([sequences[j] for j in batch], pad_to)
+                batch = []
+            batch.append(i)
+        out[batch] = self._run([sequences[j] for j in batch], pad_to)
         return out
 
     def embed(self, texts: list[str]) -> list[list[float]]:

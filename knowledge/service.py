@@ -111,6 +111,12 @@ class KnowledgeService:
             same = self.store.first_where(kb_id, "content_hash", content_hash)
             if same is not None:
                 owner = str(same.metadata.get("document_id", ""))
+                if owner != document_id:
+                    # This id's previous version is outdated either way; its new content is
+                    # already indexed under ``owner``.
+                    index = self._keyword_index(kb_id)
+                    for old in self.store.delete_where(kb_id, "document_id", document_id):
+                        index.remove(old)
                 report(1.0)
                 count = len(self.store.ids_where(kb_id, "document_id", owner))
                 return IngestResult(count, content_hash, True, owner)

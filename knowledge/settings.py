@@ -39,6 +39,7 @@ class KnowledgeSettings:
 
     # Embeddings
     embed_batch_size: int = 32
+    embed_max_batch_tokens: int = 512
     embed_max_tokens: int = 256
     onnx_intra_op_threads: int = 1
 

@@ -44,8 +44,9 @@ class _Context:
                 if self.chroma_host
                 else ChromaStore.persistent(self.data_dir / "chroma")
             )
-            embedder: Embedder = HashEmbedder() if self.embedder_name == "hash" else OnnxMiniLM()
-            self._service = KnowledgeService(store, embedder, KnowledgeSettings())
+            settings = KnowledgeSettings()
+            embedder: Embedder = HashEmbedder() if self.embedder_name == "hash" else OnnxMiniLM.from_settings(settings)
+            self._service = KnowledgeService(store, embedder, settings)
         return self._service
 
 

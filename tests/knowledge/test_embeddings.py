@@ -34,13 +34,7 @@ def test_similar_sentences_are_closer_than_unrelated(onnx: OnnxMiniLM) -> None:
 def test_padding_to_longest_matches_padding_to_256(onnx: OnnxMiniLM) -> None:
     texts = ["short", "a somewhat longer sentence about shipping to Canada", "word " * 80]
     ours = onnx.embed(texts)
-    # Chroma's way: every text padded to 256 tokens.
-    tokenizer = onnx._tokenizer
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]", length=256)
-    try:
-        padded = onnx._embed_batch(texts)
-    finally:
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    padded = onnx.embed_array(texts, pad_to=256)  # Chroma's way: every text padded to 256 tokens
     for mine, theirs in zip(ours, padded, strict=True):
         assert cos(mine, list(theirs)) >= 0.999
 

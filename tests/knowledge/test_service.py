@@ -58,6 +58,15 @@ def test_dedupe_same_and_other_document_ids(hash_service: KnowledgeService) -> N
     assert hash_service.chunk_count("kb") == first.chunk_count
 
 
+def test_changed_document_that_duplicates_another_drops_its_old_version(hash_service: KnowledgeService) -> None:
+    hash_service.create_kb("kb")
+    hash_service.ingest("kb", "a", doc("A", "Old text QQ-101."))
+    hash_service.ingest("kb", "b", doc("B", "Shared text QQ-202."))
+    result = hash_service.ingest("kb", "a", doc("B", "Shared text QQ-202."))
+    assert result.skipped_duplicate and result.duplicate_of == "b"
+    assert hash_service.search("kb", "QQ-101") == []
+
+
 def test_changed_document_replaces_its_chunks(hash_service: KnowledgeService) -> None:
     hash_service.create_kb("kb")
     hash_service.ingest("kb", "policy", doc("Policy", "Refunds take ZQX-OLD-111 days. " * 60))
