@@ -1,0 +1,343 @@
+"""Knowledge benchmarks, side by side in one run.
+
+    python bench/knowledge_bench.py            # 10k and 100k chunks
+    python bench/knowledge_bench.py --quick    # 10k only
+
+Measures: embedding sentences/s (ours vs Chroma's own ONNXMiniLM_L6_V2 on the same model file
+and tokenizer), ingestion chunks/s through KnowledgeService, and query latency p50/p99 at 10k
+and 100k chunks (the large stores are filled with synthetic texts and random unit vectors, since
+embedding 100k real chunks on one core would take over an hour; the query itself is the real
+path: embed the question, Chroma top-k, BM25, fusion). Writes bench/results/knowledge.md.
+"""
+
+import argparse
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from knowledge.chunking import chunk_document, embedding_text  # noqa: E402
+from knowledge.demo import demo_pages, load_demo  # noqa: E402
+from knowledge.embeddings import TOKENIZER_PATH, OnnxMiniLM, _default_model_path  # noqa: E402
+from knowledge.loaders import parse_document  # noqa: E402
+from knowledge.service import KnowledgeService  # noqa: E402
+from knowledge.settings import KnowledgeSettings  # noqa: E402
+from knowledge.store import ChromaStore  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "knowledge.md"
+WORDS = [
+    "coffee",
+    "espresso",
+    "grinder",
+    "kettle",
+    "warranty",
+    "refund",
+    "shipping",
+    "invoice",
+    "descale",
+    "filter",
+    "gasket",
+    "pump",
+    "pressure",
+    "firmware",
+    "pairing",
+    "subscription",
+    "account",
+    "password",
+    "delivery",
+    "courier",
+    "customs",
+    "parcel",
+    "tracking",
+    "machine",
+    "temperature",
+    "milk",
+    "steam",
+    "portafilter",
+    "basket",
+    "burr",
+    "setting",
+    "cleaning",
+    "limescale",
+    "water",
+    "tank",
+    "drip",
+    "tray",
+    "order",
+    "payment",
+    "card",
+    "klarna",
+    "paypal",
+    "gift",
+    "voucher",
+    "support",
+    "hours",
+    "phone",
+    "chat",
+    "email",
+    "return",
+    "label",
+    "box",
+]
+ZH = "退货退款保修配送运费关税密码账户错误代码咖啡机磨豆机水箱除垢订单发票"
+
+
+def demo_sentences() -> list[str]:
+    settings = KnowledgeSettings()
+    sentences: list[str] = []
+    for page in demo_pages():
+        if page.stem.startswith("zh-"):
+            continue
+        parsed = parse_document(page.read_bytes(), page.name, None, settings)
+        for section in parsed.sections:
+            sentences += [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n", section.text) if len(s.strip()) > 20]
+    return sentences
+
+
+def demo_chunks() -> list[str]:
+    settings = KnowledgeSettings()
+    texts: list[str] = []
+    for page in demo_pages():
+        parsed = parse_document(page.read_bytes(), page.name, None, settings)
+        texts += [embedding_text(parsed.title, c) for c in chunk_document(page.stem, parsed, settings)]
+    return texts
+
+
+def rate(fn: Callable[[], object], items: int, repeat: int = 2) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return items / best
+
+
+def chroma_ef(workdir: Path) -> object | None:
+    """Chroma's ONNXMiniLM_L6_V2 on our local model file; None if it cannot run offline."""
+    from chromadb.utils.embedding_functions.onnx_mini_lm_l6_v2 import ONNXMiniLM_L6_V2
+
+    folder = workdir / "chroma-onnx"
+    onnx_dir = folder / "onnx"
+    onnx_dir.mkdir(parents=True, exist_ok=True)
+    os.symlink(_default_model_path(), onnx_dir / "model.onnx")
+    shutil.copy(TOKENIZER_PATH, onnx_dir / "tokenizer.json")
+    # Chroma only checks these exist (it would download otherwise); it reads none of them.
+    for name in ("config.json", "special_tokens_map.json", "tokenizer_config.json"):
+        (onnx_dir / name).write_text("{}")
+    (onnx_dir / "vocab.txt").write_text("")
+    ef = ONNXMiniLM_L6_V2(preferred_providers=["CPUExecutionProvider"])
+    ef.DOWNLOAD_PATH = folder  # type: ignore[misc]
+    return ef
+
+
+def bench_embeddings(workdir: Path) -> list[tuple[str, str]]:
+    sentences = demo_sentences()
+    sentences = (sentences * (1 + 256 // len(sentences)))[:256]
+    mean_tokens = statistics.mean(len(s.split()) for s in sentences)
+    rows = []
+    ours1 = OnnxMiniLM(intra_op_threads=1)
+    ours2 = OnnxMiniLM(intra_op_threads=2)
+    r1 = rate(lambda: ours1.embed(sentences), len(sentences))
+    r2 = rate(lambda: ours2.embed(sentences), len(sentences))
+    rows.append(("embedding, ours (pad to batch longest), 1 thread", f"{r1:,.0f} sentences/s"))
+    rows.append(("embedding, ours (pad to batch longest), 2 threads", f"{r2:,.0f} sentences/s"))
+    ef = chroma_ef(workdir)
+    if ef is not None:
+        subset = sentences[:64]
+        rc = rate(lambda: ef(subset), len(subset), repeat=1)  # type: ignore[operator]
+        theirs = np.array(ef(subset[:8]))  # type: ignore[operator]
+        mine = np.array(ours1.embed(subset[:8]))
+        agreement = float(np.min(np.sum(theirs * mine, axis=1)))
+        rows.append(("embedding, Chroma ONNXMiniLM_L6_V2 (pads to 256), ORT default threads", f"{rc:,.0f} sentences/s"))
+        rows.append(("cosine ours vs Chroma's, same model file (min of 8)", f"{agreement:.5f}"))
+    chunks = demo_chunks()
+    rc1 = rate(lambda: ours1.embed(chunks), len(chunks), repeat=1)
+    rows.append(
+        (f"embedding demo chunks (~{statistics.mean(map(len, chunks)):.0f} chars), 1 thread", f"{rc1:,.0f} chunks/s")
+    )
+    rows.append(("(sentences average words)", f"{mean_tokens:.1f}"))
+    return rows
+
+
+def bench_ingestion(workdir: Path) -> list[tuple[str, str]]:
+    embedder = OnnxMiniLM(intra_op_threads=1)
+    service = KnowledgeService(ChromaStore.persistent(workdir / "ingest"), embedder)
+    service.create_kb("demo")
+    start = time.perf_counter()
+    results = load_demo(service, "demo", create=False)
+    elapsed = time.perf_counter() - start
+    chunks = sum(r.chunk_count for r in results)
+    rows = [
+        (
+            f"ingestion, demo KB end to end ({chunks} chunks, parse+chunk+embed+store)",
+            f"{chunks / elapsed:,.0f} chunks/s",
+        )
+    ]
+    # The same path with embedding taken out, to show where the time goes.
+    rng = np.random.default_rng(1)
+    texts = [synthetic_text(random.Random(i), i) for i in range(2000)]
+    vectors = unit_vectors(rng, len(texts))
+    service.create_kb("store-only")
+    start = time.perf_counter()
+    service.store.add(
+        "store-only",
+        [f"s:{i}" for i in range(len(texts))],
+        vectors,
+        texts,
+        [
+            {"document_id": f"s{i // 10}", "title": "t", "source": "s", "heading_path": "", "content_hash": "h"}
+            for i in range(len(texts))
+        ],
+    )
+    elapsed = time.perf_counter() - start
+    rows.append(("ingestion, Chroma add only (vectors given)", f"{len(texts) / elapsed:,.0f} chunks/s"))
+    return rows
+
+
+def synthetic_text(rng: random.Random, i: int) -> str:
+    words = rng.choices(WORDS, k=rng.randint(60, 120))
+    words.insert(rng.randrange(len(words)), f"BB-{i:06d}")
+    if i % 10 == 0:
+        words.insert(0, "".join(rng.choices(ZH, k=20)))
+    return " ".join(words)
+
+
+def unit_vectors(rng: np.random.Generator, n: int) -> list[list[float]]:
+    v = rng.standard_normal((n, 384)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v.tolist()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+def bench_queries(workdir: Path, size: int) -> list[tuple[str, str]]:
+    path = workdir / f"q{size}"
+    store = ChromaStore.persistent(path)
+    embedder = OnnxMiniLM(intra_op_threads=1)
+    service = KnowledgeService(store, embedder)
+    service.create_kb("big")
+    rng = np.random.default_rng(size)
+    start = time.perf_counter()
+    step = 5000
+    for base in range(0, size, step):
+        n = min(step, size - base)
+        texts = [synthetic_text(random.Random(base + i), base + i) for i in range(n)]
+        metas = [
+            {
+                "document_id": f"d{(base + i) // 10}",
+                "title": f"Doc {(base + i) // 10}",
+                "source": "synthetic",
+                "heading_path": "Section",
+                "content_hash": f"h{(base + i) // 10}",
+            }
+            for i in range(n)
+        ]
+        store.add(
+            "big", [f"d{(base + i) // 10}:{(base + i) % 10}" for i in range(n)], unit_vectors(rng, n), texts, metas
+        )
+    fill = time.perf_counter() - start
+    # A fresh service rebuilds its keyword index from Chroma on first use.
+    fresh = KnowledgeService(ChromaStore.persistent(path), embedder)
+    start = time.perf_counter()
+    fresh.search("big", "warm up the keyword index")
+    rebuild = time.perf_counter() - start
+    queries = [
+        "How do I descale the espresso machine?",
+        "refund to my card",
+        f"BB-{size // 2:06d}",
+        "pump pressure low after cleaning",
+        "退货需要多久",
+        "where is my parcel tracking",
+        f"error with BB-{size // 3:06d} grinder",
+        "change the password on my account",
+    ]
+    full: list[float] = []
+    vector_only: list[float] = []
+    keyword_only: list[float] = []
+    qv = embedder.embed(queries)
+    index = fresh._keyword_index("big")
+    for round_ in range(40):
+        for n, query in enumerate(queries):
+            t0 = time.perf_counter()
+            fresh.search("big", query, 5)
+            t1 = time.perf_counter()
+            store.query("big", qv[n], 20)
+            t2 = time.perf_counter()
+            index.search(query, 20)
+            t3 = time.perf_counter()
+            if round_ > 0:
+                full.append((t1 - t0) * 1000)
+                vector_only.append((t2 - t1) * 1000)
+                keyword_only.append((t3 - t2) * 1000)
+    label = f"{size // 1000}k chunks"
+    return [
+        (
+            f"query {label}: full search (embed + Chroma + BM25 + fusion) p50 / p99",
+            f"{percentile(full, 50):.2f} / {percentile(full, 99):.2f} ms",
+        ),
+        (
+            f"query {label}: Chroma top-20 only p50 / p99",
+            f"{percentile(vector_only, 50):.2f} / {percentile(vector_only, 99):.2f} ms",
+        ),
+        (
+            f"query {label}: BM25 top-20 only p50 / p99",
+            f"{percentile(keyword_only, 50):.2f} / {percentile(keyword_only, 99):.2f} ms",
+        ),
+        (f"{label}: fill Chroma (vectors given) / rebuild keyword index", f"{fill:.1f} s / {rebuild:.1f} s"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="query latency at 10k chunks only")
+    args = parser.parse_args()
+    rows: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="kbbench-") as tmp:
+        workdir = Path(tmp)
+        rows += bench_embeddings(workdir)
+        rows += bench_ingestion(workdir)
+        for size in (10_000,) if args.quick else (10_000, 100_000):
+            rows += bench_queries(workdir, size)
+    width = max(len(r[0]) for r in rows)
+    table = "\n".join(f"| {name:<{width}} | {value} |" for name, value in rows)
+    header = f"| {'measure':<{width}} | value |\n|{'-' * (width + 2)}|-------|"
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    info = (
+        f"{time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"load average at the end {load} (other jobs shared these cores)"
+    )
+    text = f"# Knowledge benchmark\n\n{info}{' (quick)' if args.quick else ''}\n\n{header}\n{table}\n"
+    print(text)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
