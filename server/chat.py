@@ -167,6 +167,8 @@ class ChatService:
         self._fault = fault_hook or (lambda _point: None)
         self.listeners: list[Callable[[str, Conversation], Any]] = []
         self.after_commit: list[Callable[[Message], None]] = []
+        # A first estimate of the wait per place in the queue, until handling times are measured.
+        self.eta_per_position_s = 120
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -476,8 +478,14 @@ class ChatService:
             return part.read_seq
 
     async def _publish_conversation(self, conv: Conversation) -> None:
-        pos = await self.queue_position(conv) if conv.status == "queued" else None
-        frame = conversation_frame(conv, queue_position=pos, eta_seconds=(pos * 120) if pos else None)
+        await self.publish_conversation(conv)
+
+    async def publish_conversation(self, conv: Conversation, *, queue_position: int | None = None) -> None:
+        pos = queue_position
+        if pos is None and conv.status == "queued":
+            pos = await self.queue_position(conv)
+        eta = pos * self.eta_per_position_s if pos else None
+        frame = conversation_frame(conv, queue_position=pos, eta_seconds=eta)
         await self.bus.publish(topic_conversation(conv.id), frame)
         await self.bus.publish(topic_queue(conv.tenant_id), frame)
         await self.bus.publish(topic_user(conv.tenant_id, "user", conv.user_id), frame)

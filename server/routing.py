@@ -80,6 +80,8 @@ class Router:
         await self._notify(action, conv)
         if action in ("resolve", "handback"):
             await self.assign_waiting(p.tenant_id)
+        if action == "claim":
+            await self.publish_queue(p.tenant_id)
         return conv
 
     async def assign_waiting(self, tenant_id: str) -> None:
@@ -112,6 +114,15 @@ class Router:
                 continue
             cur = loads[agent_id]
             loads[agent_id] = AgentLoad(agent_id, cur.active + 1, cur.max_concurrent)
+
+    async def publish_queue(self, tenant_id: str) -> None:
+        """Tell every waiting user their new place in the queue and the estimated wait."""
+        async with self.db.session() as s:
+            waiting = list((await s.exec(
+                select(Conversation).where(Conversation.tenant_id == tenant_id, Conversation.status == "queued")
+                .order_by(col(Conversation.queued_at)).limit(500))).all())
+        for position, conv in enumerate(waiting, start=1):
+            await self.chat.publish_conversation(conv, queue_position=position)
 
     async def _get(self, tenant_id: str, conversation_id: str) -> Conversation:
         p = Principal(tenant_id=tenant_id, role="admin", id="router")

@@ -5,12 +5,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, post
+from litestar.params import JSONBody
 from sqlmodel import select
 
-from server.auth import Principal, issue_token, verify_password
+from server.auth import issue_token, verify_password
 from server.errors import AuthError, BadInput
 from server.models import Agent, Tenant, User
-from server.routes.deps import require
+from server.routes.deps import Auth, require
 
 __all__ = ["auth_handlers"]
 
@@ -36,7 +37,7 @@ class LoginRequest(msgspec.Struct):
 
 
 @post("/v1/tokens", status_code=201)
-async def mint_token(request: Request[Any, Any, Any], principal: Principal, data: TokenRequest) -> dict[str, Any]:
+async def mint_token(request: Request[Any, Any, Any], principal: Auth, data: JSONBody[TokenRequest]) -> dict[str, Any]:
     require(principal, "admin")
     st = request.app.state
     ttl = data.ttl_s or st.settings.token_ttl_s
@@ -54,7 +55,7 @@ async def mint_token(request: Request[Any, Any, Any], principal: Principal, data
 
 
 @post("/v1/widget/session", status_code=201)
-async def widget_session(request: Request[Any, Any, Any], data: WidgetSessionRequest) -> dict[str, Any]:
+async def widget_session(request: Request[Any, Any, Any], data: JSONBody[WidgetSessionRequest]) -> dict[str, Any]:
     st = request.app.state
     async with st.db.write() as s:
         tenant = (await s.exec(select(Tenant).where(Tenant.widget_key == data.widget_key))).first()
@@ -68,7 +69,7 @@ async def widget_session(request: Request[Any, Any, Any], data: WidgetSessionReq
 
 
 @post("/v1/auth/login", status_code=200)
-async def login(request: Request[Any, Any, Any], data: LoginRequest) -> dict[str, Any]:
+async def login(request: Request[Any, Any, Any], data: JSONBody[LoginRequest]) -> dict[str, Any]:
     st = request.app.state
     async with st.db.session() as s:
         q = select(Agent).where(Agent.email == data.email.lower())

@@ -4,6 +4,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, get, patch, post
+from litestar.params import FromPath, JSONBody
 from sqlmodel import col, select
 
 from bots.config import HandoffSettings
@@ -13,7 +14,7 @@ from server.auth import Principal
 from server.botrunner import _turn, tenant_canary
 from server.errors import BadInput, NotFound
 from server.models import Bot, KnowledgeBase, Message, Tenant
-from server.routes.deps import require
+from server.routes.deps import Auth, require
 
 __all__ = ["bot_handlers"]
 
@@ -31,7 +32,7 @@ def _bot_json(b: Bot) -> dict[str, Any]:
             "handoff": b.handoff, "is_default": b.is_default}
 
 
-async def _apply(request: Request[Any, Any, Any], p: Principal, bot: Bot, data: BotBody) -> None:
+async def _apply(request: Request[Any, Any, Any], p: Principal, bot: Bot, data: JSONBody[BotBody]) -> None:
     if data.name is not None:
         if not data.name.strip() or len(data.name) > 200:
             raise BadInput("name must be 1..200 characters", field="name")
@@ -56,7 +57,7 @@ async def _apply(request: Request[Any, Any, Any], p: Principal, bot: Bot, data: 
 
 
 @post("/v1/bots", status_code=201)
-async def create_bot(request: Request[Any, Any, Any], principal: Principal, data: BotBody) -> dict[str, Any]:
+async def create_bot(request: Request[Any, Any, Any], principal: Auth, data: JSONBody[BotBody]) -> dict[str, Any]:
     require(principal, "admin")
     if not data.name:
         raise BadInput("name is required", field="name")
@@ -72,7 +73,7 @@ async def create_bot(request: Request[Any, Any, Any], principal: Principal, data
 
 
 @get("/v1/bots")
-async def list_bots(request: Request[Any, Any, Any], principal: Principal) -> dict[str, Any]:
+async def list_bots(request: Request[Any, Any, Any], principal: Auth) -> dict[str, Any]:
     require(principal, "admin")
     async with request.app.state.db.session() as s:
         bots = (await s.exec(select(Bot).where(Bot.tenant_id == principal.tenant_id))).all()
@@ -80,8 +81,8 @@ async def list_bots(request: Request[Any, Any, Any], principal: Principal) -> di
 
 
 @patch("/v1/bots/{bot_id:str}")
-async def update_bot(request: Request[Any, Any, Any], principal: Principal, bot_id: str,
-                     data: BotBody) -> dict[str, Any]:
+async def update_bot(request: Request[Any, Any, Any], principal: Auth, bot_id: FromPath[str],
+                     data: JSONBody[BotBody]) -> dict[str, Any]:
     require(principal, "admin")
     async with request.app.state.db.session() as s:
         bot = await s.get(Bot, bot_id)
@@ -99,7 +100,9 @@ async def update_bot(request: Request[Any, Any, Any], principal: Principal, bot_
 
 
 @get("/v1/conversations/{conversation_id:str}/suggestions")
-async def suggestions(request: Request[Any, Any, Any], principal: Principal, conversation_id: str) -> dict[str, Any]:
+async def suggestions(
+    request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str]
+) -> dict[str, Any]:
     require(principal, "agent")
     st = request.app.state
     conv = await st.chat.get_conversation(principal, conversation_id)

@@ -4,11 +4,12 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from server.auth import Principal
 from server.chat import Sender, conversation_json, message_json
 from server.errors import BadInput
-from server.routes.deps import require
+from server.routes.deps import Auth, require
 
 __all__ = ["conversation_handlers"]
 
@@ -30,7 +31,7 @@ class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @post("/v1/conversations", status_code=201)
-async def start(request: Request[Any, Any, Any], principal: Principal, data: StartConversation) -> dict[str, Any]:
+async def start(request: Request[Any, Any, Any], principal: Auth, data: JSONBody[StartConversation]) -> dict[str, Any]:
     chat = request.app.state.chat
     conv = await chat.start_conversation(principal, bot_id=data.bot_id, user_id=data.user_id)
     out: dict[str, Any] = {"conversation": conversation_json(conv)}
@@ -46,8 +47,8 @@ async def start(request: Request[Any, Any, Any], principal: Principal, data: Sta
 
 
 @get("/v1/conversations")
-async def list_mine(request: Request[Any, Any, Any], principal: Principal, status: str | None = None,
-                    limit: int = 50) -> dict[str, Any]:
+async def list_mine(request: Request[Any, Any, Any], principal: Auth, status: FromQuery[str | None] = None,
+                    limit: FromQuery[int] = 50) -> dict[str, Any]:
     if status is not None and status not in ("bot", "queued", "assigned", "resolved"):
         raise BadInput("status must be one of bot, queued, assigned, resolved", field="status")
     if not 1 <= limit <= 200:
@@ -57,8 +58,8 @@ async def list_mine(request: Request[Any, Any, Any], principal: Principal, statu
 
 
 @get("/v1/conversations/{conversation_id:str}/messages")
-async def history(request: Request[Any, Any, Any], principal: Principal, conversation_id: str,
-                  after_seq: int = 0, limit: int = 100) -> dict[str, Any]:
+async def history(request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str],
+                  after_seq: FromQuery[int] = 0, limit: FromQuery[int] = 100) -> dict[str, Any]:
     cap = request.app.state.settings.history_page_max
     if not 1 <= limit <= cap:
         raise BadInput(f"limit must be 1..{cap}", field="limit")
@@ -68,8 +69,8 @@ async def history(request: Request[Any, Any, Any], principal: Principal, convers
 
 
 @post("/v1/conversations/{conversation_id:str}/messages", status_code=201)
-async def post_message(request: Request[Any, Any, Any], principal: Principal, conversation_id: str,
-                       data: PostMessage) -> dict[str, Any]:
+async def post_message(request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str],
+                       data: JSONBody[PostMessage]) -> dict[str, Any]:
     require(principal, "user", "agent")
     chat = request.app.state.chat
     posted = await chat.post_message(principal.tenant_id, conversation_id, Sender.of(principal), data.text,
@@ -92,25 +93,25 @@ async def _status(request: Request[Any, Any, Any], principal: Principal, cid: st
 
 
 @post("/v1/conversations/{conversation_id:str}/handoff", status_code=200)
-async def handoff(request: Request[Any, Any, Any], principal: Principal, conversation_id: str,
-                  data: StatusChange | None = None) -> dict[str, Any]:
+async def handoff(request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str],
+                  data: JSONBody[StatusChange | None] = None) -> dict[str, Any]:
     return await _status(request, principal, conversation_id, "handoff", data.reason if data else None)
 
 
 @post("/v1/conversations/{conversation_id:str}/claim", status_code=200)
-async def claim(request: Request[Any, Any, Any], principal: Principal, conversation_id: str) -> dict[str, Any]:
+async def claim(request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str]) -> dict[str, Any]:
     require(principal, "agent")
     return await _status(request, principal, conversation_id, "claim", None)
 
 
 @post("/v1/conversations/{conversation_id:str}/resolve", status_code=200)
-async def resolve(request: Request[Any, Any, Any], principal: Principal, conversation_id: str) -> dict[str, Any]:
+async def resolve(request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str]) -> dict[str, Any]:
     require(principal, "agent")
     return await _status(request, principal, conversation_id, "resolve", None)
 
 
 @post("/v1/conversations/{conversation_id:str}/handback", status_code=200)
-async def handback(request: Request[Any, Any, Any], principal: Principal, conversation_id: str) -> dict[str, Any]:
+async def handback(request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str]) -> dict[str, Any]:
     require(principal, "agent")
     return await _status(request, principal, conversation_id, "handback", None)
 

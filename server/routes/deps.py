@@ -3,11 +3,15 @@
 from typing import Any
 
 from litestar import Request
+from litestar.di import NamedDependency
 
 from server.auth import Principal, authenticate_bearer
 from server.errors import Forbidden
 
-__all__ = ["get_principal", "require"]
+__all__ = ["Auth", "get_principal", "require"]
+
+#: The authenticated caller, injected by name into every handler that declares it.
+Auth = NamedDependency[Principal]
 
 
 async def get_principal(request: Request[Any, Any, Any]) -> Principal:

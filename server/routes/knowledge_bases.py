@@ -7,13 +7,14 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, delete, get, post
 from litestar.datastructures import UploadFile
+from litestar.params import FromPath, FromQuery, JSONBody
 from sqlmodel import col, select
 
 from server.auth import Principal
 from server.errors import BadInput, NotFound, TooLong
 from server.kb import enqueue_document
 from server.models import Document, KnowledgeBase, new_id
-from server.routes.deps import require
+from server.routes.deps import Auth, require
 
 __all__ = ["knowledge_handlers"]
 
@@ -37,7 +38,7 @@ def _doc_json(d: Document) -> dict[str, Any]:
     return out
 
 
-async def _kb(request: Request[Any, Any, Any], p: Principal, kb_id: str) -> KnowledgeBase:
+async def _kb(request: Request[Any, Any, Any], p: Principal, kb_id: FromPath[str]) -> KnowledgeBase:
     async with request.app.state.db.session() as s:
         kb: KnowledgeBase | None = await s.get(KnowledgeBase, kb_id)
     if kb is None or kb.tenant_id != p.tenant_id:
@@ -46,7 +47,9 @@ async def _kb(request: Request[Any, Any, Any], p: Principal, kb_id: str) -> Know
 
 
 @post("/v1/knowledge-bases", status_code=201)
-async def create_kb(request: Request[Any, Any, Any], principal: Principal, data: NewKnowledgeBase) -> dict[str, Any]:
+async def create_kb(
+    request: Request[Any, Any, Any], principal: Auth, data: JSONBody[NewKnowledgeBase]
+) -> dict[str, Any]:
     require(principal, "admin")
     st = request.app.state
     async with st.db.write() as s:
@@ -57,7 +60,7 @@ async def create_kb(request: Request[Any, Any, Any], principal: Principal, data:
 
 
 @get("/v1/knowledge-bases")
-async def list_kbs(request: Request[Any, Any, Any], principal: Principal) -> dict[str, Any]:
+async def list_kbs(request: Request[Any, Any, Any], principal: Auth) -> dict[str, Any]:
     require(principal, "admin")
     async with request.app.state.db.session() as s:
         kbs = list((await s.exec(select(KnowledgeBase).where(KnowledgeBase.tenant_id == principal.tenant_id)
@@ -66,7 +69,7 @@ async def list_kbs(request: Request[Any, Any, Any], principal: Principal) -> dic
 
 
 @post("/v1/knowledge-bases/{kb_id:str}/documents", status_code=202, request_max_body_size=None)
-async def add_document(request: Request[Any, Any, Any], principal: Principal, kb_id: str) -> dict[str, Any]:
+async def add_document(request: Request[Any, Any, Any], principal: Auth, kb_id: FromPath[str]) -> dict[str, Any]:
     require(principal, "admin")
     st = request.app.state
     kb = await _kb(request, principal, kb_id)
@@ -133,7 +136,7 @@ async def add_document(request: Request[Any, Any, Any], principal: Principal, kb
 
 
 @get("/v1/knowledge-bases/{kb_id:str}/documents")
-async def list_documents(request: Request[Any, Any, Any], principal: Principal, kb_id: str) -> dict[str, Any]:
+async def list_documents(request: Request[Any, Any, Any], principal: Auth, kb_id: FromPath[str]) -> dict[str, Any]:
     require(principal, "admin")
     kb = await _kb(request, principal, kb_id)
     async with request.app.state.db.session() as s:
@@ -143,8 +146,8 @@ async def list_documents(request: Request[Any, Any, Any], principal: Principal, 
 
 
 @get("/v1/knowledge-bases/{kb_id:str}/documents/{doc_id:str}")
-async def get_document(request: Request[Any, Any, Any], principal: Principal, kb_id: str,
-                       doc_id: str) -> dict[str, Any]:
+async def get_document(request: Request[Any, Any, Any], principal: Auth, kb_id: FromPath[str],
+                       doc_id: FromPath[str]) -> dict[str, Any]:
     require(principal, "admin")
     kb = await _kb(request, principal, kb_id)
     async with request.app.state.db.session() as s:
@@ -155,8 +158,8 @@ async def get_document(request: Request[Any, Any, Any], principal: Principal, kb
 
 
 @delete("/v1/knowledge-bases/{kb_id:str}/documents/{doc_id:str}", status_code=200)
-async def delete_document(request: Request[Any, Any, Any], principal: Principal, kb_id: str,
-                          doc_id: str) -> dict[str, Any]:
+async def delete_document(request: Request[Any, Any, Any], principal: Auth, kb_id: FromPath[str],
+                          doc_id: FromPath[str]) -> dict[str, Any]:
     require(principal, "admin")
     st = request.app.state
     kb = await _kb(request, principal, kb_id)
@@ -170,8 +173,8 @@ async def delete_document(request: Request[Any, Any, Any], principal: Principal,
 
 
 @get("/v1/knowledge-bases/{kb_id:str}/search")
-async def search(request: Request[Any, Any, Any], principal: Principal, kb_id: str, q: str,
-                 k: int = 5) -> dict[str, Any]:
+async def search(request: Request[Any, Any, Any], principal: Auth, kb_id: FromPath[str], q: FromQuery[str],
+                 k: FromQuery[int] = 5) -> dict[str, Any]:
     require(principal, "admin")
     if not q.strip() or len(q) > 2000:
         raise BadInput("q must be 1..2000 characters", field="q")

@@ -5,13 +5,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from litestar import Request, post, put
+from litestar.params import FromPath, JSONBody
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from server.auth import Principal, hash_password
+from server.auth import hash_password
 from server.errors import BadInput, Conflict
 from server.models import Agent, User, utcnow
-from server.routes.deps import require
+from server.routes.deps import Auth, require
 
 __all__ = ["people_handlers"]
 
@@ -34,8 +35,8 @@ class NewAgent(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @put("/v1/users/{user_id:str}")
-async def put_user(request: Request[Any, Any, Any], principal: Principal, user_id: str,
-                   data: UserProfile) -> dict[str, Any]:
+async def put_user(request: Request[Any, Any, Any], principal: Auth, user_id: FromPath[str],
+                   data: JSONBody[UserProfile]) -> dict[str, Any]:
     require(principal, "admin")
     if not user_id or len(user_id) > 200:
         raise BadInput("user_id must be 1..200 characters", field="user_id")
@@ -62,7 +63,7 @@ async def put_user(request: Request[Any, Any, Any], principal: Principal, user_i
 
 
 @post("/v1/agents", status_code=201)
-async def create_agent(request: Request[Any, Any, Any], principal: Principal, data: NewAgent) -> dict[str, Any]:
+async def create_agent(request: Request[Any, Any, Any], principal: Auth, data: JSONBody[NewAgent]) -> dict[str, Any]:
     require(principal, "admin")
     try:
         async with request.app.state.db.write() as s:
