@@ -18,7 +18,7 @@ from tests.support.ws import WsClient
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     data: Path = tmp_path_factory.mktemp(f"e2e-{request.param}")
     srv = LiveServer(request.param, free_port(), data, {"PARLEY_ALLOWED_ORIGINS": '["https://shop.example"]',
-                                                          "PARLEY_HELLO_TIMEOUT_S": "1"}).start()
+                                                          "PARLEY_HELLO_TIMEOUT_S": "1"}).start().without_bot()
     yield srv
     srv.stop()
 

@@ -101,6 +101,15 @@ class LiveServer:
             r.raise_for_status()
             return str(r.json()["token"])
 
+    def without_bot(self) -> "LiveServer":
+        """Conversations start with no AI agent (status ``queued``): protocol tests then see only
+        the messages they send."""
+        with self.admin() as c:
+            for bot in c.get("/v1/bots").json()["bots"]:
+                if bot["is_default"]:
+                    c.patch(f"/v1/bots/{bot['id']}", json={"is_default": False}).raise_for_status()
+        return self
+
     def agent(self, name: str, email: str, password: str = "correct horse battery") -> tuple[str, str]:
         """Create an agent; returns (agent_id, token)."""
         with self.admin() as c:
