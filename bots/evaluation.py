@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ class Confusion:
 
 
 def default_set_path() -> Path:
-    return Path(str(resources.files("bots") / "data" / "handoff_set.jsonl"))
+    return Path(__file__).parent / "data" / "handoff_set.jsonl"
 
 
 def load_cases(path: Path | None = None) -> tuple[list[dict[str, Any]], HandoffSettings]:

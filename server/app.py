@@ -25,7 +25,9 @@ from server.fanout import Bus, LocalFanout, MemoryBus, NativeFanout, PythonFanou
 from server.gateway import Gateway, follow
 from server.kb import IngestWorker, KnowledgeRetriever, build_knowledge, load_demo_kb
 from server.metrics import Metrics
-from server.models import Conversation
+from server.models import Conversation, OutboxRow
+from server.push.routes import push_route_handlers
+from server.push.wiring import PushRuntime
 from server.routes.auth import auth_handlers
 from server.routes.bots import bot_handlers
 from server.routes.conversations import conversation_handlers
@@ -98,6 +100,8 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
     bot_runner = BotRunner(db, chat, router, retriever, model=llm, metrics=metrics,
                            answer_deadline_s=settings.answer_deadline_s)
     ingest_worker = IngestWorker(db, settings, knowledge)
+    push = PushRuntime(db, gateway)
+    router.on_status.append(_chat_event_writer(db))
 
     async def retrieval_ready() -> bool:
         # A real retrieval: the embedder and the vector store both answer.
@@ -109,7 +113,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         "settings": settings, "db": db, "bus": bus, "chat": chat, "gateway": gateway, "metrics": metrics,
         "router": router, "background": background, "readiness_probes": {"retrieval": retrieval_ready},
         "demo": None, "knowledge": knowledge, "retriever": retriever, "llm": llm, "bot_runner": bot_runner,
-        "ingest_worker": ingest_worker,
+        "ingest_worker": ingest_worker, "push": push,
     })
 
     @asynccontextmanager
@@ -129,12 +133,14 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         await bus.start()
         background.append(asyncio.create_task(bot_runner.run(), name="parley-bot-runner"))
         background.append(asyncio.create_task(ingest_worker.run(), name="parley-ingest"))
+        push.start()
         for starter in app.state.get("starters", []):
             await starter(app)
         try:
             yield
         finally:
             await bot_runner.stop()
+            await push.stop()
             await _shutdown(gateway, background, bus, db)
 
     @websocket("/v1/ws")
@@ -142,12 +148,16 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         await gateway.handle(socket)
 
     handlers: list[Any] = [ws_endpoint, *health_handlers, *auth_handlers, *people_handlers, *conversation_handlers,
-                           *knowledge_handlers, *bot_handlers]
+                           *knowledge_handlers, *bot_handlers, *push_route_handlers]
     return Litestar(
         route_handlers=handlers,
         state=state,
         lifespan=[lifespan],
-        dependencies={"principal": Provide(get_principal)},
+        dependencies={
+            "principal": Provide(get_principal),
+            "db": Provide(lambda: db, sync_to_thread=False),
+            "push_engine": Provide(lambda: push.engine, sync_to_thread=False),
+        },
         exception_handlers={ParleyError: _parley_error, HTTPException: _http_error, Exception: _internal_error},
         openapi_config=OpenAPIConfig(title="Parley", version="1.0.0", path="/schema", render_plugins=[]),
         request_max_body_size=settings.max_request_bytes,
@@ -169,6 +179,24 @@ async def _shutdown(gateway: Gateway, background: list[asyncio.Task[Any]], bus: 
     except Exception:
         log.exception("shutdown failed")
         raise
+
+
+def _chat_event_writer(db: Database) -> Callable[[str, Conversation], Awaitable[None]]:
+    """Handoffs and resolutions enter the push engine's behaviour stream through the outbox."""
+
+    async def write(what: str, conv: Conversation) -> None:
+        name = {"resolve": "conversation.resolved", "claim": "conversation.assigned"}.get(what)
+        if what.startswith("handoff:"):
+            name = "conversation.handoff"
+        if name is None:
+            return
+        async with db.write() as s:
+            s.add(OutboxRow(tenant_id=conv.tenant_id, topic="push", payload={
+                "kind": "chat.event", "event_id": f"{conv.id}:{name}:{conv.last_seq}", "user_id": conv.user_id,
+                "name": name, "properties": {"conversation_id": conv.id, "status": conv.status,
+                                             "reason": conv.handoff_reason}}))
+
+    return write
 
 
 def _build_llm(settings: Settings) -> Any:

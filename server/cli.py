@@ -82,5 +82,79 @@ def tenant_create(name: str, data_dir: Path | None) -> None:
     asyncio.run(go())
 
 
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def worker(data_dir: Path | None) -> None:
+    """Run a push delivery worker on its own (scaled-out deployments): it claims outbox rows
+    with FOR UPDATE SKIP LOCKED, so several can run beside the servers."""
+    from server.db import Database
+    from server.migrations import upgrade
+    from server.push.wiring import PushRuntime
+
+    settings = _settings(data_dir=data_dir)
+
+    class _NoSockets:
+        # A separate worker holds no WebSockets: users count as away, so devices get the push.
+        def is_online(self, *_a: Any) -> bool:
+            return False
+
+        async def deliver_to(self, *_a: Any) -> bool:
+            return False
+
+    async def go() -> None:
+        import signal
+
+        db = Database(settings.resolved_database_url())
+        await upgrade(db)
+        runtime = PushRuntime(db, _NoSockets())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        runtime.start()
+        click.echo("parley worker running; Ctrl-C to stop")
+        await stop.wait()
+        await runtime.stop()
+        await db.dispose()
+
+    asyncio.run(go())
+
+
+@click.command("export-decisions")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--limit", type=int, default=10000)
+def export_decisions(data_dir: Path | None, limit: int) -> None:
+    """Print logged handoff decisions as JSON lines, for `parley bots replay`."""
+    import json
+
+    from sqlmodel import col, select
+
+    from server.db import Database
+    from server.models import HandoffLog
+
+    settings = _settings(data_dir=data_dir)
+
+    async def go() -> None:
+        db = Database(settings.resolved_database_url())
+        async with db.session() as s:
+            rows = (await s.exec(select(HandoffLog).order_by(col(HandoffLog.id)).limit(limit))).all()
+        for row in rows:
+            click.echo(json.dumps(row.record, ensure_ascii=False))
+        await db.dispose()
+
+    asyncio.run(go())
+
+
+def _register_groups() -> None:
+    from server.cli_bots import bots
+    from server.cli_kb import kb
+
+    bots.add_command(export_decisions)
+    main.add_command(bots)
+    main.add_command(kb)
+
+
+_register_groups()
+
 if __name__ == "__main__":
     main()

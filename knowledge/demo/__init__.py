@@ -2,7 +2,6 @@
 in English and Chinese, with its golden set (``golden.jsonl``)."""
 
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 
 from knowledge.loaders import parse_document
@@ -10,7 +9,7 @@ from knowledge.service import IngestResult, KnowledgeService
 
 __all__ = ["DEMO_DIR", "GOLDEN_PATH", "demo_pages", "load_demo"]
 
-DEMO_DIR = Path(str(resources.files(__package__))) if __package__ else Path(__file__).parent
+DEMO_DIR = Path(__file__).parent
 GOLDEN_PATH = DEMO_DIR / "golden.jsonl"
 
 

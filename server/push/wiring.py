@@ -1,0 +1,51 @@
+"""Building the push engine for the app: providers on shared HTTP clients, presence over the
+WebSocket gateway, chat events into the behaviour stream, and the worker's lifecycle."""
+
+from typing import Any
+
+import httpx
+
+from server.db import Database
+from server.push.engine import PushEngine
+from server.push.providers import ApnsProvider, FcmProvider, Provider, WebhookProvider, WebPushProvider
+from server.push.settings import PushSettings
+from server.push.worker import PushWorker
+
+__all__ = ["GatewayPresence", "PushRuntime"]
+
+
+class GatewayPresence:
+    """``Presence`` over this node's WebSocket gateway: in-app delivery when the user is here."""
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+
+    def is_online(self, tenant_id: str, user_id: str) -> bool:
+        return bool(self.gateway.is_online(tenant_id, "user", user_id))
+
+    async def deliver(self, tenant_id: str, user_id: str, frame: dict[str, Any]) -> bool:
+        return bool(await self.gateway.deliver_to(tenant_id, "user", user_id, frame))
+
+
+class PushRuntime:
+    def __init__(self, db: Database, gateway: Any, settings: PushSettings | None = None) -> None:
+        self.settings = settings or PushSettings()
+        timeout = httpx.Timeout(self.settings.provider_timeout_s)
+        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self.h2_client = httpx.AsyncClient(timeout=timeout, http2=True, follow_redirects=False)
+        providers: dict[str, Provider] = {
+            "webpush": WebPushProvider(self.client, self.settings),
+            "fcm": FcmProvider(self.client, self.settings),
+            "apns": ApnsProvider(self.h2_client, self.settings),
+            "webhook": WebhookProvider(self.client, self.settings),
+        }
+        self.engine = PushEngine(db, providers, GatewayPresence(gateway), settings=self.settings)
+        self.worker = PushWorker(self.engine)
+
+    def start(self) -> None:
+        self.worker.start()
+
+    async def stop(self) -> None:
+        await self.worker.stop()
+        await self.client.aclose()
+        await self.h2_client.aclose()
