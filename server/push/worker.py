@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import update
 from sqlmodel import col, select
 
+from server import outbox
 from server.db import Database
 from server.models import OutboxRow, utcnow
 from server.push.engine import TOPIC, PushEngine
@@ -123,20 +124,8 @@ class PushWorker:
     # ------------------------------------------------------------------ claiming
 
     async def claim(self) -> list[OutboxRow]:
-        now = self.engine.now()
-        lease = now + timedelta(seconds=self.settings.worker_lease_s)
-        q = select(OutboxRow).where(
-            OutboxRow.topic == TOPIC, col(OutboxRow.done).is_(False), col(OutboxRow.available_at) <= now,
-            or_(col(OutboxRow.claimed_until).is_(None), col(OutboxRow.claimed_until) < now),
-        ).order_by(col(OutboxRow.available_at), col(OutboxRow.id)).limit(self.settings.worker_batch)
-        if not self.db.is_sqlite:
-            q = q.with_for_update(skip_locked=True)
-        async with self.db.write() as s:
-            rows = list((await s.exec(q)).all())
-            for r in rows:
-                r.claimed_until = lease
-                s.add(r)
-        return rows
+        return await outbox.claim(self.db, TOPIC, now=self.engine.now(), lease_s=self.settings.worker_lease_s,
+                                  limit=self.settings.worker_batch)
 
     # ------------------------------------------------------------------ processing
 
@@ -175,11 +164,8 @@ class PushWorker:
                 delay = (min(out.retry_after_s, self.settings.max_retry_after_s) if out.retry_after_s is not None
                          else backoff_s(attempts, self.settings, self.rng))
                 values["available_at"] = now + timedelta(seconds=delay)
-        async with self.db.write() as s:
-            # only if we still hold the lease: a slower twin must not undo the other's work
-            await s.exec(update(OutboxRow).where(
-                col(OutboxRow.id) == row.id, col(OutboxRow.claimed_until) == row.claimed_until,
-            ).values(**values))
+        # only if we still hold the lease: a slower twin must not undo the other's work
+        await outbox.finish(self.db, row, **values)
 
     async def deliver(self, tenant_id: str, notification_id: str, attempts: int) -> Outcome:
         eng = self.engine
