@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlmodel import select
 
 from bots.ports import Passage
@@ -30,8 +31,12 @@ def build_knowledge(settings: Settings) -> KnowledgeService:
     from knowledge.store import ChromaStore
 
     ks = KnowledgeSettings(max_upload_bytes=settings.max_upload_bytes)
-    store = ChromaStore.http(settings.chroma_url) if settings.chroma_url else ChromaStore.persistent(
-        settings.data_dir / "chroma")
+    if settings.chroma_url:
+        url = httpx.URL(settings.chroma_url)
+        store = ChromaStore.http(url.host, url.port or (443 if url.scheme == "https" else 8000),
+                                 ssl=url.scheme == "https")
+    else:
+        store = ChromaStore.persistent(settings.data_dir / "chroma")
     return KnowledgeService(store, OnnxMiniLM(), ks)
 
 
