@@ -381,7 +381,7 @@ class ChatService:
                 conv.status, conv.assignee_id, conv.last_agent_id = "assigned", sender.id, sender.id
                 reopened = conv
             row = (
-                await s.execute(
+                await s.exec(  # type: ignore[call-overload]
                     update(Conversation)
                     .where(col(Conversation.id) == conversation_id, col(Conversation.tenant_id) == tenant_id)
                     .values(last_seq=Conversation.last_seq + 1, updated_at=now,
