@@ -1,0 +1,146 @@
+"""Authorization matrix: every REST route × role (admin, user, agent, anonymous) × ownership
+(own, same tenant, other tenant). 0 unauthorized successes; another tenant's objects answer
+exactly like missing ones (404 ``not_found``); a role that may not use a route gets 403."""
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from server.tenants import create_tenant
+from tests.support.inproc import InProcServer, make_settings
+
+
+@dataclass
+class World:
+    srv: InProcServer
+    tokens: dict[str, str | None]
+    ids: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    data: Path = tmp_path_factory.mktemp("authz")
+    srv = InProcServer(make_settings(data)).start()
+    other = srv.call(create_tenant(srv.app.state.db, "Other Inc"))
+    h_a = {"Authorization": f"Bearer {srv.admin_key}"}
+    h_b = {"Authorization": f"Bearer {other.admin_key}"}
+    with httpx.Client(base_url=srv.url, timeout=10) as c:
+        def tok(headers: dict[str, str], sub: str, role: str = "user") -> str:
+            r = c.post("/v1/tokens", json={"sub": sub, "role": role}, headers=headers)
+            r.raise_for_status()
+            return str(r.json()["token"])
+
+        def agent(headers: dict[str, str]) -> str:
+            r = c.post("/v1/agents", json={"name": "Ag", "email": f"{uuid.uuid4().hex[:8]}@x.io",
+                                           "password": "password123"}, headers=headers)
+            r.raise_for_status()
+            return tok(headers, r.json()["id"], "agent")
+
+        tokens: dict[str, str | None] = {
+            "admin": srv.admin_key, "user": tok(h_a, "alice"), "user2": tok(h_a, "bob"), "agent": agent(h_a),
+            "anon": None, "admin_b": other.admin_key, "user_b": tok(h_b, "carol"), "agent_b": agent(h_b),
+        }
+        ids: dict[str, str] = {}
+        ua = {"Authorization": f"Bearer {tokens['user']}"}
+        ids["conv"] = c.post("/v1/conversations", json={}, headers=ua).json()["conversation"]["id"]
+        ub = {"Authorization": f"Bearer {tokens['user_b']}"}
+        ids["conv_b"] = c.post("/v1/conversations", json={}, headers=ub).json()["conversation"]["id"]
+        ids["kb_b"] = c.post("/v1/knowledge-bases", json={"name": "B"}, headers=h_b).json()["id"]
+        ids["rule_b"] = c.post("/v1/push/rules", headers=h_b, json={
+            "name": "r", "trigger_event": "x", "category": "marketing",
+            "template": {"title": "t", "body": "b"}}).json()["id"]
+    yield World(srv, tokens, ids)
+    srv.stop()
+
+
+def _call(w: World, who: str, method: str, path: str, body: Any = None) -> httpx.Response:
+    path = path.format(**w.ids)
+    headers = {"Authorization": f"Bearer {w.tokens[who]}"} if w.tokens[who] else {}
+    with httpx.Client(base_url=w.srv.url, timeout=10) as c:
+        return c.request(method, path, headers=headers, json=body)
+
+
+ADMIN_ONLY = [
+    ("POST", "/v1/tokens", {"sub": "x", "role": "user"}),
+    ("POST", "/v1/agents", {"name": "n", "email": "n@x.io", "password": "password123"}),
+    ("PUT", "/v1/users/someone", {"name": "n"}),
+    ("POST", "/v1/knowledge-bases", {"name": "k"}),
+    ("GET", "/v1/knowledge-bases", None),
+    ("POST", "/v1/bots", {"name": "b"}),
+    ("GET", "/v1/bots", None),
+    ("POST", "/v1/events", {"events": []}),
+    ("GET", "/v1/push/rules", None),
+    ("GET", "/v1/push/notifications?user_id=alice", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ADMIN_ONLY)
+@pytest.mark.parametrize("who", ["user", "agent", "anon"])
+def test_admin_routes_refuse_everyone_else(world: World, who: str, method: str, path: str, body: Any) -> None:
+    r = _call(world, who, method, path, body)
+    expected = 401 if who == "anon" else 403
+    assert r.status_code == expected, r.text
+    assert r.json()["error"]["code"] in ("auth_required", "forbidden")
+
+
+OTHER_TENANT = [
+    ("GET", "/v1/conversations/{conv}/messages", None),
+    ("POST", "/v1/conversations/{conv}/messages", {"client_msg_id": str(uuid.uuid4()), "text": "hi"}),
+    ("POST", "/v1/conversations/{conv}/handoff", None),
+    ("POST", "/v1/conversations/{conv}/claim", None),
+    ("POST", "/v1/conversations/{conv}/resolve", None),
+    ("POST", "/v1/conversations/{conv}/handback", None),
+    ("GET", "/v1/conversations/{conv}/suggestions", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OTHER_TENANT)
+@pytest.mark.parametrize("who", ["admin_b", "user_b", "agent_b"])
+def test_another_tenants_conversation_looks_missing(world: World, who: str, method: str, path: str,
+                                                   body: Any) -> None:
+    r = _call(world, who, method, path, body)
+    missing = _call(world, who, method, path.replace("{conv}", "0" * 32), body)
+    assert r.status_code in (403, 404), r.text
+    # Exactly like a conversation that does not exist (or a role refusal that ignores the id).
+    assert (r.status_code, r.json()["error"]["code"]) == (missing.status_code, missing.json()["error"]["code"])
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OTHER_TENANT[:3])
+def test_another_users_conversation_looks_missing(world: World, method: str, path: str, body: Any) -> None:
+    r = _call(world, "user2", method, path, body)
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/v1/knowledge-bases/{kb_b}/documents"),
+    ("GET", "/v1/knowledge-bases/{kb_b}/search?q=hello"),
+    ("DELETE", "/v1/knowledge-bases/{kb_b}/documents/x"),
+    ("GET", "/v1/push/rules/{rule_b}"),
+    ("GET", "/v1/push/rules/{rule_b}/stats"),
+    ("DELETE", "/v1/push/rules/{rule_b}"),
+])
+def test_admin_of_one_tenant_cannot_reach_another(world: World, method: str, path: str) -> None:
+    r = _call(world, "admin", method, path)
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize("action", ["claim", "resolve", "handback"])
+def test_users_cannot_change_status_as_agents(world: World, action: str) -> None:
+    r = _call(world, "user", "POST", f"/v1/conversations/{{conv}}/{action}")
+    assert r.status_code == 403
+
+
+def test_members_succeed(world: World) -> None:
+    assert _call(world, "user", "GET", "/v1/conversations/{conv}/messages").status_code == 200
+    assert _call(world, "agent", "GET", "/v1/conversations/{conv}/messages").status_code == 200
+    assert _call(world, "admin", "GET", "/v1/conversations/{conv}/messages").status_code == 200
+    mine = _call(world, "user", "GET", "/v1/conversations").json()["conversations"]
+    assert [c["id"] for c in mine] == [world.ids["conv"]]
+    assert _call(world, "user2", "GET", "/v1/conversations").json()["conversations"] == []
+    assert world.ids["conv_b"] not in {c["id"] for c in _call(world, "admin", "GET", "/v1/conversations?limit=200")
+                                       .json()["conversations"]}
