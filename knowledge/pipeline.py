@@ -4,7 +4,6 @@ The server's ingestion job calls these from a worker thread and turns a ``Knowle
 into the document's ``failed`` status with ``error.detail``.
 """
 
-
 import httpx
 
 from knowledge.errors import KnowledgeError

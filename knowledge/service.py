@@ -200,7 +200,16 @@ class KnowledgeService:
             candidate = candidates.setdefault(kw.chunk_id, Candidate(kw.chunk_id))
             candidate.keyword_rank, candidate.keyword_score = rank, kw.score
             candidate.exact_term, candidate.coverage = kw.exact_term, kw.coverage
-        missing = [cid for cid, c in candidates.items() if c.similarity is None]
+        cjk = is_cjk_query(query)
+        coverage_threshold = settings.keyword_coverage_threshold
+        pool_full = len(vector_hits) >= pool
+        # A keyword-only candidate outside a full vector pool is less similar than every chunk
+        # in it, so only an exact term or CJK coverage can make it trusted: skip fetching the rest.
+        missing = [
+            cid
+            for cid, c in candidates.items()
+            if c.similarity is None and (not pool_full or c.exact_term or (cjk and c.coverage >= coverage_threshold))
+        ]
         if missing:
             q = np.asarray(query_vector, dtype=np.float32)
             for chunk in self.store.get(kb_id, missing, with_embeddings=True):
@@ -214,8 +223,8 @@ class KnowledgeService:
             threshold=settings.score_threshold if threshold is None else threshold,
             k=k,
             rrf_k=settings.rrf_k,
-            cjk=is_cjk_query(query),
-            coverage_threshold=settings.keyword_coverage_threshold,
+            cjk=cjk,
+            coverage_threshold=coverage_threshold,
         )
         for candidate, _fused in trusted:
             found = stored.get(candidate.chunk_id)

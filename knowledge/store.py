@@ -48,7 +48,7 @@ class VectorStore(Protocol):
         ids: list[str],
         embeddings: list[list[float]],
         texts: list[str],
-        metadatas: list[Metadata],
+        metadatas: Sequence[Metadata],
     ) -> None: ...
     def ids_where(self, kb_id: str, key: str, value: str) -> list[str]: ...
     def delete_where(self, kb_id: str, key: str, value: str) -> list[str]: ...
@@ -150,7 +150,7 @@ class ChromaStore:
         ids: list[str],
         embeddings: list[list[float]],
         texts: list[str],
-        metadatas: list[Metadata],
+        metadatas: Sequence[Metadata],
     ) -> None:
         collection = self._collection(kb_id)
         step = max(1, min(self._max_batch, 5000))
