@@ -53,3 +53,14 @@ def test_report_lists_metrics(demo_service: KnowledgeService) -> None:
     for label in ("hit@1", "hit@5", "MRR", "abstention"):
         assert label in text
     assert report.n == 2 and report.hit_at_5 == 1.0 and report.abstention_rate == 1.0
+
+
+def test_expected_document_may_be_a_source_stem(hash_service: KnowledgeService) -> None:
+    from knowledge.documents import ParsedDocument, Section
+
+    hash_service.create_kb("kb")
+    hash_service.ingest(
+        "kb", "opaque-id-123", ParsedDocument("Kettle", "kettle-pro.md", [Section((), "Kettle KP-77.")])
+    )
+    items = load_golden(['{"question": "KP-77", "expected_document": "kettle-pro"}'])
+    assert evaluate(hash_service, "kb", items).hit_at_1 == 1.0
