@@ -6,19 +6,21 @@ Golden-set format, one JSON object per line::
     {"question": "How much is shipping to Canada?", "expected_document": "international-shipping"}
     {"question": "Do you sell car insurance?", "expected_document": null}
 
-``expected_document`` is a document id or title; ``null`` means the answer is not in the
-knowledge base and the right behaviour is to abstain (return no hits).
+``expected_document`` is a document id, title or source file name (with or without extension);
+``null`` means the answer is not in the knowledge base and the right behaviour is to abstain
+(return no hits).
 """
 
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from knowledge.errors import ParseFailed
 
 if TYPE_CHECKING:
+    from knowledge.retrieval import Hit
     from knowledge.service import KnowledgeService
 
 __all__ = [
@@ -51,6 +53,13 @@ class EvalReport:
     false_abstention_rate: float
     """Share of in-scope questions answered with no hits (lower is better)."""
     misses: list[tuple[str, str | None, list[str]]] = field(default_factory=list)
+
+
+def _names(hit: "Hit") -> tuple[str, ...]:
+    """What a golden entry may name a document by: its id, title, source, or source file stem
+    (the demo's golden set uses stems, whatever ids the server gave the pages)."""
+    source_stem = PurePosixPath(hit.source).stem if hit.source else ""
+    return (hit.document_id, hit.title, hit.source, source_stem)
 
 
 def load_golden(source: Path | Iterable[str]) -> list[GoldenItem]:
@@ -101,7 +110,7 @@ def evaluate(
         if not hits:
             false_abstained += 1
         rank = next(
-            (i for i, h in enumerate(hits, start=1) if item.expected_document in (h.document_id, h.title)),
+            (i for i, h in enumerate(hits, start=1) if item.expected_document in _names(h)),
             None,
         )
         if rank is None:
