@@ -38,6 +38,7 @@ from server.routes.people import people_handlers
 from server.routing import Router
 from server.settings import Settings
 from server.tenants import ensure_demo_tenant
+from server.web import web_handlers
 
 __all__ = ["create_app"]
 
@@ -148,7 +149,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         await gateway.handle(socket)
 
     handlers: list[Any] = [ws_endpoint, *health_handlers, *auth_handlers, *people_handlers, *conversation_handlers,
-                           *knowledge_handlers, *bot_handlers, *push_route_handlers]
+                           *knowledge_handlers, *bot_handlers, *push_route_handlers, *web_handlers]
     return Litestar(
         route_handlers=handlers,
         state=state,
@@ -163,6 +164,8 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         request_max_body_size=settings.max_request_bytes,
         debug=False,
         event_emitter_backend=_NoEvents,
+        # Logging is configured by whoever runs the app (the CLI), not by the framework.
+        logging_config=None,
     )
 
 

@@ -1,0 +1,544 @@
+// Parley agent console: sign in, presence, the live queue and own conversations, a thread with
+// the handoff summary, claim / reply / suggested drafts / resolve / hand back.
+import { api, citations, clear, el, fmtTime, richText, uuid } from "/static/safe.js";
+
+const $ = (id) => document.getElementById(id);
+const SESSION = "parley:agent";
+
+const st = {
+  token: null,
+  agentId: null,
+  me: null,
+  ws: null,
+  connected: false,
+  wantOnline: true,
+  attempt: 0,
+  timer: null,
+  convs: new Map(), // id -> conversation json
+  threads: new Map(), // id -> {messages: Map, lastSeq, drafts: Map, loaded}
+  selected: null,
+  agentsOnline: new Map(),
+  userPresence: new Map(),
+  readBy: new Map(), // cid -> seq read by the visitor
+  typingSentAt: 0,
+  typingTimer: null,
+  refs: 0,
+};
+
+function toast(text) {
+  const t = $("toast");
+  t.textContent = String(text);
+  t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => (t.hidden = true), 5000);
+}
+
+function call(method, path, body) {
+  return api(st.token, method, path, body).catch((e) => {
+    if (e.status === 401) logout("Your session expired; sign in again.");
+    throw e;
+  });
+}
+
+// ---- login -------------------------------------------------------------------------------
+function showLogin(msg) {
+  $("login").hidden = false;
+  $("workspace").hidden = true;
+  $("me").hidden = true;
+  $("login-error").textContent = msg || "";
+}
+
+function logout(msg) {
+  sessionStorage.removeItem(SESSION);
+  st.token = null;
+  st.wantOnline = false;
+  if (st.ws) st.ws.close();
+  showLogin(msg);
+}
+
+$("login-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("login-error").textContent = "";
+  try {
+    const r = await api(null, "POST", "/v1/auth/login", { email: $("email").value, password: $("password").value });
+    sessionStorage.setItem(SESSION, JSON.stringify({ token: r.token, agentId: r.agent_id }));
+    start(r.token, r.agent_id);
+  } catch (err) {
+    $("login-error").textContent = err.message || "Sign in failed";
+  }
+});
+$("logout").addEventListener("click", () => logout());
+
+function start(token, agentId) {
+  st.token = token;
+  st.agentId = agentId;
+  st.wantOnline = true;
+  $("login").hidden = true;
+  $("workspace").hidden = false;
+  $("me").hidden = false;
+  $("presence").value = "online";
+  connect();
+}
+
+// ---- socket ------------------------------------------------------------------------------
+function send(frame) {
+  if (st.ws && st.connected && st.ws.readyState === 1) {
+    st.ws.send(JSON.stringify(frame));
+    return true;
+  }
+  return false;
+}
+
+function setConn(text, cls) {
+  const c = $("conn");
+  c.textContent = text;
+  c.className = "conn " + (cls || "");
+}
+
+function connect() {
+  if (st.ws || !st.token || !st.wantOnline) return;
+  const ws = new WebSocket(location.origin.replace(/^http/, "ws") + "/v1/ws");
+  st.ws = ws;
+  setConn("connecting…");
+  let fatal = null;
+  ws.onopen = () => {
+    const resume = {};
+    for (const [cid, t] of st.threads) if (t.loaded) resume[cid] = t.lastSeq;
+    ws.send(JSON.stringify({ type: "hello", token: st.token, resume }));
+  };
+  ws.onmessage = (ev) => {
+    let f;
+    try {
+      f = JSON.parse(ev.data);
+    } catch (_e) {
+      return;
+    }
+    if ((f.type === "error" && f.fatal) || f.type === "bye") fatal = fatal || f;
+    onFrame(f);
+  };
+  ws.onclose = () => {
+    if (st.ws !== ws) return;
+    st.ws = null;
+    st.connected = false;
+    const code = fatal && fatal.code;
+    if (code === "token_expired" || code === "token_invalid") {
+      logout("Your session expired; sign in again.");
+      return;
+    }
+    if (!st.wantOnline) {
+      setConn("offline", "off");
+      return;
+    }
+    setConn("reconnecting…", "warn");
+    st.attempt += 1;
+    const delay = Math.min(15000, 500 * 2 ** Math.min(st.attempt - 1, 5)) * (0.5 + Math.random() * 0.5);
+    st.timer = setTimeout(() => {
+      st.timer = null;
+      connect();
+    }, Math.max(delay, (fatal && fatal.retry_after_ms) || 0));
+  };
+}
+
+function onFrame(f) {
+  switch (f.type) {
+    case "welcome":
+      st.connected = true;
+      st.attempt = 0;
+      st.me = f.me;
+      $("me-name").textContent = f.me.name || f.me.id;
+      setConn("online", "ok");
+      refreshLists();
+      break;
+    case "conversation.updated":
+      upsertConv(f.conversation);
+      break;
+    case "message":
+      addMessage(f.conversation_id, f.message);
+      break;
+    case "message.delta":
+      onDelta(f);
+      break;
+    case "subscribed": {
+      const t = st.threads.get(f.conversation_id);
+      if (t) {
+        t.loaded = true;
+        if (f.last_seq > t.lastSeq) fillGap(f.conversation_id, t.lastSeq);
+      }
+      break;
+    }
+    case "typing":
+      if (f.conversation_id === st.selected && f.participant && f.participant.id !== (st.me && st.me.id)) {
+        const t = $("typing");
+        t.textContent = (f.participant.name || "The visitor") + " is typing…";
+        t.hidden = !f.active;
+        clearTimeout(onFrame.typingTimer);
+        if (f.active) onFrame.typingTimer = setTimeout(() => (t.hidden = true), 6000);
+      }
+      break;
+    case "read":
+      if (f.participant && f.participant.kind === "user") {
+        st.readBy.set(f.conversation_id, Math.max(st.readBy.get(f.conversation_id) || 0, f.seq || 0));
+        if (f.conversation_id === st.selected) renderRead();
+      }
+      break;
+    case "presence":
+      onPresence(f);
+      break;
+    case "notification":
+      if (f.notification) toast((f.notification.title || "") + " " + (f.notification.body || ""));
+      break;
+    case "error":
+      if (!f.fatal) toast(f.detail || f.code);
+      break;
+    default:
+      break;
+  }
+}
+
+function onPresence(f) {
+  const p = f.participant || {};
+  if (p.kind === "agent") {
+    if (f.status === "offline") st.agentsOnline.delete(p.id);
+    else st.agentsOnline.set(p.id, p.name || p.id);
+    renderAgents();
+  } else if (p.kind === "user") {
+    st.userPresence.set(p.id, f.status);
+    renderHead();
+  }
+}
+
+function renderAgents() {
+  const ul = clear($("agents"));
+  if (st.me) st.agentsOnline.set(st.me.id, st.me.name || st.me.id);
+  for (const [, name] of st.agentsOnline) ul.appendChild(el("li", "", "● " + name));
+}
+
+$("presence").addEventListener("change", () => {
+  if ($("presence").value === "offline") {
+    st.wantOnline = false;
+    clearTimeout(st.timer);
+    st.timer = null;
+    if (st.ws) st.ws.close(1000, "going offline");
+    setConn("offline", "off");
+  } else {
+    st.wantOnline = true;
+    connect();
+  }
+});
+
+// ---- conversation lists ------------------------------------------------------------------
+async function refreshLists() {
+  try {
+    const r = await call("GET", "/v1/conversations?limit=200");
+    for (const c of r.conversations || []) upsertConv(c, true);
+    renderLists();
+    renderHead();
+  } catch (_e) { /* shown by call() when it matters */ }
+}
+
+function upsertConv(c, quiet) {
+  const prev = st.convs.get(c.id) || {};
+  const merged = Object.assign({}, prev, c);
+  if (c.status !== "queued") {
+    delete merged.queue_position;
+    delete merged.eta_seconds;
+  }
+  st.convs.set(c.id, merged);
+  if (!quiet) {
+    renderLists();
+    if (c.id === st.selected) renderHead();
+  }
+}
+
+function isMine(c) {
+  return c.status === "assigned" && st.me && c.assignee === st.me.id;
+}
+
+function convItem(c) {
+  const li = el("li", "conv" + (c.id === st.selected ? " active" : ""));
+  li.dataset.cid = c.id;
+  li.dataset.testid = "conv";
+  li.appendChild(el("div", "conv-name", "Visitor " + String(c.user_id || "").slice(-6)));
+  const sub = el("div", "conv-meta");
+  let text = c.status;
+  if (c.status === "queued" && c.queue_position) text += " · #" + c.queue_position;
+  if (c.handoff_reason) text += " · " + c.handoff_reason;
+  sub.textContent = text;
+  li.appendChild(sub);
+  li.addEventListener("click", () => select(c.id));
+  return li;
+}
+
+function renderLists() {
+  const queued = [];
+  const mine = [];
+  for (const c of st.convs.values()) {
+    if (c.status === "queued") queued.push(c);
+    else if (isMine(c)) mine.push(c);
+  }
+  queued.sort((a, b) => (a.queue_position || 1e9) - (b.queue_position || 1e9));
+  mine.sort((a, b) => String(b.updated_at).localeCompare(String(a.updated_at)));
+  const q = clear($("queue"));
+  for (const c of queued) q.appendChild(convItem(c));
+  if (!queued.length) q.appendChild(el("li", "empty", "Nobody is waiting."));
+  const m = clear($("mine"));
+  for (const c of mine) m.appendChild(convItem(c));
+  if (!mine.length) m.appendChild(el("li", "empty", "No open conversations."));
+  $("queue-count").textContent = String(queued.length);
+  $("mine-count").textContent = String(mine.length);
+}
+
+// ---- a thread ----------------------------------------------------------------------------
+function thread(cid) {
+  let t = st.threads.get(cid);
+  if (!t) {
+    t = { messages: new Map(), lastSeq: 0, drafts: new Map(), loaded: false };
+    st.threads.set(cid, t);
+  }
+  return t;
+}
+
+function select(cid) {
+  st.selected = cid;
+  $("placeholder").hidden = true;
+  $("conversation").hidden = false;
+  clear($("drafts"));
+  $("typing").hidden = true;
+  const t = thread(cid);
+  renderLists();
+  renderHead();
+  renderThread();
+  if (!t.loaded) send({ type: "subscribe", conversation_id: cid, after_seq: t.lastSeq, ref: "sub:" + cid });
+  $("reply").focus();
+}
+
+function renderHead() {
+  const c = st.convs.get(st.selected);
+  if (!c) return;
+  $("conv-title").textContent = "Visitor " + String(c.user_id || "");
+  const status = $("conv-status");
+  let text = c.status;
+  if (c.status === "assigned") text = isMine(c) ? "assigned to you" : "assigned to another agent";
+  if (c.status === "queued" && c.queue_position) text += " · #" + c.queue_position + " in queue";
+  status.textContent = text;
+  status.dataset.status = c.status;
+  const pres = st.userPresence.get(c.user_id);
+  $("conv-user-presence").textContent = pres ? "· visitor " + pres : "";
+  $("claim").hidden = isMine(c) || c.status === "resolved";
+  $("handback").hidden = !isMine(c);
+  $("resolve").hidden = !isMine(c);
+}
+
+function messageEl(m) {
+  const kind = m.kind === "note" ? "note" : m.kind === "system" ? "system" : (m.sender && m.sender.kind) || "system";
+  const box = el("div", "msg msg-" + kind);
+  box.dataset.seq = String(m.seq);
+  box.dataset.testid = "message";
+  if (kind === "system") {
+    box.appendChild(el("div", "text", m.text));
+    return box;
+  }
+  let who = (m.sender && m.sender.name) || kind;
+  if (kind === "note") who = "📝 " + ((m.sender && m.sender.name) || "Note") + " (agents only)";
+  if (kind === "bot") who += " · AI";
+  const headRow = el("div", "who");
+  headRow.appendChild(el("span", "", who));
+  headRow.appendChild(el("span", "time", fmtTime(m.created_at) + " · #" + m.seq));
+  box.appendChild(headRow);
+  box.appendChild(richText(el("div", "text"), m.text));
+  if (m.citations && m.citations.length) box.appendChild(citations(m.citations));
+  return box;
+}
+
+function renderThread() {
+  const log = clear($("log"));
+  const t = thread(st.selected);
+  const seqs = [...t.messages.keys()].sort((a, b) => a - b);
+  for (const s of seqs) log.appendChild(messageEl(t.messages.get(s)));
+  for (const d of t.drafts.values()) log.appendChild(d.el);
+  renderRead();
+  log.scrollTop = log.scrollHeight;
+}
+
+function renderRead() {
+  const log = $("log");
+  for (const n of log.querySelectorAll(".read")) n.remove();
+  const seq = st.readBy.get(st.selected) || 0;
+  if (!seq) return;
+  let target = null;
+  for (const n of log.querySelectorAll(".msg-agent[data-seq]")) if (Number(n.dataset.seq) <= seq) target = n;
+  if (target) target.appendChild(el("div", "read", "Seen by the visitor"));
+}
+
+function addMessage(cid, m) {
+  const t = st.threads.get(cid);
+  if (!t) return; // not opened yet: it will be replayed from the database when it is
+  if (t.messages.has(m.seq)) return;
+  t.messages.set(m.seq, m);
+  if (m.draft_id && t.drafts.has(m.draft_id)) {
+    t.drafts.get(m.draft_id).el.remove();
+    t.drafts.delete(m.draft_id);
+  }
+  const gapFrom = t.lastSeq;
+  if (m.seq > t.lastSeq) t.lastSeq = m.seq;
+  if (m.seq > gapFrom + 1 && t.loaded) fillGap(cid, gapFrom);
+  if (cid === st.selected) {
+    const log = $("log");
+    const node = messageEl(m);
+    const after = [...log.querySelectorAll(".msg[data-seq]")].find((n) => Number(n.dataset.seq) > m.seq);
+    if (after) log.insertBefore(node, after);
+    else {
+      const draft = log.querySelector(".msg.streaming");
+      if (draft) log.insertBefore(node, draft);
+      else log.appendChild(node);
+    }
+    renderRead();
+    log.scrollTop = log.scrollHeight;
+    if (m.sender && m.sender.kind === "user") $("typing").hidden = true;
+    markRead();
+  }
+}
+
+function onDelta(f) {
+  const t = st.threads.get(f.conversation_id);
+  if (!t) return;
+  let d = t.drafts.get(f.draft_id);
+  if (!d) {
+    const box = el("div", "msg msg-bot streaming");
+    box.appendChild(el("div", "who", "Assistant · AI (writing…)"));
+    const body = el("div", "text");
+    box.appendChild(body);
+    d = { parts: [], el: box, body };
+    t.drafts.set(f.draft_id, d);
+    if (f.conversation_id === st.selected) $("log").appendChild(box);
+  }
+  d.parts[f.index] = String(f.delta || "");
+  let text = "";
+  for (let i = 0; i < d.parts.length && d.parts[i] !== undefined; i++) text += d.parts[i];
+  d.body.textContent = text;
+}
+
+const gapFetches = new Set();
+async function fillGap(cid, from) {
+  if (gapFetches.has(cid)) return;
+  gapFetches.add(cid);
+  try {
+    let after = from;
+    for (;;) {
+      const r = await call("GET", `/v1/conversations/${encodeURIComponent(cid)}/messages?after_seq=${after}&limit=200`);
+      for (const m of r.messages || []) addMessage(cid, m);
+      if (!r.messages || r.messages.length < 200) break;
+      after = r.next_after_seq;
+    }
+  } catch (_e) { /* next frame retries */ } finally {
+    gapFetches.delete(cid);
+  }
+}
+
+function markRead() {
+  const t = st.threads.get(st.selected);
+  if (!t || !t.lastSeq || document.visibilityState === "hidden") return;
+  if ((t.sentRead || 0) >= t.lastSeq) return;
+  t.sentRead = t.lastSeq;
+  send({ type: "read", conversation_id: st.selected, seq: t.lastSeq });
+}
+document.addEventListener("visibilitychange", markRead);
+
+// ---- actions -----------------------------------------------------------------------------
+async function action(name) {
+  const cid = st.selected;
+  if (!cid) return;
+  try {
+    const r = await call("POST", `/v1/conversations/${encodeURIComponent(cid)}/${name}`);
+    upsertConv(r.conversation);
+    if (name === "claim" && !thread(cid).loaded) send({ type: "subscribe", conversation_id: cid, after_seq: 0 });
+  } catch (e) {
+    toast(`Could not ${name}: ${e.message}`);
+  }
+}
+$("claim").addEventListener("click", () => action("claim"));
+$("resolve").addEventListener("click", () => action("resolve"));
+$("handback").addEventListener("click", () => action("handback"));
+
+$("reply-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = $("reply").value.trim();
+  if (!text || !st.selected) return;
+  const body = { type: "send", conversation_id: st.selected, client_msg_id: uuid(), text, ref: "r" + ++st.refs };
+  if (send(body)) {
+    $("reply").value = "";
+    stopTyping();
+  } else {
+    // Offline: REST has the same promises as the socket.
+    call("POST", `/v1/conversations/${encodeURIComponent(st.selected)}/messages`, { client_msg_id: body.client_msg_id, text })
+      .then(() => ($("reply").value = ""))
+      .catch((err) => toast("Not sent: " + err.message));
+  }
+});
+$("reply").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("reply-form").requestSubmit();
+});
+function stopTyping() {
+  clearTimeout(st.typingTimer);
+  if (st.typingSentAt && st.selected) send({ type: "typing", conversation_id: st.selected, active: false });
+  st.typingSentAt = 0;
+}
+$("reply").addEventListener("input", () => {
+  if (!st.selected) return;
+  if (Date.now() - st.typingSentAt > 3000) {
+    st.typingSentAt = Date.now();
+    send({ type: "typing", conversation_id: st.selected, active: true });
+  }
+  clearTimeout(st.typingTimer);
+  st.typingTimer = setTimeout(stopTyping, 4000);
+});
+
+$("suggest").addEventListener("click", async () => {
+  const cid = st.selected;
+  const list = clear($("drafts"));
+  list.appendChild(el("li", "muted", "Looking in the knowledge base…"));
+  try {
+    const r = await call("GET", `/v1/conversations/${encodeURIComponent(cid)}/suggestions`);
+    clear(list);
+    if (!r.drafts || !r.drafts.length) list.appendChild(el("li", "muted", "No suggestions for this conversation."));
+    for (const d of r.drafts || []) {
+      const li = el("li", "draft");
+      li.dataset.testid = "draft";
+      li.appendChild(richText(el("div", "text"), d.text));
+      if (d.citations && d.citations.length) li.appendChild(citations(d.citations));
+      const use = el("button", "ghost", "Insert");
+      use.dataset.testid = "insert";
+      use.addEventListener("click", () => {
+        $("reply").value = d.text;
+        $("reply").focus();
+      });
+      li.appendChild(use);
+      list.appendChild(li);
+    }
+  } catch (e) {
+    clear(list).appendChild(el("li", "error", "Suggestions failed: " + e.message));
+  }
+});
+
+// ---- debug / test hooks -------------------------------------------------------------------
+window.__console = {
+  drop() {
+    if (st.ws) st.ws.close(4000, "debug drop");
+  },
+  seqs(cid) {
+    const t = st.threads.get(cid || st.selected);
+    return t ? [...t.messages.keys()].sort((a, b) => a - b) : [];
+  },
+  state() {
+    return { connected: st.connected, selected: st.selected, me: st.me };
+  },
+};
+
+// ---- boot ----------------------------------------------------------------------------------
+try {
+  const saved = JSON.parse(sessionStorage.getItem(SESSION) || "null");
+  if (saved && saved.token) start(saved.token, saved.agentId);
+  else showLogin();
+} catch (_e) {
+  showLogin();
+}

@@ -1,0 +1,730 @@
+/* Parley chat widget. Embed with one tag:
+ *   <script src="https://parley.example.com/widget.js" data-widget-key="wk_..." async></script>
+ * It injects a chat launcher and panel (in a shadow root), talks to /v1/ws and the REST API of
+ * the server it was loaded from, and renders everything people or the model wrote as text.
+ * A classic script (not a module) so that document.currentScript gives its data attributes. */
+(function () {
+  "use strict";
+  const script = document.currentScript;
+  if (!script || window.__parley) return;
+  const widgetKey = script.dataset.widgetKey || "";
+  const title = script.dataset.title || "Chat with us";
+  const base = new URL(script.src, location.href).origin;
+  const wsUrl = base.replace(/^http/, "ws") + "/v1/ws";
+  const storeKey = "parley:" + widgetKey;
+
+  // ---- safe rendering ------------------------------------------------------------------
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  function safeHref(raw) {
+    try {
+      const u = new URL(String(raw));
+      return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
+    } catch (_e) {
+      return null;
+    }
+  }
+  function link(href, text) {
+    const a = el("a", "pw-link", text);
+    a.href = href;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    a.referrerPolicy = "no-referrer";
+    return a;
+  }
+  // Plain text with bare http(s) URLs turned into links; never parsed as HTML or markdown.
+  function richText(parent, text) {
+    const re = /https?:\/\/[^\s<>"'`)\]]+/g;
+    let last = 0;
+    let m;
+    const s = String(text || "");
+    while ((m = re.exec(s))) {
+      if (m.index > last) parent.appendChild(document.createTextNode(s.slice(last, m.index)));
+      const href = safeHref(m[0]);
+      parent.appendChild(href ? link(href, m[0]) : document.createTextNode(m[0]));
+      last = m.index + m[0].length;
+    }
+    if (last < s.length) parent.appendChild(document.createTextNode(s.slice(last)));
+  }
+  function uuid() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return h.slice(0, 8) + "-" + h.slice(8, 12) + "-" + h.slice(12, 16) + "-" + h.slice(16, 20) + "-" + h.slice(20);
+  }
+  function fmtTime(iso) {
+    const d = iso ? new Date(iso) : new Date();
+    return isNaN(d) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  // ---- state ---------------------------------------------------------------------------
+  function load() {
+    try {
+      return JSON.parse(localStorage.getItem(storeKey) || "{}") || {};
+    } catch (_e) {
+      return {};
+    }
+  }
+  function save() {
+    const data = { token: st.token, userId: st.userId, conversationId: st.cid };
+    try {
+      localStorage.setItem(storeKey, JSON.stringify(data));
+    } catch (_e) { /* private mode */ }
+  }
+  const saved = load();
+  const st = {
+    token: saved.token || null,
+    userId: saved.userId || null,
+    cid: saved.conversationId || null,
+    me: null,
+    ws: null,
+    connected: false,
+    attempt: 0,
+    holdUntil: 0,
+    timer: null,
+    messages: new Map(), // seq -> message
+    lastSeq: 0,
+    pending: new Map(), // client_msg_id -> {text, el}
+    drafts: new Map(), // draft_id -> {parts: [], el}
+    status: null,
+    conv: null,
+    names: {},
+    readBy: 0,
+    starting: false,
+    open: false,
+    typingSentAt: 0,
+    typingTimer: null,
+    sentRead: 0,
+    gapFetch: null,
+    refs: 0,
+    closedForGood: false,
+    deltas: 0,
+  };
+
+  // ---- DOM -----------------------------------------------------------------------------
+  const host = el("div");
+  host.id = "parley-widget";
+  const root = host.attachShadow({ mode: "open" });
+  const css = document.createElement("link");
+  css.rel = "stylesheet";
+  css.href = base + "/static/widget.css";
+  root.appendChild(css);
+
+  const launcher = el("button", "pw-launcher", "💬");
+  launcher.setAttribute("aria-label", "Open chat");
+  launcher.dataset.testid = "launcher";
+  const panel = el("section", "pw-panel");
+  panel.hidden = true;
+  panel.setAttribute("aria-label", title);
+
+  const head = el("header", "pw-head");
+  const headTitle = el("div", "pw-title", title);
+  const owner = el("div", "pw-owner", "Assistant · AI");
+  owner.dataset.testid = "owner";
+  const close = el("button", "pw-close", "×");
+  close.setAttribute("aria-label", "Close chat");
+  const headText = el("div", "pw-head-text");
+  headText.append(headTitle, owner);
+  head.append(headText, close);
+
+  const banner = el("div", "pw-banner");
+  banner.hidden = true;
+  banner.dataset.testid = "banner";
+  const queueBox = el("div", "pw-queue");
+  queueBox.hidden = true;
+  queueBox.dataset.testid = "queue";
+
+  const log = el("div", "pw-log");
+  log.setAttribute("role", "log");
+  log.setAttribute("aria-live", "polite");
+  const empty = el("div", "pw-empty", "Hi! Ask us anything — our assistant answers right away, and a person is one click away.");
+  log.appendChild(empty);
+  const typing = el("div", "pw-typing");
+  typing.hidden = true;
+  typing.dataset.testid = "typing";
+
+  const actions = el("div", "pw-actions");
+  const human = el("button", "pw-human", "Talk to a human");
+  human.dataset.testid = "human";
+  const pushBtn = el("button", "pw-push", "Notify me");
+  pushBtn.dataset.testid = "push";
+  pushBtn.hidden = !("serviceWorker" in navigator && "PushManager" in window && "Notification" in window);
+  actions.append(human, pushBtn);
+
+  const form = el("form", "pw-form");
+  const input = el("textarea", "pw-input");
+  input.rows = 1;
+  input.placeholder = "Write a message…";
+  input.setAttribute("aria-label", "Message");
+  input.maxLength = 4000;
+  const send = el("button", "pw-send", "Send");
+  send.type = "submit";
+  form.append(input, send);
+  const toast = el("div", "pw-toast");
+  toast.hidden = true;
+  toast.dataset.testid = "toast";
+
+  panel.append(head, banner, queueBox, log, typing, actions, form, toast);
+  root.append(panel, launcher);
+
+  function mount() {
+    document.body.appendChild(host);
+    if (st.cid) connect();
+  }
+  if (document.body) mount();
+  else document.addEventListener("DOMContentLoaded", mount);
+
+  function setOpen(v) {
+    st.open = v;
+    panel.hidden = !v;
+    launcher.hidden = v;
+    if (v) {
+      connect();
+      input.focus();
+      markRead();
+      scroll();
+    }
+  }
+  launcher.addEventListener("click", () => setOpen(true));
+  close.addEventListener("click", () => setOpen(false));
+
+  function scroll() {
+    log.scrollTop = log.scrollHeight;
+  }
+  function showToast(text, ms) {
+    toast.textContent = String(text);
+    toast.hidden = false;
+    clearTimeout(showToast.t);
+    showToast.t = setTimeout(() => (toast.hidden = true), ms || 5000);
+  }
+  function showBanner(text) {
+    banner.textContent = text || "";
+    banner.hidden = !text;
+  }
+
+  // ---- owner / status ------------------------------------------------------------------
+  function renderOwner() {
+    const c = st.conv;
+    const status = c ? c.status : "bot";
+    owner.dataset.status = status;
+    queueBox.hidden = true;
+    human.hidden = status === "queued" || status === "assigned";
+    if (status === "queued") {
+      owner.textContent = "Waiting for a person";
+      const parts = [];
+      if (c.queue_position) parts.push("You are #" + c.queue_position + " in the queue");
+      else parts.push("You are in the queue");
+      if (c.eta_seconds) parts.push("estimated wait about " + Math.max(1, Math.round(c.eta_seconds / 60)) + " min");
+      queueBox.textContent = parts.join(" · ");
+      queueBox.hidden = false;
+    } else if (status === "assigned") {
+      const name = (c.assignee && st.names[c.assignee]) || "a support agent";
+      owner.textContent = "You're talking to " + name;
+    } else if (status === "resolved") {
+      owner.textContent = "Conversation resolved — write to reopen it";
+    } else {
+      owner.textContent = "Assistant · AI";
+    }
+  }
+  function applyConversation(c) {
+    if (!c || (st.cid && c.id !== st.cid)) return;
+    const prev = st.conv || {};
+    st.conv = Object.assign({}, c);
+    if (c.status !== "queued") {
+      delete st.conv.queue_position;
+      delete st.conv.eta_seconds;
+    } else if (c.queue_position === undefined && prev.status === "queued") {
+      st.conv.queue_position = prev.queue_position;
+      st.conv.eta_seconds = prev.eta_seconds;
+    }
+    renderOwner();
+  }
+
+  // ---- messages ------------------------------------------------------------------------
+  function renderCitations(box, cites) {
+    if (!Array.isArray(cites) || !cites.length) return;
+    const wrap = el("div", "pw-cites");
+    wrap.appendChild(el("span", "pw-cites-label", "Sources:"));
+    const seen = new Set();
+    for (const c of cites) {
+      const label = String((c && (c.title || c.source)) || "source");
+      const key = label + "|" + (c && c.source);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const href = c && c.source ? safeHref(c.source) : null;
+      const item = href ? link(href, label) : el("span", "pw-cite", label);
+      item.classList.add("pw-cite");
+      item.dataset.testid = "citation";
+      wrap.appendChild(item);
+    }
+    box.appendChild(wrap);
+  }
+  function messageEl(m) {
+    const kind = m.kind === "system" ? "system" : (m.sender && m.sender.kind) || "system";
+    const mine = st.me && m.sender && m.sender.kind === "user" && m.sender.id === st.me.id;
+    const box = el("div", "pw-msg pw-" + kind + (mine ? " pw-mine" : ""));
+    box.dataset.testid = "message";
+    if (m.seq) box.dataset.seq = String(m.seq);
+    if (m.kind === "system") {
+      box.appendChild(el("div", "pw-text", m.text));
+      return box;
+    }
+    if (!mine) {
+      let who = (m.sender && m.sender.name) || (kind === "bot" ? "Assistant" : kind === "agent" ? "Agent" : "");
+      if (kind === "bot") who += " · AI";
+      box.appendChild(el("div", "pw-who", who));
+    }
+    const body = el("div", "pw-text");
+    richText(body, m.text);
+    box.appendChild(body);
+    renderCitations(box, m.citations);
+    box.appendChild(el("div", "pw-meta", fmtTime(m.created_at)));
+    return box;
+  }
+  function insertBySeq(node, seq) {
+    const nodes = log.querySelectorAll(".pw-msg[data-seq]");
+    for (const n of nodes) {
+      if (Number(n.dataset.seq) > seq) {
+        log.insertBefore(node, n);
+        return;
+      }
+    }
+    // after the last seq'd message but before pending/draft bubbles
+    const firstLoose = log.querySelector(".pw-msg:not([data-seq])");
+    if (firstLoose) log.insertBefore(node, firstLoose);
+    else log.appendChild(node);
+  }
+  function learnNames(m) {
+    if (m.sender && m.sender.id && m.sender.name && m.sender.kind === "agent") st.names[m.sender.id] = m.sender.name;
+    if (m.kind === "system" && st.conv && st.conv.assignee) {
+      const j = /^(.+) joined the conversation$/.exec(m.text || "");
+      if (j && !st.names[st.conv.assignee]) st.names[st.conv.assignee] = j[1];
+    }
+  }
+  function addMessage(cid, m) {
+    if (cid !== st.cid || !m || typeof m.seq !== "number") return;
+    if (st.messages.has(m.seq)) return; // dedupe by seq
+    st.messages.set(m.seq, m);
+    empty.hidden = true;
+    if (m.client_msg_id && st.pending.has(m.client_msg_id)) {
+      st.pending.get(m.client_msg_id).el.remove();
+      st.pending.delete(m.client_msg_id);
+    }
+    if (m.draft_id && st.drafts.has(m.draft_id)) {
+      st.drafts.get(m.draft_id).el.remove();
+      st.drafts.delete(m.draft_id);
+    }
+    learnNames(m);
+    insertBySeq(messageEl(m), m.seq);
+    const gap = m.seq > st.lastSeq + 1;
+    const from = st.lastSeq;
+    if (m.seq > st.lastSeq) st.lastSeq = m.seq;
+    if (gap) fillGap(from);
+    if (m.sender && m.sender.kind !== "user") typingOff(m.sender.id);
+    renderOwner();
+    renderRead();
+    scroll();
+    markRead();
+  }
+  // Users never receive notes, so a jump in seq is usually one; the history tells for sure.
+  function fillGap(from) {
+    if (st.gapFetch) return;
+    const cid = st.cid;
+    st.gapFetch = api("GET", "/v1/conversations/" + encodeURIComponent(cid) + "/messages?after_seq=" + from + "&limit=200")
+      .then((r) => {
+        for (const m of r.messages || []) addMessage(cid, m);
+      })
+      .catch(() => {})
+      .finally(() => (st.gapFetch = null));
+  }
+  function onDelta(f) {
+    if (f.conversation_id !== st.cid) return;
+    st.deltas += 1;
+    let d = st.drafts.get(f.draft_id);
+    if (!d) {
+      const box = el("div", "pw-msg pw-bot pw-streaming");
+      box.dataset.testid = "draft";
+      box.dataset.draft = f.draft_id;
+      box.appendChild(el("div", "pw-who", "Assistant · AI"));
+      const body = el("div", "pw-text");
+      box.appendChild(body);
+      d = { parts: [], el: box, body };
+      st.drafts.set(f.draft_id, d);
+      log.appendChild(box);
+      empty.hidden = true;
+    }
+    d.parts[f.index] = String(f.delta || "");
+    let text = "";
+    for (let i = 0; i < d.parts.length; i++) {
+      if (d.parts[i] === undefined) break;
+      text += d.parts[i];
+    }
+    d.body.textContent = text;
+    typing.hidden = true;
+    scroll();
+  }
+  function renderRead() {
+    for (const n of log.querySelectorAll(".pw-read")) n.remove();
+    if (!st.readBy) return;
+    const mine = log.querySelectorAll(".pw-msg.pw-mine[data-seq]");
+    let target = null;
+    for (const n of mine) if (Number(n.dataset.seq) <= st.readBy) target = n;
+    if (target) {
+      const r = el("div", "pw-read", "Seen");
+      r.dataset.testid = "read";
+      target.appendChild(r);
+    }
+  }
+  function markRead() {
+    if (!st.open || !st.connected || !st.cid || document.visibilityState === "hidden") return;
+    let top = 0;
+    for (const [seq, m] of st.messages) if (!(m.sender && st.me && m.sender.id === st.me.id) && seq > top) top = seq;
+    if (top > st.sentRead) {
+      st.sentRead = top;
+      sendFrame({ type: "read", conversation_id: st.cid, seq: top });
+    }
+  }
+  document.addEventListener("visibilitychange", markRead);
+
+  const typers = new Map();
+  function typingOn(p) {
+    if (!p || (st.me && p.id === st.me.id)) return;
+    clearTimeout(typers.get(p.id));
+    typers.set(p.id, setTimeout(() => typingOff(p.id), 6000));
+    const who = p.kind === "bot" ? "The assistant" : p.name || "Someone";
+    typing.textContent = who + " is typing…";
+    typing.hidden = false;
+  }
+  function typingOff(id) {
+    clearTimeout(typers.get(id));
+    typers.delete(id);
+    if (!typers.size) typing.hidden = true;
+  }
+
+  // ---- REST ----------------------------------------------------------------------------
+  async function api(method, path, body) {
+    const headers = { "Content-Type": "application/json" };
+    if (st.token) headers.Authorization = "Bearer " + st.token;
+    const r = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const data = r.status === 204 ? {} : await r.json().catch(() => ({}));
+    if (!r.ok) {
+      const err = new Error((data.error && data.error.detail) || r.statusText);
+      err.code = data.error && data.error.code;
+      err.status = r.status;
+      throw err;
+    }
+    return data;
+  }
+  async function ensureSession() {
+    if (st.token) return;
+    const r = await api("POST", "/v1/widget/session", { widget_key: widgetKey });
+    st.token = r.token;
+    st.userId = r.user_id;
+    save();
+  }
+  function forgetSession() {
+    st.token = null;
+    st.userId = null;
+    st.cid = null;
+    st.conv = null;
+    save();
+  }
+
+  // ---- socket --------------------------------------------------------------------------
+  function sendFrame(f) {
+    if (st.ws && st.connected && st.ws.readyState === 1) {
+      st.ws.send(JSON.stringify(f));
+      return true;
+    }
+    return false;
+  }
+  function ref() {
+    st.refs += 1;
+    return "w" + st.refs;
+  }
+  function connect() {
+    if (st.ws || st.timer || st.closedForGood) return;
+    const wait = st.holdUntil - Date.now();
+    if (wait > 0) {
+      st.timer = setTimeout(() => {
+        st.timer = null;
+        connect();
+      }, wait);
+      return;
+    }
+    ensureSession()
+      .then(open)
+      .catch(() => scheduleReconnect());
+  }
+  function open() {
+    if (st.ws) return;
+    const ws = new WebSocket(wsUrl);
+    st.ws = ws;
+    let fatal = null;
+    ws.onopen = () => {
+      const resume = {};
+      if (st.cid) resume[st.cid] = st.lastSeq;
+      ws.send(JSON.stringify({ type: "hello", token: st.token, resume, ref: "hello" }));
+    };
+    ws.onmessage = (ev) => {
+      let f;
+      try {
+        f = JSON.parse(ev.data);
+      } catch (_e) {
+        return;
+      }
+      if (f.type === "error" && f.fatal) fatal = f;
+      if (f.type === "bye") fatal = fatal || f;
+      onFrame(f);
+    };
+    ws.onclose = () => {
+      if (st.ws !== ws) return;
+      st.ws = null;
+      st.connected = false;
+      const code = fatal && fatal.code;
+      if (code === "token_expired" || code === "token_invalid" || code === "auth_required") {
+        forgetSession(); // the visitor's anonymous session ended; start a fresh one
+      }
+      if (fatal && fatal.type === "bye" && fatal.reconnect === false && !code) {
+        st.closedForGood = true;
+      }
+      showBanner("Connection lost — reconnecting…");
+      scheduleReconnect(fatal && fatal.retry_after_ms);
+    };
+  }
+  function scheduleReconnect(minMs) {
+    if (st.timer) return;
+    st.attempt += 1;
+    const backoff = Math.min(15000, 500 * Math.pow(2, Math.min(st.attempt - 1, 5)));
+    const delay = Math.max(minMs || 0, backoff * (0.5 + Math.random() * 0.5), st.holdUntil - Date.now());
+    st.timer = setTimeout(() => {
+      st.timer = null;
+      connect();
+    }, delay);
+  }
+  function onWelcome(f) {
+    st.me = f.me;
+    st.connected = true;
+    st.attempt = 0;
+    showBanner("");
+    // Refresh the status we may have missed while away (queue, agent, resolved).
+    if (st.cid) {
+      api("GET", "/v1/conversations?limit=50")
+        .then((r) => {
+          const c = (r.conversations || []).find((x) => x.id === st.cid);
+          if (c) applyConversation(c);
+        })
+        .catch(() => {});
+    }
+    flushPending();
+    markRead();
+  }
+  function flushPending() {
+    if (!st.connected || !st.pending.size) return;
+    if (!st.cid) {
+      startConversation();
+      return;
+    }
+    for (const [cmid, p] of st.pending) {
+      sendFrame({ type: "send", conversation_id: st.cid, client_msg_id: cmid, text: p.text, ref: ref() });
+    }
+  }
+  function startConversation() {
+    if (st.starting || !st.connected) return;
+    st.starting = true;
+    sendFrame({ type: "conversation.start", ref: "start" });
+  }
+  const afterStart = [];
+  function onFrame(f) {
+    switch (f.type) {
+      case "welcome":
+        onWelcome(f);
+        break;
+      case "conversation":
+        if (f.ref === "start" || !st.cid) {
+          st.starting = false;
+          st.cid = f.conversation.id;
+          st.messages.clear();
+          st.lastSeq = 0;
+          save();
+        }
+        applyConversation(f.conversation);
+        flushPending();
+        while (afterStart.length) afterStart.shift()();
+        break;
+      case "conversation.updated":
+        applyConversation(f.conversation);
+        break;
+      case "message":
+        addMessage(f.conversation_id, f.message);
+        break;
+      case "message.delta":
+        onDelta(f);
+        break;
+      case "ack": {
+        const p = st.pending.get(f.client_msg_id);
+        if (p) p.el.classList.remove("pw-pending");
+        break;
+      }
+      case "typing":
+        if (f.conversation_id === st.cid) {
+          if (f.active) typingOn(f.participant);
+          else typingOff(f.participant && f.participant.id);
+        }
+        break;
+      case "read":
+        if (f.conversation_id === st.cid && f.participant && f.participant.kind !== "user") {
+          st.readBy = Math.max(st.readBy, Number(f.seq) || 0);
+          renderRead();
+        }
+        break;
+      case "notification":
+        if (f.notification) showToast((f.notification.title || "") + (f.notification.body ? " — " + f.notification.body : ""));
+        break;
+      case "error":
+        onError(f);
+        break;
+      default:
+        break;
+    }
+  }
+  function onError(f) {
+    if (f.fatal) return;
+    if (f.code === "resync_required" || f.code === "invalid_cursor") {
+      // Our cursor cannot be served: reload the conversation from its history.
+      st.messages.clear();
+      st.lastSeq = 0;
+      for (const n of log.querySelectorAll(".pw-msg[data-seq]")) n.remove();
+      if (st.cid) fillGap(0);
+      return;
+    }
+    if (f.ref === "start") st.starting = false;
+    const p = f.client_msg_id && st.pending.get(f.client_msg_id);
+    if (f.code === "rate_limited" && p) {
+      setTimeout(flushPending, f.retry_after_ms || 1000);
+      return;
+    }
+    if (p) {
+      p.el.classList.add("pw-failed");
+      p.el.appendChild(el("div", "pw-meta", "Not sent: " + (f.detail || f.code)));
+      st.pending.delete(f.client_msg_id);
+    } else {
+      showToast(f.detail || f.code);
+    }
+  }
+
+  // ---- user actions --------------------------------------------------------------------
+  function submit() {
+    const text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    const cmid = uuid();
+    const box = el("div", "pw-msg pw-user pw-mine pw-pending");
+    box.dataset.testid = "pending";
+    const body = el("div", "pw-text");
+    richText(body, text);
+    box.appendChild(body);
+    log.appendChild(box);
+    empty.hidden = true;
+    st.pending.set(cmid, { text, el: box });
+    scroll();
+    stopTyping();
+    if (!st.connected) {
+      connect();
+      return;
+    }
+    if (!st.cid) startConversation();
+    else sendFrame({ type: "send", conversation_id: st.cid, client_msg_id: cmid, text, ref: ref() });
+  }
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    submit();
+  });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) {
+      e.preventDefault();
+      submit();
+    }
+  });
+  function stopTyping() {
+    clearTimeout(st.typingTimer);
+    if (st.typingSentAt && st.cid) sendFrame({ type: "typing", conversation_id: st.cid, active: false });
+    st.typingSentAt = 0;
+  }
+  input.addEventListener("input", () => {
+    if (!st.cid || !st.connected) return;
+    const now = Date.now();
+    if (now - st.typingSentAt > 3000) {
+      st.typingSentAt = now;
+      sendFrame({ type: "typing", conversation_id: st.cid, active: true });
+    }
+    clearTimeout(st.typingTimer);
+    st.typingTimer = setTimeout(stopTyping, 4000);
+  });
+  human.addEventListener("click", () => {
+    const go = () => sendFrame({ type: "handoff.request", conversation_id: st.cid, reason: "user_request", ref: ref() });
+    if (st.cid && st.connected) {
+      go();
+    } else {
+      afterStart.push(go);
+      if (st.connected) startConversation();
+      else connect();
+    }
+    human.disabled = true;
+    setTimeout(() => (human.disabled = false), 2000);
+  });
+
+  // ---- Web Push ------------------------------------------------------------------------
+  function b64ToBytes(s) {
+    const pad = "=".repeat((4 - (s.length % 4)) % 4);
+    const raw = atob((s + pad).replace(/-/g, "+").replace(/_/g, "/"));
+    return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+  }
+  async function enablePush() {
+    await ensureSession();
+    const perm = await Notification.requestPermission();
+    if (perm !== "granted") throw new Error("notifications are blocked in this browser");
+    const reg = await navigator.serviceWorker.register(base + "/sw.js", { scope: "/" });
+    await navigator.serviceWorker.ready;
+    const key = await api("GET", "/v1/push/vapid-public-key?widget_key=" + encodeURIComponent(widgetKey));
+    const sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64ToBytes(key.public_key) });
+    await api("POST", "/v1/devices", { platform: "webpush", subscription: sub.toJSON() });
+  }
+  pushBtn.addEventListener("click", () => {
+    pushBtn.disabled = true;
+    enablePush()
+      .then(() => {
+        pushBtn.textContent = "Notifications on";
+        showToast("We'll notify you when someone replies.");
+      })
+      .catch((e) => {
+        pushBtn.disabled = false;
+        showToast("Could not turn on notifications: " + (e && e.message ? e.message : e));
+      });
+  });
+
+  // ---- debug / test hooks ---------------------------------------------------------------
+  window.__parley = {
+    /** Cut the socket as a network failure would; hold reconnection for holdMs. */
+    drop(holdMs) {
+      st.holdUntil = Date.now() + (holdMs || 0);
+      if (st.ws) st.ws.close(4000, "debug drop");
+    },
+    seqs() {
+      return Array.from(log.querySelectorAll(".pw-msg[data-seq]"), (n) => Number(n.dataset.seq));
+    },
+    state() {
+      return { connected: st.connected, conversationId: st.cid, lastSeq: st.lastSeq, status: st.conv && st.conv.status,
+        pending: st.pending.size, token: st.token, deltas: st.deltas };
+    },
+    open() {
+      setOpen(true);
+    },
+  };
+})();
