@@ -192,6 +192,18 @@ def test_reconnect_resumes_without_loss_or_duplicates(server: LiveServer, browse
     login_agent(agent, server, email)
     agent.locator("#mine [data-testid=conv]").first.click()
     agent.locator(".msg", has_text="written while offline").wait_for()
+    # The console recovers from a cut the same way: resume from its last seq, nothing doubled.
+    agent.evaluate("window.__console.drop()")
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10) as user_http:
+        for i in range(2):
+            r = user_http.post(f"/v1/conversations/{cid}/messages",
+                               json={"client_msg_id": str(uuid.uuid4()), "text": f"visitor during the agent's cut {i}"})
+            assert r.status_code == 201
+    last = agent_http.get(f"/v1/conversations/{cid}/messages?limit=200").json()["messages"][-1]["seq"]
+    wait_until(lambda: agent.evaluate("window.__console.seqs()") == list(range(1, last + 1)),
+               what="the console to catch up after its cut")
+    assert agent.locator(".msg", has_text="visitor during the agent's cut 1").count() == 1
+    agent.locator("#conn.ok").wait_for()
     agent.locator("[data-testid=resolve]").click()
     visitor.wait_for_function(
         "() => document.querySelector('#parley-widget').shadowRoot"

@@ -213,11 +213,7 @@ def test_payloads_render_inert_in_widget_console_and_admin(server: LiveServer, b
     for p in PAYLOADS:
         for http in (user_http, agent_http):
             r = http.post(f"/v1/conversations/{cid}/messages", json={"client_msg_id": str(uuid.uuid4()), "text": p})
-            if r.status_code != 201:
-                print("STATE", st, visitor.evaluate("window.__parley.state()"))
-                print("LIST", user_http.get("/v1/conversations").json())
-                print("AGENT", agent_http.get(f"/v1/conversations/{cid}/messages").json())
-            assert r.status_code == 201, (http is user_http, p, r.text)
+            assert r.status_code == 201, (p, r.text)
     # Typed through the widget's own box too, and typing indicators carrying the agent's name.
     for p in PAYLOADS[:5]:
         box.fill(p)

@@ -105,6 +105,7 @@
     refs: 0,
     closedForGood: false,
     deltas: 0,
+    connecting: false,
   };
 
   // ---- DOM -----------------------------------------------------------------------------
@@ -421,12 +422,20 @@
     }
     return data;
   }
-  async function ensureSession() {
-    if (st.token) return;
-    const r = await api("POST", "/v1/widget/session", { widget_key: widgetKey });
-    st.token = r.token;
-    st.userId = r.user_id;
-    save();
+  // One anonymous session per visitor: concurrent callers share the request in flight.
+  let sessionRequest = null;
+  function ensureSession() {
+    if (st.token) return Promise.resolve();
+    if (!sessionRequest) {
+      sessionRequest = api("POST", "/v1/widget/session", { widget_key: widgetKey })
+        .then((r) => {
+          st.token = r.token;
+          st.userId = r.user_id;
+          save();
+        })
+        .finally(() => (sessionRequest = null));
+    }
+    return sessionRequest;
   }
   function forgetSession() {
     st.token = null;
@@ -449,7 +458,7 @@
     return "w" + st.refs;
   }
   function connect() {
-    if (st.ws || st.timer || st.closedForGood) return;
+    if (st.ws || st.timer || st.connecting || st.closedForGood) return;
     const wait = st.holdUntil - Date.now();
     if (wait > 0) {
       st.timer = setTimeout(() => {
@@ -458,9 +467,16 @@
       }, wait);
       return;
     }
+    st.connecting = true;
     ensureSession()
-      .then(open)
-      .catch(() => scheduleReconnect());
+      .then(() => {
+        st.connecting = false;
+        open();
+      })
+      .catch(() => {
+        st.connecting = false;
+        scheduleReconnect();
+      });
   }
   function open() {
     if (st.ws) return;
