@@ -507,8 +507,11 @@
       if (code === "token_expired" || code === "token_invalid" || code === "auth_required") {
         forgetSession(); // the visitor's anonymous session ended; start a fresh one
       }
-      if (fatal && fatal.type === "bye" && fatal.reconnect === false && !code) {
+      if (code === "forbidden") {
+        // This page's origin is not allowed for the tenant: retrying cannot help.
         st.closedForGood = true;
+        showBanner("Chat is not available on this site.");
+        return;
       }
       showBanner("Connection lost — reconnecting…");
       scheduleReconnect(fatal && fatal.retry_after_ms);
