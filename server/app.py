@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from litestar import Litestar, Request, Response, websocket
+from litestar.config.cors import CORSConfig
 from litestar.connection import WebSocket
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -80,7 +81,8 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
     metrics = Metrics()
     chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=_fault_hook(fault_point))
     gateway = Gateway(settings, db, chat, bus, metrics, native=server_kind == "socketify")
-    router = Router(chat, gateway.online_agents)
+    router = Router(chat, gateway.online_agents,
+                    on_handoff=lambda reason: metrics.handoffs.labels(reason[:64]).inc())
     gateway.on_handoff_request = lambda p, cid, reason: router.handoff(p.tenant_id, cid, reason="user_request")
 
     async def on_status(what: str, conv: Conversation) -> None:
@@ -164,6 +166,10 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         request_max_body_size=settings.max_request_bytes,
         debug=False,
         event_emitter_backend=_NoEvents,
+        # The widget embedded on a business's site calls the REST API from that origin.
+        cors_config=CORSConfig(allow_origins=settings.allowed_origins, allow_credentials=False,
+                               allow_headers=["Authorization", "Content-Type"])
+        if settings.allowed_origins else None,
         # Logging is configured by whoever runs the app (the CLI), not by the framework.
         logging_config=None,
     )

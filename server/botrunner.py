@@ -226,7 +226,6 @@ class BotRunner:
                         await self._mark_offered(cid)
                 case Handoff():
                     await self._log(tenant_id, cid, event.decision.to_record())
-                    self.metrics.handoffs.labels(event.decision.reason_code).inc()
                     await self.router.handoff(tenant_id, cid, reason=event.decision.reason_code,
                                               notice=event.notice)
 

@@ -111,7 +111,7 @@ def message_frame(m: Message) -> str:
 
 
 def conversation_json(c: Conversation, *, queue_position: int | None = None,
-                      eta_seconds: int | None = None) -> dict[str, Any]:
+                      eta_seconds: int | None = None, assignee_name: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": c.id,
         "status": c.status,
@@ -124,6 +124,8 @@ def conversation_json(c: Conversation, *, queue_position: int | None = None,
     }
     if c.handoff_reason:
         out["handoff_reason"] = c.handoff_reason
+    if assignee_name is not None:
+        out["assignee_name"] = assignee_name
     if queue_position is not None:
         out["queue_position"] = queue_position
     if eta_seconds is not None:
@@ -485,7 +487,11 @@ class ChatService:
         if pos is None and conv.status == "queued":
             pos = await self.queue_position(conv)
         eta = pos * self.eta_per_position_s if pos else None
-        frame = conversation_frame(conv, queue_position=pos, eta_seconds=eta)
+        extra: dict[str, Any] = {}
+        if conv.assignee_id:
+            agent = await self.agent(conv.tenant_id, conv.assignee_id)
+            extra["assignee_name"] = agent.name if agent else None
+        frame = conversation_frame(conv, queue_position=pos, eta_seconds=eta, **extra)
         await self.bus.publish(topic_conversation(conv.id), frame)
         await self.bus.publish(topic_queue(conv.tenant_id), frame)
         await self.bus.publish(topic_user(conv.tenant_id, "user", conv.user_id), frame)

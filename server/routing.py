@@ -39,8 +39,10 @@ SummaryFn = Callable[[str, str], Awaitable[str | None]]
 
 
 class Router:
-    def __init__(self, chat: ChatService, online_agents: Callable[[str], set[str]]) -> None:
+    def __init__(self, chat: ChatService, online_agents: Callable[[str], set[str]],
+                 on_handoff: Callable[[str], None] | None = None) -> None:
         self.chat = chat
+        self.on_handoff = on_handoff
         self.db = chat.db
         self.online_agents = online_agents
         self.summarize: SummaryFn | None = None
@@ -52,6 +54,8 @@ class Router:
         if before.status in ("queued", "assigned"):
             return before
         conv = await self.chat.set_status(None, tenant_id, conversation_id, "handoff", reason=reason)
+        if self.on_handoff is not None:
+            self.on_handoff(reason)
         if notice:
             await self.chat.send(tenant_id, conversation_id, Sender("system", "system", "Parley"), notice,
                                  kind="system")
