@@ -3,6 +3,7 @@ Nothing else reads settings or chooses infrastructure."""
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -137,6 +138,10 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         background.append(asyncio.create_task(bot_runner.run(), name="parley-bot-runner"))
         background.append(asyncio.create_task(ingest_worker.run(), name="parley-ingest"))
         push.start()
+        # Everything loaded so far lives as long as the process: keep the collector off it, or a
+        # full collection over the AI and knowledge stack pauses every socket for a few 100 ms.
+        gc.collect()
+        gc.freeze()
         for starter in app.state.get("starters", []):
             await starter(app)
         try:

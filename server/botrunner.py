@@ -82,13 +82,9 @@ class BotRunner:
         self.sem = asyncio.Semaphore(concurrency)
         self.streaming: dict[str, asyncio.Task[None]] = {}
         self._inflight: set[asyncio.Task[None]] = set()
-        chat.after_commit.append(self._on_commit)
+        chat.on_bot_work.append(self.wake.set)
         chat.listeners.append(self._on_status)
         router.summarize = self.summary
-
-    def _on_commit(self, msg: Message) -> None:
-        if msg.sender_kind == "user":
-            self.wake.set()
 
     async def _on_status(self, what: str, conv: Conversation) -> None:
         if conv.status != "bot":

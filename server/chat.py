@@ -168,7 +168,8 @@ class ChatService:
         self.chat_push_delay_s = chat_push_delay_s
         self._fault = fault_hook or (lambda _point: None)
         self.listeners: list[Callable[[str, Conversation], Any]] = []
-        self.after_commit: list[Callable[[Message], None]] = []
+        # Called after a commit that left work for the AI agent (a user message in a bot conversation).
+        self.on_bot_work: list[Callable[[], None]] = []
         # A first estimate of the wait per place in the queue, until handling times are measured.
         self.eta_per_position_s = 120
 
@@ -304,8 +305,6 @@ class ChatService:
             return Posted(existing, False, None)
         if created:
             self._fault("after_commit")
-            for hook in self.after_commit:
-                hook(msg)
         return Posted(msg, created, changed)
 
     async def publish(self, posted: "Posted") -> None:
@@ -352,27 +351,15 @@ class ChatService:
                       draft_id: str | None, principal: Principal | None
                       ) -> tuple[Message, Conversation | None, bool]:
         reopened: Conversation | None = None
+        bot_work = False
         async with self.db.write() as s:
             conv = await s.get(Conversation, conversation_id)
             if conv is None or conv.tenant_id != tenant_id or (
                 principal is not None and not self.can_see(principal, conv)
             ):
                 raise NotFound("conversation not found")
-            if client_msg_id is not None:
-                existing = (
-                    await s.exec(
-                        select(Message).where(
-                            Message.conversation_id == conversation_id,
-                            Message.sender_kind == sender.kind,
-                            Message.sender_id == sender.id,
-                            Message.client_msg_id == client_msg_id,
-                        )
-                    )
-                ).first()
-                if existing is not None:
-                    if existing.text != text:
-                        raise Conflict("client_msg_id was already used with a different text")
-                    return existing, None, False
+            # No duplicate lookup here: the unique key on client_msg_id refuses a repeat at insert,
+            # and post_message answers it with the original row (the rollback undoes the seq).
             if sender.kind == "bot" and conv.status != "bot" and kind == "text":
                 raise Forbidden("the AI agent does not post while a human owns the conversation")
             now = utcnow()
@@ -401,9 +388,11 @@ class ChatService:
                 citations=citations, client_msg_id=client_msg_id, draft_id=draft_id, created_at=now,
             )
             s.add(msg)
+            await s.flush()
             if sender.kind in ("user", "agent"):
-                await _ensure_participant(s, conv, sender, seq)
+                await _mark_sender_read(s, conv, sender, seq)
             if sender.kind == "user" and conv.status == "bot" and kind == "text":
+                bot_work = True
                 s.add(OutboxRow(tenant_id=tenant_id, topic="bot",
                                 payload={"conversation_id": conversation_id, "message_id": msg.id, "seq": seq}))
             if sender.kind in ("agent", "bot") and kind == "text":
@@ -417,6 +406,9 @@ class ChatService:
                 ))
             await s.flush()
             self._fault("before_commit")
+        if bot_work:
+            for wake in self.on_bot_work:
+                wake()
         return msg, reopened, True
 
     async def _reopen(self, s: Any, conv: Conversation, now: datetime) -> Conversation:
@@ -513,14 +505,17 @@ async def _ensure_user(s: Any, tenant_id: str, external_id: str, name: str | Non
         s.add(User(tenant_id=tenant_id, external_id=external_id, name=name))
 
 
-async def _ensure_participant(s: Any, conv: Conversation, sender: Sender, seq: int) -> None:
-    part = await s.get(Participant, (conv.id, sender.kind, sender.id))
-    if part is None:
+async def _mark_sender_read(s: Any, conv: Conversation, sender: Sender, seq: int) -> None:
+    """The sender has read everything up to its own message: one UPDATE on the hot path."""
+    result = await s.exec(
+        update(Participant)
+        .where(col(Participant.conversation_id) == conv.id, col(Participant.kind) == sender.kind,
+               col(Participant.participant_id) == sender.id, col(Participant.read_seq) < seq)
+        .values(read_seq=seq)
+    )
+    if result.rowcount == 0 and await s.get(Participant, (conv.id, sender.kind, sender.id)) is None:
         s.add(Participant(conversation_id=conv.id, kind=sender.kind, participant_id=sender.id,
                           tenant_id=conv.tenant_id, read_seq=seq))
-    elif part.read_seq < seq:
-        part.read_seq = seq
-        s.add(part)
 
 
 def new_draft_id() -> str:

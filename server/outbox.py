@@ -15,17 +15,17 @@ __all__ = ["claim", "finish"]
 
 
 async def claim(db: Database, topic: str, *, now: datetime, lease_s: float, limit: int) -> list[OutboxRow]:
-    q = (
-        select(OutboxRow)
-        .where(
-            OutboxRow.topic == topic,
-            col(OutboxRow.done).is_(False),
-            col(OutboxRow.available_at) <= now,
-            or_(col(OutboxRow.claimed_until).is_(None), col(OutboxRow.claimed_until) < now),
-        )
-        .order_by(col(OutboxRow.available_at), col(OutboxRow.id))
-        .limit(limit)
+    due = (
+        OutboxRow.topic == topic,
+        col(OutboxRow.done).is_(False),
+        col(OutboxRow.available_at) <= now,
+        or_(col(OutboxRow.claimed_until).is_(None), col(OutboxRow.claimed_until) < now),
     )
+    # Look before taking the write lock: most polls find nothing, and SQLite has one writer.
+    async with db.session() as s:
+        if (await s.exec(select(OutboxRow.id).where(*due).limit(1))).first() is None:
+            return []
+    q = select(OutboxRow).where(*due).order_by(col(OutboxRow.available_at), col(OutboxRow.id)).limit(limit)
     if not db.is_sqlite:
         q = q.with_for_update(skip_locked=True)
     lease = now + timedelta(seconds=lease_s)
