@@ -82,6 +82,8 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
     metrics = Metrics()
     chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=_fault_hook(fault_point))
     gateway = Gateway(settings, db, chat, bus, metrics, native=server_kind == "socketify")
+    if isinstance(bus, RedisBus):
+        bus.on_recovered.append(gateway.catch_up)
     router = Router(chat, gateway.online_agents,
                     on_handoff=lambda reason: metrics.handoffs.labels(reason[:64]).inc())
     gateway.on_handoff_request = lambda p, cid, reason: router.handoff(p.tenant_id, cid, reason="user_request")

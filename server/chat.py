@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func
+from sqlalchemy import insert as sa_insert
+from sqlalchemy import select as sa_select
+from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -20,6 +23,7 @@ from server.fanout import Bus
 from server.models import Agent, Conversation, Message, OutboxRow, Participant, Tenant, User, new_id, utcnow
 
 __all__ = [
+    "MESSAGE_PREFIX",
     "ChatService",
     "Posted",
     "Sender",
@@ -106,8 +110,13 @@ def message_json(m: Message) -> dict[str, Any]:
     return out
 
 
+MESSAGE_PREFIX = '{"type": "message", "seq": '
+
+
 def message_frame(m: Message) -> str:
-    return json.dumps({"type": "message", "conversation_id": m.conversation_id, "message": message_json(m)})
+    # ``seq`` leads the frame so fan-out can read it without parsing JSON (see fanout.local).
+    return f'{MESSAGE_PREFIX}{m.seq}, "conversation_id": {json.dumps(m.conversation_id)}, ' \
+           f'"message": {json.dumps(message_json(m))}}}'
 
 
 def conversation_json(c: Conversation, *, queue_position: int | None = None,
@@ -143,6 +152,28 @@ def _iso(dt: datetime) -> str:
 
 
 FaultHook = Callable[[str], None]
+
+_CONV = Conversation.__table__  # type: ignore[attr-defined]
+_MSG = Message.__table__  # type: ignore[attr-defined]
+_OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
+_PART = Participant.__table__  # type: ignore[attr-defined]
+_SELECT_CONV = sa_select(_CONV).where(_CONV.c.id == bindparam("cid"))
+_NEXT_SEQ = (
+    sa_update(_CONV).where(_CONV.c.id == bindparam("cid"))
+    .values(last_seq=_CONV.c.last_seq + 1, updated_at=bindparam("now")).returning(_CONV.c.last_seq)
+)
+_UPDATE_STATUS = sa_update(_CONV).where(_CONV.c.id == bindparam("cid")).values(
+    status=bindparam("new_status"), assignee_id=bindparam("new_assignee"), last_agent_id=bindparam("new_last_agent"),
+    resolved_at=bindparam("new_resolved_at"))
+_MESSAGE_COLUMNS = tuple(c.name for c in _MSG.columns)
+_INSERT_MESSAGE = sa_insert(_MSG)
+_INSERT_OUTBOX = sa_insert(_OUTBOX)
+_MARK_READ = (
+    sa_update(_PART)
+    .where(_PART.c.conversation_id == bindparam("cid"), _PART.c.kind == bindparam("pkind"),
+           _PART.c.participant_id == bindparam("pid"), _PART.c.read_seq < bindparam("new_seq"))
+    .values(read_seq=bindparam("new_seq"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,66 +381,61 @@ class ChatService:
                       client_msg_id: str | None, kind: str, citations: list[dict[str, Any]],
                       draft_id: str | None, principal: Principal | None
                       ) -> tuple[Message, Conversation | None, bool]:
-        reopened: Conversation | None = None
+        # The hot path runs SQLAlchemy Core statements built once (compiled once, cached): the ORM
+        # unit of work cost several milliseconds per message.
+        changed: Conversation | None = None
         bot_work = False
         async with self.db.write() as s:
-            conv = await s.get(Conversation, conversation_id)
+            conn = await s.connection()
+            row = (await conn.execute(_SELECT_CONV, {"cid": conversation_id})).first()
+            conv = Conversation(**row._mapping) if row is not None else None
             if conv is None or conv.tenant_id != tenant_id or (
                 principal is not None and not self.can_see(principal, conv)
             ):
                 raise NotFound("conversation not found")
-            # No duplicate lookup here: the unique key on client_msg_id refuses a repeat at insert,
-            # and post_message answers it with the original row (the rollback undoes the seq).
             if sender.kind == "bot" and conv.status != "bot" and kind == "text":
                 raise Forbidden("the AI agent does not post while a human owns the conversation")
             now = utcnow()
             if sender.kind == "user" and conv.status == "resolved":
-                reopened = await self._reopen(s, conv, now)
+                changed = await self._reopen(s, conv, now)
             if sender.kind == "agent" and kind == "text" and conv.status in ("queued", "bot"):
                 # An agent who writes takes the conversation, as in every help desk.
                 conv.status, conv.assignee_id, conv.last_agent_id = "assigned", sender.id, sender.id
-                reopened = conv
-            row = (
-                await s.exec(  # type: ignore[call-overload]
-                    update(Conversation)
-                    .where(col(Conversation.id) == conversation_id, col(Conversation.tenant_id) == tenant_id)
-                    .values(last_seq=Conversation.last_seq + 1, updated_at=now,
-                            status=conv.status, assignee_id=conv.assignee_id,
-                            last_agent_id=conv.last_agent_id, resolved_at=conv.resolved_at,
-                            queued_at=conv.queued_at)
-                    .returning(col(Conversation.last_seq))
-                )
-            ).one()
-            seq = int(row[0])
+                changed = conv
+            if changed is not None:
+                await conn.execute(_UPDATE_STATUS, {
+                    "cid": conv.id, "new_status": conv.status, "new_assignee": conv.assignee_id,
+                    "new_last_agent": conv.last_agent_id, "new_resolved_at": conv.resolved_at})
+            seq = int((await conn.execute(_NEXT_SEQ, {"cid": conversation_id, "now": now})).scalar_one())
             conv.last_seq = seq
             msg = Message(
                 tenant_id=tenant_id, conversation_id=conversation_id, seq=seq, kind=kind,
                 sender_kind=sender.kind, sender_id=sender.id, sender_name=sender.name, text=text,
                 citations=citations, client_msg_id=client_msg_id, draft_id=draft_id, created_at=now,
             )
-            s.add(msg)
-            await s.flush()
+            # No duplicate lookup first: the unique key on client_msg_id refuses a repeat here, and
+            # post_message answers it with the original row (the rollback undoes the seq).
+            await conn.execute(_INSERT_MESSAGE, {c: getattr(msg, c) for c in _MESSAGE_COLUMNS})
             if sender.kind in ("user", "agent"):
                 await _mark_sender_read(s, conv, sender, seq)
             if sender.kind == "user" and conv.status == "bot" and kind == "text":
                 bot_work = True
-                s.add(OutboxRow(tenant_id=tenant_id, topic="bot",
-                                payload={"conversation_id": conversation_id, "message_id": msg.id, "seq": seq}))
+                await conn.execute(_INSERT_OUTBOX, {
+                    "tenant_id": tenant_id, "topic": "bot", "available_at": now, "created_at": now,
+                    "payload": {"conversation_id": conversation_id, "message_id": msg.id, "seq": seq}})
             if sender.kind in ("agent", "bot") and kind == "text":
                 tenant = await s.get(Tenant, tenant_id)
-                s.add(OutboxRow(
-                    tenant_id=tenant_id, topic="push",
-                    available_at=now + timedelta(seconds=self.chat_push_delay_s),
-                    payload={"kind": "chat.reply", "conversation_id": conversation_id, "message_id": msg.id,
-                             "user_id": conv.user_id, "sender_name": sender.name or "",
-                             "tenant_name": tenant.name if tenant else "", "text": text[:200], "seq": seq},
-                ))
-            await s.flush()
+                await conn.execute(_INSERT_OUTBOX, {
+                    "tenant_id": tenant_id, "topic": "push", "created_at": now,
+                    "available_at": now + timedelta(seconds=self.chat_push_delay_s),
+                    "payload": {"kind": "chat.reply", "conversation_id": conversation_id, "message_id": msg.id,
+                                "user_id": conv.user_id, "sender_name": sender.name or "",
+                                "tenant_name": tenant.name if tenant else "", "text": text[:200], "seq": seq}})
             self._fault("before_commit")
         if bot_work:
             for wake in self.on_bot_work:
                 wake()
-        return msg, reopened, True
+        return msg, changed, True
 
     async def _reopen(self, s: Any, conv: Conversation, now: datetime) -> Conversation:
         tenant = await s.get(Tenant, conv.tenant_id)
@@ -507,12 +533,8 @@ async def _ensure_user(s: Any, tenant_id: str, external_id: str, name: str | Non
 
 async def _mark_sender_read(s: Any, conv: Conversation, sender: Sender, seq: int) -> None:
     """The sender has read everything up to its own message: one UPDATE on the hot path."""
-    result = await s.exec(
-        update(Participant)
-        .where(col(Participant.conversation_id) == conv.id, col(Participant.kind) == sender.kind,
-               col(Participant.participant_id) == sender.id, col(Participant.read_seq) < seq)
-        .values(read_seq=seq)
-    )
+    conn = await s.connection()
+    result = await conn.execute(_MARK_READ, {"cid": conv.id, "pkind": sender.kind, "pid": sender.id, "new_seq": seq})
     if result.rowcount == 0 and await s.get(Participant, (conv.id, sender.kind, sender.id)) is None:
         s.add(Participant(conversation_id=conv.id, kind=sender.kind, participant_id=sender.id,
                           tenant_id=conv.tenant_id, read_seq=seq))

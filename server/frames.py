@@ -140,6 +140,19 @@ def _depth_ok(raw: str, limit: int) -> bool:
     return True
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    return False
+
+
 def parse_frame(raw: str, *, max_bytes: int = 65536, max_depth: int = 32) -> ClientFrame:
     if len(raw) > max_bytes or len(raw.encode("utf-8", "surrogatepass")) > max_bytes:
         raise TooLong(f"frame is larger than {max_bytes} bytes")
@@ -154,6 +167,10 @@ def parse_frame(raw: str, *, max_bytes: int = 65536, max_depth: int = 32) -> Cli
         raise BadInput(f"frame is not valid JSON: {str(exc)[:120]}", code="bad_frame") from None
     if not isinstance(data, dict):
         raise BadInput("frame must be a JSON object", code="bad_frame")
+    # Lone surrogates can only arrive as JSON escapes; no database or encoder accepts them, so
+    # they are refused here, the same on every backend.
+    if ("\\u" in raw or _SURROGATE.search(raw)) and _has_surrogate(data):
+        raise BadInput("frame contains an unpaired surrogate", field=_surrogate_field(data))
     ftype = data.get("type")
     if not isinstance(ftype, str):
         raise BadInput("frame has no string 'type'", code="bad_frame", field="type")
@@ -165,8 +182,17 @@ def parse_frame(raw: str, *, max_bytes: int = 65536, max_depth: int = 32) -> Cli
     try:
         frame: ClientFrame = msgspec.convert(data, ClientFrame, strict=True)
         return frame
+    except UnicodeEncodeError:
+        raise BadInput("frame contains an unpaired surrogate") from None
     except msgspec.ValidationError as exc:
         msg = str(exc)
         m = _MISSING.search(msg) or _UNKNOWN.search(msg) or _FIELD.search(msg)
         field = m.group(1) if m else None
         raise BadInput(f"invalid frame: {msg}", field=field) from None
+
+
+def _surrogate_field(data: dict[str, Any]) -> str | None:
+    for k, v in data.items():
+        if _has_surrogate(k) or _has_surrogate(v):
+            return k if not _has_surrogate(k) else None
+    return None

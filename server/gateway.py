@@ -65,6 +65,7 @@ class Session:
         self.closed = asyncio.Event()
         self.bucket = TokenBucket(gw.settings.rate_per_connection, gw.settings.burst_per_connection)
         self.killing = False
+        self.task: asyncio.Task[Any] | None = None
 
     # -- output --------------------------------------------------------------------------
 
@@ -106,6 +107,10 @@ class Session:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.socket.close(code=_close_code(code)), 1.0)
         self.closed.set()
+        # A reader that stopped reading leaves the handler blocked in receive(): end it, so the
+        # session leaves the gateway and its memory is freed whatever the transport does.
+        if self.task is not None and self.task is not asyncio.current_task() and not self.task.done():
+            self.task.cancel()
 
     async def fatal(self, code: str, detail: str, *, reconnect: bool = False, ref: str | None = None) -> None:
         self.gw.metrics.errors.labels(code).inc()
@@ -120,9 +125,12 @@ class Session:
             await asyncio.wait_for(self.socket.close(code=_close_code(code)), 1.0)
         raise _Closing
 
-    def error(self, exc: ParleyError, ref: str | None, client_msg_id: str | None = None) -> None:
+    def error(self, exc: ParleyError, ref: str | None, client_msg_id: str | None = None,
+              conversation_id: str | None = None) -> None:
         self.gw.metrics.errors.labels(exc.code).inc()
         frame: dict[str, Any] = {"type": "error", "code": exc.code, "detail": exc.detail, "fatal": False}
+        if conversation_id is not None:
+            frame["conversation_id"] = conversation_id
         if ref is not None:
             frame["ref"] = ref
         if client_msg_id is not None:
@@ -138,6 +146,7 @@ class Session:
     async def run(self) -> None:
         s = self.gw.settings
         origin = self.socket.headers.get("origin")
+        self.task = asyncio.current_task()
         await self.socket.accept()
         try:
             if not self.gw.origin_allowed(origin, self.socket.headers.get("host")):
@@ -164,7 +173,8 @@ class Session:
         except _Closing:
             pass
         except asyncio.CancelledError:
-            raise
+            if not self.killing:
+                raise
         except Exception:
             log.exception("session %s failed", self.id)
             with contextlib.suppress(_Closing):
@@ -210,7 +220,7 @@ class Session:
         assert conn is not None
         await bus.subscribe(conn, topic_user(p.tenant_id, p.role, p.id))
         async with self.gw.db.session() as s:
-            q = select(Conversation.id).where(Conversation.tenant_id == p.tenant_id)
+            q = select(Conversation.id, Conversation.last_seq).where(Conversation.tenant_id == p.tenant_id)
             if p.role == "user":
                 q = q.where(Conversation.user_id == p.id, col(Conversation.status).in_(("bot", "queued", "assigned")))
             else:
@@ -218,15 +228,17 @@ class Session:
             own = list((await s.exec(q.limit(self.gw.settings.max_subscriptions))).all())
         if p.role == "agent":
             await bus.subscribe(conn, topic_queue(p.tenant_id))
-        for cid in own:
+        for cid, last_seq in own:
             if cid not in resume:
-                await bus.subscribe(conn, self._topic(cid))
+                topic = self._topic(cid)
+                conn.seen.setdefault(topic, last_seq)
+                await bus.subscribe(conn, topic)
         await self.gw.presence_changed(p, "online")
         for cid, last_seq in resume.items():
             try:
                 await self._subscribe(cid, last_seq, ref=None, resume=True)
             except ParleyError as exc:
-                self.error(exc, None)
+                self.error(exc, None, conversation_id=cid)
 
     def _topic(self, conversation_id: str) -> str:
         assert self.principal is not None
@@ -250,23 +262,32 @@ class Session:
             raise RateLimited("too many subscriptions on this connection", code="validation_failed")
         topic = self._topic(cid)
         if after_seq is None:
+            conn.seen.setdefault(topic, conv.last_seq)
             await self.gw.bus.subscribe(conn, topic)
             self.push({"type": "subscribed", "conversation_id": cid, "last_seq": conv.last_seq,
                        **({"ref": ref} if ref else {})})
             return
-        # Hold live frames for this topic while the database replay goes out, then release those
-        # the replay did not already cover: no gap, no duplicate, no reordering.
+        last = await self.resync(cid, topic, after_seq)
+        self.push({"type": "subscribed", "conversation_id": cid, "last_seq": last, **({"ref": ref} if ref else {})})
+
+    async def resync(self, cid: str, topic: str, after_seq: int) -> int:
+        """Replay ``seq > after_seq`` from the database while live frames for the topic wait,
+        then let through only what the replay did not send: no gap, no duplicate, no reordering.
+        Live copies of replayed messages that are published later are dropped by the floor."""
+        conn = self.conn
+        assert conn is not None
         conn.held[topic] = []
         try:
             await self.gw.bus.subscribe(conn, topic)
             last = await self._replay(cid, after_seq)
         finally:
             held = conn.held.pop(topic, [])
+        conn.floor[topic] = max(conn.floor.get(topic, 0), last)
+        if last > conn.seen.get(topic, 0):
+            conn.seen[topic] = last
         for data in held:
-            seq = _frame_seq(data)
-            if seq is None or seq > last:
-                conn.offer(data)
-        self.push({"type": "subscribed", "conversation_id": cid, "last_seq": last, **({"ref": ref} if ref else {})})
+            conn.offer(data, topic)
+        return last
 
     async def _replay(self, cid: str, after_seq: int) -> int:
         p = self.principal
@@ -281,15 +302,29 @@ class Session:
             async with self.gw.db.session() as s:
                 rows = list((await s.exec(q)).all())
             for m in rows:
+                await self._room()
                 self.conn.offer(message_frame(m))  # type: ignore[union-attr]
                 last = m.seq
             if len(rows) < batch:
                 break
-            # Let the writer drain so a long history never outgrows the send queue.
-            while self.conn is not None and self.conn.queue.qsize() > self.gw.settings.send_queue_max // 2:
-                await asyncio.sleep(0.005)
         # Only what was replayed: a message committed after the query still arrives live.
         return last
+
+    async def _room(self) -> None:
+        """Wait until the send queue has room, so a long history never overflows it; a reader
+        that takes no frames at all for ``replay_stall_s`` is a slow consumer after all."""
+        conn = self.conn
+        assert conn is not None
+        limit = conn.queue.maxsize - 16
+        if conn.queue.qsize() < limit:
+            return
+        deadline = time.monotonic() + self.gw.settings.replay_stall_s
+        while conn.queue.qsize() >= limit and not conn.overflowed:
+            if time.monotonic() > deadline:
+                conn.overflowed = True
+                self.on_overflow(conn)
+                return
+            await asyncio.sleep(0.005)
 
     async def _loop(self) -> None:
         s = self.gw.settings
@@ -316,6 +351,10 @@ class Session:
                 raise
             except ParleyError as exc:
                 self.error(exc, ref, cmid)
+            except Exception:
+                # One bad frame must not end the session: log it, answer it, keep reading.
+                log.exception("frame failed on session %s", self.id)
+                self.error(ParleyError("internal error handling this frame", code="internal"), ref, cmid)
             if self.closed.is_set():
                 raise _Closing
 
@@ -405,15 +444,6 @@ def _uuid() -> str:
     import uuid
 
     return str(uuid.uuid4())
-
-
-def _frame_seq(data: str) -> int | None:
-    if not data.startswith('{"type": "message"'):
-        return None
-    try:
-        return int(json.loads(data)["message"]["seq"])
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 _CLOSE_CODES = {
@@ -517,6 +547,21 @@ class Gateway:
             if sess.conn is not None:
                 sess.conn.offer(data)
         return True
+
+    async def catch_up(self) -> None:
+        """After the bus lost messages (Redis down and back), give every socket of this node what
+        it missed, from the database, starting at the last seq it was sent."""
+        for sess in list(self.sessions.values()):
+            conn = sess.conn
+            if conn is None or sess.native:
+                continue
+            for topic in list(conn.topics):
+                if topic[:2] not in ("c:", "a:") or topic not in conn.seen:
+                    continue
+                try:
+                    await sess.resync(topic[2:], topic, conn.seen[topic])
+                except Exception:
+                    log.exception("catch-up of %s failed on session %s", topic, sess.id)
 
     async def drain(self) -> None:
         """Graceful shutdown: refuse new sessions, tell every client to reconnect elsewhere."""

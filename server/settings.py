@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     burst_per_user: int = 60
     max_subscriptions: int = 500
     replay_batch: int = 500
+    replay_stall_s: float = 10.0
     allowed_origins: list[str] = Field(
         default_factory=list,
         description="browser origins allowed on /v1/ws; empty means same host only; '*' allows all",

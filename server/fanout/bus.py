@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 
 from server.fanout.local import Connection, LocalFanout
 
@@ -54,18 +55,23 @@ class RedisBus(Bus):
         self._redis = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self._backend = RedisChannelsPubSubBackend(redis=self._redis, key_prefix=prefix.rstrip(":"))
         self._task: asyncio.Task[None] | None = None
+        self._health: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._wanted: set[str] = set()
+        # Set when a publish or the subscription failed: messages may have been lost in between.
+        self.degraded = False
+        self.on_recovered: list[Callable[[], Awaitable[None]]] = []
 
     async def start(self) -> None:
         await self._backend.on_startup()
         self._task = asyncio.create_task(self._pump(), name="parley-redis-pump")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+        for task in (self._task, self._health):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         with contextlib.suppress(Exception):
             await self._backend.on_shutdown()
         with contextlib.suppress(Exception):
@@ -83,6 +89,34 @@ class RedisBus(Bus):
             await asyncio.wait_for(self._backend.publish(data.encode(), [topic]), 2)
         except Exception as exc:
             log.warning("redis publish failed for %s: %s", topic, type(exc).__name__)
+            self._degrade()
+
+    def _degrade(self) -> None:
+        self.degraded = True
+        if self._health is None or self._health.done():
+            self._health = asyncio.create_task(self._recover(), name="parley-redis-recover")
+
+    async def _recover(self) -> None:
+        """Wait for Redis to answer again, resubscribe, then let every node's sockets catch up
+        from the database on what was published while it was gone."""
+        while True:
+            await asyncio.sleep(0.5)
+            if not await self.healthy():
+                continue
+            async with self._lock:
+                try:
+                    if self._wanted:
+                        await asyncio.wait_for(self._backend.subscribe(list(self._wanted)), 2)
+                except Exception as exc:
+                    log.warning("redis resubscribe failed (%s); retrying", type(exc).__name__)
+                    continue
+            self.degraded = False
+            for hook in self.on_recovered:
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("catch-up after the Redis outage failed")
+            return
 
     async def subscribe(self, conn: Connection, topic: str) -> None:
         if await self.local.add(conn, topic):
@@ -114,9 +148,6 @@ class RedisBus(Bus):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("redis stream lost (%s); resubscribing", type(exc).__name__)
+                log.warning("redis stream lost (%s); recovering", type(exc).__name__)
+                self._degrade()
                 await asyncio.sleep(0.5)
-                async with self._lock:
-                    with contextlib.suppress(Exception):
-                        if self._wanted:
-                            await asyncio.wait_for(self._backend.subscribe(list(self._wanted)), 2)

@@ -8,13 +8,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["Connection", "LocalFanout", "NativeFanout", "PythonFanout"]
+__all__ = ["Connection", "LocalFanout", "NativeFanout", "PythonFanout", "frame_seq"]
 
 
 class Connection:
     """One accepted socket as fan-out sees it."""
 
-    __slots__ = ("held", "held_max", "id", "key", "native_send", "on_overflow", "overflowed", "queue", "topics")
+    __slots__ = ("floor", "held", "held_max", "id", "key", "native_send", "on_overflow", "overflowed", "queue",
+                 "seen", "topics")
 
     def __init__(
         self,
@@ -35,16 +36,27 @@ class Connection:
         # Topics whose live frames wait while a database replay goes out (see the gateway).
         self.held: dict[str, list[str]] = {}
         self.held_max = queue_max
+        # Per topic: the last seq a database replay sent (live copies at or below it are dropped),
+        # and the highest seq this socket was given (where a catch-up starts).
+        self.floor: dict[str, int] = {}
+        self.seen: dict[str, int] = {}
 
     def offer(self, data: str, topic: str | None = None) -> bool:
         """Queue a frame without ever blocking the publisher; a full queue marks a slow consumer."""
         if self.overflowed:
             return False
-        if topic is not None and self.held:
-            held = self.held.get(topic)
-            if held is not None and len(held) < self.held_max:
-                held.append(data)
-                return True
+        if topic is not None:
+            if self.held:
+                held = self.held.get(topic)
+                if held is not None and len(held) < self.held_max:
+                    held.append(data)
+                    return True
+            seq = frame_seq(data)
+            if seq is not None:
+                if seq <= self.floor.get(topic, 0):
+                    return True  # already sent by the replay
+                if seq > self.seen.get(topic, 0):
+                    self.seen[topic] = seq
         try:
             self.queue.put_nowait(data)
             return True
@@ -53,6 +65,21 @@ class Connection:
             if self.on_overflow is not None:
                 self.on_overflow(self)
             return False
+
+
+_PREFIX = '{"type": "message", "seq": '
+_PREFIX_LEN = len(_PREFIX)
+
+
+def frame_seq(data: str) -> int | None:
+    """The seq of a ``message`` frame, read from its fixed prefix; None for other frames."""
+    if not data.startswith(_PREFIX):
+        return None
+    end = data.find(",", _PREFIX_LEN, _PREFIX_LEN + 24)
+    try:
+        return int(data[_PREFIX_LEN:end])
+    except ValueError:
+        return None
 
 
 class LocalFanout(ABC):
