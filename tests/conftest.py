@@ -55,7 +55,7 @@ async def drop_pg_database(url: str) -> None:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
-    except Exception:  # noqa: S110
+    except Exception:
         pass
 
 
@@ -73,7 +73,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 
 @pytest.fixture
-async def redis_url() -> AsyncIterator[str]:
+async def redis_url() -> str:
     from redis.asyncio import Redis
 
     r = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
@@ -84,4 +84,4 @@ async def redis_url() -> AsyncIterator[str]:
     finally:
         await r.aclose()
     need("Redis", ok)
-    yield REDIS_URL
+    return REDIS_URL

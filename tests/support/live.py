@@ -46,7 +46,8 @@ class LiveServer:
         return (self.data_dir / "demo-admin-key.txt").read_text().strip()
 
     def start(self, timeout: float = 30.0) -> "LiveServer":
-        env = {**os.environ, "PARLEY_DEMO_KNOWLEDGE": "false", **self.env, "PARLEY_DATA_DIR": str(self.data_dir), "PARLEY_PORT": str(self.port),
+        env = {**os.environ, "PARLEY_DEMO_KNOWLEDGE": "false", **self.env, "PARLEY_DATA_DIR": str(self.data_dir),
+               "PARLEY_PORT": str(self.port),
                "PARLEY_HOST": "127.0.0.1", "PARLEY_SERVER": self.kind}
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
