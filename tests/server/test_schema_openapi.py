@@ -1,0 +1,98 @@
+"""schemathesis over the server's own OpenAPI schema (``/schema/openapi.json``), against a live
+in-process server: every operation gets a bounded number of generated requests, valid ones
+(positive) and invalid ones (negative), as the tenant admin and, for the end-user routes, as
+an end user. None may answer 5xx."""
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+
+from tests.support.inproc import FAST, InProcServer, make_settings
+
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.slow]
+
+EXAMPLES = 8  # per operation, per generation mode, per identity
+USER_ROUTES = ("/v1/conversations", "/v1/devices", "/v1/me", "/v1/notifications")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcServer]:
+    with InProcServer(make_settings(tmp_path_factory.mktemp("schema"), **FAST)) as srv:
+        yield srv
+
+
+def _probe(srv: InProcServer, op: Any, mode: GenerationMode, headers: dict[str, str],
+           failures: list[str]) -> int:
+    calls = 0
+
+    @given(case=op.as_strategy(generation_mode=mode))
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    def probe(case: Any) -> None:
+        nonlocal calls
+        calls += 1
+        response = case.call(base_url=srv.url, headers=headers, timeout=30)
+        if response.status_code >= 500:
+            failures.append(f"{response.status_code} {op.method.upper()} {op.path} [{mode.value}]: "
+                            f"{response.text[:200]}\n    {case.as_curl_command()[:400]}")
+
+    # Unsatisfiable: nothing to make invalid (negative data for an operation without parameters).
+    with contextlib.suppress(Unsatisfiable):
+        probe()
+    return calls
+
+
+def test_no_server_errors_anywhere_in_the_openapi_schema(node: InProcServer) -> None:
+    schema = schemathesis.openapi.from_url(node.url + "/schema/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) > 20
+    admin = {"Authorization": f"Bearer {node.admin_key}"}
+    user = {"Authorization": f"Bearer {node.token(f'schema-{uuid.uuid4().hex[:6]}')}"}
+    failures: list[str] = []
+    calls = 0
+    for op in operations:
+        identities = [admin, user] if op.path.startswith(USER_ROUTES) else [admin]
+        # Negative data needs something that can be invalid: a body or a query parameter
+        # (any string is a valid path segment).
+        modes = [GenerationMode.POSITIVE]
+        if list(op.body) or list(op.query.items):
+            modes.append(GenerationMode.NEGATIVE)
+        for headers in identities:
+            for mode in modes:
+                calls += _probe(node, op, mode, headers, failures)
+    assert failures == [], f"{len(failures)} server errors in {calls} calls:\n" + "\n".join(failures[:20])
+    assert calls > len(operations) * EXAMPLES
+    assert node.alive
+
+
+MALFORMED = [
+    b'{"name": "\\ud800"}',  # a lone surrogate escape
+    b'{"name": "x"',  # truncated
+    b"not json",
+    b'{"name": }',
+]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a malformed JSON body answers 400 with code validation_failed (the "
+                                       "contract pairs 400 with bad_frame and validation_failed with 422); "
+                                       "app.py _http_error has no 400 entry in its status->code map")
+def test_malformed_json_bodies_get_the_contract_code_for_their_status(node: InProcServer) -> None:
+    from server.errors import status_for_code
+
+    mismatched = []
+    with node.admin() as admin:
+        for path in ("/v1/knowledge-bases", "/v1/push/rules", "/v1/conversations"):
+            for body in MALFORMED:
+                r = admin.post(path, content=body, headers={"Content-Type": "application/json"})
+                code = r.json()["error"]["code"]
+                assert 400 <= r.status_code < 500, (path, body, r.status_code, r.text)
+                if status_for_code(code) != r.status_code:
+                    mismatched.append((path, body, r.status_code, code))
+    assert mismatched == [], mismatched
