@@ -98,7 +98,11 @@ class Session:
             )
 
     async def kill(self, code: str, detail: str, *, reconnect: bool) -> None:
-        """End the session from outside its receive loop (slow consumer, shutdown)."""
+        """End the session from outside its receive loop (slow consumer, shutdown). Once only:
+        touching a socket socketify has already closed crashes the process."""
+        if self.closed.is_set():
+            return
+        self.closed.set()
         if self.writer is not None:
             self.writer.cancel()
         if code != "shutdown":
@@ -106,7 +110,6 @@ class Session:
         await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.socket.close(code=_close_code(code)), 1.0)
-        self.closed.set()
         # A reader that stopped reading leaves the handler blocked in receive(): end it, so the
         # session leaves the gateway and its memory is freed whatever the transport does.
         if self.task is not None and self.task is not asyncio.current_task() and not self.task.done():
@@ -470,6 +473,7 @@ class Gateway:
         self.by_principal: dict[tuple[str, str, str], set[Session]] = {}
         self._user_buckets: dict[tuple[str, str, str], TokenBucket] = {}
         self.draining = False
+        self.drained = False
         self.on_handoff_request: Callable[[Principal, str, str | None], Awaitable[Conversation]] = (
             self._default_handoff)
 
@@ -564,7 +568,11 @@ class Gateway:
                     log.exception("catch-up of %s failed on session %s", topic, sess.id)
 
     async def drain(self) -> None:
-        """Graceful shutdown: refuse new sessions, tell every client to reconnect elsewhere."""
+        """Graceful shutdown: refuse new sessions, tell every client to reconnect elsewhere.
+        socketify's signal handler drains before lifespan shutdown asks again: once is enough."""
+        if self.drained:
+            return
+        self.drained = True
         self.draining = True
         sessions = list(self.sessions.values())
         await asyncio.gather(*(s.kill("shutdown", "server is restarting", reconnect=True) for s in sessions),
