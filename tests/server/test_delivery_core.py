@@ -66,6 +66,7 @@ def _user(prefix: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 async def test_thousand_keys_sent_three_times_make_one_row_and_identical_acks(node: LiveServer) -> None:
     h = History()
     user = _user("idem")
@@ -282,6 +283,7 @@ async def test_each_refused_resume_cursor_names_its_conversation(node: LiveServe
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 async def test_500_random_disconnects_and_resumes_lose_duplicate_and_reorder_nothing(node: LiveServer) -> None:
     rnd = random.Random(500)
     h = History()
@@ -484,6 +486,7 @@ def _state_machine(srv: LiveServer) -> type[RuleBasedStateMachine]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 def test_state_machine_send_reconnect_kill(node: LiveServer) -> None:
     machine = _state_machine(node)
     run_state_machine_as_test(machine, settings=settings(

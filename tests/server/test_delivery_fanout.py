@@ -160,6 +160,7 @@ class SlowScenario:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 async def test_slow_consumer_is_cut_off_told_why_others_flow_and_it_catches_up(node: InProcServer) -> None:
     """uvicorn (Python fan-out, send_queue_max=50 here). socketify's native fan-out bypasses
     these queues and relies on uWS's own backpressure limit (serving.py); not covered here.
@@ -306,6 +307,7 @@ async def _redis_outage_scenario(c: Cluster) -> tuple[History, Member, Pipe, str
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 async def test_two_nodes_redis_outage_loses_no_acknowledged_message(cluster: Cluster) -> None:
     h, sub, writer, cid, _before, during, back = await _redis_outage_scenario(cluster)
     # Live delivery across nodes comes back once Redis does (a probe every 0.25 s).
@@ -331,6 +333,7 @@ async def test_two_nodes_redis_outage_loses_no_acknowledged_message(cluster: Clu
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 async def test_messages_acked_during_a_redis_outage_reach_live_subscribers_after_its_return(
         cluster: Cluster) -> None:
     """QUALITY.md: Redis killed and restarted empty -> everything delivered within 5 s of its
@@ -368,6 +371,7 @@ def socketify_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clus
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 @pytest.mark.xfail(strict=True, reason="BUG: on socketify a Redis outage still loses live delivery of what was acked "
                                        "during it: Gateway.catch_up (gateway.py) skips native sessions "
                                        "(`if conn is None or sess.native: continue`), and native connections never "
@@ -384,6 +388,7 @@ async def test_socketify_messages_acked_during_a_redis_outage_reach_live_subscri
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 async def test_socketify_two_nodes_redis_outage_loses_no_acknowledged_message(socketify_cluster: Cluster) -> None:
     """Publishing fails without failing the send, across-node delivery comes back with Redis,
     and a subscriber that resumes from its last gap-free seq gets everything."""
@@ -441,6 +446,7 @@ async def _socketify_slow_scenario(node: LiveServer) -> dict[str, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 async def test_socketify_slow_consumer_is_cut_off_others_flow_and_it_catches_up(socketify_cluster: Cluster) -> None:
     node = socketify_cluster.a
     sc = await _socketify_slow_scenario(node)
@@ -459,6 +465,7 @@ async def test_socketify_slow_consumer_is_cut_off_others_flow_and_it_catches_up(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 @pytest.mark.xfail(strict=True, reason="BUG: on socketify a slow consumer is closed by uWS (serving.py "
                                        "close_on_backpressure_limit) with no slow_consumer error and no bye frame, "
                                        "and without a close frame")
@@ -473,6 +480,7 @@ async def test_socketify_slow_consumer_is_told_why(socketify_cluster: Cluster) -
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 @pytest.mark.xfail(strict=True, reason="BUG: on socketify a resume during live traffic reorders and duplicates: live "
                                        "frames go through uWS topics straight to the socket as soon as "
                                        "Session.resync subscribes, bypassing Connection.held and .floor (gateway.py "

@@ -239,6 +239,7 @@ async def _set_connections(name: str, allowed: bool) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 async def test_database_outage_answers_unavailable_and_acks_nothing_uncommitted(tmp_path: Path) -> None:
     """QUALITY.md asks for 30 s; scaled down to ~4 s here (the server holds no timer longer than
     its 5 s pool/connect timeouts, so a longer outage exercises nothing more). PostgreSQL only:

@@ -233,6 +233,7 @@ def _check_parse(raw: str) -> tuple[str, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 def test_100k_generated_frames_through_the_parser() -> None:
     gen = FrameGen(seed=100_000)
     unhandled: list[tuple[str, str]] = []
@@ -379,6 +380,7 @@ async def _fuzz_socket(node: InProcServer, seed: int, count: int, batch: int = 5
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 async def test_10k_generated_frames_through_live_sockets(node: InProcServer) -> None:
     results = await asyncio.gather(*(_fuzz_socket(node, seed, 2500) for seed in range(4)))
     total = {k: sum(r[k] for r in results) for k in results[0]}

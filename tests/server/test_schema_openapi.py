@@ -16,7 +16,7 @@ from schemathesis import GenerationMode
 
 from tests.support.inproc import FAST, InProcServer, make_settings
 
-pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.slow]
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.slow, pytest.mark.timeout(240)]
 
 EXAMPLES = 8  # per operation, per generation mode, per identity
 USER_ROUTES = ("/v1/conversations", "/v1/devices", "/v1/me", "/v1/notifications")
