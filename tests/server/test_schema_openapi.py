@@ -80,10 +80,9 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a malformed JSON body answers 400 with code validation_failed (the "
-                                       "contract pairs 400 with bad_frame and validation_failed with 422); "
-                                       "app.py _http_error has no 400 entry in its status->code map")
 def test_malformed_json_bodies_get_the_contract_code_for_their_status(node: InProcServer) -> None:
+    """Regression (fixed in 45581c6): they answered 400 with validation_failed, which the
+    contract pairs with 422."""
     from server.errors import status_for_code
 
     mismatched = []
