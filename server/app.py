@@ -250,7 +250,8 @@ def _http_error(_req: Request[Any, Any, Any], exc: HTTPException) -> Response[An
         return Response(error_body("validation_failed", detail, field=field), status_code=422)
     # A body that does not parse at all is a malformed frame (400); a parsed one that fails
     # validation is answered above with validation_failed (422).
-    code = {400: "bad_frame", 401: "auth_required", 403: "forbidden", 404: "not_found", 405: "not_found", 413: "too_long",
+    code = {400: "bad_frame", 401: "auth_required", 403: "forbidden", 404: "not_found", 405: "not_found",
+            413: "too_long",
             415: "unsupported_media_type", 429: "rate_limited", 503: "unavailable"}.get(status)
     if isinstance(exc, NotAuthorizedException):
         code = "auth_required"

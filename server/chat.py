@@ -4,6 +4,7 @@ the outbox rows); events are published on the bus only after the commit."""
 
 import json
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from server.auth import Principal
 from server.db import Database
 from server.errors import BadInput, Conflict, Forbidden, NotFound, TooLong
 from server.fanout import Bus
-from server.models import Agent, Conversation, Message, OutboxRow, Participant, Tenant, User, new_id, utcnow
+from server.models import Agent, Conversation, Message, OutboxRow, Participant, Tenant, User, utcnow
 
 __all__ = [
     "MESSAGE_PREFIX",
@@ -90,7 +91,8 @@ def validate_text(text: str, max_chars: int) -> str:
 def validate_client_msg_id(value: str) -> str:
     if not isinstance(value, str) or not _UUID.match(value):
         raise BadInput("client_msg_id must be a UUID", field="client_msg_id")
-    return value.lower()
+    # One spelling per key: with or without dashes, any case, it is the same UUID.
+    return str(uuid.UUID(value))
 
 
 def message_json(m: Message) -> dict[str, Any]:
@@ -510,7 +512,8 @@ class ChatService:
             agent = await self.agent(conv.tenant_id, conv.assignee_id)
             extra["assignee_name"] = agent.name if agent else None
         frame = conversation_frame(conv, queue_position=pos, eta_seconds=eta, **extra)
-        await self.bus.publish(topic_conversation(conv.id), frame)
+        # The user's own topic reaches every device of the user; the queue topic every agent.
+        # (The conversation topic would give the user a second copy.)
         await self.bus.publish(topic_queue(conv.tenant_id), frame)
         await self.bus.publish(topic_user(conv.tenant_id, "user", conv.user_id), frame)
 
@@ -538,10 +541,6 @@ async def _mark_sender_read(s: Any, conv: Conversation, sender: Sender, seq: int
     if result.rowcount == 0 and await s.get(Participant, (conv.id, sender.kind, sender.id)) is None:
         s.add(Participant(conversation_id=conv.id, kind=sender.kind, participant_id=sender.id,
                           tenant_id=conv.tenant_id, read_seq=seq))
-
-
-def new_draft_id() -> str:
-    return new_id()
 
 
 iso = _iso
