@@ -13,7 +13,7 @@ from litestar import Litestar
 
 from server.settings import Settings
 
-__all__ = ["SocketifyCompat", "run_socketify", "run_uvicorn"]
+__all__ = ["SocketifyCompat", "run_socketify", "run_uvicorn", "use_standard_tasks"]
 
 log = logging.getLogger("parley.serving")
 Scope = MutableMapping[str, Any]
@@ -97,6 +97,7 @@ def run_socketify(app: Litestar, settings: Settings, *, on_listen: Callable[[], 
         },
         lifespan=True,
     )
+    use_standard_tasks(server)
     stopping = False
     uws = server.server
     gateway = app.state.gateway
@@ -141,6 +142,29 @@ def run_socketify(app: Litestar, settings: Settings, *, on_listen: Callable[[], 
         # the app's shutdown hooks; run the loop properly until shutdown completes.
         uws.loop.run_until_complete(until_stopped())
     log.warning("parley stopped")
+
+
+def use_standard_tasks(server: Any) -> None:
+    """socketify runs every request, and through its loop's task factory every task, in its own
+    ``RequestTask``, which ``asyncio.current_task()`` does not know. anyio then fails to exit its
+    cancel scopes, so httpx (the OpenAI client, push providers) and Litestar's task groups break.
+    Use plain asyncio Tasks instead, holding a reference until each one ends."""
+    loop = server.server.loop.loop
+    loop.set_task_factory(None)
+    running: set[asyncio.Task[Any]] = set()
+
+    async def guarded(coro: Awaitable[Any]) -> None:
+        try:
+            await coro
+        except Exception:
+            log.exception("unhandled error in a request task")
+
+    def run_task(coro: Awaitable[Any]) -> None:
+        task = loop.create_task(guarded(coro))
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    server._run_task = run_task
 
 
 async def _reinstall(handler: Callable[[int, Any], None]) -> None:
