@@ -112,7 +112,9 @@ class Session:
             await asyncio.wait_for(self.socket.close(code=_close_code(code)), 1.0)
         # A reader that stopped reading leaves the handler blocked in receive(): end it, so the
         # session leaves the gateway and its memory is freed whatever the transport does.
-        if self.task is not None and self.task is not asyncio.current_task() and not self.task.done():
+        # (Not at shutdown: a session cut mid-query would only spoil its database connection.)
+        if (code != "shutdown" and self.task is not None and self.task is not asyncio.current_task()
+                and not self.task.done()):
             self.task.cancel()
 
     async def fatal(self, code: str, detail: str, *, reconnect: bool = False, ref: str | None = None) -> None:
