@@ -13,10 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from server.settings import Settings
-from tests.support.live import free_port
+from tests.support.live import RestHelpers, free_port
 
 __all__ = ["FAST", "FAST_ENV", "InProcServer", "TcpProxy", "make_settings"]
 
@@ -49,7 +47,7 @@ def make_settings(data_dir: Path, database_url: str | None = None, **overrides: 
     return Settings(**values)
 
 
-class InProcServer:
+class InProcServer(RestHelpers):
     """One app on uvicorn in a daemon thread with its own event loop.
 
     The REST helpers mirror :class:`tests.support.live.LiveServer` (``token``, ``agent``,
@@ -152,37 +150,6 @@ class InProcServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    # -- addresses and REST helpers --------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/ws"
-
-    @property
-    def admin_key(self) -> str:
-        return (self.data_dir / "demo-admin-key.txt").read_text().strip()
-
-    def admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_key}"}, timeout=10)
-
-    def token(self, sub: str, role: str = "user", name: str | None = None) -> str:
-        with self.admin() as c:
-            r = c.post("/v1/tokens", json={"sub": sub, "role": role, **({"name": name} if name else {})})
-            r.raise_for_status()
-            return str(r.json()["token"])
-
-    def agent(self, name: str, email: str, password: str = "correct horse battery") -> tuple[str, str]:
-        """Create an agent; returns (agent_id, token)."""
-        with self.admin() as c:
-            r = c.post("/v1/agents", json={"name": name, "email": email, "password": password})
-            r.raise_for_status()
-            agent_id = str(r.json()["id"])
-        return agent_id, self.token(agent_id, role="agent", name=name)
 
 
 class TcpProxy:

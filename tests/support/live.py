@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -21,17 +22,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@dataclass
-class LiveServer:
-    kind: str
+class RestHelpers:
+    """Addresses and REST helpers shared by the subprocess and the in-process servers."""
+
     port: int
     data_dir: Path
-    env: dict[str, str]
-    proc: subprocess.Popen[bytes] | None = None
-    log_path: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.log_path = self.data_dir / f"server-{self.port}.log"
 
     @property
     def url(self) -> str:
@@ -44,6 +39,45 @@ class LiveServer:
     @property
     def admin_key(self) -> str:
         return (self.data_dir / "demo-admin-key.txt").read_text().strip()
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_key}"}, timeout=10)
+
+    def token(self, sub: str, role: str = "user", name: str | None = None) -> str:
+        with self.admin() as c:
+            r = c.post("/v1/tokens", json={"sub": sub, "role": role, **({"name": name} if name else {})})
+            r.raise_for_status()
+            return str(r.json()["token"])
+
+    def without_bot(self) -> Self:
+        """Conversations start with no AI agent (status ``queued``): protocol tests then see only
+        the messages they send."""
+        with self.admin() as c:
+            for bot in c.get("/v1/bots").json()["bots"]:
+                if bot["is_default"]:
+                    c.patch(f"/v1/bots/{bot['id']}", json={"is_default": False}).raise_for_status()
+        return self
+
+    def agent(self, name: str, email: str, password: str = "correct horse battery") -> tuple[str, str]:
+        """Create an agent; returns (agent_id, token)."""
+        with self.admin() as c:
+            r = c.post("/v1/agents", json={"name": name, "email": email, "password": password})
+            r.raise_for_status()
+            agent_id = str(r.json()["id"])
+        return agent_id, self.token(agent_id, role="agent", name=name)
+
+
+@dataclass
+class LiveServer(RestHelpers):
+    kind: str
+    port: int
+    data_dir: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.data_dir / f"server-{self.port}.log"
 
     def start(self, timeout: float = 30.0) -> "LiveServer":
         env = {**os.environ, "PARLEY_DEMO_KNOWLEDGE": "false", **self.env, "PARLEY_DATA_DIR": str(self.data_dir),
@@ -91,32 +125,3 @@ class LiveServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
-
-    # REST helpers -------------------------------------------------------------------------
-    def admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_key}"}, timeout=10)
-
-    def token(self, sub: str, role: str = "user", name: str | None = None) -> str:
-        with self.admin() as c:
-            r = c.post("/v1/tokens", json={"sub": sub, "role": role, **({"name": name} if name else {})})
-            r.raise_for_status()
-            return str(r.json()["token"])
-
-    def without_bot(self) -> "LiveServer":
-        """Conversations start with no AI agent (status ``queued``): protocol tests then see only
-        the messages they send."""
-        with self.admin() as c:
-            for bot in c.get("/v1/bots").json()["bots"]:
-                if bot["is_default"]:
-                    c.patch(f"/v1/bots/{bot['id']}", json={"is_default": False}).raise_for_status()
-        return self
-
-    def agent(self, name: str, email: str, password: str = "correct horse battery") -> tuple[str, str]:
-        """Create an agent; returns (agent_id, token)."""
-        with self.admin() as c:
-            r = c.post("/v1/agents", json={"name": name, "email": email, "password": password})
-            r.raise_for_status()
-            agent_id = r.json()["id"]
-        r = httpx.post(self.url + "/v1/auth/login", json={"email": email, "password": password}, timeout=10)
-        r.raise_for_status()
-        return agent_id, str(r.json()["token"])
