@@ -59,7 +59,7 @@ class _NoEvents(BaseEventEmitterBackend):
         raise RuntimeError("Parley does not use Litestar events")
 
 log = logging.getLogger("parley")
-ServerKind = Literal["uvicorn", "socketify", "test"]
+ServerKind = Literal["uvicorn", "socketify"]
 
 
 def _fault_hook(point: str | None) -> Callable[[str], None] | None:
@@ -144,8 +144,6 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         # full collection over the AI and knowledge stack pauses every socket for a few 100 ms.
         gc.collect()
         gc.freeze()
-        for starter in app.state.get("starters", []):
-            await starter(app)
         try:
             yield
         finally:
@@ -264,5 +262,3 @@ def _internal_error(_req: Request[Any, Any, Any], exc: Exception) -> Response[An
     log.exception("unhandled error", exc_info=exc)
     return Response(error_body("internal", "internal error"), status_code=500)
 
-
-StarterFn = Callable[[Litestar], Awaitable[None]]

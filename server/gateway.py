@@ -46,7 +46,6 @@ from server.settings import Settings
 __all__ = ["Gateway"]
 
 log = logging.getLogger("parley.gateway")
-HandoffHook = Callable[[Principal, str, str | None], Awaitable[Any]]
 
 
 class _Closing(Exception):

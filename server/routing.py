@@ -1,7 +1,7 @@
 """Handoff and routing: moving a conversation between the AI agent, the queue and human
 agents. The choice of agent is a pure function; the rest goes through the chat service."""
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +136,3 @@ class Router:
         for fn in self.on_status:
             await fn(what, conv)
 
-
-def loads_from(rows: Mapping[str, tuple[int, int]]) -> list[AgentLoad]:
-    return [AgentLoad(k, a, m) for k, (a, m) in rows.items()]

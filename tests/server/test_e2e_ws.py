@@ -1,7 +1,6 @@
 """The same end-to-end WebSocket suite on socketify and on uvicorn, real sockets on loopback."""
 
 import asyncio
-import json
 import signal
 import uuid
 from collections.abc import Iterator
@@ -287,5 +286,4 @@ async def test_sigterm_sends_bye_with_reconnect(tmp_path: Path) -> None:
         assert bye["reconnect"] is True, kind
         assert srv.wait(15) is not None
         assert "Traceback" not in srv.log(), srv.log()
-        _ = json  # keep import used for debugging output formats
         await asyncio.sleep(0)
