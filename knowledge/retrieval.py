@@ -9,7 +9,7 @@ fusion of the two rankings; when none is trusted the answer is "not in the knowl
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Candidate", "Hit", "fuse"]
+__all__ = ["Candidate", "Hit", "fuse", "rank"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,9 @@ class Hit:
     text: str
     score: float
     """Cosine similarity of the chunk to the question (the list is ordered by fused rank)."""
+    confidence: float = 1.0
+    """Probability that the question is answered by the knowledge base (``knowledge.scope``);
+    1.0 when the embedder has no calibrated scope model and the plain threshold rule decided."""
 
 
 @dataclass(slots=True)
@@ -70,3 +73,31 @@ def fuse(
         trusted.append((c, fused))
     trusted.sort(key=lambda item: (item[1], item[0].similarity or 0.0), reverse=True)
     return trusted[:k]
+
+
+def rank(candidates: Sequence[Candidate], *, k: int, rrf_k: int, per_document: int,
+         documents: dict[str, str]) -> list[tuple[Candidate, float]]:
+    """Every candidate by reciprocal rank fusion, at most ``per_document`` chunks of one document
+    in the first ``k`` (five chunks of one long page would crowd out the page that answers)."""
+    scored: list[tuple[Candidate, float]] = []
+    for c in candidates:
+        fused = 0.0
+        if c.vector_rank is not None:
+            fused += 1.0 / (rrf_k + c.vector_rank)
+        if c.keyword_rank is not None:
+            fused += 1.0 / (rrf_k + c.keyword_rank)
+        if c.exact_term:
+            fused += 1.0 / rrf_k
+        scored.append((c, fused))
+    scored.sort(key=lambda item: (item[1], item[0].similarity or 0.0), reverse=True)
+    out: list[tuple[Candidate, float]] = []
+    taken: dict[str, int] = {}
+    for c, fused in scored:
+        doc = documents.get(c.chunk_id, c.chunk_id)
+        if taken.get(doc, 0) >= per_document:
+            continue
+        taken[doc] = taken.get(doc, 0) + 1
+        out.append((c, fused))
+        if len(out) >= k:
+            break
+    return out

@@ -5,22 +5,27 @@ these methods through ``asyncio.to_thread``. A lock per knowledge base keeps a s
 seeing a half-replaced document in the keyword index.
 """
 
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from knowledge.answers import Highlight, highlight
 from knowledge.chunking import BREADCRUMB_SEPARATOR, Chunk, chunk_document, embedding_text
 from knowledge.documents import ParsedDocument
 from knowledge.embeddings import Embedder
-from knowledge.errors import ParseFailed
-from knowledge.keyword import KeywordIndex, is_cjk_query
-from knowledge.retrieval import Candidate, Hit, fuse
+from knowledge.errors import ModelMismatch, ParseFailed
+from knowledge.keyword import KeywordHit, KeywordIndex, is_cjk_query
+from knowledge.retrieval import Candidate, Hit, fuse, rank
+from knowledge.scope import ScopeModel, ScopeSignals, scope_model_for
 from knowledge.settings import KnowledgeSettings
 from knowledge.store import Metadata, StoredChunk, VectorStore
 
-__all__ = ["IngestResult", "KnowledgeService", "Progress"]
+__all__ = ["IngestResult", "KnowledgeService", "Progress", "Retrieval"]
+
+log = logging.getLogger("parley.knowledge")
 
 Progress = Callable[[float], None]
 _EMBED_STEP = 64
@@ -33,6 +38,16 @@ class IngestResult:
     skipped_duplicate: bool
     duplicate_of: str | None = None
     """The document id that already holds this content, when it was skipped."""
+
+
+def _embedding_text_of(chunk: StoredChunk) -> str:
+    """What ingestion embedded for this chunk, rebuilt from what the store keeps."""
+    meta = chunk.metadata
+    path = str(meta.get("heading_path", ""))
+    heading = tuple(path.split(BREADCRUMB_SEPARATOR)) if path else ()
+    rebuilt = Chunk(chunk.id, str(meta.get("document_id", "")), int(meta.get("index", 0)), chunk.text, heading,
+                    str(meta.get("kind", "text")))
+    return embedding_text(str(meta.get("title", "")), rebuilt)
 
 
 def _keyword_text(text: str, meta: Metadata) -> str:
@@ -59,8 +74,33 @@ class KnowledgeService:
 
     def _open(self, kb_id: str) -> None:
         if kb_id not in self._opened:
-            self.store.open(kb_id, self.embedder.model_id, self.embedder.dimension)
+            try:
+                self.store.open(kb_id, self.embedder.model_id, self.embedder.dimension)
+            except ModelMismatch:
+                if not self.settings.reembed_on_mismatch:
+                    raise
+                self._reembed(kb_id)
             self._opened.add(kb_id)
+
+    def reembed_kb(self, kb_id: str) -> int:
+        """Re-embed every chunk of the knowledge base with this service's embedder (from the
+        stored chunk texts, so no source document is needed); the number of chunks."""
+        with self._lock(kb_id):
+            count = self._reembed(kb_id)
+            self._opened.add(kb_id)
+            return count
+
+    def _reembed(self, kb_id: str) -> int:
+        before = self.store.model_of(kb_id)
+        log.warning(
+            "knowledge base %s was built with %s (%d dimensions); re-embedding it with %s",
+            kb_id, before[0], before[1], self.embedder.model_id,
+        )
+
+        def embed(chunks: list[StoredChunk]) -> list[list[float]]:
+            return self.embedder.embed([_embedding_text_of(c) for c in chunks])
+
+        return self.store.reembed(kb_id, self.embedder.model_id, self.embedder.dimension, embed)
 
     def create_kb(self, kb_id: str, *, exist_ok: bool = False) -> None:
         with self._lock(kb_id):
@@ -175,40 +215,61 @@ class KnowledgeService:
     # -- search ----------------------------------------------------------------------------
 
     def search(self, kb_id: str, query: str, k: int | None = None, *, threshold: float | None = None) -> list[Hit]:
-        """Up to ``k`` trusted hits, best first; an empty list means "not in the knowledge base".
+        """Up to ``k`` hits, best first; an empty list means "not in the knowledge base".
 
-        ``threshold`` overrides the configured similarity threshold (calibration uses it).
+        ``threshold`` overrides the configured similarity threshold of the plain rule (used
+        when the embedder has no calibrated scope model).
+        """
+        found = self.retrieve(kb_id, query, k, threshold=threshold)
+        return found.hits if found.in_scope else []
+
+    def retrieve(
+        self,
+        kb_id: str,
+        query: str,
+        k: int | None = None,
+        *,
+        threshold: float | None = None,
+        scope: ScopeModel | bool | None = True,
+    ) -> "Retrieval":
+        """The ranked hits with the scope decision and the signals it was made from.
+
+        ``scope`` picks the scope model: True for the embedder's calibrated one, a model to try
+        another (calibration), or False/None for the plain threshold rule.
         """
         settings = self.settings
         k = max(1, min(k or settings.k_default, settings.k_max))
         query = query.strip()[:2000]
         if not query:
-            return []
+            return Retrieval([], False, 0.0, None, [])
         self.open_kb(kb_id)
         pool = max(k, settings.candidate_pool)
         query_vector = self.embedder.embed([query])[0]
         with self._lock(kb_id):
             keyword_hits = self._keyword_index(kb_id).search(query, pool)
             vector_hits = self.store.query(kb_id, query_vector, pool)
+        model = scope_model_for(self.embedder.model_id) if scope is True else (scope or None)
 
         candidates: dict[str, Candidate] = {}
         stored: dict[str, StoredChunk] = {}
-        for rank, chunk in enumerate(vector_hits, start=1):
-            candidates[chunk.id] = Candidate(chunk.id, chunk.similarity, vector_rank=rank)
+        for rank_, chunk in enumerate(vector_hits, start=1):
+            candidates[chunk.id] = Candidate(chunk.id, chunk.similarity, vector_rank=rank_)
             stored[chunk.id] = chunk
-        for rank, kw in enumerate(keyword_hits, start=1):
+        for rank_, kw in enumerate(keyword_hits, start=1):
             candidate = candidates.setdefault(kw.chunk_id, Candidate(kw.chunk_id))
-            candidate.keyword_rank, candidate.keyword_score = rank, kw.score
+            candidate.keyword_rank, candidate.keyword_score = rank_, kw.score
             candidate.exact_term, candidate.coverage = kw.exact_term, kw.coverage
         cjk = is_cjk_query(query)
         coverage_threshold = settings.keyword_coverage_threshold
         pool_full = len(vector_hits) >= pool
         # A keyword-only candidate outside a full vector pool is less similar than every chunk
-        # in it, so only an exact term or CJK coverage can make it trusted: skip fetching the rest.
+        # in it; the plain rule can only trust it by an exact term or CJK coverage, so the rest
+        # are not fetched. The scope model ranks every keyword candidate, so it fetches them all.
         missing = [
             cid
             for cid, c in candidates.items()
-            if c.similarity is None and (not pool_full or c.exact_term or (cjk and c.coverage >= coverage_threshold))
+            if c.similarity is None
+            and (model is not None or not pool_full or c.exact_term or (cjk and c.coverage >= coverage_threshold))
         ]
         if missing:
             q = np.asarray(query_vector, dtype=np.float32)
@@ -217,15 +278,32 @@ class KnowledgeService:
                 if chunk.embedding is not None:
                     candidates[chunk.id].similarity = float(np.dot(q, np.asarray(chunk.embedding)))
 
+        signals: ScopeSignals | None = None
+        if model is None:
+            probability = 1.0
+            trusted = fuse(
+                list(candidates.values()),
+                threshold=settings.score_threshold if threshold is None else threshold,
+                k=k,
+                rrf_k=settings.rrf_k,
+                cjk=cjk,
+                coverage_threshold=coverage_threshold,
+            )
+            in_scope = bool(trusted)
+        else:
+            signals = _signals(vector_hits, keyword_hits, candidates, cjk)
+            probability = model.probability(signals)
+            in_scope = probability >= settings.scope_probability
+            documents = {cid: str(chunk.metadata.get("document_id", "")) for cid, chunk in stored.items()}
+            trusted = rank(
+                list(candidates.values()),
+                k=k,
+                rrf_k=settings.rrf_k,
+                per_document=max(1, settings.max_chunks_per_document),
+                documents=documents,
+            )
+
         hits: list[Hit] = []
-        trusted = fuse(
-            list(candidates.values()),
-            threshold=settings.score_threshold if threshold is None else threshold,
-            k=k,
-            rrf_k=settings.rrf_k,
-            cjk=cjk,
-            coverage_threshold=coverage_threshold,
-        )
         for candidate, _fused in trusted:
             found = stored.get(candidate.chunk_id)
             if found is None:  # deleted between the keyword lookup and the fetch
@@ -241,6 +319,43 @@ class KnowledgeService:
                     heading_path=tuple(path.split(BREADCRUMB_SEPARATOR)) if path else (),
                     text=found.text,
                     score=round(candidate.similarity or 0.0, 4),
+                    confidence=round(probability, 4),
                 )
             )
-        return hits
+        return Retrieval(hits, in_scope and bool(hits), probability, signals, query_vector)
+
+    def highlights(
+        self, query: str, hits: Sequence[Hit], query_vector: Sequence[float] | None = None
+    ) -> list[Highlight]:
+        """The sentences of each hit that answer ``query`` (plain text, navigation dropped)."""
+        if not hits:
+            return []
+        vector = query_vector if query_vector is not None else self.embedder.embed([query.strip()[:2000]])[0]
+        return highlight(query, vector, [h.text for h in hits], self.embedder)
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    hits: list[Hit]
+    in_scope: bool
+    probability: float
+    """The scope model's probability that the knowledge base answers the question."""
+    signals: ScopeSignals | None
+    query_vector: list[float]
+
+
+def _signals(
+    vector_hits: Sequence[StoredChunk],
+    keyword_hits: Sequence[KeywordHit],
+    candidates: dict[str, Candidate],
+    cjk: bool,
+) -> ScopeSignals:
+    sims = sorted((c.similarity for c in candidates.values() if c.similarity is not None), reverse=True)
+    best = sims[0] if sims else 0.0
+    rest = sims[1:11]
+    margin = best - (sum(rest) / len(rest)) if rest else 0.0
+    top_keyword = keyword_hits[:3]
+    coverage = max((kw.coverage for kw in top_keyword), default=0.0)
+    keyword_similarity = candidates[keyword_hits[0].chunk_id].similarity or 0.0 if keyword_hits else 0.0
+    exact = any(kw.exact_term for kw in top_keyword)
+    return ScopeSignals(best, margin, coverage, keyword_similarity, exact, cjk)

@@ -42,6 +42,9 @@ class KnowledgeSettings:
     embed_max_batch_tokens: int = 512
     embed_max_tokens: int = 256
     onnx_intra_op_threads: int = 1
+    # A knowledge base built with another embedding model is re-embedded from its stored chunk
+    # texts when opened (true), or refused with ModelMismatch (false). Never mixed.
+    reembed_on_mismatch: bool = False
 
     # Retrieval
     k_default: int = 5
@@ -52,6 +55,10 @@ class KnowledgeSettings:
     # For mostly-CJK questions: the rarity-weighted share of the question's character bigrams a
     # chunk must contain (the offline model cannot judge these; see knowledge/retrieval.py).
     keyword_coverage_threshold: float = 0.5
+    # With a calibrated scope model (knowledge/scope.py): the in-scope probability below which
+    # the search abstains, and how many chunks of one document may fill the top k.
+    scope_probability: float = 0.5
+    max_chunks_per_document: int = 2
     # How many candidates each retriever contributes before fusion.
     candidate_pool: int = 20
     rrf_k: int = 60

@@ -9,7 +9,7 @@ the embedding model id and dimension it was built with.
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -56,6 +56,19 @@ class VectorStore(Protocol):
     def query(self, kb_id: str, embedding: list[float], k: int) -> list[StoredChunk]: ...
     def get(self, kb_id: str, ids: list[str], *, with_embeddings: bool = False) -> list[StoredChunk]: ...
     def scan(self, kb_id: str) -> Iterator[StoredChunk]: ...
+    def model_of(self, kb_id: str) -> tuple[str, int]: ...
+    def reembed(
+        self, kb_id: str, model_id: str, dimension: int, embed: Callable[[list[StoredChunk]], list[list[float]]]
+    ) -> int: ...
+
+
+def _reembed_name(kb_id: str) -> str:
+    return collection_name(kb_id) + "-new"
+
+
+def _kb_metadata(kb_id: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {"kb_id": kb_id, "embedding_model": meta["embedding_model"],
+            "embedding_dimension": meta["embedding_dimension"]}
 
 
 def collection_name(kb_id: str) -> str:
@@ -95,9 +108,80 @@ class ChromaStore:
             try:
                 collection = self._client.get_collection(collection_name(kb_id), embedding_function=None)
             except (NotFoundError, ValueError) as exc:
-                raise KnowledgeBaseNotFound(f"knowledge base {kb_id!r} does not exist") from exc
+                collection = self._finish_reembed(kb_id)
+                if collection is None:
+                    raise KnowledgeBaseNotFound(f"knowledge base {kb_id!r} does not exist") from exc
             self._collections[kb_id] = collection
         return collection
+
+    def _get_or_none(self, name: str) -> Any:
+        try:
+            return self._client.get_collection(name, embedding_function=None)
+        except (NotFoundError, ValueError):
+            return None
+
+    def _finish_reembed(self, kb_id: str) -> Any:
+        """A re-embedding that stopped after dropping the old collection: its complete copy
+        is the knowledge base now (it is only ever complete once the old one is gone)."""
+        fresh = self._get_or_none(_reembed_name(kb_id))
+        meta = dict(fresh.metadata or {}) if fresh is not None else {}
+        if fresh is None or not meta.get("reembed_complete"):
+            return None
+        fresh.modify(name=collection_name(kb_id), metadata=_kb_metadata(kb_id, meta))
+        return fresh
+
+    def model_of(self, kb_id: str) -> tuple[str, int]:
+        meta = self._collection(kb_id).metadata or {}
+        return str(meta.get("embedding_model")), int(meta.get("embedding_dimension") or 0)
+
+    def reembed(
+        self, kb_id: str, model_id: str, dimension: int, embed: Callable[[list[StoredChunk]], list[list[float]]]
+    ) -> int:
+        """Rebuild the knowledge base's vectors with another model, from its stored chunk texts.
+
+        The new vectors go into a separate collection that replaces the old one only when
+        complete, so a crash midway leaves the old knowledge base intact (and a crash between
+        the drop and the rename is finished on the next open). The number of chunks re-embedded.
+        """
+        old = self._collection(kb_id)
+        name = _reembed_name(kb_id)
+        if self._get_or_none(name) is not None:
+            self._client.delete_collection(name)  # an earlier attempt that did not finish
+        fresh = self._client.create_collection(
+            name,
+            embedding_function=None,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"reembed_of": kb_id, "embedding_model": model_id, "embedding_dimension": dimension},
+        )
+        count = 0
+        batch: list[StoredChunk] = []
+
+        def flush() -> None:
+            vectors = embed(batch)
+            fresh.add(
+                ids=[c.id for c in batch],
+                embeddings=vectors,
+                documents=[c.text for c in batch],
+                metadatas=[dict(c.metadata) for c in batch],
+            )
+
+        for chunk in self.scan(kb_id):
+            batch.append(chunk)
+            if len(batch) >= 256:
+                flush()
+                count += len(batch)
+                batch = []
+        if batch:
+            flush()
+            count += len(batch)
+        meta = {"reembed_of": kb_id, "embedding_model": model_id, "embedding_dimension": dimension}
+        fresh.modify(metadata={**meta, "reembed_complete": True})
+        del old
+        self._collections.pop(kb_id, None)
+        self._client.delete_collection(collection_name(kb_id))
+        fresh.modify(name=collection_name(kb_id), metadata=_kb_metadata(kb_id, meta))
+        self._collections[kb_id] = fresh
+        return count
 
     def create(self, kb_id: str, model_id: str, dimension: int) -> None:
         if self.exists(kb_id):
@@ -139,6 +223,8 @@ class ChromaStore:
             meta = collection.metadata or {}
             if "kb_id" in meta:
                 names.append(str(meta["kb_id"]))
+            elif meta.get("reembed_complete") and "reembed_of" in meta:
+                names.append(str(meta["reembed_of"]))
         return sorted(names)
 
     def count(self, kb_id: str) -> int:

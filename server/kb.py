@@ -14,30 +14,32 @@ from sqlmodel import select
 
 from bots.ports import Passage
 from knowledge.errors import KnowledgeError
-from knowledge.service import KnowledgeService
+from knowledge.service import KnowledgeService, Retrieval
 from knowledge.settings import KnowledgeSettings
 from server.db import Database
 from server.models import Bot, Document, KnowledgeBase, OutboxRow, utcnow
 from server.outbox import claim, finish
 from server.settings import Settings
 
-__all__ = ["IngestWorker", "KnowledgeRetriever", "build_knowledge", "enqueue_document", "load_demo_kb"]
+__all__ = ["IngestWorker", "KnowledgeRetriever", "build_knowledge", "enqueue_document", "load_demo_kb",
+           "passages_for"]
 
 log = logging.getLogger("parley.kb")
 
 
 def build_knowledge(settings: Settings) -> KnowledgeService:
-    from knowledge.embeddings import OnnxMiniLM
+    from knowledge.embeddings import default_embedder
     from knowledge.store import ChromaStore
 
-    ks = KnowledgeSettings(max_upload_bytes=settings.max_upload_bytes)
+    ks = KnowledgeSettings(max_upload_bytes=settings.max_upload_bytes,
+                           reembed_on_mismatch=settings.reembed_on_mismatch)
     if settings.chroma_url:
         url = httpx.URL(settings.chroma_url)
         store = ChromaStore.http(url.host, url.port or (443 if url.scheme == "https" else 8000),
                                  ssl=url.scheme == "https")
     else:
         store = ChromaStore.persistent(settings.data_dir / "chroma")
-    return KnowledgeService(store, OnnxMiniLM(), ks)
+    return KnowledgeService(store, default_embedder(ks, settings.embedder), ks)
 
 
 class KnowledgeRetriever:
@@ -50,11 +52,23 @@ class KnowledgeRetriever:
         if not kb_id or kb_id == "none":
             return []
         try:
-            hits = await asyncio.to_thread(self.service.search, kb_id, query, k)
+            return await asyncio.to_thread(passages_for, self.service, kb_id, query, k)
         except KnowledgeError:
             return []
-        return [Passage(chunk_id=h.chunk_id, document_id=h.document_id, title=h.title, source=h.source,
-                        heading_path=" > ".join(h.heading_path), text=h.text, score=h.score) for h in hits]
+
+
+def passages_for(service: KnowledgeService, kb_id: str, query: str, k: int,
+                 found: Retrieval | None = None) -> list[Passage]:
+    """The bot's passages: the hits with the sentences that answer, scored as the in-scope
+    probability (what ``HandoffSettings.score_threshold`` is compared with)."""
+    found = found or service.retrieve(kb_id, query, k)
+    if not found.in_scope:
+        return []
+    lights = service.highlights(query, found.hits, found.query_vector)
+    return [Passage(chunk_id=h.chunk_id, document_id=h.document_id, title=h.title, source=h.source,
+                    heading_path=" > ".join(h.heading_path), text=h.text, score=h.confidence,
+                    highlights=light.sentences)
+            for h, light in zip(found.hits, lights, strict=True)]
 
 
 def upload_path(settings: Settings, document_id: str) -> Path:

@@ -20,6 +20,13 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(default=None, description="enables the Redis fan-out bus for several nodes")
     chroma_url: str | None = None
+    embedder: Literal["use", "minilm"] = Field(
+        default="use",
+        description="offline embedding model of new knowledge bases: multilingual USE (EN+ZH) or English MiniLM",
+    )
+    # A knowledge base built with another embedder is re-embedded from its stored chunk texts at
+    # start-up when true; when false it is refused with a ModelMismatch naming both models.
+    reembed_on_mismatch: bool = True
     host: str = "127.0.0.1"
     port: int = 8000
     server: Literal["socketify", "uvicorn"] = "socketify"

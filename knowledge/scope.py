@@ -1,0 +1,92 @@
+"""Is the question answered by this knowledge base at all? A calibrated decision, not a cutoff.
+
+One cosine threshold tuned on one help centre does not carry over to another: the best
+similarity of an in-scope question depends on how the pages are written. Several signals that
+mean the same on any knowledge base are combined instead:
+
+- ``similarity``: the best cosine of the question to a chunk (the embedder's own scale);
+- ``margin``: how far the best chunk stands above the rest of the candidate pool (a question
+  the KB answers has a clear winner; an off-topic one is equally far from everything);
+- ``coverage``: the rarity-weighted share of the question's content words (or Chinese
+  characters) that the best keyword match contains;
+- ``keyword_similarity``: the cosine of the best keyword match, which must also mean something.
+
+A logistic model turns them into a probability, fitted per embedding model on labelled
+questions from more than one help centre (``fit``; the figures are in knowledge/models/README.md).
+An exact code of the question (``AC-2041``) found in a chunk always counts as in scope: the
+user named the thing.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["SCOPE_MODELS", "ScopeModel", "ScopeSignals", "fit", "scope_model_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeSignals:
+    similarity: float
+    margin: float
+    coverage: float
+    keyword_similarity: float
+    exact_term: bool = False
+    cjk: bool = False
+
+    def features(self) -> list[float]:
+        return [self.similarity, self.margin, self.coverage, self.keyword_similarity, float(self.cjk)]
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeModel:
+    weights: tuple[float, ...]
+    bias: float
+
+    def probability(self, signals: ScopeSignals) -> float:
+        if signals.exact_term:
+            return 1.0
+        z = self.bias + sum(w * x for w, x in zip(self.weights, signals.features(), strict=True))
+        return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))
+
+
+def fit(signals: Sequence[ScopeSignals], in_scope: Sequence[bool], *, l2: float = 0.1, steps: int = 50) -> ScopeModel:
+    """Logistic regression (Newton's method, L2-penalised so a small set cannot overfit it).
+
+    Classes are weighted equally: out-of-scope questions are usually the fewer, and answering
+    one wrongly costs as much as abstaining on an answerable one.
+    """
+    x: npt.NDArray[np.float64] = np.asarray([s.features() for s in signals], dtype=np.float64)
+    y: npt.NDArray[np.float64] = np.asarray(in_scope, dtype=np.float64)
+    if len(x) == 0 or y.min() == y.max():
+        raise ValueError("fitting needs questions of both kinds")
+    x = np.hstack([x, np.ones((len(x), 1))])
+    pos = y.sum()
+    sample = np.where(y > 0, len(y) / (2 * pos), len(y) / (2 * (len(y) - pos)))
+    w = np.zeros(x.shape[1])
+    penalty = np.full(x.shape[1], l2)
+    penalty[-1] = 0.0
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -40, 40)))
+        grad = x.T @ (sample * (p - y)) + penalty * w
+        hess = (x * (sample * p * (1 - p))[:, None]).T @ x + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if float(np.abs(step).max()) < 1e-8:
+            break
+    return ScopeModel(tuple(round(float(v), 4) for v in w[:-1]), round(float(w[-1]), 4))
+
+
+# Fitted with `parley kb calibrate` on the demo golden set plus the tuning half of the held-out
+# Voltway set (never its test half). Keyed by the embedder's model id prefix.
+SCOPE_MODELS: dict[str, ScopeModel] = {}
+
+
+def scope_model_for(model_id: str) -> ScopeModel | None:
+    """The calibrated model for an embedder, or None (then the plain threshold rule applies)."""
+    for prefix, model in SCOPE_MODELS.items():
+        if model_id.startswith(prefix):
+            return model
+    return None
