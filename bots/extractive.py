@@ -56,6 +56,9 @@ def extractive_answer(
     good = [p for p in passages if p.score >= threshold]
     if not good:
         return ExtractiveAnswer(abstain_offer(zh), [], True)
+    # When the retriever chose sentences, the passages it chose them from are the answer; the
+    # rest were passed on for a model to read.
+    good = [p for p in good if p.highlights] or good
     # Answer in the user's language when one of the best passages is written in it.
     window = good[:language_window]
     if any(_in_language(p, zh) for p in window):

@@ -18,7 +18,7 @@ import numpy as np
 from knowledge.embeddings import Embedder
 from knowledge.keyword import tokenize
 
-__all__ = ["Highlight", "highlight", "is_navigation", "plain_text", "split_sentences"]
+__all__ = ["Highlight", "drop_navigation", "highlight", "is_navigation", "plain_text", "split_sentences"]
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9£$€¥])|(?<=[。！？；])|\n+")
@@ -59,17 +59,38 @@ def plain_text(line: str) -> str:
         line = _MD_EMPHASIS.sub(r"\2", line)
     if line.count("|") >= 2 or line.lstrip().startswith("|"):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        line = ": ".join(c for c in cells[:1] if c) + (" — " if len(cells) > 1 and cells[0] else "") + ", ".join(
-            c for c in cells[1:] if c
+        line = (
+            ": ".join(c for c in cells[:1] if c)
+            + (" — " if len(cells) > 1 and cells[0] else "")
+            + ", ".join(c for c in cells[1:] if c)
         )
     return re.sub(r"\s+", " ", line).strip()
 
 
+_MENU_WORD = re.compile(r"^(?:[A-Z][\w'&-]*|\(\d+\)|[\u3400-\u9fff]{1,6})$")
+
+
 def is_navigation(line: str) -> bool:
-    """A breadcrumb, menu or footer line: words a page carries around its content."""
+    """A breadcrumb, menu, language switcher or footer line: words a page carries around its
+    content, which say nothing and make a quote unreadable."""
     text = line.strip()
     if not text:
         return True
+    if "|" in text:
+        cells = [c.strip() for c in text.strip("|").split("|") if c.strip()]
+        if len(cells) >= 3 and all(len(c) <= 15 and not re.search(r"\d", c) for c in cells):
+            return True
+        return bool(cells and _CRUMB_START.match(cells[0]) and len(cells) >= 2)  # table rows are content
+    words = text.split()
+    if len(words) == 1 and not re.search(r"[\d.!?。！？:：]", text) and not _CJK.search(text):
+        return True  # a lone word on its line: a site name or a menu entry
+    if (
+        len(words) >= 4
+        and len(text) <= 60
+        and sum(bool(_MENU_WORD.match(w)) for w in words) >= 0.75 * len(words)
+        and not re.search(r"[.!?:,;\d]", text)
+    ):
+        return True  # a menu: "E-bikes Scooters Rent Help Log in"
     if _FOOTER.search(text) and len(text) < 160:
         return True
     parts = _CRUMB_SEPARATORS.split(text)
@@ -78,11 +99,25 @@ def is_navigation(line: str) -> bool:
     return bool(len(parts) == 2 and _CRUMB_START.match(text) and len(text) < 60)
 
 
-def split_sentences(text: str) -> list[str]:
-    """Readable sentences of a chunk: Markdown rendered, navigation lines dropped."""
+def drop_navigation(text: str) -> str:
+    """``text`` without its navigation lines (kept as written otherwise)."""
+    return "\n".join(line for line in text.splitlines() if not line.strip() or not is_navigation(line))
+
+
+_FAQ = re.compile(r"^\s*Q:\s*(?P<q>.*?)\n\s*A:\s*(?P<a>.*)$", re.DOTALL)
+
+
+def split_sentences(text: str, *, exclude: Sequence[str] = ()) -> list[str]:
+    """Readable sentences of a chunk: Markdown rendered, navigation lines dropped, and lines
+    that only repeat the page title or a heading (``exclude``) left out. Of a FAQ pair only the
+    answer is kept: the question is the customer's words, not the answer."""
+    faq = _FAQ.match(text)
+    if faq:
+        text = faq.group("a")
+    skip = {_fold(x) for x in exclude if x}
     out: list[str] = []
     for raw_line in text.splitlines():
-        if _TABLE_RULE.match(raw_line):
+        if _TABLE_RULE.match(raw_line) or is_navigation(raw_line) or _fold(plain_text(raw_line)) in skip:
             continue
         line = plain_text(raw_line)
         if not line or is_navigation(line):
@@ -94,6 +129,10 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
+def _fold(text: str) -> str:
+    return re.sub(r"\W+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
 @dataclass(frozen=True, slots=True)
 class Highlight:
     sentences: tuple[str, ...]
@@ -102,8 +141,61 @@ class Highlight:
     """How well the best of them answers the question (cosine blended with word coverage)."""
 
 
+# Question words that carry no topic: a sentence does not answer better for containing them.
+_QUESTION_WORDS = frozenset(
+    [
+        "whats",
+        "what's",
+        "how",
+        "much",
+        "many",
+        "long",
+        "often",
+        "far",
+        "fast",
+        "big",
+        "large",
+        "does",
+        "do",
+        "need",
+        "can",
+        "could",
+        "there",
+        "much",
+        "please",
+        "tell",
+        "know",
+        "want",
+        "like",
+    ]
+)
+# What a question asks for, and how its answer shows it: "how much" wants a price, "how long" a
+# duration. A general lexicon of English and Chinese question forms, the same for any business.
+_ASKS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
+    (re.compile(q, re.IGNORECASE), re.compile(a, re.IGNORECASE))
+    for q, a in (
+        (r"\bhow much\b|\bcost|\bprice|\bfee|\bcharge|多少钱|价格|价钱|费用|收费|多少元|贵",
+         r"[€$£¥]\s?\d|\d\s?(€|eur|euros?|usd|gbp|元|块)|免费|\bfree\b"),
+        (r"\bhow (long|soon)\b|\bwhen\b|\buntil\b|\bhow many (days|weeks|months|years|hours|minutes)|多久|"
+         r"多长时间|几天|什么时候|几个月|几年|多少天",
+         r"\d\s?(-|to)?\s?\d*\s?(working |business )?(days?|weeks?|months?|years?|hours?|minutes?|mins?)\b|"
+         r"[\d一二三四五六七八九十两]+\s?(个)?(工作日|天|周|个月|月|年|小时|分钟)"),
+        (r"\bhow fast\b|\bspeed\b|多快|速度|时速", r"km/h|mph|公里/小时|千米/小时"),
+        (r"\bhow (heavy|much does .* weigh)\b|\bweigh|\bload\b|多重|重量|载重", r"\d\s?(kg|kilos?|公斤|千克)"),
+        (r"\bhow (tall|big|far)\b|\bheight\b|\bsize\b|\brange\b|多高|尺寸|多大|多远|续航",
+         r"\d\s?(cm|mm|m|km|inch|\"|厘米|毫米|公里)\b"),
+        (r"\bhow many\b|\bhow often\b|几次|多少次|几个|多少个", r"\d|[一二三四五六七八九十两]"),
+    )
+)
+_NUMBER = re.compile(r"\d")
+
+
+def _asks_for(question: str) -> list[re.Pattern[str]]:
+    return [answer for asked, answer in _ASKS if asked.search(question)]
+
+
 def _content(text: str) -> set[str]:
-    return set(tokenize(text))
+    return {t for t in tokenize(text) if t not in _QUESTION_WORDS}
 
 
 def _coverage(question: set[str], sentence: set[str]) -> float:
@@ -122,18 +214,21 @@ def highlight(
     texts: Sequence[str],
     embedder: Embedder,
     *,
+    headings: Sequence[Sequence[str]] = (),
     max_sentences: int = 2,
     max_total: int = 40,
     semantic_weight: float = 0.6,
+    number_bonus: float = 0.2,
 ) -> list[Highlight]:
     """For each chunk text, the sentences that answer ``question`` best.
 
     At most ``max_total`` sentences are embedded per call, so a long chunk cannot make an
     answer slow; the rest are scored by their words only.
     """
-    per_text = [split_sentences(t) for t in texts]
+    per_text = [split_sentences(t, exclude=headings[i] if i < len(headings) else ()) for i, t in enumerate(texts)]
     flat = [s for sentences in per_text for s in sentences]
-    q_tokens = _content(question)
+    q_all = _content(question)
+    wants = _asks_for(question)
     semantic = np.zeros(len(flat), dtype=np.float32)
     if flat:
         budget = flat[:max_total]
@@ -141,14 +236,19 @@ def highlight(
         semantic[: len(budget)] = vectors @ np.asarray(question_vector, dtype=np.float32)
     results: list[Highlight] = []
     offset = 0
-    for sentences in per_text:
+    for index, sentences in enumerate(per_text):
         n = len(sentences)
         if n == 0:
             results.append(Highlight((), 0.0))
             continue
+        # The words the page's title and headings already answer ("City E1" on the City E1
+        # page) do not tell its sentences apart; the rest of the question does ("top speed").
+        context = _content(" ".join(headings[index])) if index < len(headings) else set()
+        q_tokens = (q_all - context) or q_all
         scores = [
             semantic_weight * float(semantic[offset + i])
             + (1 - semantic_weight) * _coverage(q_tokens, _content(s))
+            + (number_bonus if any(w.search(s) for w in wants) else 0.0)
             for i, s in enumerate(sentences)
         ]
         offset += n

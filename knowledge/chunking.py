@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from knowledge.answers import drop_navigation
 from knowledge.documents import ParsedDocument
 from knowledge.settings import KnowledgeSettings
 
@@ -57,7 +58,9 @@ def chunk_document(document_id: str, parsed: ParsedDocument, settings: Knowledge
         chunks.append(Chunk(f"{document_id}:{n}", document_id, n, text, heading_path, kind))
 
     for section in parsed.sections:
-        for piece in splitter.split_text(section.text):
+        # Breadcrumbs, menus and footers of exported pages would make chunks of their own that
+        # match every question a little and answer none.
+        for piece in splitter.split_text(drop_navigation(section.text)):
             if piece.strip():
                 add(piece, section.heading_path, "text")
     for qa in parsed.faq:

@@ -26,7 +26,7 @@ from knowledge.keyword import is_cjk_query
 from knowledge.scope import ScopeModel, ScopeSignals
 
 # Any model works to collect signals: the decision is ignored, only the signals are kept.
-_SIGNALS_ONLY = ScopeModel((0.0, 0.0, 0.0, 0.0, 0.0), 0.0)
+_SIGNALS_ONLY = ScopeModel((0.0,) * 7, 0.0)
 
 if TYPE_CHECKING:
     from knowledge.retrieval import Hit

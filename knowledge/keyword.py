@@ -282,6 +282,20 @@ class KeywordIndex:
         self._alive = bytearray(b"\x01" * len(self._ids))
         self._dead = 0
 
+    def unknown_share(self, query: str) -> float:
+        """Share of the query's content units that no chunk contains at all: a question about
+        a product or a term this knowledge base never mentions ("E2", "Bosch") is likely
+        outside it, however similar its wording is to a page."""
+        terms, content, _whole = _query_terms(query)
+        units = content.bit_count()
+        if units == 0:
+            return 0.0
+        known = 0
+        for term, mask in terms.items():
+            if term in self._postings:
+                known |= mask
+        return (content & ~known).bit_count() / units
+
     def search(self, query: str, k: int) -> list[KeywordHit]:
         """Up to ``k`` hits, best BM25 score first."""
         if self._live == 0:

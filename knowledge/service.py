@@ -8,7 +8,7 @@ seeing a half-replaced document in the keyword index.
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -246,7 +246,9 @@ class KnowledgeService:
         pool = max(k, settings.candidate_pool)
         query_vector = self.embedder.embed([query])[0]
         with self._lock(kb_id):
-            keyword_hits = self._keyword_index(kb_id).search(query, pool)
+            index = self._keyword_index(kb_id)
+            keyword_hits = index.search(query, pool)
+            unknown = index.unknown_share(query)
             vector_hits = self.store.query(kb_id, query_vector, pool)
         model = scope_model_for(self.embedder.model_id) if scope is True else (scope or None)
 
@@ -291,10 +293,10 @@ class KnowledgeService:
             )
             in_scope = bool(trusted)
         else:
-            signals = _signals(vector_hits, keyword_hits, candidates, cjk)
+            documents = {cid: str(chunk.metadata.get("document_id", "")) for cid, chunk in stored.items()}
+            signals = _signals(keyword_hits, candidates, cjk, unknown, documents)
             probability = model.probability(signals)
             in_scope = probability >= settings.scope_probability
-            documents = {cid: str(chunk.metadata.get("document_id", "")) for cid, chunk in stored.items()}
             trusted = rank(
                 list(candidates.values()),
                 k=k,
@@ -331,7 +333,72 @@ class KnowledgeService:
         if not hits:
             return []
         vector = query_vector if query_vector is not None else self.embedder.embed([query.strip()[:2000]])[0]
-        return highlight(query, vector, [h.text for h in hits], self.embedder)
+        headings = [(h.title, *h.heading_path) for h in hits]
+        return highlight(
+            query,
+            vector,
+            [h.text for h in hits],
+            self.embedder,
+            headings=headings,
+            max_sentences=self.settings.answer_sentences,
+            semantic_weight=self.settings.answer_semantic_weight,
+            max_total=self.settings.answer_max_embedded,
+        )
+
+    def answer_passages(
+        self, kb_id: str, query: str, found: "Retrieval", *, documents: int = 2, window: int | None = None
+    ) -> list[tuple[Hit, Highlight]]:
+        """For each of the first ``documents`` documents among the hits, the chunk and sentences
+        of it that answer ``query`` best, looking ``window`` chunks either side of the hit.
+
+        Retrieval finds the page; the sentence that answers is often in a neighbouring chunk
+        (a list of specifications under the introduction that matched), so the neighbours are
+        scored too, the hit's own chunk first.
+        """
+        window = self.settings.answer_window if window is None else window
+        anchors: list[Hit] = []
+        for hit in found.hits:
+            if hit.document_id not in {a.document_id for a in anchors}:
+                anchors.append(hit)
+            if len(anchors) >= documents:
+                break
+        if not anchors:
+            return []
+        groups: list[list[Hit]] = []
+        with self._lock(kb_id):
+            for anchor in anchors:
+                base, _, number = anchor.chunk_id.rpartition(":")
+                group = [anchor]
+                if number.isdigit() and window > 0:
+                    at = int(number)
+                    near = sorted(range(max(0, at - window), at + window + 1), key=lambda i: (abs(i - at), i))
+                    wanted = [f"{base}:{i}" for i in near if i != at]
+                    chunks = {c.id: c for c in self.store.get(kb_id, wanted)}
+                    for cid in wanted:
+                        chunk = chunks.get(cid)
+                        if chunk is None or str(chunk.metadata.get("document_id", "")) != anchor.document_id:
+                            continue
+                        path = str(chunk.metadata.get("heading_path", ""))
+                        group.append(
+                            replace(
+                                anchor,
+                                chunk_id=chunk.id,
+                                text=chunk.text,
+                                heading_path=tuple(path.split(BREADCRUMB_SEPARATOR)) if path else (),
+                            )
+                        )
+                groups.append(group)
+        flat = [h for group in groups for h in group]
+        lights = self.highlights(query, flat, found.query_vector)
+        out: list[tuple[Hit, Highlight]] = []
+        offset = 0
+        for group in groups:
+            scored = list(zip(group, lights[offset : offset + len(group)], strict=True))
+            offset += len(group)
+            # Ties keep the hit's own chunk, which comes first.
+            best = max(scored, key=lambda pair: pair[1].score if pair[1].sentences else -1.0)
+            out.append(best)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,12 +412,19 @@ class Retrieval:
 
 
 def _signals(
-    vector_hits: Sequence[StoredChunk],
     keyword_hits: Sequence[KeywordHit],
     candidates: dict[str, Candidate],
     cjk: bool,
+    unknown: float,
+    documents: dict[str, str],
 ) -> ScopeSignals:
-    sims = sorted((c.similarity for c in candidates.values() if c.similarity is not None), reverse=True)
+    # Per document: five chunks of the page that answers are not five competitors.
+    per_document: dict[str, float] = {}
+    for c in candidates.values():
+        if c.similarity is not None:
+            doc = documents.get(c.chunk_id, c.chunk_id)
+            per_document[doc] = max(per_document.get(doc, -1.0), c.similarity)
+    sims = sorted(per_document.values(), reverse=True)
     best = sims[0] if sims else 0.0
     rest = sims[1:11]
     margin = best - (sum(rest) / len(rest)) if rest else 0.0
@@ -358,4 +432,4 @@ def _signals(
     coverage = max((kw.coverage for kw in top_keyword), default=0.0)
     keyword_similarity = candidates[keyword_hits[0].chunk_id].similarity or 0.0 if keyword_hits else 0.0
     exact = any(kw.exact_term for kw in top_keyword)
-    return ScopeSignals(best, margin, coverage, keyword_similarity, exact, cjk)
+    return ScopeSignals(best, margin, coverage, keyword_similarity, unknown, exact, cjk)

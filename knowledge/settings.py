@@ -59,6 +59,14 @@ class KnowledgeSettings:
     # the search abstains, and how many chunks of one document may fill the top k.
     scope_probability: float = 0.5
     max_chunks_per_document: int = 2
+    # Extractive answers: how many sentences of a chunk to quote, and how much the embedder's
+    # judgement counts against the share of the question's words a sentence contains.
+    answer_sentences: int = 3
+    answer_semantic_weight: float = 0.4
+    # How many neighbouring chunks of a hit's page are searched for the sentence that answers,
+    # and how many sentences one answer may embed (the rest are judged by their words).
+    answer_window: int = 6
+    answer_max_embedded: int = 64
     # How many candidates each retriever contributes before fusion.
     candidate_pool: int = 20
     rrf_k: int = 60

@@ -64,11 +64,16 @@ def passages_for(service: KnowledgeService, kb_id: str, query: str, k: int,
     found = found or service.retrieve(kb_id, query, k)
     if not found.in_scope:
         return []
-    lights = service.highlights(query, found.hits, found.query_vector)
-    return [Passage(chunk_id=h.chunk_id, document_id=h.document_id, title=h.title, source=h.source,
-                    heading_path=" > ".join(h.heading_path), text=h.text, score=h.confidence,
-                    highlights=light.sentences)
-            for h, light in zip(found.hits, lights, strict=True)]
+    passages = [Passage(chunk_id=h.chunk_id, document_id=h.document_id, title=h.title, source=h.source,
+                        heading_path=" > ".join(h.heading_path), text=h.text, score=h.confidence,
+                        highlights=light.sentences)
+                for h, light in service.answer_passages(kb_id, query, found, documents=3)]
+    # The other hits follow as plain passages, for a model to read.
+    chosen = {p.document_id for p in passages}
+    passages += [Passage(chunk_id=h.chunk_id, document_id=h.document_id, title=h.title, source=h.source,
+                         heading_path=" > ".join(h.heading_path), text=h.text, score=h.confidence)
+                 for h in found.hits if h.document_id not in chosen]
+    return passages
 
 
 def upload_path(settings: Settings, document_id: str) -> Path:
