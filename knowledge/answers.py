@@ -203,6 +203,8 @@ def _coverage(question: set[str], sentence: set[str]) -> float:
 
 
 def _stands_alone(sentence: str) -> bool:
+    if re.match(r"^[^:：]{2,40}[:：]\s*\S", sentence):
+        return True  # "Top speed: 25 km/h" says what it is about
     cjk = bool(_CJK.search(sentence))
     short = len(sentence) < (12 if cjk else 35)
     return not (short or _LEANS_BACK.match(unicodedata.normalize("NFKC", sentence)))
@@ -244,7 +246,7 @@ def highlight(
         # The words the page's title and headings already answer ("City E1" on the City E1
         # page) do not tell its sentences apart; the rest of the question does ("top speed").
         context = _content(" ".join(headings[index])) if index < len(headings) else set()
-        q_tokens = (q_all - context) or q_all
+        q_tokens = q_all - context  # empty when the question only names the page's subject
         scores = [
             semantic_weight * float(semantic[offset + i])
             + (1 - semantic_weight) * _coverage(q_tokens, _content(s))
