@@ -15,9 +15,17 @@ import httpx
 
 from knowledge.demo import load_demo
 from knowledge.documents import ParsedDocument
-from knowledge.embeddings import Embedder, HashEmbedder, OnnxMiniLM
+from knowledge.embeddings import default_embedder
 from knowledge.errors import DocumentTooLarge, KnowledgeError
-from knowledge.evaluation import evaluate, format_report, load_golden
+from knowledge.evaluation import (
+    Answer,
+    Answerer,
+    evaluate_by_language,
+    format_report,
+    format_table,
+    load_directory,
+    load_golden,
+)
 from knowledge.fetch import fetch_pages
 from knowledge.sandbox import parse_in_subprocess
 from knowledge.service import KnowledgeService
@@ -45,8 +53,7 @@ class _Context:
                 else ChromaStore.persistent(self.data_dir / "chroma")
             )
             settings = KnowledgeSettings()
-            embedder: Embedder = HashEmbedder() if self.embedder_name == "hash" else OnnxMiniLM.from_settings(settings)
-            self._service = KnowledgeService(store, embedder, settings)
+            self._service = KnowledgeService(store, default_embedder(settings, self.embedder_name), settings)
         return self._service
 
 
@@ -64,11 +71,17 @@ def _fail(exc: KnowledgeError) -> click.ClickException:
 )
 @click.option("--chroma-host", default=None, help="Use a Chroma server instead of the data dir.")
 @click.option("--chroma-port", default=8000, show_default=True, type=int)
-@click.option("--embedder", type=click.Choice(["onnx", "hash"]), default="onnx", hidden=True)
+@click.option(
+    "--embedder",
+    type=click.Choice(["use", "minilm", "onnx", "hash"]),
+    default="use",
+    show_default=True,
+    help="Embedding model: multilingual USE, or the English MiniLM (onnx is its old name).",
+)
 @click.pass_context
 def kb(ctx: click.Context, data_dir: Path, chroma_host: str | None, chroma_port: int, embedder: str) -> None:
     """Manage knowledge bases."""
-    ctx.obj = _Context(data_dir, chroma_host, chroma_port, embedder)
+    ctx.obj = _Context(data_dir, chroma_host, chroma_port, "minilm" if embedder == "onnx" else embedder)
 
 
 @kb.command()
@@ -189,18 +202,63 @@ def search(obj: _Context, kb_name: str, query: str, k: int) -> None:
         click.echo(f"   {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
 
 
+def _extractive_answerer(service: KnowledgeService, kb_id: str) -> Answerer:
+    """The bot's own no-model answer (what a visitor reads), for the answer figures."""
+    from bots.config import HandoffSettings
+    from bots.extractive import extractive_answer
+    from server.kb import passages_for
+
+    threshold = HandoffSettings().score_threshold
+
+    def answer(question: str, found: Any) -> Answer:
+        passages = passages_for(service, kb_id, question, 5, found)
+        result = extractive_answer(question, passages, threshold=threshold)
+        by_doc = {h.document_id: h for h in found.hits}
+        cited = [] if result.abstained else [by_doc[c.document_id] for c in result.citations if c.document_id in by_doc]
+        return Answer(result.text, cited)
+
+    return answer
+
+
 @kb.command(name="eval")
 @click.argument("kb_name", metavar="KB")
 @click.argument("golden", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--misses/--no-misses", default=True, help="List the questions that missed.")
+@click.option("--answers/--no-answers", default=True, help="Also compose each answer and check its fact.")
+@click.option(
+    "--docs",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Load this directory of documents into a throwaway in-memory KB first (ids are file stems).",
+)
 @click.pass_obj
-def eval_(obj: _Context, kb_name: str, golden: Path, misses: bool) -> None:
-    """Evaluate KB on a golden set (JSONL): hit@1, hit@5, MRR, abstention."""
+def eval_(obj: _Context, kb_name: str, golden: Path, misses: bool, answers: bool, docs: Path | None) -> None:
+    """Evaluate KB on a golden set (JSONL), per language: hit@1, hit@5, MRR, answer hit, abstention."""
+    service = obj.service
+    if docs is not None:
+        service = KnowledgeService(ChromaStore.ephemeral(), service.embedder, service.settings)
+        load_directory(service, kb_name, docs)
     try:
-        report = evaluate(obj.service, kb_name, load_golden(golden))
+        answerer = _extractive_answerer(service, kb_name) if answers else None
+        reports = evaluate_by_language(service, kb_name, load_golden(golden), answerer=answerer)
     except KnowledgeError as exc:
         raise _fail(exc) from exc
-    click.echo(format_report(report, show_misses=misses))
+    click.echo(f"embedder: {service.embedder.model_id}")
+    click.echo(format_table(reports))
+    if misses:
+        click.echo(format_report(reports["all"], show_misses=True))
+
+
+@kb.command()
+@click.argument("kb_name", metavar="KB")
+@click.pass_obj
+def reembed(obj: _Context, kb_name: str) -> None:
+    """Re-embed every chunk of KB with the configured embedder (from the stored chunk texts)."""
+    try:
+        count = obj.service.reembed_kb(kb_name)
+    except KnowledgeError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"re-embedded {count} chunks of {kb_name!r} with {obj.service.embedder.model_id}")
 
 
 @kb.command(name="load-demo")

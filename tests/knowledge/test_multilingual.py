@@ -24,9 +24,12 @@ def _doc(title: str, text: str, heading: tuple[str, ...] = ()) -> ParsedDocument
 
 def _fill(service: KnowledgeService) -> None:
     service.create_kb("kb")
-    service.ingest("kb", "shipping-en", _doc("Shipping", "Standard delivery takes 3 to 5 working days and costs €4.95."))
-    service.ingest("kb", "battery-zh", _doc("电池安全", "电池鼓包时请立即停止充电，并把电池放到室外远离易燃物的地方。"))
-    service.ingest("kb", "returns-en", _doc("Returns", "You can return an unused bike within 30 days for a full refund."))
+    for doc_id, title, text in (
+        ("shipping-en", "Shipping", "Standard delivery takes 3 to 5 working days and costs €4.95."),
+        ("battery-zh", "电池安全", "电池鼓包时请立即停止充电，并把电池放到室外远离易燃物的地方。"),
+        ("returns-en", "Returns", "You can return an unused bike within 30 days for a full refund."),
+    ):
+        service.ingest("kb", doc_id, _doc(title, text))
 
 
 def test_use_is_a_normalised_512_dimension_embedder(use: MultilingualUSE) -> None:
