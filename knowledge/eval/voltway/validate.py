@@ -5,6 +5,7 @@ Run from the repository root: ``python -m knowledge.eval.voltway.validate``.
 """
 
 import json
+import random
 import sys
 import unicodedata
 from collections import Counter
@@ -95,12 +96,41 @@ def check_handoff() -> list[str]:
     return problems
 
 
+def _halves(rows: list[dict[str, Any]], keys: tuple[str, ...], seed: str) -> tuple[set[str], set[str]]:
+    """The README's split: per stratum, sort by id, shuffle with a string seed, first half to tune."""
+    strata: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        strata.setdefault(tuple(str(row[k]) for k in keys), []).append(row)
+    tune: set[str] = set()
+    test: set[str] = set()
+    for key, items in strata.items():
+        items.sort(key=lambda r: str(r["id"]))
+        random.Random(":".join((seed, *key))).shuffle(items)
+        half = len(items) // 2
+        tune.update(r["id"] for r in items[:half])
+        test.update(r["id"] for r in items[half:])
+    return tune, test
+
+
+def check_split(files: tuple[Path, Path], keys: tuple[str, ...], seed: str) -> list[str]:
+    tune_rows = [r for r in _rows(files[0]) if "_settings" not in r]
+    test_rows = [r for r in _rows(files[1]) if "_settings" not in r]
+    tune, test = _halves(tune_rows + test_rows, keys, seed)
+    if tune == {r["id"] for r in tune_rows} and test == {r["id"] for r in test_rows}:
+        return []
+    return [f"{files[0].name}/{files[1].name}: not the split the README describes"]
+
+
 def main() -> int:
     texts = document_texts()
     print(f"{len(texts)} documents")
     problems = check_questions(texts)
+    question_files = (HERE / QUESTION_FILES[0], HERE / QUESTION_FILES[1])
+    problems += check_split(question_files, ("lang", "out_of_scope", "doc_lang"), "voltway-11")
     if all((HANDOFF_DIR / n).exists() for n in HANDOFF_FILES):
         problems += check_handoff()
+        handoff_files = (HANDOFF_DIR / HANDOFF_FILES[0], HANDOFF_DIR / HANDOFF_FILES[1])
+        problems += check_split(handoff_files, ("lang", "category"), "voltway-handoff-11")
     for problem in problems:
         print(problem)
     return 1 if problems else 0
