@@ -1,7 +1,11 @@
 """Knowledge benchmarks, side by side in one run.
 
-    python bench/knowledge_bench.py            # 10k and 100k chunks
-    python bench/knowledge_bench.py --quick    # 10k only
+    python bench/knowledge_bench.py                      # 10k and 100k chunks, MiniLM and USE
+    python bench/knowledge_bench.py --quick              # 10k only
+    python bench/knowledge_bench.py --sizes 10000,30000  # what a shared machine can afford
+
+Every figure is measured for the previous default embedder (MiniLM, English only) and the
+current one (multilingual USE) in the same run, with the target of QUALITY.md beside it.
 
 Measures: embedding sentences/s (ours vs Chroma's own ONNXMiniLM_L6_V2 on the same model file
 and tokenizer), ingestion chunks/s through KnowledgeService, and query latency p50/p99 at 10k
@@ -30,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from knowledge.chunking import chunk_document, embedding_text  # noqa: E402
 from knowledge.demo import demo_pages, load_demo  # noqa: E402
-from knowledge.embeddings import TOKENIZER_PATH, OnnxMiniLM, _default_model_path  # noqa: E402
+from knowledge.embeddings import TOKENIZER_PATH, Embedder, MultilingualUSE, OnnxMiniLM, _default_model_path  # noqa: E402
 from knowledge.loaders import parse_document  # noqa: E402
 from knowledge.service import KnowledgeService  # noqa: E402
 from knowledge.settings import KnowledgeSettings  # noqa: E402
@@ -169,16 +173,20 @@ def bench_embeddings(workdir: Path) -> list[tuple[str, str]]:
         agreement = float(np.min(np.sum(theirs * mine, axis=1)))
         rows.append(("embedding sentences, Chroma ONNXMiniLM_L6_V2 (pads to 256), ORT default threads", rc))
         rows.append(("cosine ours vs Chroma's, same model file (min of 8)", f"{agreement:.5f}"))
+    use = MultilingualUSE(threads=1)
+    rows.append(("embedding sentences, multilingual USE (numpy), 1 thread [target ≥ 400 /s per core]",
+                 rate(lambda: use.embed(sentences), len(sentences))))
     chunks = demo_chunks()
     rc1 = rate(lambda: ours1.embed(chunks), len(chunks), repeat=1)
     rows.append((f"embedding demo chunks (~{statistics.mean(map(len, chunks)):.0f} chars), ours, 1 thread", rc1))
+    rows.append(("embedding demo chunks, multilingual USE, 1 thread",
+                 rate(lambda: use.embed(chunks), len(chunks), repeat=1)))
     rows.append(("(sentences average words)", f"{mean_tokens:.1f}"))
     return rows
 
 
-def bench_ingestion(workdir: Path) -> list[tuple[str, str]]:
-    embedder = OnnxMiniLM(intra_op_threads=1)
-    service = KnowledgeService(ChromaStore.persistent(workdir / "ingest"), embedder)
+def bench_ingestion(workdir: Path, embedder: Embedder, name: str) -> list[tuple[str, str]]:
+    service = KnowledgeService(ChromaStore.persistent(workdir / f"ingest-{name}"), embedder)
     service.create_kb("demo")
     start, cpu = time.perf_counter(), time.process_time()
     results = load_demo(service, "demo", create=False)
@@ -186,14 +194,14 @@ def bench_ingestion(workdir: Path) -> list[tuple[str, str]]:
     chunks = sum(r.chunk_count for r in results)
     rows = [
         (
-            f"ingestion, demo KB end to end ({chunks} chunks, parse+chunk+embed+store)",
+            f"{name}: ingestion, demo KB end to end ({chunks} chunks, parse+chunk+embed+store) [target ≥ 300 /s]",
             f"{chunks / elapsed:,.0f} chunks/s wall, {chunks / cpu:,.0f} /s per CPU-second",
         )
     ]
     # The same path with embedding taken out, to show where the time goes.
     rng = np.random.default_rng(1)
     texts = [synthetic_text(random.Random(i), i) for i in range(2000)]
-    vectors = unit_vectors(rng, len(texts))
+    vectors = unit_vectors(rng, len(texts), embedder.dimension)
     service.create_kb("store-only")
     start, cpu = time.perf_counter(), time.process_time()
     service.store.add(
@@ -209,7 +217,7 @@ def bench_ingestion(workdir: Path) -> list[tuple[str, str]]:
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     rows.append(
         (
-            "ingestion, Chroma add only (vectors given)",
+            f"{name}: ingestion, Chroma add only (vectors given)",
             f"{len(texts) / elapsed:,.0f} chunks/s wall, {len(texts) / cpu:,.0f} /s per CPU-second",
         )
     )
@@ -224,8 +232,8 @@ def synthetic_text(rng: random.Random, i: int) -> str:
     return " ".join(words)
 
 
-def unit_vectors(rng: np.random.Generator, n: int) -> list[list[float]]:
-    v = rng.standard_normal((n, 384)).astype(np.float32)
+def unit_vectors(rng: np.random.Generator, n: int, dimension: int = 384) -> list[list[float]]:
+    v = rng.standard_normal((n, dimension)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     vectors: list[list[float]] = v.tolist()
     return vectors
@@ -235,10 +243,9 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
 
-def bench_queries(workdir: Path, size: int) -> list[tuple[str, str]]:
-    path = workdir / f"q{size}"
+def bench_queries(workdir: Path, size: int, embedder: Embedder, name: str, rounds: int) -> list[tuple[str, str]]:
+    path = workdir / f"q{size}-{name}"
     store = ChromaStore.persistent(path)
-    embedder = OnnxMiniLM(intra_op_threads=1)
     service = KnowledgeService(store, embedder)
     service.create_kb("big")
     rng = np.random.default_rng(size)
@@ -258,7 +265,11 @@ def bench_queries(workdir: Path, size: int) -> list[tuple[str, str]]:
             for i in range(n)
         ]
         store.add(
-            "big", [f"d{(base + i) // 10}:{(base + i) % 10}" for i in range(n)], unit_vectors(rng, n), texts, metas
+            "big",
+            [f"d{(base + i) // 10}:{(base + i) % 10}" for i in range(n)],
+            unit_vectors(rng, n, embedder.dimension),
+            texts,
+            metas,
         )
     fill = time.perf_counter() - start
     # A fresh service rebuilds its keyword index from Chroma on first use.
@@ -285,7 +296,7 @@ def bench_queries(workdir: Path, size: int) -> list[tuple[str, str]]:
         ("chroma", lambda n, q: store.query("big", qv[n], 20)),
         ("bm25", lambda n, q: index.search(q, 20)),
     ]
-    for round_ in range(40):
+    for round_ in range(rounds):
         for n, query in enumerate(queries):
             for name, step in steps:
                 wall, cpu = time.perf_counter(), time.process_time()
@@ -293,9 +304,9 @@ def bench_queries(workdir: Path, size: int) -> list[tuple[str, str]]:
                 if round_ > 0:
                     parts[name][0].append((time.perf_counter() - wall) * 1000)
                     parts[name][1].append((time.process_time() - cpu) * 1000)
-    label = f"{size // 1000}k chunks"
+    label = f"{name}: {size // 1000}k chunks"
     titles = {
-        "full": "full search (embed + Chroma + BM25 + fusion)",
+        "full": "full search (embed + Chroma + BM25 + fusion + scope) [target p99 ≤ 5 ms at 100k]",
         "embed": "embedding the question",
         "chroma": "Chroma top-20",
         "bm25": "BM25 top-20",
@@ -316,14 +327,23 @@ def bench_queries(workdir: Path, size: int) -> list[tuple[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="query latency at 10k chunks only")
+    parser.add_argument("--sizes", default="", help="comma-separated store sizes (default 10000,100000)")
+    parser.add_argument("--rounds", type=int, default=40, help="query rounds of 8 questions per size")
     args = parser.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",") if x] or ([10_000] if args.quick else [10_000, 100_000])
     rows: list[tuple[str, str]] = []
+    embedders: list[tuple[str, Embedder]] = [
+        ("before, MiniLM", OnnxMiniLM(intra_op_threads=1)),
+        ("after, USE", MultilingualUSE(threads=1)),
+    ]
     with tempfile.TemporaryDirectory(prefix="kbbench-") as tmp:
         workdir = Path(tmp)
         rows += bench_embeddings(workdir)
-        rows += bench_ingestion(workdir)
-        for size in (10_000,) if args.quick else (10_000, 100_000):
-            rows += bench_queries(workdir, size)
+        for name, embedder in embedders:
+            rows += bench_ingestion(workdir, embedder, name)
+        for size in sizes:
+            for name, embedder in embedders:
+                rows += bench_queries(workdir, size, embedder, name, max(2, args.rounds))
     width = max(len(r[0]) for r in rows)
     table = "\n".join(f"| {name:<{width}} | {value} |" for name, value in rows)
     header = f"| {'measure':<{width}} | value |\n|{'-' * (width + 2)}|-------|"

@@ -30,7 +30,7 @@ from knowledge.scope import fit  # noqa: E402
 from knowledge.service import KnowledgeService  # noqa: E402
 from knowledge.settings import KnowledgeSettings  # noqa: E402
 from knowledge.store import ChromaStore  # noqa: E402
-from server.cli_kb import _extractive_answerer  # noqa: E402
+from server.kb import extractive_answerer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "knowledge_eval.md"
 TARGETS = {"hit5": "≥ 0.95", "answer": "≥ 0.85 per language", "oos": "≥ 0.90"}
@@ -62,7 +62,7 @@ def main() -> None:
         sets.insert(0, ("Voltway test half (held out, never tuned on)", "voltway",
                         load_golden(args.voltway / "questions_test.jsonl")))
     for title, kb_id, golden in sets:
-        reports = evaluate_by_language(service, kb_id, golden, answerer=_extractive_answerer(service, kb_id))
+        reports = evaluate_by_language(service, kb_id, golden, answerer=extractive_answerer(service, kb_id))
         table = format_table(reports, TARGETS)
         sections.append(f"## {title}\n\n{table}\n")
         print(f"## {title}\n{table}\n")

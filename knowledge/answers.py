@@ -70,7 +70,7 @@ def plain_text(line: str) -> str:
 _MENU_WORD = re.compile(r"^(?:[A-Z][\w'&-]*|\(\d+\)|[\u3400-\u9fff]{1,6})$")
 
 
-def is_navigation(line: str) -> bool:
+def is_navigation(line: str, *, lone_words: bool = True) -> bool:
     """A breadcrumb, menu, language switcher or footer line: words a page carries around its
     content, which say nothing and make a quote unreadable."""
     text = line.strip()
@@ -82,7 +82,7 @@ def is_navigation(line: str) -> bool:
             return True
         return bool(cells and _CRUMB_START.match(cells[0]) and len(cells) >= 2)  # table rows are content
     words = text.split()
-    if len(words) == 1 and not re.search(r"[\d.!?。！？:：]", text) and not _CJK.search(text):
+    if lone_words and len(words) == 1 and not re.search(r"[\d.!?。！？:：]", text) and not _CJK.search(text):
         return True  # a lone word on its line: a site name or a menu entry
     if (
         len(words) >= 4
@@ -101,7 +101,10 @@ def is_navigation(line: str) -> bool:
 
 def drop_navigation(text: str) -> str:
     """``text`` without its navigation lines (kept as written otherwise)."""
-    return "\n".join(line for line in text.splitlines() if not line.strip() or not is_navigation(line))
+    # A lone word stays: it may be all a short document says.
+    return "\n".join(
+        line for line in text.splitlines() if not line.strip() or not is_navigation(line, lone_words=False)
+    )
 
 
 _FAQ = re.compile(r"^\s*Q:\s*(?P<q>.*?)\n\s*A:\s*(?P<a>.*)$", re.DOTALL)

@@ -146,8 +146,16 @@ def export_decisions(data_dir: Path | None, limit: int) -> None:
 
 
 def _register_groups() -> None:
+    from server import cli_kb
     from server.cli_bots import bots
     from server.cli_kb import kb
+
+    def extractive_answerer(service: Any, kb_id: str) -> Any:
+        from server.kb import extractive_answerer
+
+        return extractive_answerer(service, kb_id)
+
+    cli_kb.ANSWERER_FACTORY = extractive_answerer
 
     bots.add_command(export_decisions)
     main.add_command(bots)

@@ -5,7 +5,7 @@ the server is stopped, or against a Chroma server (``--chroma-host``), since two
 writing one embedded Chroma directory is unsupported.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ from knowledge.documents import ParsedDocument
 from knowledge.embeddings import default_embedder
 from knowledge.errors import DocumentTooLarge, KnowledgeError
 from knowledge.evaluation import (
-    Answer,
     Answerer,
     evaluate_by_language,
     format_report,
@@ -202,22 +201,10 @@ def search(obj: _Context, kb_name: str, query: str, k: int) -> None:
         click.echo(f"   {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
 
 
-def _extractive_answerer(service: KnowledgeService, kb_id: str) -> Answerer:
-    """The bot's own no-model answer (what a visitor reads), for the answer figures."""
-    from bots.config import HandoffSettings
-    from bots.extractive import extractive_answer
-    from server.kb import passages_for
-
-    threshold = HandoffSettings().score_threshold
-
-    def answer(question: str, found: Any) -> Answer:
-        passages = passages_for(service, kb_id, question, 5, found)
-        result = extractive_answer(question, passages, threshold=threshold)
-        by_doc = {h.document_id: h for h in found.hits}
-        cited = [] if result.abstained else [by_doc[c.document_id] for c in result.citations if c.document_id in by_doc]
-        return Answer(result.text, cited)
-
-    return answer
+# How `eval` composes answers: the bot's own extractive answer, plugged in by ``server.cli`` (this
+# module stays free of the server and the bots, like the rest of the knowledge tooling). Without
+# it `eval` reports retrieval and abstention only.
+ANSWERER_FACTORY: Callable[[KnowledgeService, str], Answerer] | None = None
 
 
 @kb.command(name="eval")
@@ -239,7 +226,7 @@ def eval_(obj: _Context, kb_name: str, golden: Path, misses: bool, answers: bool
         service = KnowledgeService(ChromaStore.ephemeral(), service.embedder, service.settings)
         load_directory(service, kb_name, docs)
     try:
-        answerer = _extractive_answerer(service, kb_name) if answers else None
+        answerer = ANSWERER_FACTORY(service, kb_name) if answers and ANSWERER_FACTORY is not None else None
         reports = evaluate_by_language(service, kb_name, load_golden(golden), answerer=answerer)
     except KnowledgeError as exc:
         raise _fail(exc) from exc

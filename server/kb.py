@@ -14,6 +14,7 @@ from sqlmodel import select
 
 from bots.ports import Passage
 from knowledge.errors import KnowledgeError
+from knowledge.evaluation import Answer, Answerer
 from knowledge.service import KnowledgeService, Retrieval
 from knowledge.settings import KnowledgeSettings
 from server.db import Database
@@ -21,8 +22,15 @@ from server.models import Bot, Document, KnowledgeBase, OutboxRow, utcnow
 from server.outbox import claim, finish
 from server.settings import Settings
 
-__all__ = ["IngestWorker", "KnowledgeRetriever", "build_knowledge", "enqueue_document", "load_demo_kb",
-           "passages_for"]
+__all__ = [
+    "IngestWorker",
+    "KnowledgeRetriever",
+    "build_knowledge",
+    "enqueue_document",
+    "extractive_answerer",
+    "load_demo_kb",
+    "passages_for",
+]
 
 log = logging.getLogger("parley.kb")
 
@@ -74,6 +82,23 @@ def passages_for(service: KnowledgeService, kb_id: str, query: str, k: int,
                          heading_path=" > ".join(h.heading_path), text=h.text, score=h.confidence)
                  for h in found.hits if h.document_id not in chosen]
     return passages
+
+
+def extractive_answerer(service: KnowledgeService, kb_id: str) -> Answerer:
+    """The bot's own no-model answer (what a visitor reads), for `parley kb eval`'s answer figures."""
+    from bots.config import HandoffSettings
+    from bots.extractive import extractive_answer
+
+    threshold = HandoffSettings().score_threshold
+
+    def answer(question: str, found: Retrieval) -> Answer:
+        passages = passages_for(service, kb_id, question, 5, found)
+        result = extractive_answer(question, passages, threshold=threshold)
+        by_doc = {h.document_id: h for h in found.hits}
+        cited = [] if result.abstained else [by_doc[c.document_id] for c in result.citations if c.document_id in by_doc]
+        return Answer(result.text, cited)
+
+    return answer
 
 
 def upload_path(settings: Settings, document_id: str) -> Path:

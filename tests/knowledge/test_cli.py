@@ -2,6 +2,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+import server.cli  # noqa: F401  (plugs the bot's extractive answers into `kb eval`)
 from server.cli_kb import kb
 
 
