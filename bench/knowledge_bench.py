@@ -243,8 +243,8 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
 
-def bench_queries(workdir: Path, size: int, embedder: Embedder, name: str, rounds: int) -> list[tuple[str, str]]:
-    path = workdir / f"q{size}-{name}"
+def bench_queries(workdir: Path, size: int, embedder: Embedder, model_name: str, rounds: int) -> list[tuple[str, str]]:
+    path = workdir / f"q{size}-{model_name}"
     store = ChromaStore.persistent(path)
     service = KnowledgeService(store, embedder)
     service.create_kb("big")
@@ -304,7 +304,7 @@ def bench_queries(workdir: Path, size: int, embedder: Embedder, name: str, round
                 if round_ > 0:
                     parts[name][0].append((time.perf_counter() - wall) * 1000)
                     parts[name][1].append((time.process_time() - cpu) * 1000)
-    label = f"{name}: {size // 1000}k chunks"
+    label = f"{model_name}: {size // 1000}k chunks"
     titles = {
         "full": "full search (embed + Chroma + BM25 + fusion + scope) [target p99 ≤ 5 ms at 100k]",
         "embed": "embedding the question",
