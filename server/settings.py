@@ -24,8 +24,8 @@ class Settings(BaseSettings):
         default="use",
         description="offline embedding model of new knowledge bases: multilingual USE (EN+ZH) or English MiniLM",
     )
-    # A knowledge base built with another embedder is re-embedded from its stored chunk texts at
-    # start-up when true; when false it is refused with a ModelMismatch naming both models.
+    # A knowledge base built with another embedder is re-embedded from its stored chunk texts when
+    # first opened if true; when false it is refused with a ModelMismatch naming both models.
     reembed_on_mismatch: bool = True
     host: str = "127.0.0.1"
     port: int = 8000
