@@ -46,7 +46,38 @@ class SocketifyCompat:
                 event = {"type": "websocket.receive", "bytes": b""}
             return event
 
-        await self.app(scope, fixed_receive, send)
+        await self.app(scope, fixed_receive, _native_guard(receive, send))
+
+
+_PEERLESS_OK = frozenset({"websocket.publish"})  # app-wide in uWS: needs no live socket
+
+
+def _native_guard(receive: Receive, send: Send) -> Send:
+    """socketify's ``send`` calls into uWS with its raw socket pointer, and once the socket is
+    gone (``ws.ws`` is None) subscribe, unsubscribe and close fall back to the upgrade's HTTP
+    response, which uWS has already freed: a peer that hangs up while the app is still busy
+    (a hello followed by an immediate close) then segfaults the process. socketify's close
+    callback keeps the socket's state on its ``ASGIWebSocket`` (``receive`` is bound to it);
+    read that before every call and drop what would touch a closed socket."""
+    native = getattr(receive, "__self__", None)
+    if native is None or not hasattr(native, "ws") or not hasattr(native, "aborted"):
+        return send  # not socketify's websocket object: nothing native to protect
+    upgraded = False
+
+    async def guarded(event: MutableMapping[str, Any]) -> Any:
+        nonlocal upgraded
+        etype = event.get("type")
+        if native.aborted:
+            return False
+        if etype == "websocket.accept":
+            # From here on the HTTP response handle belongs to uWS's websocket, whatever happens.
+            upgraded = True
+            return await send(event)
+        if upgraded and native.ws is None and etype not in _PEERLESS_OK:
+            return False
+        return await send(event)
+
+    return guarded
 
 
 def run_uvicorn(app: Litestar, settings: Settings) -> None:
