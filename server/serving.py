@@ -3,6 +3,7 @@ shutdown socketify lacks) or uvicorn. Both serve the same ``create_app`` result.
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -13,7 +14,8 @@ from litestar import Litestar
 
 from server.settings import Settings
 
-__all__ = ["SocketifyCompat", "run_socketify", "run_uvicorn", "use_standard_tasks"]
+__all__ = ["SocketifyCompat", "oversize_refusal", "run_socketify", "run_uvicorn", "use_standard_tasks",
+           "uvicorn_ws_options"]
 
 log = logging.getLogger("parley.serving")
 Scope = MutableMapping[str, Any]
@@ -80,6 +82,41 @@ def _native_guard(receive: Receive, send: Send) -> Send:
     return guarded
 
 
+def oversize_refusal(settings: Settings) -> tuple[bytes, ...]:
+    """What the contract says before a close for a frame the transport would not even read."""
+    detail = f"frame is larger than {settings.max_frame_bytes} bytes"
+    return (json.dumps({"type": "error", "code": "too_long", "detail": detail, "fatal": True}).encode(),
+            json.dumps({"type": "bye", "code": "too_long", "detail": detail, "reconnect": False}).encode())
+
+
+def uvicorn_ws_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's WebSocket settings: a frame a little over the protocol limit still gets a clear
+    ``too_long`` from the app; a larger one is refused from its header, before it is buffered,
+    with the error and ``bye`` frames sent ahead of the 1009 close."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from websockets.frames import CloseCode, Frame, Opcode
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+
+    refusal = oversize_refusal(settings)
+
+    class RefusingServerProtocol(ServerProtocol):
+        def fail(self, code: CloseCode | int, reason: str = "") -> None:
+            if code == CloseCode.MESSAGE_TOO_BIG and self.state is State.OPEN:
+                for data in refusal:
+                    self.send_frame(Frame(Opcode.TEXT, data))
+            super().fail(code, reason)
+
+    class RefusingWebSocketProtocol(WebSocketsSansIOProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # uvicorn builds its websockets connection inline; only ``fail`` differs.
+            self.conn.__class__ = RefusingServerProtocol
+
+    return {"ws": RefusingWebSocketProtocol, "ws_max_size": settings.transport_frame_bytes,
+            "ws_per_message_deflate": False}
+
+
 def run_uvicorn(app: Litestar, settings: Settings) -> None:
     import uvicorn
 
@@ -99,10 +136,7 @@ def run_uvicorn(app: Litestar, settings: Settings) -> None:
         app,
         host=settings.host,
         port=settings.port,
-        # Frames a little over the protocol limit still get a clear ``too_long`` from the app;
-        # anything larger is refused by the server before it is buffered.
-        ws_max_size=settings.max_frame_bytes * 2,
-        ws_per_message_deflate=False,
+        **uvicorn_ws_options(settings),
         ws_ping_interval=20,
         ws_ping_timeout=20,
         timeout_graceful_shutdown=int(settings.shutdown_drain_s) or 1,
@@ -119,7 +153,10 @@ def run_socketify(app: Litestar, settings: Settings, *, on_listen: Callable[[], 
     server = _ASGI(
         SocketifyCompat(app),  # type: ignore[arg-type]
         websocket_options={
-            "max_payload_length": settings.max_frame_bytes * 2,
+            # Frames a little over the protocol limit still reach the app, which answers
+            # too_long; larger ones uWS drops from their header (and closes with 1006, in C++,
+            # before any callback could answer: uvicorn below does better).
+            "max_payload_length": settings.transport_frame_bytes,
             "idle_timeout": 60,
             "compression": False,
             # uWS's own backpressure bound for native topic fan-out: a reader this far behind is closed.

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     # WebSocket protocol limits
     hello_timeout_s: float = 10.0
     max_frame_bytes: int = 65536
+    # Frames above this are refused by the transport from their header, before they are buffered
+    # (uvicorn then sends a fatal too_long and bye; uWS closes at once, in C++, with no frame);
+    # between max_frame_bytes and this the app answers too_long and the socket stays. 0: twice
+    # max_frame_bytes.
+    max_transport_frame_bytes: int = 0
     max_text_chars: int = 4000
     max_json_depth: int = 32
     send_queue_max: int = 512
@@ -77,6 +82,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'parley.db').resolve()}"
+
+    @property
+    def transport_frame_bytes(self) -> int:
+        return max(self.max_transport_frame_bytes or 2 * self.max_frame_bytes, self.max_frame_bytes)
 
     @property
     def is_sqlite(self) -> bool:
