@@ -19,7 +19,7 @@ TRANSPORT = 2 * LIMIT  # the default transport limit
 
 
 def _start(kind: str, data: Path, env: dict[str, str] | None = None) -> LiveServer:
-    return LiveServer(kind, free_port(), data, env or {}).start(timeout=60)
+    return LiveServer(kind, free_port(), data, env or {}).start(timeout=120)
 
 
 @pytest.fixture(scope="module", params=["socketify", "uvicorn"])
