@@ -26,8 +26,10 @@ from server.errors import ParleyError, error_body, status_for_code
 from server.fanout import Bus, LocalFanout, MemoryBus, NativeFanout, PythonFanout, RedisBus
 from server.gateway import Gateway, follow
 from server.kb import IngestWorker, KnowledgeRetriever, build_knowledge, load_demo_kb
+from server.login_guard import LoginGuard, login_limits
 from server.metrics import Metrics
 from server.models import Conversation, OutboxRow
+from server.passwords import PasswordHashing
 from server.push.routes import push_route_handlers
 from server.push.wiring import PushRuntime
 from server.routes.auth import auth_handlers
@@ -120,6 +122,8 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         "router": router, "background": background, "readiness_probes": {"retrieval": retrieval_ready},
         "demo": None, "knowledge": knowledge, "retriever": retriever, "llm": llm, "bot_runner": bot_runner,
         "ingest_worker": ingest_worker, "push": push,
+        "passwords": PasswordHashing(settings.password_hash_concurrency, settings.password_hash_queue_max),
+        "login_guard": LoginGuard(login_limits(settings)),
     })
 
     @asynccontextmanager

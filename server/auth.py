@@ -1,5 +1,5 @@
 """Who is calling: admin keys (stored as SHA-256 of a high-entropy key), per-tenant HS256 JWTs
-for end users and agents, anonymous widget sessions, agent passwords (argon2)."""
+for end users and agents, anonymous widget sessions, agent passwords (argon2, in server.passwords)."""
 
 import hashlib
 import hmac
@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import select
 
 from server.db import Database
@@ -21,17 +19,14 @@ __all__ = [
     "Principal",
     "authenticate_bearer",
     "hash_admin_key",
-    "hash_password",
     "issue_token",
     "new_admin_key",
     "new_signing_secret",
     "new_widget_key",
-    "verify_password",
     "verify_token",
 ]
 
 Role = Literal["admin", "user", "agent"]
-_hasher = PasswordHasher()
 _ADMIN_PREFIX = "pk_admin_"
 
 
@@ -62,17 +57,6 @@ def new_signing_secret() -> str:
 def hash_admin_key(key: str) -> str:
     # Keys carry 256 bits of entropy, so a fast hash is enough and allows an indexed lookup.
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def verify_password(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def issue_token(tenant: Tenant, *, sub: str, role: Literal["user", "agent"], ttl_s: int,

@@ -8,9 +8,11 @@ from litestar import Request, post
 from litestar.params import JSONBody
 from sqlmodel import select
 
-from server.auth import issue_token, verify_password
+from server.auth import issue_token
 from server.errors import AuthError, BadInput
+from server.login_guard import LoginGuard
 from server.models import Agent, Tenant, User
+from server.passwords import PasswordHashing
 from server.routes.deps import Auth, require
 
 __all__ = ["auth_handlers"]
@@ -71,14 +73,28 @@ async def widget_session(request: Request[Any, Any, Any], data: JSONBody[WidgetS
 @post("/v1/auth/login", status_code=200)
 async def login(request: Request[Any, Any, Any], data: JSONBody[LoginRequest]) -> dict[str, Any]:
     st = request.app.state
+    guard: LoginGuard = st.login_guard
+    passwords: PasswordHashing = st.passwords
+    account = guard.account_key(data.email, data.tenant_id)
+    guard.check(request.client.host if request.client else "unknown", account)
     async with st.db.session() as s:
         q = select(Agent).where(Agent.email == data.email.lower())
         if data.tenant_id:
             q = q.where(Agent.tenant_id == data.tenant_id)
         agents = list((await s.exec(q)).all())
-        match = next((a for a in agents if verify_password(a.password_hash, data.password)), None)
-        if match is None:
-            raise AuthError("wrong email or password", code="token_invalid")
+    match = None
+    for agent in agents:
+        if await passwords.verify(agent.password_hash, data.password):
+            match = agent
+            break
+    if not agents:
+        # as slow as a wrong password for a known email: timing must not reveal which exist
+        await passwords.verify_dummy(data.password)
+    if match is None:
+        guard.failed(account)
+        raise AuthError("wrong email or password", code="token_invalid")
+    guard.succeeded(account)
+    async with st.db.session() as s:
         tenant = await s.get(Tenant, match.tenant_id)
     assert tenant is not None
     ttl = st.settings.token_ttl_s
