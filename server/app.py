@@ -40,6 +40,7 @@ from server.routes.health import health_handlers
 from server.routes.knowledge_bases import knowledge_handlers
 from server.routes.people import people_handlers
 from server.routing import Router
+from server.secretbox import load_or_create_key, private_dir, reseal_clear_values
 from server.settings import Settings
 from server.tenants import ensure_demo_tenant
 from server.web import web_handlers
@@ -128,10 +129,12 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         from server.migrations import upgrade
 
+        db.use_secret_box(load_or_create_key(settings.secret_key, settings.data_dir))
         await upgrade(db)
+        await reseal_clear_values(db)
         if settings.demo:
             created = await ensure_demo_tenant(db, settings.data_dir)
             app.state.demo = created
