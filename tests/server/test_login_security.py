@@ -119,7 +119,7 @@ async def test_a_full_password_queue_answers_unavailable_instead_of_growing() ->
         await hashing.verify(stored, GOOD)
     assert refused.value.retry_after_ms
     gate.gate.set()
-    assert await asyncio.gather(running, waiting) == [True, True]
+    assert list(await asyncio.gather(running, waiting)) == [True, True]
 
 
 # -- item 7: an unknown email costs a verification too -------------------------------------------
