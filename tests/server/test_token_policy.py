@@ -10,6 +10,7 @@ import jwt
 import pytest
 from sqlmodel import select
 
+from server.db import Database
 from server.models import Tenant
 from tests.support.inproc import InProcServer, make_settings
 from tests.support.ws import WsClient
@@ -25,7 +26,8 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcServer]:
 
 def _tenant(srv: InProcServer) -> Tenant:
     async def get() -> Tenant:
-        async with srv.app.state.db.session() as s:
+        db: Database = srv.app.state.db
+        async with db.session() as s:
             return (await s.exec(select(Tenant))).one()
 
     tenant: Tenant = srv.call(get())
