@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from server.db import Database
 from server.errors import AuthError
-from server.models import Tenant
+from server.models import Agent, Tenant
 from server.settings import Settings
 
 __all__ = [
@@ -64,12 +64,14 @@ def hash_admin_key(key: str) -> str:
 
 
 def issue_token(tenant: Tenant, *, sub: str, role: Literal["user", "agent"], ttl_s: int,
-                name: str | None = None) -> str:
+                name: str | None = None, agent_version: int | None = None) -> str:
     now = int(time.time())
     claims: dict[str, Any] = {"sub": sub, "tid": tenant.id, "role": role, "iat": now, "exp": now + ttl_s,
                               "kv": tenant.key_version}
     if name:
         claims["name"] = name
+    if agent_version is not None:
+        claims["akv"] = agent_version
     return jwt.encode(claims, tenant.signing_secret, algorithm="HS256")
 
 
@@ -128,12 +130,22 @@ async def verify_token(db: Database, token: str, limits: TokenLimits | None = No
         raise AuthError("token claims invalid", code="token_invalid")
     _check_lifetime(claims, max_token_ttl(tenant, role, limits))
     # tokens minted before the tenant's key version was raised are revoked; no kv means 1
-    kv = claims.get("kv", 1)
-    if not isinstance(kv, int) or isinstance(kv, bool) or kv != tenant.key_version:
+    if not _version_matches(claims.get("kv", 1), tenant.key_version):
         raise AuthError("token revoked", code="token_invalid")
+    if role == "agent":
+        async with db.session() as s:
+            agent = await s.get(Agent, sub)
+        if agent is None or agent.tenant_id != tenant.id or not agent.active:
+            raise AuthError("no such active agent", code="token_invalid")
+        if not _version_matches(claims.get("akv", 1), agent.token_version):
+            raise AuthError("token revoked", code="token_invalid")
     if name is not None and not isinstance(name, str):
         name = None
     return Principal(tenant_id=tenant.id, role=role, id=sub, name=name)
+
+
+def _version_matches(claimed: Any, current: int) -> bool:
+    return isinstance(claimed, int) and not isinstance(claimed, bool) and claimed == current
 
 
 def _check_lifetime(claims: dict[str, Any], cap_s: int) -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import true as sa_true
 from sqlmodel import Field, SQLModel
 
 from server.secretbox import Sealed
@@ -87,6 +88,9 @@ class Agent(SQLModel, table=True):
     name: str = Field(max_length=200)
     password_hash: str = Field(max_length=200)
     max_concurrent: int = 5
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": sa_true()})
+    # Tokens carry ``akv``; a password reset or deactivation raises it and voids the agent's tokens.
+    token_version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     created_at: datetime = _ts()
 
 

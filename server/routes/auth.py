@@ -44,16 +44,16 @@ async def mint_token(request: Request[Any, Any, Any], principal: Auth, data: JSO
     st = request.app.state
     async with st.db.session() as s:
         tenant = await s.get(Tenant, principal.tenant_id)
-        if data.role == "agent":
-            agent = await s.get(Agent, data.sub)
-            if agent is None or agent.tenant_id != principal.tenant_id:
-                raise BadInput("no such agent in this tenant", field="sub")
+        agent = await s.get(Agent, data.sub) if data.role == "agent" else None
+        if data.role == "agent" and (agent is None or agent.tenant_id != principal.tenant_id or not agent.active):
+            raise BadInput("no such active agent in this tenant", field="sub")
     assert tenant is not None
     cap = min(st.settings.max_token_ttl_s, max_token_ttl(tenant, data.role, token_limits(st.settings)))
     ttl = data.ttl_s or min(st.settings.token_ttl_s, cap)
     if ttl > cap:
         raise BadInput(f"ttl_s must be at most {cap}", field="ttl_s")
-    return {"token": issue_token(tenant, sub=data.sub, role=data.role, ttl_s=ttl, name=data.name),
+    return {"token": issue_token(tenant, sub=data.sub, role=data.role, ttl_s=ttl, name=data.name,
+                                 agent_version=agent.token_version if agent else None),
             "expires_in": ttl}
 
 
@@ -84,11 +84,12 @@ async def login(request: Request[Any, Any, Any], data: JSONBody[LoginRequest]) -
             q = q.where(Agent.tenant_id == data.tenant_id)
         agents = list((await s.exec(q)).all())
     match = None
-    for agent in agents:
+    active = [a for a in agents if a.active]
+    for agent in active:
         if await passwords.verify(agent.password_hash, data.password):
             match = agent
             break
-    if not agents:
+    if not active:
         # as slow as a wrong password for a known email: timing must not reveal which exist
         await passwords.verify_dummy(data.password)
     if match is None:
@@ -99,7 +100,8 @@ async def login(request: Request[Any, Any, Any], data: JSONBody[LoginRequest]) -
         tenant = await s.get(Tenant, match.tenant_id)
     assert tenant is not None
     ttl = min(st.settings.token_ttl_s, max_token_ttl(tenant, "agent", token_limits(st.settings)))
-    return {"token": issue_token(tenant, sub=match.id, role="agent", ttl_s=ttl, name=match.name),
+    return {"token": issue_token(tenant, sub=match.id, role="agent", ttl_s=ttl, name=match.name,
+                                 agent_version=match.token_version),
             "agent_id": match.id, "tenant_id": tenant.id, "expires_in": ttl}
 
 

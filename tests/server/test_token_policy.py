@@ -115,3 +115,42 @@ def test_only_admins_revoke(srv: InProcServer) -> None:
         r = httpx.request(method, srv.url + path, headers={"Authorization": f"Bearer {user}"}, json={}, timeout=10)
         assert r.status_code == 403
     assert _status(srv, user)[0] == 200
+
+
+def _login(srv: InProcServer, email: str, password: str) -> httpx.Response:
+    return httpx.post(srv.url + "/v1/auth/login", json={"email": email, "password": password}, timeout=30)
+
+
+def test_deactivating_an_agent_voids_its_tokens_and_its_login(srv: InProcServer) -> None:
+    agent_id, minted = srv.agent("Leaver", "leaver@x.io")
+    logged_in = _login(srv, "leaver@x.io", "correct horse battery").json()["token"]
+    assert [_status(srv, t)[0] for t in (minted, logged_in)] == [200, 200]
+    with srv.admin() as c:
+        r = c.post(f"/v1/agents/{agent_id}/deactivate")
+        assert r.status_code == 200 and r.json()["active"] is False
+        assert [_status(srv, t) for t in (minted, logged_in)] == [(401, "token_invalid")] * 2
+        # a self-minted token for the deactivated agent is refused as well
+        assert _status(srv, _self_minted(srv, role="agent", sub=agent_id, akv=2)) == (401, "token_invalid")
+        assert _login(srv, "leaver@x.io", "correct horse battery").status_code == 401
+        assert c.post("/v1/tokens", json={"sub": agent_id, "role": "agent"}).status_code == 422
+        assert c.post(f"/v1/agents/{agent_id}/activate").json()["active"] is True
+    again = _login(srv, "leaver@x.io", "correct horse battery")
+    assert again.status_code == 200 and _status(srv, again.json()["token"])[0] == 200
+    assert _status(srv, minted) == (401, "token_invalid")  # reactivating does not revive old tokens
+
+
+def test_a_password_reset_voids_the_agents_tokens(srv: InProcServer) -> None:
+    agent_id, minted = srv.agent("Forgetful", "forgetful@x.io")
+    other_id, other = srv.agent("Bystander", "bystander@x.io")
+    with srv.admin() as c:
+        weak = c.post(f"/v1/agents/{agent_id}/password", json={"password": "forgetful"})
+        assert weak.status_code == 422 and weak.json()["error"]["field"] == "password"
+        assert _status(srv, minted)[0] == 200  # a refused reset changes nothing
+        assert c.post(f"/v1/agents/{agent_id}/password", json={"password": "new staple battery"}).status_code == 200
+        assert c.post("/v1/agents/nope/password", json={"password": "new staple battery"}).status_code == 404
+    assert _status(srv, minted) == (401, "token_invalid")
+    assert _status(srv, other)[0] == 200  # only that agent's tokens
+    assert _login(srv, "forgetful@x.io", "correct horse battery").status_code == 401
+    fresh = _login(srv, "forgetful@x.io", "new staple battery")
+    assert fresh.status_code == 200 and _status(srv, fresh.json()["token"])[0] == 200
+    assert other_id != agent_id

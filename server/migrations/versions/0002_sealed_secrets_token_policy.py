@@ -1,11 +1,12 @@
-"""sealed secrets (text columns) and the per-tenant token policy
+"""sealed secrets (text columns), the per-tenant token policy, agent token versions
 
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-01 17:50:00.000000
 
 Secrets become text columns holding sealed values (server/secretbox.py); rows written in clear
-by 0001 keep working and are sealed at the next start. ``key_version`` voids tokens on revoke.
+by 0001 keep working and are sealed at the next start. ``key_version`` voids a tenant's tokens on
+revoke, ``agents.token_version`` one agent's on password reset or deactivation.
 """
 from collections.abc import Sequence
 
@@ -28,6 +29,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('user_token_max_ttl_s', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('agent_token_max_ttl_s', sa.Integer(), nullable=True))
 
+    with op.batch_alter_table('agents', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('active', sa.Boolean(), server_default=sa.true(), nullable=False))
+        batch_op.add_column(sa.Column('token_version', sa.Integer(), server_default='1', nullable=False))
+
     with op.batch_alter_table('push_tenant_config', schema=None) as batch_op:
         batch_op.alter_column('vapid_private_key', existing_type=sqlmodel.sql.sqltypes.AutoString(length=200),
                               type_=sa.Text(), existing_nullable=True)
@@ -46,6 +51,10 @@ def downgrade() -> None:
                               type_=sqlmodel.sql.sqltypes.AutoString(length=200), existing_nullable=True)
         batch_op.alter_column('vapid_private_key', existing_type=sa.Text(),
                               type_=sqlmodel.sql.sqltypes.AutoString(length=200), existing_nullable=True)
+
+    with op.batch_alter_table('agents', schema=None) as batch_op:
+        batch_op.drop_column('token_version')
+        batch_op.drop_column('active')
 
     with op.batch_alter_table('tenants', schema=None) as batch_op:
         batch_op.drop_column('agent_token_max_ttl_s')
