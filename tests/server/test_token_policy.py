@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from server.db import Database
 from server.models import Tenant
+from server.tenants import create_tenant
 from tests.support.inproc import InProcServer, make_settings
 from tests.support.ws import WsClient
 
@@ -28,7 +29,7 @@ def _tenant(srv: InProcServer) -> Tenant:
     async def get() -> Tenant:
         db: Database = srv.app.state.db
         async with db.session() as s:
-            return (await s.exec(select(Tenant))).one()
+            return (await s.exec(select(Tenant).where(Tenant.name == "Demo"))).one()
 
     tenant: Tenant = srv.call(get())
     return tenant
@@ -154,3 +155,20 @@ def test_a_password_reset_voids_the_agents_tokens(srv: InProcServer) -> None:
     fresh = _login(srv, "forgetful@x.io", "new staple battery")
     assert fresh.status_code == 200 and _status(srv, fresh.json()["token"])[0] == 200
     assert other_id != agent_id
+
+
+def test_agent_account_routes_are_for_the_tenants_admin_only(srv: InProcServer) -> None:
+    agent_id, agent_token = srv.agent("Guarded", "guarded@x.io")
+    user = srv.token("mallory")
+    routes = [(f"/v1/agents/{agent_id}/{what}", body) for what, body in
+              (("password", {"password": "another staple battery"}), ("deactivate", None), ("activate", None))]
+    for path, body in routes:
+        for token in (user, agent_token):
+            r = httpx.post(srv.url + path, headers={"Authorization": f"Bearer {token}"}, json=body, timeout=10)
+            assert r.status_code == 403, (path, r.text)
+        assert httpx.post(srv.url + path, json=body, timeout=10).status_code == 401
+    other = srv.call(create_tenant(srv.app.state.db, "Other"))
+    with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {other.admin_key}"}, timeout=10) as c:
+        for path, body in routes:
+            assert c.post(path, json=body).status_code == 404  # another tenant's agent is not found
+    assert _status(srv, agent_token)[0] == 200
