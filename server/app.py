@@ -135,6 +135,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         db.use_secret_box(load_or_create_key(settings.secret_key, settings.data_dir))
         await upgrade(db)
         await reseal_clear_values(db)
+        await app.state.passwords.warm()
         if settings.demo:
             created = await ensure_demo_tenant(db, settings.data_dir)
             app.state.demo = created

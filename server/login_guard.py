@@ -2,7 +2,7 @@
 and a lockout window once an account has seen too many wrong passwords.
 
 In memory, per process, bounded: the least recently seen keys are forgotten first. An account is
-``tenant/email`` as typed (unknown emails count too, so refusals tell nothing about which exist)."""
+its email as typed (unknown emails count too, so refusals tell nothing about which exist)."""
 
 import time
 from collections import OrderedDict, deque
@@ -75,8 +75,10 @@ class LoginGuard:
         self._failures = _Lru(_Failures, limits.max_keys)
 
     @staticmethod
-    def account_key(email: str, tenant_id: str | None) -> str:
-        return f"{tenant_id or '*'}/{email.strip().lower()}"
+    def account_key(email: str) -> str:
+        # By email alone: keyed with the optional tenant_id too, each value sent would open a
+        # fresh budget of guesses for the same agent.
+        return email.strip().lower()
 
     def check(self, ip: str, account: str) -> None:
         """Called before the password is looked at; raises ``RateLimited`` with the wait."""

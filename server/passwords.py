@@ -55,6 +55,10 @@ class PasswordHashing:
         except (VerificationError, InvalidHashError):
             return False
 
+    async def warm(self) -> None:
+        """Make the dummy hash before the first login, which would otherwise pay for it once."""
+        await asyncio.to_thread(self._verify_against_dummy, "")
+
     def _verify_against_dummy(self, password: str) -> None:
         with self._dummy_lock:
             if self._dummy is None:

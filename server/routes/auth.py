@@ -76,7 +76,7 @@ async def login(request: Request[Any, Any, Any], data: JSONBody[LoginRequest]) -
     st = request.app.state
     guard: LoginGuard = st.login_guard
     passwords: PasswordHashing = st.passwords
-    account = guard.account_key(data.email, data.tenant_id)
+    account = guard.account_key(data.email)
     guard.check(request.client.host if request.client else "unknown", account)
     async with st.db.session() as s:
         q = select(Agent).where(Agent.email == data.email.lower())
