@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,11 +99,27 @@ def load_or_create_key(secret_key: str | None, data_dir: Path) -> SecretBox:
     if secret_key:
         return SecretBox(secret_key)
     path = data_dir / KEY_FILE
-    if not path.exists():
-        write_private_file(path, secrets.token_urlsafe(32) + "\n")
+    private_dir(data_dir)
+    try:
+        # O_EXCL: two nodes starting at once on a shared data dir must not each write a key
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
+        finally:
+            os.close(fd)
         log.warning("generated the key for secrets at rest in %s; keep it with the database (or set "
                     "PARLEY_SECRET_KEY on every node)", path)
-    return SecretBox(path.read_text().strip())
+    text = path.read_text().strip()
+    for _ in range(20):  # another node may have created the file and not yet written it
+        if text:
+            break
+        time.sleep(0.05)
+        text = path.read_text().strip()
+    return SecretBox(text)
 
 
 def _box(dialect: Dialect) -> "SecretBox | None":
