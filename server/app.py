@@ -135,7 +135,6 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         db.use_secret_box(load_or_create_key(settings.secret_key, settings.data_dir))
         await upgrade(db)
         await reseal_clear_values(db)
-        await app.state.passwords.warm()
         if settings.demo:
             created = await ensure_demo_tenant(db, settings.data_dir)
             app.state.demo = created
@@ -147,6 +146,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         await bus.start()
         background.append(asyncio.create_task(bot_runner.run(), name="parley-bot-runner"))
         background.append(asyncio.create_task(ingest_worker.run(), name="parley-ingest"))
+        background.append(asyncio.create_task(app.state.passwords.warm(), name="parley-password-warm"))
         push.start()
         # Everything loaded so far lives as long as the process: keep the collector off it, or a
         # full collection over the AI and knowledge stack pauses every socket for a few 100 ms.
