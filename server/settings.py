@@ -56,6 +56,25 @@ class Settings(BaseSettings):
     token_ttl_s: int = 3600
     max_token_ttl_s: int = 7 * 24 * 3600
     widget_token_ttl_s: int = 24 * 3600
+    # the longest lifetime (exp - iat, and exp - now) a token may have; a tenant may set its own
+    user_token_max_ttl_s: int = 7 * 24 * 3600
+    agent_token_max_ttl_s: int = 12 * 3600
+    min_password_length: int = 10
+    password_hash_concurrency: int = 2
+    password_hash_queue_max: int = 64
+    login_rate_per_ip: float = 0.2
+    login_burst_per_ip: int = 20
+    login_rate_per_account: float = 0.1
+    login_burst_per_account: int = 10
+    login_lockout_failures: int = 10
+    login_lockout_window_s: float = 900.0
+    login_lockout_s: float = 900.0
+    login_guard_max_keys: int = 100_000
+    secret_key: str | None = Field(
+        default=None,
+        description="key that encrypts secrets at rest (urlsafe base64 of 32 bytes); "
+        "unset: generated into <data_dir>/secret.key on first start",
+    )
 
     # REST limits
     max_request_bytes: int = 1024 * 1024
