@@ -18,6 +18,7 @@ from litestar.di import Provide
 from litestar.events.emitter import BaseEventEmitterBackend
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 
 from server.botrunner import BotRunner
 from server.chat import ChatService, topic_agents, topic_conversation
@@ -36,6 +37,7 @@ from server.routes.conversations import conversation_handlers
 from server.routes.deps import get_principal
 from server.routes.health import health_handlers
 from server.routes.knowledge_bases import knowledge_handlers
+from server.routes.media import require_declared_body_type
 from server.routes.people import people_handlers
 from server.routing import Router
 from server.settings import Settings
@@ -167,7 +169,10 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
             "push_engine": Provide(lambda: push.engine, sync_to_thread=False),
         },
         exception_handlers={ParleyError: _parley_error, HTTPException: _http_error, Exception: _internal_error},
-        openapi_config=OpenAPIConfig(title="Parley", version="1.0.0", path="/schema", render_plugins=[]),
+        # The JSON schema only: Litestar's documentation UIs load their scripts from CDNs.
+        openapi_config=OpenAPIConfig(title="Parley", version="1.0.0", path="/schema",
+                                     render_plugins=[JsonRenderPlugin()]),
+        before_request=require_declared_body_type,
         request_max_body_size=settings.max_request_bytes,
         debug=False,
         event_emitter_backend=_NoEvents,

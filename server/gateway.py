@@ -40,6 +40,7 @@ from server.frames import (
 )
 from server.metrics import Metrics
 from server.models import Conversation, Message, new_id
+from server.origins import origin_allowed
 from server.ratelimit import TokenBucket
 from server.settings import Settings
 
@@ -153,7 +154,8 @@ class Session:
         self.task = asyncio.current_task()
         await self.socket.accept()
         try:
-            if not self.gw.origin_allowed(origin, self.socket.headers.get("host")):
+            if not self.gw.origin_allowed(origin, self.socket.headers.get("host"),
+                                          self.socket.scope.get("scheme", "ws")):
                 await self.fatal("forbidden", f"origin {origin!r} is not allowed")
             if self.gw.draining:
                 await self.fatal("unavailable", "server is shutting down", reconnect=True)
@@ -481,14 +483,9 @@ class Gateway:
     async def _default_handoff(self, p: Principal, cid: str, reason: str | None) -> Conversation:
         return await self.chat.set_status(p, p.tenant_id, cid, "handoff", reason="user_request")
 
-    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
-        if origin is None:
-            return True  # not a browser: tokens, not origins, protect non-browser clients
-        allowed = self.settings.allowed_origins
-        if "*" in allowed or origin in allowed:
-            return True
-        bare = origin.split("://", 1)[-1]
-        return host is not None and bare == host
+    def origin_allowed(self, origin: str | None, host: str | None, scheme: str = "ws") -> bool:
+        own = self.settings.public_url or (f"{scheme}://{host}" if host else None)
+        return origin_allowed(origin, self.settings.allowed_origins, own=own)
 
     async def handle(self, socket: WebSocket[Any, Any, Any]) -> None:
         await Session(self, socket, self.native).run()

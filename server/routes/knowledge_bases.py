@@ -68,7 +68,8 @@ async def list_kbs(request: Request[Any, Any, Any], principal: Auth) -> dict[str
     return {"knowledge_bases": [_kb_json(k) for k in kbs]}
 
 
-@post("/v1/knowledge-bases/{kb_id:str}/documents", status_code=202, request_max_body_size=None)
+@post("/v1/knowledge-bases/{kb_id:str}/documents", status_code=202, request_max_body_size=None,
+      opt={"body_types": ("application/json", "multipart/form-data")})
 async def add_document(request: Request[Any, Any, Any], principal: Auth, kb_id: FromPath[str]) -> dict[str, Any]:
     require(principal, "admin")
     st = request.app.state
