@@ -31,6 +31,7 @@ from server.metrics import Metrics
 from server.models import Conversation, OutboxRow
 from server.push.routes import push_route_handlers
 from server.push.wiring import PushRuntime
+from server.ratelimit import build_limiter
 from server.routes.auth import auth_handlers
 from server.routes.bots import bot_handlers
 from server.routes.conversations import conversation_handlers
@@ -83,7 +84,8 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
     bus: Bus = RedisBus(local, settings.redis_url) if settings.redis_url else MemoryBus(local)
     metrics = Metrics()
     chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=_fault_hook(fault_point))
-    gateway = Gateway(settings, db, chat, bus, metrics, native=server_kind == "socketify")
+    limiter = build_limiter(settings)
+    gateway = Gateway(settings, db, chat, bus, metrics, native=server_kind == "socketify", limiter=limiter)
     if isinstance(bus, RedisBus):
         bus.on_recovered.append(gateway.catch_up)
     router = Router(chat, gateway.online_agents,
@@ -121,7 +123,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         "settings": settings, "db": db, "bus": bus, "chat": chat, "gateway": gateway, "metrics": metrics,
         "router": router, "background": background, "readiness_probes": {"retrieval": retrieval_ready},
         "demo": None, "knowledge": knowledge, "retriever": retriever, "llm": llm, "bot_runner": bot_runner,
-        "ingest_worker": ingest_worker, "push": push,
+        "ingest_worker": ingest_worker, "push": push, "limiter": limiter,
     })
 
     @asynccontextmanager
@@ -152,6 +154,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
             await bot_runner.stop()
             await push.stop()
             await _shutdown(gateway, background, bus, db)
+            await limiter.close()
 
     @websocket("/v1/ws")
     async def ws_endpoint(socket: WebSocket[Any, Any, Any]) -> None:
@@ -234,7 +237,7 @@ def _parley_error(_req: Request[Any, Any, Any], exc: ParleyError) -> Response[An
     status = status_for_code(exc.code)
     headers = {}
     if exc.retry_after_ms is not None:
-        headers["Retry-After"] = str(max(1, exc.retry_after_ms // 1000))
+        headers["Retry-After"] = str(max(1, -(-exc.retry_after_ms // 1000)))  # whole seconds, rounded up
     return Response(error_body(exc.code, exc.detail, field=exc.field, retry_after_ms=exc.retry_after_ms),
                     status_code=status, headers=headers)
 
