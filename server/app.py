@@ -171,7 +171,8 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
             "db": Provide(lambda: db, sync_to_thread=False),
             "push_engine": Provide(lambda: push.engine, sync_to_thread=False),
         },
-        exception_handlers={ParleyError: _parley_error, HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={ParleyError: _parley_error, HTTPException: _http_error, RecursionError: _too_deep,
+                            Exception: _internal_error},
         # The JSON schema only: Litestar's documentation UIs load their scripts from CDNs.
         openapi_config=OpenAPIConfig(title="Parley", version="1.0.0", path="/schema",
                                      render_plugins=[JsonRenderPlugin()]),
@@ -264,6 +265,11 @@ def _http_error(_req: Request[Any, Any, Any], exc: HTTPException) -> Response[An
     if code is None:
         code = "validation_failed" if 400 <= status < 500 else "internal"
     return Response(error_body(code, detail), status_code=status)
+
+
+def _too_deep(_req: Request[Any, Any, Any], _exc: RecursionError) -> Response[Any]:
+    # The JSON decoder recurses once per nesting level: a body nested thousands deep is bad input.
+    return Response(error_body("bad_frame", "JSON nested too deep"), status_code=400)
 
 
 def _internal_error(_req: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
