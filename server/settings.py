@@ -43,6 +43,20 @@ class Settings(BaseSettings):
     burst_per_connection: int = 30
     rate_per_user: float = 20.0
     burst_per_user: int = 60
+    rate_per_tenant: float = Field(default=1000.0, description="messages per second of a whole tenant")
+    burst_per_tenant: int = 5000
+    rate_replay_per_user: float = Field(default=500.0, description="messages per second replayed by subscribe")
+    burst_replay_per_user: int = 5000
+    max_pending_handshakes_per_ip: int = Field(default=50, description="open sockets that have not said hello")
+    rate_widget_sessions_per_ip: float = Field(default=0.5, description="new anonymous visitors per second")
+    burst_widget_sessions_per_ip: int = 60
+    rate_widget_sessions_per_tenant: float = 20.0
+    burst_widget_sessions_per_tenant: int = 500
+    ratelimit_backend: Literal["auto", "memory", "redis"] = Field(
+        default="auto", description="auto: shared through Redis when redis_url is set, else per node")
+    ratelimit_max_keys: int = 100_000
+    trusted_proxy_hops: int = Field(
+        default=0, description="reverse proxies in front that append to X-Forwarded-For (0: use the peer address)")
     max_subscriptions: int = 500
     replay_batch: int = 500
     replay_stall_s: float = 10.0

@@ -13,6 +13,7 @@ from server.errors import AuthError, BadInput
 from server.login_guard import LoginGuard
 from server.models import Agent, Tenant, User
 from server.passwords import PasswordHashing
+from server.ratelimit import Charge, client_ip, enforce, ip_key, tenant_key
 from server.routes.deps import Auth, require
 
 __all__ = ["auth_handlers"]
@@ -60,10 +61,16 @@ async def mint_token(request: Request[Any, Any, Any], principal: Auth, data: JSO
 @post("/v1/widget/session", status_code=201)
 async def widget_session(request: Request[Any, Any, Any], data: JSONBody[WidgetSessionRequest]) -> dict[str, Any]:
     st = request.app.state
+    limits = st.gateway.limits
+    ip = client_ip(request.scope.get("client"), request.headers, st.settings.trusted_proxy_hops)
+    # Per address before the key is even looked up, so guessing keys is paid for too.
+    await enforce(st.limiter, Charge(limits.widget_sessions_ip, ip_key(ip)), detail="too many new sessions")
     async with st.db.write() as s:
         tenant = (await s.exec(select(Tenant).where(Tenant.widget_key == data.widget_key))).first()
         if tenant is None:
             raise AuthError("unknown widget key", code="token_invalid")
+        await enforce(st.limiter, Charge(limits.widget_sessions_tenant, tenant_key(tenant.id)),
+                      detail="too many new sessions for this site")
         user_id = "anon_" + secrets.token_urlsafe(12)
         s.add(User(tenant_id=tenant.id, external_id=user_id, name=data.name, anonymous=True))
     ttl = min(st.settings.widget_token_ttl_s, max_token_ttl(tenant, "user", token_limits(st.settings)))

@@ -25,6 +25,15 @@ FAST: dict[str, Any] = {
     "burst_per_connection": 1_000_000,
     "rate_per_user": 1_000_000.0,
     "burst_per_user": 1_000_000,
+    "rate_per_tenant": 1_000_000.0,
+    "burst_per_tenant": 1_000_000,
+    "rate_replay_per_user": 1_000_000.0,
+    "burst_replay_per_user": 1_000_000,
+    "max_pending_handshakes_per_ip": 100_000,
+    "rate_widget_sessions_per_ip": 1_000_000.0,
+    "burst_widget_sessions_per_ip": 1_000_000,
+    "rate_widget_sessions_per_tenant": 1_000_000.0,
+    "burst_widget_sessions_per_tenant": 1_000_000,
     "max_connections_per_user": 200,
 }
 # The same for a ``parley serve`` subprocess (tests.support.live.LiveServer).
