@@ -29,6 +29,7 @@ from server.kb import IngestWorker, KnowledgeRetriever, build_knowledge, load_de
 from server.metrics import Metrics
 from server.models import Conversation, OutboxRow
 from server.push.routes import push_route_handlers
+from server.push.settings import push_settings_from
 from server.push.wiring import PushRuntime
 from server.routes.auth import auth_handlers
 from server.routes.bots import bot_handlers
@@ -106,7 +107,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
     bot_runner = BotRunner(db, chat, router, retriever, model=llm, metrics=metrics,
                            answer_deadline_s=settings.answer_deadline_s)
     ingest_worker = IngestWorker(db, settings, knowledge)
-    push = PushRuntime(db, gateway)
+    push = PushRuntime(db, gateway, push_settings_from(settings))
     router.on_status.append(_chat_event_writer(db))
 
     async def retrieval_ready() -> bool:

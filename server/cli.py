@@ -89,6 +89,7 @@ def worker(data_dir: Path | None) -> None:
     with FOR UPDATE SKIP LOCKED, so several can run beside the servers."""
     from server.db import Database
     from server.migrations import upgrade
+    from server.push.settings import push_settings_from
     from server.push.wiring import PushRuntime
 
     settings = _settings(data_dir=data_dir)
@@ -106,7 +107,7 @@ def worker(data_dir: Path | None) -> None:
 
         db = Database(settings.resolved_database_url())
         await upgrade(db)
-        runtime = PushRuntime(db, _NoSockets())
+        runtime = PushRuntime(db, _NoSockets(), push_settings_from(settings))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

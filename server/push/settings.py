@@ -2,9 +2,10 @@
 root builds it (from ``server.settings.Settings`` or the environment); nothing here reads the
 environment."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
-__all__ = ["PushSettings"]
+__all__ = ["PushSettings", "push_settings_from"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +83,13 @@ class PushSettings:
     egress_allow_http: bool = False
     egress_allow_loopback: bool = False
     config_cache_s: float = 10.0
+
+
+def push_settings_from(settings: Any) -> PushSettings:
+    """The app's ``push_<name>`` settings onto the push engine's fields of the same name."""
+    values: dict[str, Any] = {}
+    for f in fields(PushSettings):
+        v = getattr(settings, f"push_{f.name}", None)
+        if v is not None:
+            values[f.name] = tuple(v) if isinstance(v, list) else v
+    return PushSettings(**values)

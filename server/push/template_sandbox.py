@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import Undefined, nodes
 from jinja2.exceptions import SecurityError
@@ -106,7 +106,7 @@ def _is_plain(v: Any, depth: int = 0) -> bool:
     if depth > 8:
         return False
     if isinstance(v, (list, tuple, *_VIEWS)):
-        return all(_is_plain(x, depth + 1) for x in v)
+        return all(_is_plain(x, depth + 1) for x in cast(Iterable[Any], v))
     if isinstance(v, dict):
         return all(isinstance(k, str | int) and _is_plain(x, depth + 1) for k, x in v.items())
     return False

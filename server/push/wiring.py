@@ -54,5 +54,6 @@ class PushRuntime:
 
     async def stop(self) -> None:
         await self.worker.stop()
+        self.engine.renderer.close()
         await self.client.aclose()
         await self.h2_client.aclose()
