@@ -26,7 +26,7 @@ from server.errors import ParleyError, error_body, status_for_code
 from server.fanout import Bus, LocalFanout, MemoryBus, NativeFanout, PythonFanout, RedisBus
 from server.gateway import Gateway, follow
 from server.kb import IngestWorker, KnowledgeRetriever, build_knowledge, load_demo_kb
-from server.metrics import Metrics
+from server.metrics import Metrics, handoff_label
 from server.models import Conversation, OutboxRow
 from server.push.routes import push_route_handlers
 from server.push.settings import push_settings_from
@@ -38,6 +38,7 @@ from server.routes.deps import get_principal
 from server.routes.health import health_handlers
 from server.routes.knowledge_bases import knowledge_handlers
 from server.routes.people import people_handlers
+from server.routes.stats import stats_handlers
 from server.routing import Router
 from server.settings import Settings
 from server.tenants import ensure_demo_tenant
@@ -86,7 +87,8 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
     if isinstance(bus, RedisBus):
         bus.on_recovered.append(gateway.catch_up)
     router = Router(chat, gateway.online_agents,
-                    on_handoff=lambda reason: metrics.handoffs.labels(reason[:64]).inc())
+                    on_handoff=lambda reason: metrics.handoffs.labels(handoff_label(reason)).inc())
+    router.on_status.append(metrics.on_router_status)
     gateway.on_handoff_request = lambda p, cid, reason: router.handoff(p.tenant_id, cid, reason="user_request")
 
     async def on_status(what: str, conv: Conversation) -> None:
@@ -157,7 +159,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         await gateway.handle(socket)
 
     handlers: list[Any] = [ws_endpoint, *health_handlers, *auth_handlers, *people_handlers, *conversation_handlers,
-                           *knowledge_handlers, *bot_handlers, *push_route_handlers, *web_handlers]
+                           *knowledge_handlers, *bot_handlers, *push_route_handlers, *web_handlers, *stats_handlers]
     return Litestar(
         route_handlers=handlers,
         state=state,
