@@ -39,6 +39,7 @@ __all__ = [
     "EgressRefused",
     "GuardedTransport",
     "Purpose",
+    "Unresolved",
 ]
 
 Purpose = Literal["webpush", "fcm_token", "webhook"]
@@ -64,6 +65,10 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 class EgressRefused(Exception):
     """The destination is not allowed. The message is safe to show to whoever supplied the URL."""
+
+
+class Unresolved(EgressRefused):
+    """The name did not resolve: nothing to classify yet."""
 
 
 def _matches(host: str, patterns: Iterable[str]) -> bool:
@@ -119,7 +124,7 @@ class EgressPolicy:
     def check_addresses(self, addresses: Sequence[str]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         """Every answer must be public: a name that also resolves privately is refused whole."""
         if not addresses:
-            raise EgressRefused("the host did not resolve")
+            raise Unresolved("the host did not resolve")
         ks = _LOOPBACK_OK if self.allow_loopback else _STRICT
         try:
             checked = [check_address(a, ks) for a in addresses]
@@ -136,12 +141,19 @@ class EgressPolicy:
             # getaddrinfo blocks: a slow resolver must not hold the event loop
             addresses = await asyncio.to_thread(self.resolver, host, port)
         except Exception as exc:  # the resolver's failure modes are its own (gaierror, FetchFailed)
-            raise EgressRefused("the host could not be resolved") from exc
+            raise Unresolved("the host could not be resolved") from exc
         return self.check_addresses(list(addresses))
 
     async def check_resolved(self, url: str, purpose: Purpose) -> httpx.URL:
+        """``check_url``, then every address the name has now must be public. A known push host
+        that does not resolve at this moment (DNS down, offline) is accepted: the host itself is
+        trusted and the connection is checked again when it is made. A webhook host must resolve."""
         u = self.check_url(url, purpose)
-        await self.resolve(u.host, u.port or _DEFAULT_PORTS[u.scheme])
+        try:
+            await self.resolve(u.host, u.port or _DEFAULT_PORTS[u.scheme])
+        except Unresolved:
+            if purpose == "webhook":
+                raise
         return u
 
 

@@ -239,3 +239,31 @@ async def test_another_users_endpoint_does_not_move_the_device(db: Database) -> 
         rows = {d.id: d for d in (await s.exec(select(Device))).all()}
     assert rows[a.id].user_id == "alice" and rows[a.id].active
     assert len(rows) == 2
+
+
+def _no_dns(host: str, port: int) -> list[str]:
+    raise OSError("no network")
+
+
+async def test_a_known_push_host_that_does_not_resolve_now_is_accepted_but_a_webhook_is_not(
+        db: Database) -> None:
+    """Offline or DNS trouble: the push host is trusted and checked again on connect; a
+    tenant's webhook host has no such trust."""
+    t = await make_tenant(db)
+    engine = PushEngine(db, {}, MemoryPresence(), egress=EgressPolicy(resolver=_no_dns))
+    sub = new_browser_sub("https://fcm.googleapis.com/fcm/send/abc").subscription
+    assert (await engine.register_device(t.id, "u1", "webpush", sub)).active
+    with pytest.raises(BadInput) as err:
+        await engine.configure(t.id, webhook_url="https://hooks.acme.example/push", webhook_secret="s")
+    assert err.value.field == "webhook_url"
+
+
+async def test_dns_trouble_at_send_time_is_a_retry_not_a_deactivation() -> None:
+    priv, pub = generate_vapid_keys()
+    config = PushTenantConfig(tenant_id="t1", vapid_private_key=priv, vapid_public_key=pub)
+    policy = EgressPolicy(resolver=_no_dns)
+    sub = new_browser_sub("https://fcm.googleapis.com/fcm/send/abc").subscription
+    async with httpx.AsyncClient(transport=GuardedTransport(policy)) as client:
+        r = await WebPushProvider(client, egress=policy).send(DeviceTarget("d", "webpush", subscription=sub), MSG,
+                                                              config)
+    assert r.kind == "retry" and "dns" in r.reason

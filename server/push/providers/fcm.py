@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import jwt
 
-from server.push.egress import EgressPolicy, EgressRefused
+from server.push.egress import EgressPolicy, EgressRefused, Unresolved
 from server.push.models import PushTenantConfig
 from server.push.providers.base import DeliveryResult, DeviceTarget, PushMessage, classify_status
 from server.push.settings import PushSettings
@@ -65,6 +65,8 @@ class FcmProvider:
             return DeliveryResult.permanent("fcm not configured for this tenant" if not account else "no token")
         try:
             token = await self._access_token(config.tenant_id, account)
+        except Unresolved:  # DNS trouble is temporary; a bad answer is not
+            return DeliveryResult.retry("dns: the host did not resolve")
         except EgressRefused as exc:
             return DeliveryResult.permanent(f"token_uri refused: {exc}")
         except (httpx.TimeoutException, httpx.TransportError) as exc:
@@ -93,6 +95,8 @@ class FcmProvider:
             resp = await self.client.post(url, json={"message": msg},
                                           headers={"Authorization": f"Bearer {token}"},
                                           timeout=self.settings.provider_timeout_s)
+        except Unresolved:  # DNS trouble is temporary; a bad answer is not
+            return DeliveryResult.retry("dns: the host did not resolve")
         except EgressRefused as exc:
             return DeliveryResult.permanent(f"fcm refused: {exc}")
         except httpx.TimeoutException:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import httpx
 
-from server.push.egress import EgressPolicy, EgressRefused
+from server.push.egress import EgressPolicy, EgressRefused, Unresolved
 from server.push.models import PushTenantConfig
 from server.push.providers.base import DeliveryResult, DeviceTarget, PushMessage, classify_status
 from server.push.settings import PushSettings
@@ -57,6 +57,8 @@ class WebhookProvider:
         try:
             resp = await self.client.post(config.webhook_url, content=body, headers=headers,
                                           timeout=self.settings.provider_timeout_s)
+        except Unresolved:  # DNS trouble is temporary; a bad answer is not
+            return DeliveryResult.retry("dns: the host did not resolve")
         except EgressRefused as exc:
             return DeliveryResult.permanent(f"webhook refused: {exc}")
         except httpx.TimeoutException:

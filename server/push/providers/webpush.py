@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 
-from server.push.egress import EgressPolicy, EgressRefused
+from server.push.egress import EgressPolicy, EgressRefused, Unresolved
 from server.push.models import PushTenantConfig
 from server.push.providers.base import DeliveryResult, DeviceTarget, PushMessage, classify_status
 from server.push.settings import PushSettings
@@ -121,6 +121,8 @@ class WebPushProvider:
         try:
             resp = await self.client.post(endpoint, content=body, headers=headers,
                                           timeout=self.settings.provider_timeout_s)
+        except Unresolved:  # DNS trouble is temporary; a bad answer is not
+            return DeliveryResult.retry("dns: the host did not resolve")
         except EgressRefused as exc:  # the name now resolves somewhere it must not go
             return DeliveryResult.deactivate(f"endpoint refused: {exc}")
         except httpx.TimeoutException:
