@@ -32,8 +32,8 @@ from server.push.engine import PushEngine
 from server.push.models import PushRule, PushTenantConfig
 from server.push.presence import MemoryPresence
 from server.push.providers import DeviceTarget, PushMessage, WebPushProvider
-from server.push.settings import PushSettings
 from server.push.providers.webpush import b64url, generate_vapid_keys
+from server.push.settings import PushSettings
 
 NAMES = [f"evt.{i}" for i in range(20)]
 
