@@ -38,7 +38,7 @@ from server.push.providers.webpush import b64url_decode, generate_vapid_keys
 from server.push.quiet_hours import zone
 from server.push.settings import PushSettings
 from server.push.template_sandbox import TemplateLimits
-from server.push.templates import Copywriter, TemplateRenderer
+from server.push.templates import Copywriter, Rendered, TemplateRenderer
 
 __all__ = ["IngestResult", "PushEngine", "user_context"]
 
@@ -140,6 +140,7 @@ class PushEngine:
         self.renderer = TemplateRenderer(
             max_title=s.max_title_chars, max_body=s.max_body_chars, max_url=s.max_url_chars,
             max_source_chars=s.template_max_source_chars, threads=s.template_threads,
+            batch_budget_s=s.template_batch_budget_s,
             limits=TemplateLimits(max_value_chars=s.template_max_value_chars,
                                   max_output_chars=s.template_max_output_chars,
                                   max_iterations=s.template_max_iterations, max_range=s.template_max_range,
@@ -264,7 +265,22 @@ class PushEngine:
         for w in waits:
             open_waits.setdefault(w.user_id, []).append(w)
         ctxs: dict[str, _UserCtx] = {}
-        for p in sorted(evs, key=lambda p: (p.occurred_at, p.index)):
+        ordered = sorted(evs, key=lambda p: (p.occurred_at, p.index))
+        # every text this batch needs, rendered in one trip to the template threads (not one per
+        # notification while the transaction holds its locks)
+        jobs: list[tuple[PushRule, User, dict[str, Any], str]] = []
+        datas: dict[str, dict[str, Any]] = {}
+        for p in ordered:
+            if p.name not in by_trigger:
+                continue
+            data = datas[p.event_id] = {"event": _event_context(p.name, p.event_id, p.properties, p.occurred_at),
+                                        "user": user_context(users[p.user_id])}
+            jobs.extend((r, users[p.user_id], data, p.event_id) for r in by_trigger[p.name]
+                        if not r.wait_s and evaluate(r.conditions, data))
+        texts = await self.renderer.render_many_async(
+            [(r.template, data, r.variants, u.external_id, r.id) for r, u, data, _ in jobs])
+        rendered = {(r.id, event_id): t for (r, _, _, event_id), t in zip(jobs, texts, strict=True)}
+        for p in ordered:
             for w in open_waits.get(p.user_id, []):
                 if w.status == "pending" and p.name in w.cancel_on and p.occurred_at >= aware(w.trigger_at):
                     w.status, w.cancelled_by = "cancelled", p.event_id
@@ -280,8 +296,7 @@ class PushEngine:
             if not matching:
                 continue
             user = users[p.user_id]
-            data = {"event": _event_context(p.name, p.event_id, p.properties, p.occurred_at),
-                    "user": user_context(user)}
+            data = datas[p.event_id]
             for r in matching:
                 if not evaluate(r.conditions, data):
                     continue
@@ -294,12 +309,17 @@ class PushEngine:
                     s.add(OutboxRow(tenant_id=tenant_id, topic=TOPIC, payload={"kind": "rule.wait", "wait_id": w.id},
                                     available_at=w.due_at, created_at=now))
                     continue
-                await self._notify(s, tenant_id, await self._rule_spec(r, user, data, p.event_id), now, ctxs)
+                spec = self._spec_from(r, user, p.event_id, rendered[(r.id, p.event_id)])
+                await self._notify(s, tenant_id, spec, now, ctxs)
 
     async def _rule_spec(self, r: PushRule, user: User, data: dict[str, Any], event_id: str,
                          not_before: datetime | None = None) -> _Spec:
         rendered = await self.renderer.render_async(r.template, data, variants=r.variants, user_id=user.external_id,
-                                        rule_id=r.id)
+                                                    rule_id=r.id)
+        return self._spec_from(r, user, event_id, rendered, not_before)
+
+    def _spec_from(self, r: PushRule, user: User, event_id: str, rendered: Rendered,
+                   not_before: datetime | None = None) -> _Spec:
         cap = r.per_rule_cap
         notes = ["template: fell back (missing data)"] if rendered.fell_back else []
         if rendered.variant:

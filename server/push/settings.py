@@ -49,6 +49,7 @@ class PushSettings:
     template_max_range: int = 1_000
     template_max_int_bits: int = 256
     template_budget_s: float = 0.25
+    template_batch_budget_s: float = 2.0  # all renders of one event batch, in one transaction
     template_threads: int = 2
 
     # rules

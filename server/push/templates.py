@@ -8,6 +8,7 @@ import functools
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -76,8 +77,9 @@ class TemplateRenderer:
 
     def __init__(self, *, max_title: int = 120, max_body: int = 500, max_url: int = 2000,
                  cache_size: int = 2048, limits: TemplateLimits | None = None, max_source_chars: int = 2000,
-                 threads: int = 2) -> None:
+                 threads: int = 2, batch_budget_s: float = 2.0) -> None:
         self.limits = limits or TemplateLimits()
+        self.batch_budget_s = batch_budget_s
         self.env = BoundedEnvironment(self.limits, undefined=StrictUndefined)
         # validation renders with every missing value empty, to find what no data can excuse
         self._trial_env = BoundedEnvironment(self.limits, undefined=ChainableUndefined)
@@ -157,9 +159,38 @@ class TemplateRenderer:
                 return await asyncio.get_running_loop().run_in_executor(self._pool, call)
         except TimeoutError:
             log.warning("template render timed out; using the fallback")
-            variant = choose_variant(variants, user_id, rule_id)
-            name = str(variant.get("name", "")) if variant is not None else None
-            return self._finish(_fallback(template, {**template, **(variant or {})}), name, True)
+            return self._fallback_for(template, variants, user_id, rule_id)
+
+    async def render_many_async(
+        self, jobs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], Sequence[Mapping[str, Any]] | None, str, str]],
+    ) -> list[Rendered]:
+        """(template, ctx, variants, user_id, rule_id) each, in one trip to a template thread. The
+        batch shares one deadline (``batch_budget_s``): what is left when it passes falls back."""
+        if not jobs:
+            return []
+
+        def work() -> list[Rendered]:
+            deadline = time.monotonic() + self.batch_budget_s
+            out = []
+            for template, ctx, variants, user_id, rule_id in jobs:
+                if time.monotonic() > deadline:
+                    out.append(self._fallback_for(template, variants, user_id, rule_id))
+                else:
+                    out.append(self.render(template, ctx, variants=variants, user_id=user_id, rule_id=rule_id))
+            return out
+
+        try:
+            async with asyncio.timeout(self.batch_budget_s + self.limits.budget_s * len(_FIELDS) + 1.0):
+                return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+        except TimeoutError:
+            log.warning("template batch timed out; using the fallbacks")
+            return [self._fallback_for(t, v, u, r) for t, _, v, u, r in jobs]
+
+    def _fallback_for(self, template: Mapping[str, Any], variants: Sequence[Mapping[str, Any]] | None,
+                      user_id: str, rule_id: str) -> Rendered:
+        variant = choose_variant(variants, user_id, rule_id)
+        name = str(variant.get("name", "")) if variant is not None else None
+        return self._finish(_fallback(template, {**template, **(variant or {})}), name, True)
 
     def check_source(self, source: str, field: str) -> None:
         """Blocking: compile, then render once with every value missing. Only a refusal (a
