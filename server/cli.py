@@ -110,6 +110,7 @@ def worker(data_dir: Path | None) -> None:
     """Run a push delivery worker on its own (scaled-out deployments): it claims outbox rows
     with FOR UPDATE SKIP LOCKED, so several can run beside the servers."""
     from server.migrations import upgrade
+    from server.push.settings import push_settings_from
     from server.push.wiring import PushRuntime
 
     settings = _settings(data_dir=data_dir)
@@ -127,7 +128,7 @@ def worker(data_dir: Path | None) -> None:
 
         db = _database(settings)
         await upgrade(db)
-        runtime = PushRuntime(db, _NoSockets())
+        runtime = PushRuntime(db, _NoSockets(), push_settings_from(settings))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

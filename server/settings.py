@@ -111,6 +111,21 @@ class Settings(BaseSettings):
     llm_max_retries: int = 1
     answer_deadline_s: float = 15.0
 
+    # push (server.push.settings.PushSettings): a `push_<name>` here overrides that field
+    push_egress_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts trusted as push endpoints beyond the known push services ('*.example.com' too)",
+    )
+    push_egress_allow_http: bool = False
+    push_egress_allow_loopback: bool = False
+    push_template_max_source_chars: int = 2000
+    push_template_max_output_chars: int = 16_000
+    push_template_max_iterations: int = 2_000
+    push_template_budget_s: float = 0.25
+
+    # /metrics: when set, scrapers must send `Authorization: Bearer <token>`
+    metrics_token: str | None = None
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

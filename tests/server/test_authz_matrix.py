@@ -80,6 +80,7 @@ ADMIN_ONLY = [
     ("POST", "/v1/events", {"events": []}),
     ("GET", "/v1/push/rules", None),
     ("GET", "/v1/push/notifications?user_id=alice", None),
+    ("GET", "/v1/admin/stats", None),
 ]
 
 
