@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 from argon2 import PasswordHasher
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from server.errors import BadInput, RateLimited, Unavailable
 from server.login_guard import LoginGuard, LoginLimits
@@ -237,3 +239,22 @@ def test_policy_minimum_is_a_setting() -> None:
     check_password_policy("a long enough one", min_length=10)
     with pytest.raises(BadInput):
         check_password_policy("a long enough one", min_length=30)
+
+
+# -- fuzz: whatever a visitor sends to the login answers with the contract's error, never a 500 --------
+
+_scalar = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50)
+_json_value = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.one_of(
+    st.fixed_dictionaries({"email": st.text(max_size=400), "password": st.text(max_size=1100)},
+                          optional={"tenant_id": st.none() | st.text(max_size=80), "extra": _json_value}),
+    _json_value,
+))
+def test_login_fuzz_never_fails_inside(srv: InProcServer, body: Any) -> None:
+    r = httpx.post(srv.url + "/v1/auth/login", json=body, timeout=30)
+    assert r.status_code in (400, 401, 422, 429), r.text
+    assert r.json()["error"]["code"] in ("bad_frame", "validation_failed", "token_invalid", "rate_limited")
