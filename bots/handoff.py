@@ -120,6 +120,10 @@ _DIDNT_HELP = re.compile(
     r"|\b(?:that'?s|that is|this is) (?:wrong|not right|incorrect|not it)\b"
     r"|\byou(?:'re| are) not (?:listening|answering|understanding|getting it)\b"
     r"|\b(?:same|that) (?:answer|thing) again\b|\byou already (?:said|told me) that\b|\birrelevant\b"
+    r"|\balready tried\b|\btried (?:that|this|it|everything|all (?:of )?that)\b|\bi (?:already )?did that\b"
+    r"|\bdid(?:n'?t| not) (?:fix|solve|change)\b|\bnot (?:fixed|solved)\b|\bsame (?:problem|issue|error)\b"
+    r"|\bkeeps? (?:happening|failing|crashing)\b|\bstill happening\b"
+    r"|试过了|已经试|还是一样|还是这样|依旧|依然不|仍然不|没修好|又出现"
     r"|没用|没有用|不管用|没帮助|没有帮助|没帮上|不对|不是这个|答非所问|不是我(?:要|想|问)|还是不行|还是没|没解决|"
     r"解决不了|没听懂|你没懂|不相关|又是这个|说过了"
 )
