@@ -108,7 +108,7 @@ class HandoffSettings:
     def __post_init__(self) -> None:
         if self.frustration_threshold < 1 or self.repeat_threshold < 2 or self.didnt_help_threshold < 1:
             raise ConfigError("thresholds out of range")
-        if not 0.0 <= self.learned_threshold:
+        if not self.learned_threshold >= 0.0:  # NaN fails too
             raise ConfigError("learned_threshold must be >= 0")
         if sum(len(v) for v in self.rule_phrases.values()) > 500 or any(
             len(p) > 200 for v in self.rule_phrases.values() for p in v

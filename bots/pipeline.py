@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ from bots.errors import BotError, LLMError, LLMProtocolError, LLMTimeout, Retrie
 from bots.extractive import extractive_answer, stream_pieces
 from bots.guard import StreamGuard, check_output
 from bots.handoff import HandoffDecision, HandoffInputs, decide_post_retrieval, decide_pre_retrieval
+from bots.handoff_model import TurnScorer, shipped_scorer
 from bots.llm import translate_error
 from bots.ports import Passage, Retriever
 from bots.prompt import build_messages, cite_markers
@@ -94,6 +96,10 @@ class Handoff:
 
 AnswerEvent = Delta | Final | Offer | Handoff
 
+log = logging.getLogger("parley.bots")
+#: Pre-retrieval answers the learned layer may still turn into a handoff.
+_LEARNABLE = frozenset({"none", "outside_business_hours"})
+
 
 def _domains(passages: Sequence[Passage]) -> list[str]:
     out = []
@@ -112,12 +118,29 @@ class AnswerPipeline:
         breaker: CircuitBreaker,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        scorer: TurnScorer | None = None,
     ) -> None:
+        """``scorer`` is the learned handoff layer (default: the model shipped in ``bots/data``)."""
+        self._scorer = scorer
         self._retriever = retriever
         self._model = model
         self._breaker = breaker
         self._clock = clock
         self._now = now
+
+    async def _learned_score(self, text: str, deadline: float) -> float | None:
+        scorer = self._scorer
+        try:
+            if scorer is None:
+                scorer = self._scorer = await asyncio.to_thread(shipped_scorer)
+            # The embedding is CPU work (a few ms, 2 s to load once): keep it off the event loop.
+            scores = await asyncio.wait_for(
+                asyncio.to_thread(scorer.score, [text]), timeout=max(0.0, deadline - self._clock())
+            )
+            return float(scores[0])
+        except Exception:  # a broken or slow model must not cost the user the answer: rules still apply
+            log.exception("learned handoff scorer failed; deciding without it")
+            return None
 
     def _handoff(self, decision: HandoffDecision, zh: bool) -> Handoff:
         return Handoff(decision, handoff_notice(decision, zh))
@@ -140,6 +163,12 @@ class AnswerPipeline:
         probe_taken = self._model is not None
         try:
             pre = decide_pre_retrieval(inputs, settings)
+            if pre.action == "answer" and pre.reason_code in _LEARNABLE and settings.learned_threshold <= 1.0:
+                # Only what the rules let through is scored: the learned layer can add a handoff.
+                learned = await self._learned_score(ctx.text, deadline)
+                if learned is not None:
+                    inputs = replace(inputs, learned_score=learned)
+                    pre = decide_pre_retrieval(inputs, settings)
             if pre.action == "handoff":
                 yield self._handoff(pre, zh)
                 return
