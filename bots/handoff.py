@@ -88,7 +88,9 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
             r"never again|fed-up|beyond (?:a )?joke|shambles|horrendous|atrocious|unbelievable|"
             r"what a joke|are you kidding|you(?:'re| are) kidding|i'?m done with|done with (?:this|you)|"
             r"nobody (?:cares|helps|replies|answers|responds)|no one (?:cares|helps|replies|answers|responds)|"
-            r"(?:still )?(?:no|zero) (?:reply|response|answer|help) (?:after|for|in))\b"
+            r"(?:still )?(?:no|zero) (?:reply|response|answer|help) (?:after|for|in)|you people|straight answer|"
+            r"are you (?:even )?(?:reading|listening)|(?:zero|no) (?:answers|replies|responses)|"
+            r"nobody (?:got|gets|has got) back)\b"
         ),
         2,
     ),
@@ -358,7 +360,60 @@ def _similar(a: str, b: str) -> bool:
     ta, tb = _sim_tokens(a), _sim_tokens(b)
     if min(len(ta), len(tb)) < 2:
         return False
-    return len(ta & tb) / len(ta | tb) >= 0.6
+    # Overlap, or the shorter one asked again inside a longer message ("it's been 20 days, where
+    # is my refund").
+    return len(ta & tb) / len(ta | tb) >= 0.6 or len(ta & tb) / min(len(ta), len(tb)) >= 0.8
+
+
+# The bot's own turns that show it failed: it found nothing, or said the same thing again.
+_BOT_FAILED = re.compile(
+    r"couldn'?t find|could not find|can'?t find|don'?t have (?:that|any) information|not sure|no information|"
+    r"没有找到|没找到|找不到|不确定|没有相关"
+)
+# The user pushing back on the last answer. Strong ones say the answer missed; weak ones ("no")
+# only count after the bot failed.
+_PUSHBACK_STRONG = re.compile(
+    r"\b(?:(?:still|that'?s|this is|that is) not (?:it|what i)|not what i (?:asked|meant|need|want)\w*|"
+    r"you(?:'re| are) not (?:understanding|getting|reading|listening)|you don'?t (?:understand|get it|get me)|"
+    r"(?:same|identical) (?:answer|reply|response|thing)|(?:already|just) (?:said|told you|asked)|"
+    r"i (?:didn'?t|did not) (?:ask|order|say|want)|i asked (?:about|for)|wrong answer|read (?:my|what i)|"
+    r"answer (?:my|the) question|or not\W*$)"
+    r"|没听懂|你没懂|听不懂|不是这个|不是我(?:要|想|问)|我问的是|我是要|我说的是|答非所问|又是这个|一样的(?:回答|答案)|说过了"
+)
+_PUSHBACK_WEAK = re.compile(r"^\W*(?:no|nope|nah|wrong|not really|still no|no no|不是|不对|错了|没有)\b")
+
+
+def _bot_failures(history: Sequence[Turn]) -> int:
+    seen: set[str] = set()
+    failed = 0
+    for t in history:
+        if t.role != "bot":
+            continue
+        key = _key(t.text)
+        if _BOT_FAILED.search(normalize(t.text)) or key in seen:
+            failed += 1
+        seen.add(key)
+    return failed
+
+
+def repeated_failure(text: str, history: Sequence[Turn]) -> str | None:
+    """Why the conversation shows the bot failing this user again, or None.
+
+    After two answers (or one that failed) a user who pushes back, or who asks the same thing
+    again after a failed answer, is not helped by a third try."""
+    bot_turns = [t for t in history if t.role == "bot"][-6:]
+    if not bot_turns:
+        return None
+    norm = _norm(text)
+    failures = _bot_failures(bot_turns)
+    strong = bool(_PUSHBACK_STRONG.search(norm) or _DIDNT_HELP.search(norm))
+    if strong and (failures or len(bot_turns) >= 2):
+        return "pushed back after the bot failed" if failures else "pushed back after two answers"
+    if failures and _PUSHBACK_WEAK.search(norm) and len(norm) <= 40:
+        return "said no after the bot failed"
+    if failures and any(_similar(text, p) for p in _user_turns(history, 6)):
+        return "asked again after the bot failed"
+    return None
 
 
 def _user_turns(history: Sequence[Turn], last: int) -> list[str]:
@@ -453,6 +508,9 @@ def decide_pre_retrieval(inputs: HandoffInputs, settings: HandoffSettings) -> Ha
         count = 1 + sum(bool(_DIDNT_HELP.search(normalize(p))) for p in prior[-6:])
         if count >= settings.didnt_help_threshold:
             return handoff("didnt_help", f"{count} times", "signal")
+    failing = repeated_failure(inputs.text, inputs.history)
+    if failing is not None:
+        return handoff("repeated_failure", failing, "signal")
 
     # (l) learned: what the lexicons miss, never a question about how support works.
     learned = inputs.learned_score

@@ -14,6 +14,7 @@ history. The score is computed by the caller, off the event loop, and stored in
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = [
     "default_model_path",
     "embed",
     "shipped_scorer",
+    "shipped_scorer_if_ready",
 ]
 
 #: The embedder the weights were trained with; a model file for another one is refused.
@@ -118,12 +120,37 @@ class LogisticTurnModel:
 
 _shipped_lock = threading.Lock()
 _shipped: LogisticTurnModel | None = None
+_ready = threading.Event()
+_loader: threading.Thread | None = None
 
 
 def shipped_scorer() -> LogisticTurnModel:
-    """The model shipped in ``bots/data``, loaded once."""
+    """The model shipped in ``bots/data`` with its embedder, loaded once (blocking, ~2 s)."""
     global _shipped
     with _shipped_lock:
         if _shipped is None:
-            _shipped = LogisticTurnModel.load()
+            model = LogisticTurnModel.load()
+            embed([" "])  # load the embedder now, not inside the first user's turn
+            _shipped = model
+            _ready.set()
         return _shipped
+
+
+def shipped_scorer_if_ready() -> LogisticTurnModel | None:
+    """The shipped model if loaded; otherwise start loading it in the background and return None,
+    so that no caller waits (or holds a worker thread) for the load."""
+    global _loader
+    if _ready.is_set():
+        return _shipped
+    with _shipped_lock:
+        if _loader is None:
+            _loader = threading.Thread(target=_load_quietly, name="handoff-model-load", daemon=True)
+            _loader.start()
+    return None
+
+
+def _load_quietly() -> None:
+    try:
+        shipped_scorer()
+    except Exception:  # a broken install leaves the rules in charge; say so once
+        logging.getLogger("parley.bots").exception("learned handoff model failed to load")

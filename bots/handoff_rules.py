@@ -33,7 +33,13 @@ _SAFETY_EN = re.compile(
     r"(?:smoke|burning|burnt|gas|plastic burning|melting)|"
     r"burning (?:smell|odou?r|plastic)|burnt (?:smell|odou?r|plastic)|smells? burnt|"
     r"sparks?|sparking|sparked|arcing|"
-    r"caught fire|catch(?:es|ing)? fire|on fire|fire hazard|started a fire|flames?|"
+    r"caught fire|catch(?:es|ing)? fire|on fire|fire hazard|started a fire|flames?|(?:there'?s|there is|there was|"
+    r"a|small|big) fire\b|fire (?:broke out|started)|"
+    r"(?:liquid|fluid|acid|something) (?:is )?(?:leaking|leaked|dripping|oozing|coming) (?:out|from)|"
+    r"(?:bang|pop|popping|hiss\w*|crackl\w*|sizzl\w*|buzzing) (?:noise|sound)?\s*(?:from|in|inside|out of|when|"
+    r"while)|(?:heard|was) (?:a )?(?:loud )?(?:bang|pop|explosion)|"
+    r"(?:battery|charger|cell|pack)\b[^.?!]{0,30}\b(?:puffed|swollen|swelled|bulg\w*|bloated|cracked|"
+    r"deformed|leak\w*|hiss\w*)|"
     r"overheat\w*|over-heat\w*|too hot to (?:touch|hold)|(?:gets?|got|getting|is|was|became|running) "
     r"(?:really |very |extremely |super |dangerously )?(?:hot|scalding)\b|melt(?:ed|ing)|"
     r"electric(?:al)? shock|(?:shocked|electrocuted) me|got (?:a |an )?(?:electric )?shock|"
@@ -47,6 +53,8 @@ _SAFETY_EN = re.compile(
 _SAFETY_ZH = re.compile(
     r"冒烟|起火|着火|失火|火花|打火|冒火|火苗|烧焦|焦味|糊味|烧糊|烧起来|烧坏|过热|发烫|烫手|很烫|太烫|特别烫|"
     r"漏电|触电|电到|电了我|爆炸|炸了|鼓包|电池膨胀|电池鼓|漏气|煤气味|燃气泄漏|煤气泄漏|融化|熔化|烫伤|受伤|"
+    r"漏液|液体(?:漏|流|渗)|漏出(?:液体|来)|渗出|嘶嘶|滋滋|噼啪|啪的一声|砰的一声|巨响|爆响|异响|冒泡|变形|"
+    r"电池\S{0,6}(?:裂|鼓|胀|漏|烫)|"
     r"安全隐患|危险"
 )
 # Questions about a safety feature, not a report of a hazard.
@@ -55,6 +63,17 @@ _SAFETY_NOT = re.compile(
     r"fire-?resistant|flame-?retardant|smoke (?:detector|alarm)s?|no smoking|"
     r"quit smoking|smoking area|safety (?:certificat\w*|standard|rating|feature|data sheet)|smoke test\w*)\b"
     r"|防过热|过热保护|防火|阻燃|防爆|如何避免|怎么避免|怎样避免|防止|烟雾报警|禁止吸烟"
+)
+# A question about hazards in general ("what should I do if my battery ever starts smoking?"), not
+# a report of one happening now.
+_SAFETY_HYPOTHETICAL_EN = re.compile(
+    r"^(?:so |and |but |also |hi,? |hey,? )?(?:what|why|how|is it|is that|are|can|could|do|does|should|will|would|"
+    r"when|which|any)\b[^.!]*\b(?:if|ever|whenever|in case|sometimes|usually|normally|warning signs?|signs?|"
+    r"dangerous|safe|risk\w*|likely|prone|possible|cause|happen\w*)\b"
+)
+_SAFETY_HYPOTHETICAL_ZH = re.compile(
+    r"会不会|怎么判断|如何判断|怎样判断|是否会|可能会|为什么会|什么情况下|安全吗|危险吗|有没有危险|有危险吗|如果|万一|"
+    r"要是|一般|通常|怎么预防|如何预防|注意什么|注意事项"
 )
 
 _LEGAL_EN = re.compile(
@@ -74,7 +93,12 @@ _LEGAL_ZH = re.compile(
     r"消协|消费者协会|12315|工商局|市场监管|维权|报警|曝光你们|违法|侵权|拒付"
 )
 # "What's your complaints policy?" asks about a process; it is no threat.
-_LEGAL_NOT = re.compile(r"\b(?:lawyer|attorney)s? (?:plan|tier|edition|template)|legal (?:page|notice)\b|隐私政策")
+_LEGAL_NOT = re.compile(
+    r"\b(?:lawyer|attorney)s? (?:plan|tier|edition|template)|legal (?:page|notice)\b|"
+    r"\b(?:i'?m|i am|we are|we'?re|as) (?:a |an )?(?:lawyer|attorney|solicitor|law firm)s?\b|"
+    r"\blaw (?:firm|office|school)\b|"
+    r"法院(?:门口|附近|旁边|对面|路)|隐私政策|我是律师|律师事务所|律所"
+)
 
 #: Rule name -> (built-in pattern, exemptions).
 ALWAYS_RULES: Mapping[str, tuple[Sequence[re.Pattern[str]], re.Pattern[str]]] = {
@@ -93,13 +117,19 @@ def phrase_in(norm: str, phrase: str) -> bool:
     return p in norm
 
 
+def is_hypothetical_safety_question(norm: str) -> bool:
+    if re.search(r"[\u3400-\u9fff]", norm):
+        return bool(_SAFETY_HYPOTHETICAL_ZH.search(norm))
+    return bool(_SAFETY_HYPOTHETICAL_EN.search(norm))
+
+
 def matched_rule(norm: str, extra: Mapping[str, Sequence[str]]) -> tuple[str, str] | None:
     """(rule, what matched) of the first always-handoff rule that fires, built-in or tenant."""
     for name, (patterns, exempt) in ALWAYS_RULES.items():
         for phrase in extra.get(name, ()):
             if phrase_in(norm, phrase):
                 return name, phrase
-        if exempt.search(norm):
+        if exempt.search(norm) or (name == "safety" and is_hypothetical_safety_question(norm)):
             continue
         for pattern in patterns:
             m = pattern.search(norm)
@@ -119,7 +149,8 @@ _CALLBACK = re.compile(
     r"\b(?:call(?:ed)? me(?: back)?|call back|callback|ring me|phone me|give me a (?:call|ring)|"
     r"(?:someone|somebody|anyone|a person|an agent|you) (?:to |can |could |please )?(?:call|phone|ring|contact) me|"
     r"contact me (?:by|on|via|at) (?:phone|telephone|mobile)|reach me (?:at|on)|my (?:phone |mobile )?number is)\b"
-    r"|回电|回个电话|给我打(?:个)?电话|打(?:个)?电话给我|打给我|致电我|回拨|电话联系我|联系我(?!们)"
+    r"|回电|回个电话|给我打(?:个)?电话|打(?:个)?电话给我|打给我|致电我|回拨|电话联系我|联系我(?!们)|请来电|来个电话|"
+    r"打我电话|打我手机|给我来电|电话沟通|电话里说"
 )
 _CALLBACK_NOT = re.compile(r"\b(?:api|webhook|function|hook|sdk)s? call|callback url|callback function|回调")
 
@@ -191,8 +222,9 @@ _EN_FIRST_PERSON = re.compile(
     r"\b(?:i|we)(?:'d| would)? (?:want|need|like|prefer|wanna|demand|insist)\b|\b(?:can|could|may) (?:i|we) "
     r"(?:talk|speak|chat|get|have|reach)\b|\b(?:connect|transfer|put|get|give|pass|send|switch) me\b|"
     r"\blet me\b|\bplease\b|\bpls\b|\bplz\b|\bnow\b|\bis any(?:one|body) (?:there|here)\b|"
-    r"\bhow (?:do|can) i (?:reach|contact|get|talk|speak)\b|\bis there (?:a|an|any|some)\s*(?:one|body|real|live|"
-    r"human|person|agent)\b[^?]*\b(?:i can|to (?:talk|speak|chat)|available|there|who can|online)\b|"
+    r"\bhow (?:do|can) i (?:reach|contact|get|talk|speak)\b|"
+    r"\bis there (?:a|an|any|some)\s*(?:one|body)?\b[^?]{0,30}\b(?:i can|i could|to (?:talk|speak|chat)|"
+    r"available|there|who can|online)\b|"
     r"\bcan you (?:connect|transfer|get|put)\b|\bi'?m (?:asking|requesting)\b"
 )
 _EN_QUESTION_START = re.compile(

@@ -24,7 +24,8 @@ __all__ = ["CONTEXT_CATEGORIES", "TrainingReport", "fit_logistic", "train", "tra
 #: Categories whose label depends on the conversation or the tenant, not on the turn's words.
 CONTEXT_CATEGORIES = frozenset(
     {"loop", "repeat", "repeated", "repeated_question", "repeated_failure", "didnt_help", "offer_reply", "vip",
-     "topic", "human_only_topic", "multi_turn"}
+     "topic", "human_only_topic", "multi_turn", "no_evidence", "no_evidence_after_offer", "offer_accepted",
+     "offer_declined"}
 )
 
 

@@ -30,7 +30,7 @@ from bots.errors import BotError, LLMError, LLMProtocolError, LLMTimeout, Retrie
 from bots.extractive import extractive_answer, stream_pieces
 from bots.guard import StreamGuard, check_output
 from bots.handoff import HandoffDecision, HandoffInputs, decide_post_retrieval, decide_pre_retrieval
-from bots.handoff_model import TurnScorer, shipped_scorer
+from bots.handoff_model import TurnScorer, shipped_scorer_if_ready
 from bots.llm import translate_error
 from bots.ports import Passage, Retriever
 from bots.prompt import build_messages, cite_markers
@@ -119,24 +119,31 @@ class AnswerPipeline:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         scorer: TurnScorer | None = None,
+        learned_budget_s: float = 0.5,
     ) -> None:
-        """``scorer`` is the learned handoff layer (default: the model shipped in ``bots/data``)."""
+        """``scorer`` is the learned handoff layer (default: the model shipped in ``bots/data``,
+        used once loaded); ``learned_budget_s`` bounds one scoring, past it the rules decide alone."""
         self._scorer = scorer
+        self._learned_budget_s = learned_budget_s
         self._retriever = retriever
         self._model = model
         self._breaker = breaker
         self._clock = clock
         self._now = now
 
+    def start_warming(self) -> None:
+        """Start loading the learned layer's model in the background (call it at startup)."""
+        if self._scorer is None:
+            shipped_scorer_if_ready()
+
     async def _learned_score(self, text: str, deadline: float) -> float | None:
-        scorer = self._scorer
+        scorer = self._scorer or shipped_scorer_if_ready()
+        if scorer is None:
+            return None  # still loading (``start_warming()`` at startup avoids this): the rules decide alone
         try:
-            if scorer is None:
-                scorer = self._scorer = await asyncio.to_thread(shipped_scorer)
-            # The embedding is CPU work (a few ms, 2 s to load once): keep it off the event loop.
-            scores = await asyncio.wait_for(
-                asyncio.to_thread(scorer.score, [text]), timeout=max(0.0, deadline - self._clock())
-            )
+            # The embedding is CPU work (a few ms): keep it off the event loop, and bounded.
+            budget = min(self._learned_budget_s, max(0.0, deadline - self._clock()))
+            scores = await asyncio.wait_for(asyncio.to_thread(scorer.score, [text]), timeout=budget)
             return float(scores[0])
         except Exception:  # a broken or slow model must not cost the user the answer: rules still apply
             log.exception("learned handoff scorer failed; deciding without it")
@@ -161,20 +168,18 @@ class AnswerPipeline:
             yield self._handoff(decide_pre_retrieval(_with_fault(inputs, "circuit_open"), settings), zh)
             return
         probe_taken = self._model is not None
+        scoring: asyncio.Future[float | None] | None = None
         try:
             pre = decide_pre_retrieval(inputs, settings)
-            if pre.action == "answer" and pre.reason_code in _LEARNABLE and settings.learned_threshold <= 1.0:
-                # Only what the rules let through is scored: the learned layer can add a handoff.
-                learned = await self._learned_score(ctx.text, deadline)
-                if learned is not None:
-                    inputs = replace(inputs, learned_score=learned)
-                    pre = decide_pre_retrieval(inputs, settings)
             if pre.action == "handoff":
                 yield self._handoff(pre, zh)
                 return
             if pre.reason_code == "offer_declined":
                 yield Final(decline_ack(zh), [], pre, mode="fixed")
                 return
+            if pre.reason_code in _LEARNABLE and settings.learned_threshold <= 1.0:
+                # Only what the rules let through is scored, beside retrieval rather than before it.
+                scoring = asyncio.ensure_future(self._learned_score(ctx.text, deadline))
 
             try:
                 passages = await asyncio.wait_for(
@@ -185,6 +190,13 @@ class AnswerPipeline:
                 err = RetrievalError(f"{type(exc).__name__}: {exc}"[:200])
                 yield self._handoff(decide_pre_retrieval(_with_fault(inputs, err.code), settings), zh)
                 return
+            learned = await scoring if scoring is not None else None
+            if learned is not None:
+                inputs = replace(inputs, learned_score=learned)
+                pre = decide_pre_retrieval(inputs, settings)
+                if pre.action == "handoff":
+                    yield self._handoff(pre, zh)
+                    return
             best = max((p.score for p in passages), default=0.0)
             post = decide_post_retrieval(pre, best, settings)
             if post.action == "handoff":
@@ -204,6 +216,8 @@ class AnswerPipeline:
             async for ev in self._generate(ctx, evidence, post, zh, deadline):
                 yield ev
         finally:
+            if scoring is not None and not scoring.done():
+                scoring.cancel()
             if probe_taken:
                 # Ended before reaching the provider (policy, retrieval, cancellation).
                 self._breaker.release()

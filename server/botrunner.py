@@ -102,6 +102,7 @@ class BotRunner:
                     task.cancel()
 
     async def run(self) -> None:
+        self.pipeline.start_warming()  # the learned handoff layer loads while the first rows arrive
         while True:
             try:
                 await self.run_once()
