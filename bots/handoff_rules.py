@@ -239,11 +239,22 @@ _ZH_ABOUT = re.compile(
 _ZH_QUESTION = re.compile(r"[吗么?？]|几|多久|什么|是否|是不是|怎么样|哪")
 
 
+_EN_PEOPLE = re.compile(rf"\b{_WHO}s?\b|\b(?:support|service|team|phone|call|chat)\b")
+_ZH_PEOPLE = re.compile(r"人工|客服|真人|工作人员|专员|经理|主管|人员|电话|团队|有人")
+
+
 def is_question_about_people(norm: str) -> bool:
     """A question about how people/support work, with no request for one in it."""
     if re.search(r"[\u3400-\u9fff]", norm):
-        return bool(_ZH_QUESTION.search(norm) and _ZH_ABOUT.search(norm) and not _ZH_REQUEST_VERB.search(norm))
-    return bool(_EN_QUESTION_START.search(norm)) and not _EN_FIRST_PERSON.search(norm)
+        return bool(
+            _ZH_QUESTION.search(norm)
+            and _ZH_ABOUT.search(norm)
+            and _ZH_PEOPLE.search(norm)
+            and not _ZH_REQUEST_VERB.search(norm)
+        )
+    return bool(
+        _EN_QUESTION_START.search(norm) and _EN_PEOPLE.search(norm) and not _EN_FIRST_PERSON.search(norm)
+    )
 
 
 def asks_for_person(norm: str) -> str | None:

@@ -18,6 +18,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -97,6 +98,9 @@ class Handoff:
 AnswerEvent = Delta | Final | Offer | Handoff
 
 log = logging.getLogger("parley.bots")
+# One thread for the learned layer's embeddings: CPU-bound work gains nothing from more threads
+# here, and must not occupy the default executor that other I/O relies on.
+_SCORING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handoff-scorer")
 #: Pre-retrieval answers the learned layer may still turn into a handoff.
 _LEARNABLE = frozenset({"none", "outside_business_hours"})
 
@@ -120,11 +124,15 @@ class AnswerPipeline:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         scorer: TurnScorer | None = None,
         learned_budget_s: float = 0.5,
+        learned_max_pending: int = 4,
     ) -> None:
         """``scorer`` is the learned handoff layer (default: the model shipped in ``bots/data``,
-        used once loaded); ``learned_budget_s`` bounds one scoring, past it the rules decide alone."""
+        used once loaded); ``learned_budget_s`` bounds one scoring and ``learned_max_pending`` the
+        scorings waiting at once: past either the rules decide alone."""
         self._scorer = scorer
         self._learned_budget_s = learned_budget_s
+        self._learned_max_pending = learned_max_pending
+        self._scoring_pending = 0
         self._retriever = retriever
         self._model = model
         self._breaker = breaker
@@ -140,14 +148,25 @@ class AnswerPipeline:
         scorer = self._scorer or shipped_scorer_if_ready()
         if scorer is None:
             return None  # still loading (``start_warming()`` at startup avoids this): the rules decide alone
+        if self._scoring_pending >= self._learned_max_pending:
+            # Overloaded: shed the learned layer rather than queue CPU work behind the deadline.
+            return None
+        self._scoring_pending += 1
         try:
-            # The embedding is CPU work (a few ms): keep it off the event loop, and bounded.
+            # The embedding is CPU work (a few ms): off the event loop, on one thread of its own
+            # so that it never takes the default executor's workers, and bounded in time.
             budget = min(self._learned_budget_s, max(0.0, deadline - self._clock()))
-            scores = await asyncio.wait_for(asyncio.to_thread(scorer.score, [text]), timeout=budget)
+            loop = asyncio.get_running_loop()
+            scores = await asyncio.wait_for(loop.run_in_executor(_SCORING, scorer.score, [text]), timeout=budget)
             return float(scores[0])
-        except Exception:  # a broken or slow model must not cost the user the answer: rules still apply
+        except TimeoutError:
+            log.warning("learned handoff scorer took over %.2f s; deciding without it", budget)
+            return None
+        except Exception:  # a broken model must not cost the user the answer: the rules still apply
             log.exception("learned handoff scorer failed; deciding without it")
             return None
+        finally:
+            self._scoring_pending -= 1
 
     def _handoff(self, decision: HandoffDecision, zh: bool) -> Handoff:
         return Handoff(decision, handoff_notice(decision, zh))
