@@ -29,6 +29,7 @@ from bots.circuit import CircuitBreaker
 from bots.config import BotConfig
 from bots.errors import BotError, LLMError, LLMProtocolError, LLMTimeout, RetrievalError
 from bots.extractive import extractive_answer, stream_pieces
+from bots.grounding import attribute_sentences, ungrounded_claims
 from bots.guard import StreamGuard, check_output
 from bots.handoff import HandoffDecision, HandoffInputs, decide_post_retrieval, decide_pre_retrieval
 from bots.handoff_model import TurnScorer, shipped_scorer_if_ready
@@ -242,7 +243,12 @@ class AnswerPipeline:
                 self._breaker.release()
 
     async def _extractive(
-        self, ctx: AnswerContext, evidence: list[Passage], decision: HandoffDecision, zh: bool
+        self,
+        ctx: AnswerContext,
+        evidence: list[Passage],
+        decision: HandoffDecision,
+        zh: bool,
+        flags: tuple[str, ...] = (),
     ) -> AsyncIterator[AnswerEvent]:
         ans = extractive_answer(ctx.text, evidence, threshold=ctx.bot.handoff.score_threshold)
         verdict = check_output(
@@ -252,7 +258,7 @@ class AnswerPipeline:
         for i, piece in enumerate(stream_pieces(text)):
             yield Delta(i, piece)
         cites = ans.citations if verdict.ok else []
-        flags = tuple(([verdict.reason] if verdict.reason else []) + verdict.removed)
+        flags = (*flags, *([verdict.reason] if verdict.reason else []), *verdict.removed)
         yield Final(text, cites, decision, flags, "extractive")
 
     async def _generate(
@@ -336,6 +342,9 @@ class AnswerPipeline:
             self._breaker.record_success()
             verdict_recorded = True
             text, cites = cite_markers(sguard.raw, evidence)
+            if not cites:
+                # No [n] markers (small models rarely write them): cite by attribution instead.
+                cites = _attributed(text, evidence)
             verdict = check_output(
                 text,
                 canaries=[ctx.canary],
@@ -344,6 +353,15 @@ class AnswerPipeline:
                 secret_texts=[prompt.system],
                 zh=zh,
             )
+            missing = ungrounded_claims(verdict.text, evidence) if verdict.ok else []
+            if missing:
+                # A number, date or name no passage holds: say what the passages say instead.
+                log.warning("model answer not grounded (%s); falling back to a quoted answer",
+                            ", ".join(missing[:5]))
+                async for ev in self._extractive(ctx, evidence, decision, zh, flags=("ungrounded_claim",)):
+                    if isinstance(ev, Final):
+                        yield ev
+                return
             if not verdict.ok:
                 cites = []
             elif not sguard.stopped and verdict.text.startswith(sguard.emitted):
@@ -365,6 +383,15 @@ class AnswerPipeline:
                     await task
             if not verdict_recorded:
                 self._breaker.release()
+
+
+def _attributed(text: str, evidence: Sequence[Passage]) -> list[Citation]:
+    used: list[int] = []
+    for n in attribute_sentences(text, evidence):
+        if n and n not in used:
+            used.append(n)
+    return [Citation(evidence[n - 1].document_id, evidence[n - 1].title, evidence[n - 1].source,
+                     evidence[n - 1].chunk_id) for n in used]
 
 
 def _with_fault(inputs: HandoffInputs, code: str) -> HandoffInputs:
