@@ -98,10 +98,22 @@ class HandoffSettings:
     didnt_help_threshold: int = 2
     #: Best retrieval score below which there is no evidence.
     score_threshold: float = 0.35
+    #: The tenant's own phrases per always-handoff rule: ``{"safety": ["gas smell"], "legal": [...]}``;
+    #: another key names a rule of the tenant's own (reason code ``rule:<name>``). Phrases, not regexes.
+    rule_phrases: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    #: Probability from the learned turn classifier at or above which the bot hands off (> 1 turns
+    #: the learned layer off). Chosen for precision on the tuning data (``bots/handoff_model.py``).
+    learned_threshold: float = 0.9
 
     def __post_init__(self) -> None:
         if self.frustration_threshold < 1 or self.repeat_threshold < 2 or self.didnt_help_threshold < 1:
             raise ConfigError("thresholds out of range")
+        if not self.learned_threshold >= 0.0:  # NaN fails too
+            raise ConfigError("learned_threshold must be >= 0")
+        if sum(len(v) for v in self.rule_phrases.values()) > 500 or any(
+            len(p) > 200 for v in self.rule_phrases.values() for p in v
+        ):
+            raise ConfigError("at most 500 rule phrases of at most 200 characters")
 
     def to_dict(self) -> dict[str, Any]:
         bh = self.business_hours
@@ -119,6 +131,8 @@ class HandoffSettings:
             "repeat_threshold": self.repeat_threshold,
             "didnt_help_threshold": self.didnt_help_threshold,
             "score_threshold": self.score_threshold,
+            "rule_phrases": {k: list(v) for k, v in self.rule_phrases.items()},
+            "learned_threshold": self.learned_threshold,
         }
 
     @classmethod
@@ -150,6 +164,11 @@ class HandoffSettings:
                 repeat_threshold=int(data.get("repeat_threshold", defaults.repeat_threshold)),
                 didnt_help_threshold=int(data.get("didnt_help_threshold", defaults.didnt_help_threshold)),
                 score_threshold=float(data.get("score_threshold", defaults.score_threshold)),
+                rule_phrases={
+                    str(k): tuple(str(x) for x in v if str(x).strip())
+                    for k, v in dict(data.get("rule_phrases") or {}).items()
+                },
+                learned_threshold=float(data.get("learned_threshold", defaults.learned_threshold)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"invalid handoff settings: {exc}") from exc

@@ -3,10 +3,14 @@
 Layers, first match wins::
 
     (d) faults    circuit_open, provider_error                       → handoff
-    (a) rules     user_request (text or the ``handoff.request`` frame), offer_accepted,
-                  human_only_topic, vip (only while humans are on duty) → handoff;
+    (a) rules     safety, legal, rule:<tenant rule> (always), human_only_topic, user_request
+                  (text or the ``handoff.request`` frame), callback_request, offer_accepted,
+                  vip (only while humans are on duty)                  → handoff;
                   offer_declined                                      → answer
     (c) signals   frustration, repeated_question, didnt_help          → handoff
+    (l) learned   the turn classifier's probability (``inputs.learned_score``, computed by the
+                  caller with ``bots.handoff_model``) at or above ``learned_threshold``, unless the
+                  turn is a question *about* people                   → handoff
     (b) evidence  best score below threshold → offer_human (once), then handoff
                   (no_evidence_after_offer); or handoff at once when the tenant disables offers
     default       answer (reason ``none``, or ``outside_business_hours`` when a VIP rule was
@@ -28,6 +32,13 @@ from difflib import SequenceMatcher
 from typing import Any, Literal
 
 from bots.config import HandoffSettings
+from bots.handoff_rules import (
+    ALWAYS_RULES,
+    asks_for_callback,
+    asks_for_person,
+    is_question_about_people,
+    matched_rule,
+)
 from bots.text import normalize
 from bots.values import Turn
 
@@ -45,49 +56,13 @@ __all__ = [
     "is_human_request",
 ]
 
-POLICY_VERSION = "2025.1"
+POLICY_VERSION = "2026.12"
 
 Action = Literal["answer", "offer_human", "handoff"]
-Layer = Literal["fault", "rule", "signal", "evidence", "default"]
+Layer = Literal["fault", "rule", "signal", "learned", "evidence", "default"]
 
 # --- lexicons -------------------------------------------------------------------------------
-# Targets of a request for a human; "agent" alone is too common in product questions, so it only
-# counts after a request verb or with a qualifier ("live agent").
-_PEOPLE = (
-    r"(?:human|person|people|someone|somebody|representative|rep|operator|staff|manager|"
-    r"supervisor|agent|team member|real one|support team|customer service)"
-)
-_EN_REQUEST = [
-    re.compile(rf"\b(?:talk|speak|chat)\s+(?:to|with)\b[^.?!]{{0,25}}\b{_PEOPLE}\b"),
-    re.compile(
-        rf"\b(?:connect|transfer|put|pass|hand|route|forward|escalate)\s+(?:me|this|it|my \w+)\b"
-        rf"[^.?!]{{0,25}}\b(?:{_PEOPLE[3:-1]}|through|over)\b"
-    ),
-    re.compile(r"\b(?:real|live|actual|human)\s+(?:person|human|agent|people|being|support|rep)"),
-    re.compile(
-        r"\b(?:need|want|get|have|reach|see|like)\s+(?:me\s+)?(?:a|an|to a|some|the)?\s*(?:real |live |actual )?"
-        r"(?:human|person|representative|rep|operator)\b"
-    ),
-    re.compile(r"\b(?:need|want|get|reach|see)\s+(?:a|an|the)\s+(?:support |service )?agent\b"),
-    re.compile(r"\b(?:a|an|your|customer service|support|sales) representative\b"),
-    re.compile(r"\bescalate\b"),
-    re.compile(r"\bnot (?:a|another|the|this|some|your) (?:bot|robot|machine|ai|chatbot)\b"),
-    re.compile(r"^\W*(?:a )?(?:human|person|agent|operator|live agent|real person)(?: please| now| pls)?\W*$"),
-    re.compile(r"\bany ?(?:one|body) (?:there|real|human)\b|\bis (?:there )?any ?(?:one|body) (?:i can|to) talk"),
-]
-# Questions about the bot itself ("are you a human?") are not requests.
-_EN_NOT_REQUEST = re.compile(r"\bare you (?:a |an )?(?:real|human|bot|person|robot|ai)\b|\bhuman resources\b")
-_ZH_REQUEST = [
-    re.compile(
-        r"(?:转|找|接|要|叫|呼叫|请|给我|换|联系)(?:个|一个|一位|下)?(?:人工|客服|真人|活人|工作人员|专员|真的人)"
-    ),
-    re.compile(r"人工(?:客服|服务|坐席|座席|介入)|真人(?:客服)?|活人"),
-    re.compile(r"(?:找|跟|和|同|与)(?:你们的?)?(?:工作人员|客服专员|专员|客服人员|客服)"),
-    re.compile(r"^人工[!！。.?？]*$"),
-    re.compile(r"有(?:没有)?人(?:在)?吗|有人在吗|不要(?:和)?机器人|不想(?:跟|和)机器人"),
-]
-_ZH_NOT_REQUEST = re.compile(r"你是(?:不是)?(?:真人|机器人)|人工智能")
-
+# The request, safety, legal and callback lexicons live in bots.handoff_rules.
 _AFFIRM_EN = re.compile(
     r"^(?:yes|yeah|yep|yup|sure|ok|okay|please|please do|yes please|go ahead|do it|y|sounds good|"
     r"that would be (?:great|good)|i would|i'd like that|ok please|absolutely|definitely)\b"
@@ -108,14 +83,31 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
     (re.compile(r"\bworst\b|\bi give up\b|\bfor (?:god'?s|heaven'?s|christ'?s) sake\b"), 2),
     (
         re.compile(
+            r"\b(?:disgrace\w*|appalling|outrageous|disgusting|shocking (?:service|support)|incompetent|"
+            r"scam\w*|rip-?off|ripped (?:me )?off|lied to|lying to me|i'?ve had enough|had it with|enough is enough|"
+            r"never again|fed-up|beyond (?:a )?joke|shambles|horrendous|atrocious|unbelievable|"
+            r"what a joke|are you kidding|you(?:'re| are) kidding|i'?m done with|done with (?:this|you)|"
+            r"nobody (?:cares|helps|replies|answers|responds)|no one (?:cares|helps|replies|answers|responds)|"
+            r"(?:still )?(?:no|zero) (?:reply|response|answer|help) (?:after|for|in)|you people|straight answer|"
+            r"are you (?:even )?(?:reading|listening)|(?:zero|no) (?:answers|replies|responses)|"
+            r"nobody (?:got|gets|has got) back)\b"
+        ),
+        2,
+    ),
+    (
+        re.compile(
             r"\b(?:annoy\w*|ridiculous|terrible|awful|angry|upset|unacceptable|disappointed|"
-            r"joke|absurd|nonsense|ugh+|argh+|seriously|come on|not happy|fix this|the hell|hell)\b"
+            r"joke|absurd|nonsense|ugh+|argh+|seriously|come on|not happy|fix this|the hell|hell|horrible|"
+            r"still waiting|been waiting|waited|weeks? (?:now|already|and nothing)|again\?+|unreal|"
+            r"impossible|nothing works|never works|always broken)\b"
         ),
         1,
     ),
     (
         re.compile(
-            r"垃圾|废物|妈的|他妈|卧槽|我靠|操你|气死|烦死|受不了|浪费(?:我的)?时间|什么破|破机器人|太差劲|滚|坑人|骗子"
+            r"垃圾|废物|妈的|他妈|卧槽|我靠|操你|气死|烦死|受不了|浪费(?:我的)?时间|什么破|破机器人|太差劲|滚|坑人|骗子|"
+            r"太过分|忍无可忍|什么玩意|坑爹|骗人|欺骗|恶心|够了|无法接受|不能接受|失望透顶|糟透|烂透|没完没了|"
+            r"搞什么鬼|一直没人|没人管|没人理|再也不(?:买|用|来)|忍不了|太离谱|火大|抓狂"
         ),
         2,
     ),
@@ -130,6 +122,10 @@ _DIDNT_HELP = re.compile(
     r"|\b(?:that'?s|that is|this is) (?:wrong|not right|incorrect|not it)\b"
     r"|\byou(?:'re| are) not (?:listening|answering|understanding|getting it)\b"
     r"|\b(?:same|that) (?:answer|thing) again\b|\byou already (?:said|told me) that\b|\birrelevant\b"
+    r"|\balready tried\b|\btried (?:that|this|it|everything|all (?:of )?that)\b|\bi (?:already )?did that\b"
+    r"|\bdid(?:n'?t| not) (?:fix|solve|change)\b|\bnot (?:fixed|solved)\b|\bsame (?:problem|issue|error)\b"
+    r"|\bkeeps? (?:happening|failing|crashing)\b|\bstill happening\b"
+    r"|试过了|已经试|还是一样|还是这样|依旧|依然不|仍然不|没修好|又出现"
     r"|没用|没有用|不管用|没帮助|没有帮助|没帮上|不对|不是这个|答非所问|不是我(?:要|想|问)|还是不行|还是没|没解决|"
     r"解决不了|没听懂|你没懂|不相关|又是这个|说过了"
 )
@@ -149,6 +145,9 @@ class HandoffInputs:
     fault: str | None = None
     now: datetime | None = None
     handoff_requested: bool = False
+    #: Probability that the turn needs a person, from the learned classifier (None: not scored).
+    #: Kept with the inputs so that a replay decides exactly as the live policy did.
+    learned_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,12 +159,14 @@ class HandoffInputs:
             "fault": self.fault,
             "now": self.now.isoformat() if self.now is not None else None,
             "handoff_requested": self.handoff_requested,
+            "learned_score": self.learned_score,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HandoffInputs:
         now = data.get("now")
         score = data.get("best_score")
+        learned = data.get("learned_score")
         return cls(
             text=str(data.get("text", "")),
             history=tuple(Turn.from_dict(t) for t in data.get("history", ())),
@@ -175,6 +176,7 @@ class HandoffInputs:
             fault=data.get("fault"),
             now=datetime.fromisoformat(now) if now else None,
             handoff_requested=bool(data.get("handoff_requested", False)),
+            learned_score=None if learned is None else float(learned),
         )
 
 
@@ -209,15 +211,13 @@ class HandoffDecision:
 
 
 # --- detectors --------------------------------------------------------------------------------
+def _norm(text: str) -> str:
+    return normalize(text).replace("’", "'")
+
+
 def is_human_request(text: str) -> bool:
-    """Does the user ask for a person (English or Chinese)?"""
-    norm = normalize(text).replace("’", "'")
-    if any(p.search(norm) for p in _ZH_REQUEST) and not _ZH_NOT_REQUEST.search(norm):
-        return True
-    if _EN_NOT_REQUEST.search(norm):
-        # "are you a human? I want a real person" still asks: drop the question and re-check.
-        norm = _EN_NOT_REQUEST.sub(" ", norm)
-    return any(p.search(norm) for p in _EN_REQUEST)
+    """Does the user ask for a person (English or Chinese)? Questions about people do not."""
+    return asks_for_person(_norm(text)) is not None
 
 
 def is_affirmative(text: str) -> bool:
@@ -360,7 +360,60 @@ def _similar(a: str, b: str) -> bool:
     ta, tb = _sim_tokens(a), _sim_tokens(b)
     if min(len(ta), len(tb)) < 2:
         return False
-    return len(ta & tb) / len(ta | tb) >= 0.6
+    # Overlap, or the shorter one asked again inside a longer message ("it's been 20 days, where
+    # is my refund").
+    return len(ta & tb) / len(ta | tb) >= 0.6 or len(ta & tb) / min(len(ta), len(tb)) >= 0.8
+
+
+# The bot's own turns that show it failed: it found nothing, or said the same thing again.
+_BOT_FAILED = re.compile(
+    r"couldn'?t find|could not find|can'?t find|don'?t have (?:that|any) information|not sure|no information|"
+    r"没有找到|没找到|找不到|不确定|没有相关"
+)
+# The user pushing back on the last answer. Strong ones say the answer missed; weak ones ("no")
+# only count after the bot failed.
+_PUSHBACK_STRONG = re.compile(
+    r"\b(?:(?:still|that'?s|this is|that is) not (?:it|what i)|not what i (?:asked|meant|need|want)\w*|"
+    r"you(?:'re| are) not (?:understanding|getting|reading|listening)|you don'?t (?:understand|get it|get me)|"
+    r"(?:same|identical) (?:answer|reply|response|thing)|(?:already|just) (?:said|told you|asked)|"
+    r"i (?:didn'?t|did not) (?:ask|order|say|want)|i asked (?:about|for)|wrong answer|read (?:my|what i)|"
+    r"answer (?:my|the) question|or not\W*$)"
+    r"|没听懂|你没懂|听不懂|不是这个|不是我(?:要|想|问)|我问的是|我是要|我说的是|答非所问|又是这个|一样的(?:回答|答案)|说过了"
+)
+_PUSHBACK_WEAK = re.compile(r"^\W*(?:no|nope|nah|wrong|not really|still no|no no|不是|不对|错了|没有)\b")
+
+
+def _bot_failures(history: Sequence[Turn]) -> int:
+    seen: set[str] = set()
+    failed = 0
+    for t in history:
+        if t.role != "bot":
+            continue
+        key = _key(t.text)
+        if _BOT_FAILED.search(normalize(t.text)) or key in seen:
+            failed += 1
+        seen.add(key)
+    return failed
+
+
+def repeated_failure(text: str, history: Sequence[Turn]) -> str | None:
+    """Why the conversation shows the bot failing this user again, or None.
+
+    After two answers (or one that failed) a user who pushes back, or who asks the same thing
+    again after a failed answer, is not helped by a third try."""
+    bot_turns = [t for t in history if t.role == "bot"][-6:]
+    if not bot_turns:
+        return None
+    norm = _norm(text)
+    failures = _bot_failures(bot_turns)
+    strong = bool(_PUSHBACK_STRONG.search(norm) or _DIDNT_HELP.search(norm))
+    if strong and (failures or len(bot_turns) >= 2):
+        return "pushed back after the bot failed" if failures else "pushed back after two answers"
+    if failures and _PUSHBACK_WEAK.search(norm) and len(norm) <= 40:
+        return "said no after the bot failed"
+    if failures and any(_similar(text, p) for p in _user_turns(history, 6)):
+        return "asked again after the bot failed"
+    return None
 
 
 def _user_turns(history: Sequence[Turn], last: int) -> list[str]:
@@ -419,17 +472,24 @@ def decide_pre_retrieval(inputs: HandoffInputs, settings: HandoffSettings) -> Ha
     # (a) rules
     if inputs.handoff_requested:
         return handoff("user_request", "handoff.request frame", "rule")
-    if is_human_request(inputs.text):
-        return handoff("user_request", "asked for a person", "rule")
+    norm = _norm(inputs.text)
+    rule = matched_rule(norm, settings.rule_phrases)
+    if rule is not None:
+        name, what = rule
+        return handoff(name if name in ALWAYS_RULES else f"rule:{name}", what, "rule")
+    for topic in settings.human_only_topics:
+        if _matches_topic(norm, topic):
+            return handoff("human_only_topic", topic, "rule")
+    asked = asks_for_person(norm)
+    if asked is not None:
+        return handoff("user_request", asked, "rule")
+    if asks_for_callback(norm):
+        return handoff("callback_request", "asked to be called back", "rule")
     if inputs.offered_human_before:
         if is_affirmative(inputs.text):
             return handoff("offer_accepted", "accepted the offer of a person", "rule")
         if _is_decline(inputs.text):
             return HandoffDecision("answer", "offer_declined", "declined the offer", inputs, "rule", avail)
-    norm = normalize(inputs.text)
-    for topic in settings.human_only_topics:
-        if _matches_topic(norm, topic):
-            return handoff("human_only_topic", topic, "rule")
     vip = _is_vip(inputs.user_attributes, settings.vip_attributes)
     if vip is not None and avail:
         return handoff("vip", vip, "rule")
@@ -448,6 +508,14 @@ def decide_pre_retrieval(inputs: HandoffInputs, settings: HandoffSettings) -> Ha
         count = 1 + sum(bool(_DIDNT_HELP.search(normalize(p))) for p in prior[-6:])
         if count >= settings.didnt_help_threshold:
             return handoff("didnt_help", f"{count} times", "signal")
+    failing = repeated_failure(inputs.text, inputs.history)
+    if failing is not None:
+        return handoff("repeated_failure", failing, "signal")
+
+    # (l) learned: what the lexicons miss, never a question about how support works.
+    learned = inputs.learned_score
+    if learned is not None and learned >= settings.learned_threshold and not is_question_about_people(norm):
+        return handoff("learned", f"p={learned:.3f}", "learned")
 
     if vip is not None:
         return HandoffDecision("answer", "outside_business_hours", f"{vip}: nobody on duty", inputs, "rule", avail)

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -27,8 +29,10 @@ from bots.circuit import CircuitBreaker
 from bots.config import BotConfig
 from bots.errors import BotError, LLMError, LLMProtocolError, LLMTimeout, RetrievalError
 from bots.extractive import extractive_answer, stream_pieces
+from bots.grounding import attribute_sentences, ungrounded_claims
 from bots.guard import StreamGuard, check_output
 from bots.handoff import HandoffDecision, HandoffInputs, decide_post_retrieval, decide_pre_retrieval
+from bots.handoff_model import TurnScorer, shipped_scorer_if_ready
 from bots.llm import translate_error
 from bots.ports import Passage, Retriever
 from bots.prompt import build_messages, cite_markers
@@ -94,6 +98,13 @@ class Handoff:
 
 AnswerEvent = Delta | Final | Offer | Handoff
 
+log = logging.getLogger("parley.bots")
+# One thread for the learned layer's embeddings: CPU-bound work gains nothing from more threads
+# here, and must not occupy the default executor that other I/O relies on.
+_SCORING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handoff-scorer")
+#: Pre-retrieval answers the learned layer may still turn into a handoff.
+_LEARNABLE = frozenset({"none", "outside_business_hours"})
+
 
 def _domains(passages: Sequence[Passage]) -> list[str]:
     out = []
@@ -112,12 +123,51 @@ class AnswerPipeline:
         breaker: CircuitBreaker,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        scorer: TurnScorer | None = None,
+        learned_budget_s: float = 0.5,
+        learned_max_pending: int = 4,
     ) -> None:
+        """``scorer`` is the learned handoff layer (default: the model shipped in ``bots/data``,
+        used once loaded); ``learned_budget_s`` bounds one scoring and ``learned_max_pending`` the
+        scorings waiting at once: past either the rules decide alone."""
+        self._scorer = scorer
+        self._learned_budget_s = learned_budget_s
+        self._learned_max_pending = learned_max_pending
+        self._scoring_pending = 0
         self._retriever = retriever
         self._model = model
         self._breaker = breaker
         self._clock = clock
         self._now = now
+
+    def start_warming(self) -> None:
+        """Start loading the learned layer's model in the background (call it at startup)."""
+        if self._scorer is None:
+            shipped_scorer_if_ready()
+
+    async def _learned_score(self, text: str, deadline: float) -> float | None:
+        scorer = self._scorer or shipped_scorer_if_ready()
+        if scorer is None:
+            return None  # still loading (``start_warming()`` at startup avoids this): the rules decide alone
+        if self._scoring_pending >= self._learned_max_pending:
+            # Overloaded: shed the learned layer rather than queue CPU work behind the deadline.
+            return None
+        self._scoring_pending += 1
+        try:
+            # The embedding is CPU work (a few ms): off the event loop, on one thread of its own
+            # so that it never takes the default executor's workers, and bounded in time.
+            budget = min(self._learned_budget_s, max(0.0, deadline - self._clock()))
+            loop = asyncio.get_running_loop()
+            scores = await asyncio.wait_for(loop.run_in_executor(_SCORING, scorer.score, [text]), timeout=budget)
+            return float(scores[0])
+        except TimeoutError:
+            log.warning("learned handoff scorer took over %.2f s; deciding without it", budget)
+            return None
+        except Exception:  # a broken model must not cost the user the answer: the rules still apply
+            log.exception("learned handoff scorer failed; deciding without it")
+            return None
+        finally:
+            self._scoring_pending -= 1
 
     def _handoff(self, decision: HandoffDecision, zh: bool) -> Handoff:
         return Handoff(decision, handoff_notice(decision, zh))
@@ -138,6 +188,7 @@ class AnswerPipeline:
             yield self._handoff(decide_pre_retrieval(_with_fault(inputs, "circuit_open"), settings), zh)
             return
         probe_taken = self._model is not None
+        scoring: asyncio.Future[float | None] | None = None
         try:
             pre = decide_pre_retrieval(inputs, settings)
             if pre.action == "handoff":
@@ -146,6 +197,9 @@ class AnswerPipeline:
             if pre.reason_code == "offer_declined":
                 yield Final(decline_ack(zh), [], pre, mode="fixed")
                 return
+            if pre.reason_code in _LEARNABLE and settings.learned_threshold <= 1.0:
+                # Only what the rules let through is scored, beside retrieval rather than before it.
+                scoring = asyncio.ensure_future(self._learned_score(ctx.text, deadline))
 
             try:
                 passages = await asyncio.wait_for(
@@ -156,6 +210,13 @@ class AnswerPipeline:
                 err = RetrievalError(f"{type(exc).__name__}: {exc}"[:200])
                 yield self._handoff(decide_pre_retrieval(_with_fault(inputs, err.code), settings), zh)
                 return
+            learned = await scoring if scoring is not None else None
+            if learned is not None:
+                inputs = replace(inputs, learned_score=learned)
+                pre = decide_pre_retrieval(inputs, settings)
+                if pre.action == "handoff":
+                    yield self._handoff(pre, zh)
+                    return
             best = max((p.score for p in passages), default=0.0)
             post = decide_post_retrieval(pre, best, settings)
             if post.action == "handoff":
@@ -175,12 +236,19 @@ class AnswerPipeline:
             async for ev in self._generate(ctx, evidence, post, zh, deadline):
                 yield ev
         finally:
+            if scoring is not None and not scoring.done():
+                scoring.cancel()
             if probe_taken:
                 # Ended before reaching the provider (policy, retrieval, cancellation).
                 self._breaker.release()
 
     async def _extractive(
-        self, ctx: AnswerContext, evidence: list[Passage], decision: HandoffDecision, zh: bool
+        self,
+        ctx: AnswerContext,
+        evidence: list[Passage],
+        decision: HandoffDecision,
+        zh: bool,
+        flags: tuple[str, ...] = (),
     ) -> AsyncIterator[AnswerEvent]:
         ans = extractive_answer(ctx.text, evidence, threshold=ctx.bot.handoff.score_threshold)
         verdict = check_output(
@@ -190,7 +258,7 @@ class AnswerPipeline:
         for i, piece in enumerate(stream_pieces(text)):
             yield Delta(i, piece)
         cites = ans.citations if verdict.ok else []
-        flags = tuple(([verdict.reason] if verdict.reason else []) + verdict.removed)
+        flags = (*flags, *([verdict.reason] if verdict.reason else []), *verdict.removed)
         yield Final(text, cites, decision, flags, "extractive")
 
     async def _generate(
@@ -274,6 +342,9 @@ class AnswerPipeline:
             self._breaker.record_success()
             verdict_recorded = True
             text, cites = cite_markers(sguard.raw, evidence)
+            if not cites:
+                # No [n] markers (small models rarely write them): cite by attribution instead.
+                cites = _attributed(text, evidence)
             verdict = check_output(
                 text,
                 canaries=[ctx.canary],
@@ -282,6 +353,15 @@ class AnswerPipeline:
                 secret_texts=[prompt.system],
                 zh=zh,
             )
+            missing = ungrounded_claims(verdict.text, evidence) if verdict.ok else []
+            if missing:
+                # A number, date or name no passage holds: say what the passages say instead.
+                log.warning("model answer not grounded (%s); falling back to a quoted answer",
+                            ", ".join(missing[:5]))
+                async for ev in self._extractive(ctx, evidence, decision, zh, flags=("ungrounded_claim",)):
+                    if isinstance(ev, Final):
+                        yield ev
+                return
             if not verdict.ok:
                 cites = []
             elif not sguard.stopped and verdict.text.startswith(sguard.emitted):
@@ -303,6 +383,15 @@ class AnswerPipeline:
                     await task
             if not verdict_recorded:
                 self._breaker.release()
+
+
+def _attributed(text: str, evidence: Sequence[Passage]) -> list[Citation]:
+    used: list[int] = []
+    for n in attribute_sentences(text, evidence):
+        if n and n not in used:
+            used.append(n)
+    return [Citation(evidence[n - 1].document_id, evidence[n - 1].title, evidence[n - 1].source,
+                     evidence[n - 1].chunk_id) for n in used]
 
 
 def _with_fault(inputs: HandoffInputs, code: str) -> HandoffInputs:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bots.config import HandoffSettings
 from bots.errors import ConfigError
 from bots.handoff import HandoffInputs, decide
+from bots.handoff_model import TurnScorer
 
 __all__ = ["ReplayChange", "ReplayReport", "load_records", "replay"]
 
@@ -57,12 +58,19 @@ def load_records(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def replay(records: Iterable[Mapping[str, Any]], settings: HandoffSettings) -> ReplayReport:
+def replay(
+    records: Iterable[Mapping[str, Any]], settings: HandoffSettings, scorer: TurnScorer | None = None
+) -> ReplayReport:
     """Re-decide every record (``HandoffDecision.to_record()`` shape) and count what changes,
-    comparing ``action/reason_code``."""
+    comparing ``action/reason_code``. The learned score stored with each record is reused, so a
+    replay needs no model; with ``scorer`` every turn is scored again (to try a retrained model)."""
     report = ReplayReport()
-    for i, rec in enumerate(records):
-        inputs = HandoffInputs.from_dict(rec.get("inputs", {}))
+    rows = list(records)
+    all_inputs = [HandoffInputs.from_dict(rec.get("inputs", {})) for rec in rows]
+    if scorer is not None:
+        scores = scorer.score([i.text for i in all_inputs])
+        all_inputs = [replace(i, learned_score=s) for i, s in zip(all_inputs, scores, strict=True)]
+    for i, (rec, inputs) in enumerate(zip(rows, all_inputs, strict=True)):
         new = decide(inputs, settings)
         old_key = f"{rec.get('action')}/{rec.get('reason_code')}"
         new_key = f"{new.action}/{new.reason_code}"

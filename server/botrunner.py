@@ -81,6 +81,9 @@ class BotRunner:
         self.wake = asyncio.Event()
         self.sem = asyncio.Semaphore(concurrency)
         self.streaming: dict[str, asyncio.Task[None]] = {}
+        # Every answer in flight by conversation: a newer message (a safety report, a request for
+        # a person) may hand off while the answer to an earlier one still streams.
+        self._answering: dict[asyncio.Task[None], str] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         chat.on_bot_work.append(self.wake.set)
         chat.listeners.append(self._on_status)
@@ -90,12 +93,16 @@ class BotRunner:
         if conv.status != "bot":
             # A human took over (or the user asked for one): whatever the bot streams stops now.
             # The bot's own handoff arrives here from inside its task, which must finish its work.
-            task = self.streaming.get(conv.id)
-            if task is not None and task is not asyncio.current_task():
-                del self.streaming[conv.id]
-                task.cancel()
+            current = asyncio.current_task()
+            for task, cid in list(self._answering.items()):
+                if cid == conv.id and task is not current:
+                    del self._answering[task]
+                    if self.streaming.get(cid) is task:
+                        del self.streaming[cid]
+                    task.cancel()
 
     async def run(self) -> None:
+        self.pipeline.start_warming()  # the learned handoff layer loads while the first rows arrive
         while True:
             try:
                 await self.run_once()
@@ -136,6 +143,7 @@ class BotRunner:
         assert task is not None
         try:
             self.streaming[cid] = task
+            self._answering[task] = cid
             await self._answer(row.tenant_id, cid, str(row.payload.get("message_id")))
             await finish(self.db, row, done=True)
         except asyncio.CancelledError:
@@ -149,6 +157,7 @@ class BotRunner:
         finally:
             if self.streaming.get(cid) is task:
                 del self.streaming[cid]
+            self._answering.pop(task, None)
 
     async def _load(self, tenant_id: str, cid: str, message_id: str) -> tuple[
             Conversation, Tenant, Bot | None, Message, list[Message], User | None] | None:

@@ -14,3 +14,13 @@ from bots.testing import forbid_real_models
 def _no_real_network() -> Iterator[list[str]]:
     with forbid_real_models() as attempts:
         yield attempts
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _learned_handoff_model_loaded() -> None:
+    # Loaded once before any pipeline runs, so that every test sees the same policy (the pipeline
+    # skips the learned layer while the model is still loading) and no load competes with a
+    # test's deadline.
+    from bots.handoff_model import shipped_scorer
+
+    shipped_scorer()

@@ -137,3 +137,24 @@ async def test_behaviour_push_reaches_an_online_user_in_app(server: InProcServer
     assert note["notification"]["body"] == "Brightbrew One is cheaper"
     await user.close()
     await asyncio.sleep(0)
+
+
+async def test_a_safety_report_sent_while_the_bot_streams_hands_off_and_stops_the_stream(
+        server: InProcServer) -> None:
+    user = await WsClient.connect(server.ws_url, server.token(f"u-{uuid.uuid4().hex[:6]}"))
+    cid = await user.start("How do I descale?")
+    await user.expect("message.delta", timeout=10)
+    await user.say(cid, "Wait, there is smoke coming out of the machine and it smells like burning!")
+    update = await user.expect("conversation.updated", timeout=10)
+    while update["conversation"]["status"] == "bot":
+        update = await user.expect("conversation.updated", timeout=10)
+    assert update["conversation"]["status"] in ("queued", "assigned")
+    at = next(i for i, f in enumerate(user.seen) if f is update)
+    await user.drain(1.0)
+    # The answer that was streaming stops with the handoff: a few deltas in flight at most, and
+    # no bot answer is stored after it.
+    assert len([f for f in user.seen[at:] if f["type"] == "message.delta"]) < 20
+    history = await _history(server, cid)
+    assert not [m for m in history if m["sender"]["kind"] == "bot" and "word1" in str(m["text"])]  # type: ignore[index]
+    assert update["conversation"]["handoff_reason"] == "safety"
+    await user.close()

@@ -1,0 +1,275 @@
+"""The rule lexicons of the handoff policy, English and Chinese.
+
+Rules that always hand off (``safety``, ``legal``) come first: a user who reports smoke or
+threatens to sue must reach a person whatever else the message says. A tenant adds its own
+phrases per rule through ``HandoffSettings.rule_phrases`` (plain phrases, never regexes: a tenant
+pattern must not be able to stall the event loop).
+
+Requests for a person are told apart from questions *about* people ("does priority support mean
+I reach a person quicker?"): a first-person request form wins, a question about how support works
+without one does not hand off.
+
+Every pattern runs on :func:`bots.text.normalize`'d text (NFKC, casefolded).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "ALWAYS_RULES",
+    "asks_for_callback",
+    "asks_for_person",
+    "is_question_about_people",
+    "matched_rule",
+    "phrase_in",
+]
+
+# --- rules that always hand off ----------------------------------------------------------------
+_SAFETY_EN = re.compile(
+    r"\b(?:smoke (?:is )?(?:coming|came|pouring|rising)|(?:there'?s|there is|saw|see|seeing|some|lots of|"
+    r"with|and|black|white) smoke\b|smoking|smoky|smoke (?:from|out of)|smell(?:s|ed|ing)? (?:of |like )?"
+    r"(?:smoke|burning|burnt|gas|plastic burning|melting)|"
+    r"burning (?:smell|odou?r|plastic)|burnt (?:smell|odou?r|plastic)|smells? burnt|"
+    r"sparks?|sparking|sparked|arcing|"
+    r"caught fire|catch(?:es|ing)? fire|on fire|fire hazard|started a fire|flames?|(?:there'?s|there is|there was|"
+    r"a|small|big) fire\b|fire (?:broke out|started)|"
+    r"(?:liquid|fluid|acid|something) (?:is )?(?:leaking|leaked|dripping|oozing|coming) (?:out|from)|"
+    r"(?:bang|pop|popping|hiss\w*|crackl\w*|sizzl\w*|buzzing) (?:noise|sound)?\s*(?:from|in|inside|out of|when|"
+    r"while)|(?:heard|was) (?:a )?(?:loud )?(?:bang|pop|explosion)|"
+    r"(?:battery|charger|cell|pack)\b[^.?!]{0,30}\b(?:puffed|swollen|swelled|bulg\w*|bloated|cracked|"
+    r"deformed|leak\w*|hiss\w*)|"
+    r"overheat\w*|over-heat\w*|too hot to (?:touch|hold)|(?:gets?|got|getting|is|was|became|running) "
+    r"(?:really |very |extremely |super |dangerously )?(?:hot|scalding)\b|melt(?:ed|ing)|"
+    r"electric(?:al)? shock|(?:shocked|electrocuted) me|got (?:a |an )?(?:electric )?shock|"
+    r"gas leak|leaking gas|carbon monoxide|"
+    r"explod\w*|explosion|blew up|"
+    r"(?:swollen|swelling|bulging|puffed up|leaking) battery|battery (?:is )?(?:swollen|swelling|bulging|"
+    r"leaking)|"
+    r"(?:burned|burnt|injured|hurt|cut) (?:my|his|her|our) (?:hand|finger|arm|skin|child|son|daughter|kid)|"
+    r"injur(?:ed|y)|safety (?:hazard|issue|problem|concern|risk)|dangerous)"
+)
+_SAFETY_ZH = re.compile(
+    r"冒烟|起火|着火|失火|火花|打火|冒火|火苗|烧焦|焦味|糊味|烧糊|烧起来|烧坏|过热|发烫|烫手|很烫|太烫|特别烫|"
+    r"漏电|触电|电到|电了我|爆炸|炸了|鼓包|电池膨胀|电池鼓|漏气|煤气味|燃气泄漏|煤气泄漏|融化|熔化|烫伤|受伤|"
+    r"漏液|液体(?:漏|流|渗)|漏出(?:液体|来)|渗出|嘶嘶|滋滋|噼啪|啪的一声|砰的一声|巨响|爆响|异响|冒泡|变形|"
+    r"电池\S{0,6}(?:裂|鼓|胀|漏|烫)|"
+    r"安全隐患|危险"
+)
+# Questions about a safety feature, not a report of a hazard.
+_SAFETY_NOT = re.compile(
+    r"\b(?:overheat(?:ing)? protection|protect(?:ion|s)? against|prevent\w*|avoid\w*|fire-?proof|"
+    r"fire-?resistant|flame-?retardant|smoke (?:detector|alarm)s?|no smoking|"
+    r"quit smoking|smoking area|safety (?:certificat\w*|standard|rating|feature|data sheet)|smoke test\w*)\b"
+    r"|防过热|过热保护|防火|阻燃|防爆|如何避免|怎么避免|怎样避免|防止|烟雾报警|禁止吸烟"
+)
+# A question about hazards in general ("what should I do if my battery ever starts smoking?"), not
+# a report of one happening now.
+_SAFETY_HYPOTHETICAL_EN = re.compile(
+    r"^(?:so |and |but |also |hi,? |hey,? )?(?:what|why|how|is it|is that|are|can|could|do|does|should|will|would|"
+    r"when|which|any)\b[^.!]*\b(?:if|ever|whenever|in case|sometimes|usually|normally|warning signs?|signs?|"
+    r"dangerous|safe|risk\w*|likely|prone|possible|cause|happen\w*)\b"
+)
+_SAFETY_HYPOTHETICAL_ZH = re.compile(
+    r"会不会|怎么判断|如何判断|怎样判断|是否会|可能会|为什么会|什么情况下|安全吗|危险吗|有没有危险|有危险吗|如果|万一|"
+    r"要是|一般|通常|怎么预防|如何预防|注意什么|注意事项"
+)
+
+_LEGAL_EN = re.compile(
+    r"\b(?:lawyers?|attorneys?|solicitors?|legal (?:action|proceedings|steps|counsel|route|measures)|"
+    r"sue|suing|sued|lawsuit|take (?:you|this|it|them) to court|see you in court|small claims|court case|"
+    r"class action|report (?:you|this|your company|it) to (?:the )?\w+|"
+    r"(?:trading standards|consumer protection|ombudsman|better business bureau|bbb|ftc|regulator|"
+    r"data protection authority|ico)\b|"
+    r"(?:formal|official|written) complaint|(?:file|lodge|make|submit|raise|escalate) (?:a |an )?"
+    r"(?:formal |official )?complaint|complain(?:t)? to (?:the|your) (?:authorities|regulator|management)|"
+    r"chargeback|dispute (?:the|this) (?:charge|payment) with my bank|breach of contract|"
+    r"gdpr (?:complaint|request|violation)|violat(?:e|ed|ion of) (?:my|the) (?:rights|law|gdpr))\b"
+)
+_LEGAL_ZH = re.compile(
+    r"律师|起诉|告你们|告到|法院|法庭|诉讼|打官司|法律(?:途径|手段|责任|行动|程序)|走法律|"
+    r"(?:向|去|到)\S{0,8}投诉|投诉(?:你们|到)|正式投诉|书面投诉|我要投诉|我要举报|举报你们|"
+    r"消协|消费者协会|12315|工商局|市场监管|维权|报警|曝光你们|违法|侵权|拒付"
+)
+# "What's your complaints policy?" asks about a process; it is no threat.
+_LEGAL_NOT = re.compile(
+    r"\b(?:lawyer|attorney)s? (?:plan|tier|edition|template)|legal (?:page|notice)\b|"
+    r"\b(?:i'?m|i am|we are|we'?re|as) (?:a |an )?(?:lawyer|attorney|solicitor|law firm)s?\b|"
+    r"\blaw (?:firm|office|school)\b|"
+    r"法院(?:门口|附近|旁边|对面|路)|隐私政策|我是律师|律师事务所|律所"
+)
+
+#: Rule name -> (built-in pattern, exemptions).
+ALWAYS_RULES: Mapping[str, tuple[Sequence[re.Pattern[str]], re.Pattern[str]]] = {
+    "safety": ((_SAFETY_EN, _SAFETY_ZH), _SAFETY_NOT),
+    "legal": ((_LEGAL_EN, _LEGAL_ZH), _LEGAL_NOT),
+}
+
+
+def phrase_in(norm: str, phrase: str) -> bool:
+    """A tenant phrase: whole words in Latin script, a substring in Chinese."""
+    p = phrase.casefold().strip()
+    if not p:
+        return False
+    if p.isascii():
+        return re.search(rf"(?<!\w){re.escape(p)}(?!\w)", norm) is not None
+    return p in norm
+
+
+def is_hypothetical_safety_question(norm: str) -> bool:
+    if re.search(r"[\u3400-\u9fff]", norm):
+        return bool(_SAFETY_HYPOTHETICAL_ZH.search(norm))
+    return bool(_SAFETY_HYPOTHETICAL_EN.search(norm))
+
+
+def matched_rule(norm: str, extra: Mapping[str, Sequence[str]]) -> tuple[str, str] | None:
+    """(rule, what matched) of the first always-handoff rule that fires, built-in or tenant."""
+    for name, (patterns, exempt) in ALWAYS_RULES.items():
+        for phrase in extra.get(name, ()):
+            if phrase_in(norm, phrase):
+                return name, phrase
+        if exempt.search(norm) or (name == "safety" and is_hypothetical_safety_question(norm)):
+            continue
+        for pattern in patterns:
+            m = pattern.search(norm)
+            if m:
+                return name, m.group(0)
+    for name, phrases in extra.items():
+        if name in ALWAYS_RULES:
+            continue
+        for phrase in phrases:
+            if phrase_in(norm, phrase):
+                return name, phrase
+    return None
+
+
+# --- callbacks -------------------------------------------------------------------------------
+_CALLBACK = re.compile(
+    r"\b(?:call(?:ed)? me(?: back)?|call back|callback|ring me|phone me|give me a (?:call|ring)|"
+    r"(?:someone|somebody|anyone|a person|an agent|you) (?:to |can |could |please )?(?:call|phone|ring|contact) me|"
+    r"contact me (?:by|on|via|at) (?:phone|telephone|mobile)|reach me (?:at|on)|my (?:phone |mobile )?number is)\b"
+    r"|回电|回个电话|给我打(?:个)?电话|打(?:个)?电话给我|打给我|致电我|回拨|电话联系我|联系我(?!们)|请来电|来个电话|"
+    r"打我电话|打我手机|给我来电|电话沟通|电话里说"
+)
+_CALLBACK_NOT = re.compile(r"\b(?:api|webhook|function|hook|sdk)s? call|callback url|callback function|回调")
+
+
+def asks_for_callback(norm: str) -> bool:
+    return bool(_CALLBACK.search(norm)) and not _CALLBACK_NOT.search(norm)
+
+
+# --- requests for a person -----------------------------------------------------------------------
+_WHO = (
+    r"(?:human|hooman|humn|person|people|ppl|someone|some one|somebody|anyone|anybody|representative|rep|"
+    r"operator|staff|staff member|manager|supervisor|agent|team member|real one|support team|"
+    r"customer (?:service|care|support)|colleague|employee|specialist|advisor|adviser|expert|boss)"
+)
+_TO = r"(?:to|2|with|w/|w)"
+_EN_ASK = [
+    re.compile(rf"\b(?:talk|speak|chat|spk|tlk|communicate|deal|work)\s+{_TO}\b[^.?!]{{0,30}}\b{_WHO}\b"),
+    re.compile(r"\b(?:transfer|connect|escalate|put) me(?: through| over| on)?\s*(?:please|pls|now|asap)?\W*$"),
+    re.compile(
+        rf"\b(?:connect|transfer|put|pass|hand|route|forward|escalate|switch|redirect|send)\s+"
+        rf"(?:me|this|it|my \w+|us)\b[^.?!]{{0,30}}\b(?:{_WHO[3:-1]}|through|over)\b"
+    ),
+    re.compile(r"\b(?:real|live|actual|human|flesh and blood)\s+(?:person|human|agent|people|ppl|being|support|rep|"
+               r"help|chat|operator|someone)"),
+    re.compile(
+        r"\b(?:need|want|get|give|have|reach|see|like|prefer|bring|find)\s+(?:me\s+)?(?:a|an|to a|some|the|"
+        r"your)?\s*(?:real |live |actual |proper )?(?:human|hooman|person|representative|rep|operator|"
+        r"supervisor|manager|somebody|someone)\b"
+    ),
+    re.compile(r"\b(?:need|want|get|reach|see)\s+(?:a|an|the)\s+(?:support |service |human |live )?agent\b"),
+    re.compile(r"\b(?:a|an|your|customer service|support|sales) representative\b"),
+    re.compile(r"\bescalat(?:e|ion)\b"),
+    re.compile(r"\bnot (?:a|another|the|this|some|your|with a|with the|talking to a) (?:bot|robot|machine|ai|"
+               r"chatbot|computer|program|script)\b|\bno (?:more )?(?:bots?|robots?|ai|chatbot)\b|"
+               r"\b(?:stop|enough|done with)\b[^.?!]{0,15}\b(?:bot|robot|ai|chatbot|automated)\b"),
+    re.compile(rf"^\W*(?:(?:a |an |the |real |live )?{_WHO}(?: please| pls| plz| now| asap| thanks)?[\s,.!?]*)+$"),
+    re.compile(r"\bany ?(?:one|body) (?:there|real|human|home|alive|here)\b|"
+               r"\bis (?:there )?any ?(?:one|body) (?:i can|to) (?:talk|speak|chat)|"
+               r"\b(?:are you|is this) (?:even )?(?:a )?(?:real|human)\??\s*(?:i want|i need|get me|let me)"),
+    re.compile(r"\b(?:let me|can i|could i|may i|i'?d like to|i would like to|i wanna|i want to|i need to|"
+               r"i have to|i must)\s+(?:talk|speak|chat)\s*(?:[.?!]|$|please|pls|now)"),
+    re.compile(rf"\b(?:is it possible|possible|any way|how (?:do|can) i|where (?:do|can) i|can you)\s+"
+               rf"(?:to\s+)?(?:talk|speak|chat|get|reach|contact)\s+(?:{_TO}\s+)?(?:a |an |the |some )?"
+               rf"(?:real |live |actual )?{_WHO}\b"),
+    re.compile(r"\blive (?:chat|support)\b"),
+]
+_ZH_ASK = [
+    re.compile(
+        r"(?:转|找|接|要|叫|呼叫|请|给我|换|联系|来|派)(?:个|一个|一位|下|接|到)?(?:人工|客服|真人|活人|工作人员|专员|"
+        r"真的人|人来|负责人|经理|主管|领导|懂的人|懂行的人|专业的人|售后)"
+    ),
+    re.compile(r"人工(?:客服|服务|坐席|座席|介入|处理|回复)|真人(?:客服)?|活人"),
+    re.compile(r"(?:找|跟|和|同|与)(?:你们的?)?(?:工作人员|客服专员|专员|客服人员|客服|人工|真人|经理|主管|负责人)"),
+    re.compile(r"^(?:人工|真人|客服|转人工|人工客服|找人工|我要人工)(?:[\s,，!！。.?？~～]*(?:人工|真人|客服|转人工))*"
+               r"[\s,，!！。.?？~～啊呀吧]*$"),
+    re.compile(r"有(?:没有)?(?:活)?人(?:在)?吗|有人在吗|有人吗|不要(?:和|跟)?机器人|不想(?:跟|和)机器人|别(?:用)?机器人|"
+               r"不(?:要|想)(?:跟|和)?(?:ai|机器)|我要(?:跟|和|找)人|找个人"),
+    re.compile(r"(?:和|跟)(?:人|真人)(?:说话|沟通|聊|谈|对话)"),
+]
+# Questions about the bot itself ("are you a human?") and words that only contain a people word.
+_EN_NOT_ASK = re.compile(
+    r"\bare you (?:a |an )?(?:real|human|bot|person|robot|ai)\b(?:\s+or\s+(?:a |an )?(?:real|human|bot|person|"
+    r"robot|ai)\b)?|\bhuman resources\b|\bhuman[- ]readable\b"
+)
+_ZH_NOT_ASK = re.compile(r"你是(?:不是)?(?:真人|机器人)|人工智能")
+
+# A first-person request form: wins over "this looks like a question about people".
+_EN_FIRST_PERSON = re.compile(
+    r"\b(?:i|we)(?:'d| would)? (?:want|need|like|prefer|wanna|demand|insist)\b|\b(?:can|could|may) (?:i|we) "
+    r"(?:talk|speak|chat|get|have|reach)\b|\b(?:connect|transfer|put|get|give|pass|send|switch) me\b|"
+    r"\blet me\b|\bplease\b|\bpls\b|\bplz\b|\bnow\b|\bis any(?:one|body) (?:there|here)\b|"
+    r"\bhow (?:do|can) i (?:reach|contact|get|talk|speak)\b|"
+    r"\bis there (?:a|an|any|some)\s*(?:one|body)?\b[^?]{0,30}\b(?:i can|i could|to (?:talk|speak|chat)|"
+    r"available|there|who can|online)\b|"
+    r"\bcan you (?:connect|transfer|get|put)\b|\bi'?m (?:asking|requesting)\b"
+)
+_EN_QUESTION_START = re.compile(
+    r"^(?:so |and |but |also |ok,? |hi,? |hey,? )?(?:does|do|did|will|would|is|are|was|were|how|what|when|"
+    r"which|who|why|where|can (?:a|an|the|your|my|agents?|humans?|people|staff)|if)\b"
+)
+_ZH_REQUEST_VERB = re.compile(r"转|帮我|给我|我要|我想|我需要|叫|联系我|接通|找(?!到)|请\S{0,2}(?:人工|客服)")
+_ZH_ABOUT = re.compile(
+    r"(?:几点|时间|多久|多长时间|更快|优先|收费|费用|会说|语言|是不是|是否|培训|多少|哪些|工作日|周末|上班|下班|"
+    r"在线时间|怎么收|包含|区别|能不能更快)"
+)
+_ZH_QUESTION = re.compile(r"[吗么?？]|几|多久|什么|是否|是不是|怎么样|哪")
+
+
+_EN_PEOPLE = re.compile(rf"\b{_WHO}s?\b|\b(?:support|service|team|phone|call|chat)\b")
+_ZH_PEOPLE = re.compile(r"人工|客服|真人|工作人员|专员|经理|主管|人员|电话|团队|有人")
+
+
+def is_question_about_people(norm: str) -> bool:
+    """A question about how people/support work, with no request for one in it."""
+    if re.search(r"[\u3400-\u9fff]", norm):
+        return bool(
+            _ZH_QUESTION.search(norm)
+            and _ZH_ABOUT.search(norm)
+            and _ZH_PEOPLE.search(norm)
+            and not _ZH_REQUEST_VERB.search(norm)
+        )
+    return bool(
+        _EN_QUESTION_START.search(norm) and _EN_PEOPLE.search(norm) and not _EN_FIRST_PERSON.search(norm)
+    )
+
+
+def asks_for_person(norm: str) -> str | None:
+    """What in the message asks for a person, or None. A question *about* people is no request."""
+    zh = norm
+    if not _ZH_NOT_ASK.search(zh) or re.search(r"转人工|我要人工|找人工|要真人", zh):
+        for p in _ZH_ASK:
+            m = p.search(zh)
+            if m and not is_question_about_people(norm):
+                return m.group(0)
+    en = _EN_NOT_ASK.sub(" ", norm) if _EN_NOT_ASK.search(norm) else norm
+    for p in _EN_ASK:
+        m = p.search(en)
+        if m:
+            if is_question_about_people(norm):
+                return None
+            return m.group(0)
+    return None
