@@ -1,0 +1,1 @@
+"""Data only: the Voltway help-centre documents (a package so the wheel ships them)."""
