@@ -27,9 +27,12 @@ from server.errors import ParleyError, error_body, status_for_code
 from server.fanout import Bus, LocalFanout, MemoryBus, NativeFanout, PythonFanout, RedisBus
 from server.gateway import Gateway, follow
 from server.kb import IngestWorker, KnowledgeRetriever, build_knowledge, load_demo_kb
-from server.metrics import Metrics
+from server.login_guard import LoginGuard, login_limits
+from server.metrics import Metrics, handoff_label
 from server.models import Conversation, OutboxRow
+from server.passwords import PasswordHashing
 from server.push.routes import push_route_handlers
+from server.push.settings import push_settings_from
 from server.push.wiring import PushRuntime
 from server.ratelimit import build_limiter
 from server.routes.auth import auth_handlers
@@ -40,7 +43,9 @@ from server.routes.health import health_handlers
 from server.routes.knowledge_bases import knowledge_handlers
 from server.routes.media import require_declared_body_type
 from server.routes.people import people_handlers
+from server.routes.stats import stats_handlers
 from server.routing import Router
+from server.secretbox import load_or_create_key, private_dir, reseal_clear_values
 from server.settings import Settings
 from server.tenants import ensure_demo_tenant
 from server.web import web_handlers
@@ -89,7 +94,8 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
     if isinstance(bus, RedisBus):
         bus.on_recovered.append(gateway.catch_up)
     router = Router(chat, gateway.online_agents,
-                    on_handoff=lambda reason: metrics.handoffs.labels(reason[:64]).inc())
+                    on_handoff=lambda reason: metrics.handoffs.labels(handoff_label(reason)).inc())
+    router.on_status.append(metrics.on_router_status)
     gateway.on_handoff_request = lambda p, cid, reason: router.handoff(p.tenant_id, cid, reason="user_request")
 
     async def on_status(what: str, conv: Conversation) -> None:
@@ -110,7 +116,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
     bot_runner = BotRunner(db, chat, router, retriever, model=llm, metrics=metrics,
                            answer_deadline_s=settings.answer_deadline_s)
     ingest_worker = IngestWorker(db, settings, knowledge)
-    push = PushRuntime(db, gateway)
+    push = PushRuntime(db, gateway, push_settings_from(settings))
     router.on_status.append(_chat_event_writer(db))
 
     async def retrieval_ready() -> bool:
@@ -124,14 +130,18 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         "router": router, "background": background, "readiness_probes": {"retrieval": retrieval_ready},
         "demo": None, "knowledge": knowledge, "retriever": retriever, "llm": llm, "bot_runner": bot_runner,
         "ingest_worker": ingest_worker, "push": push, "limiter": limiter,
+        "passwords": PasswordHashing(settings.password_hash_concurrency, settings.password_hash_queue_max),
+        "login_guard": LoginGuard(login_limits(settings)),
     })
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         from server.migrations import upgrade
 
+        db.use_secret_box(load_or_create_key(settings.secret_key, settings.data_dir))
         await upgrade(db)
+        await reseal_clear_values(db)
         if settings.demo:
             created = await ensure_demo_tenant(db, settings.data_dir)
             app.state.demo = created
@@ -143,6 +153,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         await bus.start()
         background.append(asyncio.create_task(bot_runner.run(), name="parley-bot-runner"))
         background.append(asyncio.create_task(ingest_worker.run(), name="parley-ingest"))
+        background.append(asyncio.create_task(app.state.passwords.warm(), name="parley-password-warm"))
         push.start()
         # Everything loaded so far lives as long as the process: keep the collector off it, or a
         # full collection over the AI and knowledge stack pauses every socket for a few 100 ms.
@@ -161,7 +172,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         await gateway.handle(socket)
 
     handlers: list[Any] = [ws_endpoint, *health_handlers, *auth_handlers, *people_handlers, *conversation_handlers,
-                           *knowledge_handlers, *bot_handlers, *push_route_handlers, *web_handlers]
+                           *knowledge_handlers, *bot_handlers, *push_route_handlers, *web_handlers, *stats_handlers]
     return Litestar(
         route_handlers=handlers,
         state=state,

@@ -12,7 +12,7 @@ from typing import Any
 from litestar import WebSocket
 from sqlmodel import col, select
 
-from server.auth import Principal, verify_token
+from server.auth import Principal, token_limits, verify_token
 from server.chat import (
     ChatService,
     Sender,
@@ -224,7 +224,7 @@ class Session:
 
     async def _authenticate(self, hello: Hello) -> Principal:
         try:
-            return await verify_token(self.gw.db, hello.token)
+            return await verify_token(self.gw.db, hello.token, token_limits(self.gw.settings))
         except AuthError as exc:
             await self.fatal(exc.code, exc.detail, ref=hello.ref)
         except ParleyError as exc:

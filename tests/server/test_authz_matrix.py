@@ -40,7 +40,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
         def agent(headers: dict[str, str]) -> str:
             r = c.post("/v1/agents", json={"name": "Ag", "email": f"{uuid.uuid4().hex[:8]}@x.io",
-                                           "password": "password123"}, headers=headers)
+                                           "password": "tall ladder purple"}, headers=headers)
             r.raise_for_status()
             return tok(headers, r.json()["id"], "agent")
 
@@ -71,7 +71,7 @@ def _call(w: World, who: str, method: str, path: str, body: Any = None) -> httpx
 
 ADMIN_ONLY = [
     ("POST", "/v1/tokens", {"sub": "x", "role": "user"}),
-    ("POST", "/v1/agents", {"name": "n", "email": "n@x.io", "password": "password123"}),
+    ("POST", "/v1/agents", {"name": "n", "email": "n@x.io", "password": "tall ladder purple"}),
     ("PUT", "/v1/users/someone", {"name": "n"}),
     ("POST", "/v1/knowledge-bases", {"name": "k"}),
     ("GET", "/v1/knowledge-bases", None),
@@ -80,6 +80,7 @@ ADMIN_ONLY = [
     ("POST", "/v1/events", {"events": []}),
     ("GET", "/v1/push/rules", None),
     ("GET", "/v1/push/notifications?user_id=alice", None),
+    ("GET", "/v1/admin/stats", None),
 ]
 
 

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from server.serving import uvicorn_ws_options
 from server.settings import Settings
 from tests.support.live import RestHelpers, free_port
 
@@ -101,8 +102,7 @@ class InProcServer(RestHelpers):
             self.app,
             host="127.0.0.1",
             port=self.port,
-            ws_max_size=self.settings.max_frame_bytes * 2,
-            ws_per_message_deflate=False,
+            **uvicorn_ws_options(self.settings),
             ws_ping_interval=None,
             timeout_graceful_shutdown=2,
             log_level="error",
