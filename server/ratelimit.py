@@ -197,7 +197,7 @@ class RedisLimiter(Limiter):
     (the memory fallback): a Redis outage must neither open the gates nor close them."""
 
     def __init__(self, url: str, *, prefix: str = "parley:rl:", fallback: MemoryLimiter | None = None,
-                 client: Any = None) -> None:
+                 client: Any = None, retry_after_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         from redis.asyncio import Redis
 
         self.redis = client if client is not None else Redis.from_url(url, socket_timeout=1.0,
@@ -206,10 +206,16 @@ class RedisLimiter(Limiter):
         self.fallback = fallback or MemoryLimiter()
         self._script = self.redis.register_script(_TAKE)
         self._failing = False
+        # After a failure Redis is left alone for a while, so a hung Redis delays no frame twice.
+        self.retry_after_s = retry_after_s
+        self.clock = clock
+        self._retry_at = 0.0
 
     async def take(self, *charges: Charge) -> int:
         if not charges:
             return 0
+        if self._failing and self.clock() < self._retry_at:
+            return self.fallback.take_now(*charges)
         keys = [f"{self.prefix}{c.rule.name}:{c.key}" for c in charges]
         args: list[float] = []
         for c in charges:
@@ -220,6 +226,7 @@ class RedisLimiter(Limiter):
             if not self._failing:
                 log.warning("rate limits fall back to this node: Redis failed (%r)", exc)
                 self._failing = True
+            self._retry_at = self.clock() + self.retry_after_s
             return self.fallback.take_now(*charges)
         if self._failing:
             log.warning("rate limits shared through Redis again")

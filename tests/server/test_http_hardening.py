@@ -83,3 +83,10 @@ async def test_a_socket_from_the_same_host_over_another_scheme_is_refused(srv: I
     await good.send({"type": "ping", "ref": "p"})
     await good.expect("pong", ref="p")
     await good.close()
+
+
+def test_a_body_nested_thousands_deep_is_bad_input_not_a_server_error(srv: InProcServer) -> None:
+    deep = '{"text": ' + "[" * 100_000 + "]" * 100_000 + ', "client_msg_id": "x"}'
+    auth = {"Authorization": f"Bearer {srv.token('hardening-deep')}", "Content-Type": "application/json"}
+    r = httpx.post(srv.url + f"/v1/conversations/{'0' * 32}/messages", content=deep, headers=auth, timeout=10)
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_frame")

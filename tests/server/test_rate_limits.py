@@ -86,10 +86,24 @@ async def test_redis_buckets_are_shared_by_nodes_and_all_or_nothing(redis_url: s
 
 
 async def test_without_redis_each_node_still_limits() -> None:
-    lim = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0")
+    clock = Clock()
+    lim = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0", clock=clock)
+    calls = 0
+    script = lim._script
+
+    async def counted(**kw: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await script(**kw)
+
+    lim._script = counted
     rule = Rule("user", 0.001, 2)
     try:
         assert [await lim.take(Charge(rule, "x")) == 0 for _ in range(3)] == [True, True, False]
+        assert calls == 1  # a failed Redis is left alone for a while, not asked per frame
+        clock.now += 10
+        await lim.take(Charge(rule, "y"))
+        assert calls == 2
     finally:
         await lim.close()
 
