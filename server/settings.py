@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = 20.0
     llm_max_retries: int = 1
+    llm_max_tokens: int = 512
     answer_deadline_s: float = 15.0
 
     def resolved_database_url(self) -> str:
