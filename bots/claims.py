@@ -283,8 +283,8 @@ def extract_claims(text: str, *, lenient: bool = False) -> list[Claim]:
         if m.group("zw"):
             key = "weekday-" + str("一二三四五六日天".index(m.group("zw")) % 7 if m.group("zw") != "天" else 6)
         elif m.group("w"):
-            day = m.group("w").casefold()[:3]
-            key = "weekday-" + str(next(i for i, d in enumerate(_WEEKDAYS) if d.startswith(day)))
+            wday = m.group("w").casefold()[:3]
+            key = "weekday-" + str(next(i for i, d in enumerate(_WEEKDAYS) if d.startswith(wday)))
         else:
             key = "month-" + str(_MONTHS.index(m.group("m").casefold()) + 1)
         add(Claim("date", key, m.group(0), m.start(), m.end()))

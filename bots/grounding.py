@@ -161,24 +161,25 @@ def _check(
     if claim.kind == "name":
         found = [i for i, f in enumerate(facts) if _name_found(claim, [f])]
         return found, None if found else Unsupported(claim.kind, claim.text, "", "ungrounded")
-    support: list[int] = []
-    elsewhere = False
+    related: list[int] = []
+    unrelated: list[int] = []
+    rival = False
     for i, f in enumerate(facts):
         for ps in f.sentences:
-            if any(_matches(claim, o) for o in ps.claims) or (claim.kind == "code" and claim.key in f.squashed):
-                if claim.kind not in _NUMERIC or _related(ctx, zh, ps):
-                    support.append(i)
-                    break
-                elsewhere = True
-    if support:
-        return sorted(set(support)), None
-    rival = elsewhere or any(
-        _related(ctx, zh, ps) and any(o.kind == claim.kind or claim.kind == "number" for o in ps.claims)
-        for f in facts
-        for ps in f.sentences
-        if ctx
-    )
-    return [], Unsupported(claim.kind, claim.text, "", "contradicted" if rival else "ungrounded")
+            near = _related(ctx, zh, ps)
+            if any(_matches(claim, o) for o in ps.claims):
+                (related if near else unrelated).append(i)
+            elif near and ctx and any(o.kind == claim.kind or claim.kind == "number" for o in ps.claims):
+                rival = True  # the passage speaks of the same thing with another value
+        if claim.kind == "code" and claim.key in f.squashed and i not in related + unrelated:
+            related.append(i)
+    if related:
+        return sorted(set(related)), None
+    if unrelated and not rival:
+        # Found, worded differently ("costs" / "the fee is"): presence is all that can be told.
+        return sorted(set(unrelated)), None
+    why = "contradicted" if rival or unrelated else "ungrounded"
+    return [], Unsupported(claim.kind, claim.text, "", why)
 
 
 def _insert_marker(sentence: str, label: str, zh: bool) -> str:
