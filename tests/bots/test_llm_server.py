@@ -33,7 +33,8 @@ from tests.bots.helpers import PASSAGES, bot, collect, ctx, terminal
 from tests.support.live import LiveServer, free_port
 from tests.support.ws import WsClient
 
-pytestmark = [pytest.mark.llm_server, pytest.mark.slow]
+# Model start-up, a demo knowledge base and a 135M model on one thread of a busy machine.
+pytestmark = [pytest.mark.llm_server, pytest.mark.slow, pytest.mark.timeout(900)]
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SERVER_MODULES = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
