@@ -42,13 +42,14 @@ _TEENS = ["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen
 _TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _WORD_VALUE = {w: i for i, w in enumerate(_ONES)} | {w: 10 + i for i, w in enumerate(_TEENS)}
 _WORD_VALUE |= {w: 20 + 10 * i for i, w in enumerate(_TENS)}
-_WORD_NUM = (
-    rf"(?:(?:{'|'.join(_TENS)})(?:[-\s](?:{'|'.join(_ONES[1:])}))?|{'|'.join(_TEENS)}|{'|'.join(_ONES)})"
-)
+_WORD_NUM = rf"(?:(?:{'|'.join(_TENS)})(?:[-\s](?:{'|'.join(_ONES[1:])}))?|{'|'.join(_TEENS)}|{'|'.join(_ONES)})"
 _ZH_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _ZH_NUM = "[零〇一二两三四五六七八九十百千万]+"
 _DIGITS = r"\d+(?:,\d{3})*(?:\.\d+)?"
 _NUM = rf"(?:{_DIGITS}|{_ZH_NUM}|\b{_WORD_NUM}\b)"
+# A cheap first test at each position (the engine does not optimise alternations that start
+# with words): only a digit, a Chinese numeral or the first letter of a number word goes on.
+_NUM_START = "(?=[\\d零〇一二两三四五六七八九十百千万otfsenzap])"
 
 
 def _zh_value(text: str) -> float | None:
@@ -97,13 +98,14 @@ _CURRENCY_SUFFIX = {
     "cny": "¥", "rmb": "¥", "元": "¥", "块": "¥", "人民币": "¥", "yuan": "¥",
 }  # fmt: skip
 _PRICE = re.compile(
-    r"(?P<cur>us\$|ca\$|au\$|hk\$|nz\$|c\$|a\$|usd|gbp|eur|rmb|cny|[$£€¥])\s?(?P<num>" + _DIGITS + ")"
+    r"(?=[\d$£€¥uacnhgerdpy])(?:(?P<cur>us\$|ca\$|au\$|hk\$|nz\$|c\$|a\$|usd|gbp|eur|rmb|cny|[$£€¥])\s?(?P<num>"
+    + _DIGITS
+    + ")"
     r"|(?P<num2>" + _DIGITS + r")\s?(?P<cur2>usd|cad|aud|gbp|eur|cny|rmb|dollars?|pounds?|euros?|yuan"
-    r"|美元|加元|澳元|英镑|欧元|人民币|元|块)(?![a-z])",
-    re.IGNORECASE,
+    r"|美元|加元|澳元|英镑|欧元|人民币|元|块)(?![a-z]))",
 )
 _PERCENT = re.compile(
-    rf"(?P<num>{_NUM})\s?(?:%|percent\b|per cent\b|pct\b)|百分之(?P<zh>{_ZH_NUM}|\d+(?:\.\d+)?)", re.IGNORECASE
+    rf"{_NUM_START}(?:(?P<num>{_NUM})\s?(?:%|percent\b|per cent\b|pct\b)|百分之(?P<zh>{_ZH_NUM}|\d+(?:\.\d+)?))"
 )
 _MONTHS = [
     "january", "february", "march", "april", "may", "june",
@@ -115,24 +117,21 @@ _MONTH_RE = (
 )
 _WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 _DATE = re.compile(
-    r"(?P<y>\d{4})[-/.](?P<m>\d{1,2})[-/.](?P<d>\d{1,2})(?!\d)"
+    r"(?=[\djfmasond一二三四五六七八九十])(?:(?P<y>\d{4})[-/.](?P<m>\d{1,2})[-/.](?P<d>\d{1,2})(?!\d)"
     r"|(?:(?P<zy>\d{4})\s?年\s?)?(?P<zm>\d{1,2}|[一二三四五六七八九十]{1,2})\s?月\s?(?P<zd>\d{1,2}|[一二三四五六七八九十]{1,3})\s?[日号]"
     rf"|\b{_MONTH_RE}\.?\s+(?P<d1>\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(?P<y1>\d{{4}})\b)?"
     rf"|\b(?P<d2>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH_RE.replace('mon', 'mon2')}\b\.?"
-    r"(?:,?\s+(?P<y2>\d{4})\b)?",
-    re.IGNORECASE,
+    r"(?:,?\s+(?P<y2>\d{4})\b)?)",
 )
 _DAY_NAME = re.compile(
-    r"\b(?P<w>(?:mon|tues|wednes|thurs|fri|satur|sun)day)s?\b"
+    r"(?=[mtwfsjaond星周礼])(?:\b(?P<w>(?:mon|tues|wednes|thurs|fri|satur|sun)day)s?\b"
     r"|\b(?P<m>january|february|march|april|june|july|august|september|october|november|december)\b"
-    r"|(?:星期|周|礼拜)(?P<zw>[一二三四五六日天])",
-    re.IGNORECASE,
+    r"|(?:星期|周|礼拜)(?P<zw>[一二三四五六日天]))",
 )
 _TIME = re.compile(
-    r"\b(?P<h>\d{1,2})(?::(?P<mi>\d{2}))?\s?(?P<ap>a\.?m\.?|p\.?m\.?)(?![a-z])"
+    r"(?=[\d上早中下晚零〇一二两三四五六七八九十])(?:\b(?P<h>\d{1,2})(?::(?P<mi>\d{2}))?\s?(?P<ap>a\.?m\.?|p\.?m\.?)(?![a-z])"
     r"|\b(?P<h2>[01]?\d|2[0-3]):(?P<mi2>[0-5]\d)\b"
-    rf"|(?P<zp>上午|早上|中午|下午|晚上)?\s?(?P<zh>\d{{1,2}}|{_ZH_NUM})\s?[点點](?:\s?(?P<zmi>\d{{1,2}})\s?分|(?P<half>半))?",
-    re.IGNORECASE,
+    rf"|(?P<zp>上午|早上|中午|下午|晚上)?\s?(?P<zh>\d{{1,2}}|{_ZH_NUM})\s?[点點](?:\s?(?P<zmi>\d{{1,2}})\s?分|(?P<half>半))?)",
 )
 _UNIT_SECONDS = {
     "second": 1, "sec": 1, "minute": 60, "min": 60, "hour": 3600, "hr": 3600, "day": 86400, "night": 86400,
@@ -145,21 +144,43 @@ _EN_UNIT = r"(?P<unit>seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|nights?|we
 _ZH_UNIT = r"(?P<zunit>个工作日|工作日|个小时|小时|钟头|秒钟|秒|分钟|天|日|个星期|星期|周|个月|年)"
 _RANGE_SEP = r"\s*(?:-|–|—|~|～|to|or|and|至|到)\s*"
 _DURATION = re.compile(
-    rf"(?P<a>{_NUM}|\ban?\b)(?:{_RANGE_SEP}(?P<b>{_NUM}))?"
+    rf"{_NUM_START}(?P<a>{_NUM}|\ban?\b)(?:{_RANGE_SEP}(?P<b>{_NUM}))?"
     rf"(?:[\s-]*(?:business|working|calendar|full|more|extra)?[\s-]*{_EN_UNIT}|\s?{_ZH_UNIT})",
-    re.IGNORECASE,
 )
 _CODE = re.compile(r"(?<![\w-])[A-Za-z][A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)*(?![\w-])")
-_NUMBER = re.compile(rf"{_DIGITS}|{_ZH_NUM}|\b{_WORD_NUM}\b", re.IGNORECASE)
+_NUMBER = re.compile(rf"{_NUM_START}(?:{_DIGITS}|{_ZH_NUM}|\b{_WORD_NUM}\b)")
 # Masked before reading: links and addresses (the guard owns them) and list numbering.
-_NOISE = re.compile(r"https?://\S+|www\.\S+|[\w.+-]+@[\w-]+\.[\w.]+|^\s*\d{1,2}[.)]\s", re.IGNORECASE | re.MULTILINE)
+_NOISE = re.compile(r"(?=[hw\s\d])(?:https?://\S+|www\.\S+|^\s*\d{1,2}[.)]\s)", re.MULTILINE)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 _MARKDOWN = re.compile(r"\*\*|__|`|~~|^#{1,6}\s", re.MULTILINE)
 
 _NAME_WORD = re.compile(r"(?<![\w'’-])(?:[A-Z][\w'’&-]*|[a-z]+[A-Z][\w'’-]*)")
 _NOT_NAMES = frozenset(
     [
-        "i", "i'm", "i'll", "i've", "i'd", "ok", "okay", "ai", "yes", "no", "hi", "hello", "hey", "please",
-        "thanks", "thank", "sorry", "dear", "note", "tip", "step", "faq", "q", "a",
+        "i",
+        "i'm",
+        "i'll",
+        "i've",
+        "i'd",
+        "ok",
+        "okay",
+        "ai",
+        "yes",
+        "no",
+        "hi",
+        "hello",
+        "hey",
+        "please",
+        "thanks",
+        "thank",
+        "sorry",
+        "dear",
+        "note",
+        "tip",
+        "step",
+        "faq",
+        "q",
+        "a",
     ]
 )
 _SENTENCE_START = re.compile(r"(?:^|[.!?。！？:：;；\n•*\-–—\"“(\[])\s*$")
@@ -181,6 +202,9 @@ def extract_claims(text: str, *, lenient: bool = False) -> list[Claim]:
     also reads standalone number words and "a day"."""
     taken = bytearray(len(text))
     out: list[Claim] = []
+    low = text.lower()
+    if len(low) != len(text):  # a few characters lower-case to two; keep offsets exact
+        low = "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
 
     def free(s: int, e: int) -> bool:
         return not any(taken[s:e])
@@ -189,12 +213,15 @@ def extract_claims(text: str, *, lenient: bool = False) -> list[Claim]:
         out.append(c)
         taken[c.start : c.end] = b"\x01" * (c.end - c.start)
 
-    for m in _NOISE.finditer(text):
+    for m in _NOISE.finditer(low):
         taken[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
+    if "@" in text:
+        for m in _EMAIL.finditer(text):
+            taken[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
     for m in MARKER.finditer(text):
         taken[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
 
-    for m in _DATE.finditer(text):
+    for m in _DATE.finditer(low):
         if not free(m.start(), m.end()):
             continue
         g = m.groupdict()
@@ -210,11 +237,11 @@ def extract_claims(text: str, *, lenient: bool = False) -> list[Claim]:
         if not (1 <= mon <= 12 and 1 <= day <= 31):
             continue
         nums = _nums(float(day), float(mon), float(year) if year else None)
-        add(Claim("date", f"{mon:02d}-{day:02d}", m.group(0), m.start(), m.end(), numbers=nums))
+        add(Claim("date", f"{mon:02d}-{day:02d}", text[m.start() : m.end()], m.start(), m.end(), numbers=nums))
         if year:
             out.append(Claim("number", year, year, m.start(), m.end(), numbers=frozenset([year])))
 
-    for m in _TIME.finditer(text):
+    for m in _TIME.finditer(low):
         if not free(m.start(), m.end()):
             continue
         g = m.groupdict()
@@ -234,9 +261,18 @@ def extract_claims(text: str, *, lenient: bool = False) -> list[Claim]:
             h = int(hv)
             mi = int(g["zmi"] or (30 if g["half"] else 0))
             h24 = h + 12 if g["zp"] in ("下午", "晚上") and h < 12 else h
-        add(Claim("time", f"{h24:02d}:{mi:02d}", m.group(0), m.start(), m.end(), numbers=_nums(h, h24, mi or None)))
+        add(
+            Claim(
+                "time",
+                f"{h24:02d}:{mi:02d}",
+                text[m.start() : m.end()],
+                m.start(),
+                m.end(),
+                numbers=_nums(h, h24, mi or None),
+            )
+        )
 
-    for m in _PRICE.finditer(text):
+    for m in _PRICE.finditer(low):
         if not free(m.start(), m.end()):
             continue
         num = m.group("num") or m.group("num2")
@@ -245,18 +281,28 @@ def extract_claims(text: str, *, lenient: bool = False) -> list[Claim]:
         value = number_value(num)
         if value is None:
             continue
-        add(Claim("price", canon(value), m.group(0), m.start(), m.end(), unit=family or "", numbers=_nums(value)))
+        add(
+            Claim(
+                "price",
+                canon(value),
+                text[m.start() : m.end()],
+                m.start(),
+                m.end(),
+                unit=family or "",
+                numbers=_nums(value),
+            )
+        )
 
-    for m in _PERCENT.finditer(text):
+    for m in _PERCENT.finditer(low):
         if not free(m.start(), m.end()):
             continue
         raw = m.group("num") or m.group("zh")
         value = number_value(raw) if raw else None
         if value is None:
             continue
-        add(Claim("percent", canon(value), m.group(0), m.start(), m.end(), numbers=_nums(value)))
+        add(Claim("percent", canon(value), text[m.start() : m.end()], m.start(), m.end(), numbers=_nums(value)))
 
-    for m in _DURATION.finditer(text):
+    for m in _DURATION.finditer(low):
         if not free(m.start(), m.end()):
             continue
         a = m.group("a")
@@ -274,10 +320,12 @@ def extract_claims(text: str, *, lenient: bool = False) -> list[Claim]:
             continue
         for v in values:
             assert v is not None
-            out.append(Claim("duration", canon(v * secs), m.group(0), m.start(), m.end(), numbers=_nums(v)))
+            out.append(
+                Claim("duration", canon(v * secs), text[m.start() : m.end()], m.start(), m.end(), numbers=_nums(v))
+            )
         taken[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
 
-    for m in _DAY_NAME.finditer(text):
+    for m in _DAY_NAME.finditer(low):
         if not free(m.start(), m.end()):
             continue
         if m.group("zw"):
@@ -287,7 +335,7 @@ def extract_claims(text: str, *, lenient: bool = False) -> list[Claim]:
             key = "weekday-" + str(next(i for i, d in enumerate(_WEEKDAYS) if d.startswith(wday)))
         else:
             key = "month-" + str(_MONTHS.index(m.group("m").casefold()) + 1)
-        add(Claim("date", key, m.group(0), m.start(), m.end()))
+        add(Claim("date", key, text[m.start() : m.end()], m.start(), m.end()))
 
     for m in _CODE.finditer(text):
         word = m.group(0)
@@ -297,7 +345,7 @@ def extract_claims(text: str, *, lenient: bool = False) -> list[Claim]:
         digits = _nums(*(float(d) for d in re.findall(r"\d+", word)))
         add(Claim("code", squashed, word, m.start(), m.end(), numbers=digits))
 
-    for m in _NUMBER.finditer(text):
+    for m in _NUMBER.finditer(low):
         if not free(m.start(), m.end()):
             continue
         raw = m.group(0)

@@ -15,6 +15,7 @@ or the passage that holds its claims) and gets a marker.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -107,11 +108,17 @@ def _context(text: str, claims: Iterable[Claim]) -> set[str]:
 
 
 def _facts(p: Passage) -> _PassageFacts:
+    return _facts_of(p.title, p.heading_path, p.text)
+
+
+# Popular articles come back answer after answer: read each passage once. Bounded, read-only.
+@functools.lru_cache(maxsize=1024)
+def _facts_of(title: str, heading_path: str, text: str) -> _PassageFacts:
     facts = _PassageFacts()
-    head = prepare(f"{p.title} {p.heading_path}")
+    head = prepare(f"{title} {heading_path}")
     head_ctx = {t for t in content_tokens(head) if not t.isdigit()}
     prev: set[str] = set()
-    body = prepare(p.text)
+    body = prepare(text)
     for sentence in split_sentences(body):
         claims = extract_claims(sentence, lenient=True)
         ctx = _context(sentence, claims)

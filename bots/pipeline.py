@@ -294,7 +294,10 @@ class AnswerPipeline:
             if not verdict.ok:
                 cites = []
             else:
-                grounded = ground_answer(verdict.text, evidence, question=ctx.text, allowed_names=(ctx.bot.name,))
+                # A few milliseconds of regex work: off the event loop, so other streams keep going.
+                grounded = await asyncio.to_thread(
+                    ground_answer, verdict.text, evidence, question=ctx.text, allowed_names=(ctx.bot.name,)
+                )
                 report = grounded.report
                 if not report.ok:
                     # Deltas already shown cannot be unsent: the stored message (same draft_id)
