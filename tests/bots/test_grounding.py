@@ -4,18 +4,22 @@ sends the user the quoted extractive answer instead, logged with a reason code."
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 
+import httpx
 import pytest
 
 from bots.circuit import CircuitBreaker
 from bots.claims import extract_claims, prepare
+from bots.config import LLMConfig
 from bots.grounding import ground_answer
+from bots.llm import build_chat_model
 from bots.pipeline import AnswerPipeline, Final
 from bots.ports import Passage
 from bots.testing import ScriptedChatModel
-from tests.bots.helpers import PASSAGES, collect, ctx, deltas_text, terminal
+from tests.bots.helpers import PASSAGES, collect, ctx, deltas_text, sse_response, terminal
 
 SHIP, REFUND, PASSWORD = PASSAGES
 
@@ -183,3 +187,17 @@ def test_equal_facts_written_differently_match(answer_text: str, passage_text: s
 def test_different_facts_do_not_match(answer_text: str, passage_text: str) -> None:
     passage = Passage("c", "d", "Doc", "kb:doc", "", passage_text, 0.9)
     assert not ground_answer(answer_text, [passage]).report.ok
+
+
+async def test_a_model_answer_is_capped_in_tokens() -> None:
+    seen: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return sse_response(["Hi"])
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        config = LLMConfig(base_url="http://llm.invalid/v1", api_key="k", model="m", max_tokens=77)
+        model = build_chat_model(config, http_client=client)
+        assert "".join([str(c.content) async for c in model.astream("hi")]) == "Hi"
+    assert seen and seen[0]["max_completion_tokens"] == 77
