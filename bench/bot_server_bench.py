@@ -309,6 +309,7 @@ def main() -> None:
         "PARLEY_DEMO_KNOWLEDGE": "false",
         "PARLEY_RATE_PER_CONNECTION": "1000", "PARLEY_BURST_PER_CONNECTION": "1000",
         "PARLEY_RATE_PER_USER": "1000", "PARLEY_BURST_PER_USER": "1000",
+        "PARLEY_MAX_PENDING_HANDSHAKES_PER_IP": "100000",
     }
     defaults = Settings(_env_file=None)  # the server's own model settings, for the bare call
     llm = LLMConfig(base_url=base_url, api_key="bench", model="mock", timeout_s=defaults.llm_timeout_s,

@@ -33,6 +33,7 @@ from server.push.models import PushRule, PushTenantConfig
 from server.push.presence import MemoryPresence
 from server.push.providers import DeviceTarget, PushMessage, WebPushProvider
 from server.push.providers.webpush import b64url, generate_vapid_keys
+from server.push.settings import PushSettings
 
 NAMES = [f"evt.{i}" for i in range(20)]
 
@@ -119,7 +120,7 @@ async def bench_webpush(n: int) -> dict[str, float]:
     key = ec.generate_private_key(ec.SECP256R1())
     auth = os.urandom(16)
     pub = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    sub = {"endpoint": "http://127.0.0.1/push/1", "keys": {"p256dh": b64url(pub), "auth": b64url(auth)}}
+    sub = {"endpoint": "https://push.local/push/1", "keys": {"p256dh": b64url(pub), "auth": b64url(auth)}}
     checked: list[str] = []
 
     def handler(req: httpx.Request) -> httpx.Response:
@@ -131,7 +132,8 @@ async def bench_webpush(n: int) -> dict[str, float]:
     priv, vpub = generate_vapid_keys()
     config = PushTenantConfig(tenant_id="t", vapid_private_key=priv, vapid_public_key=vpub)
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        provider = WebPushProvider(client)
+        # the mock transport is the push service; it is trusted explicitly (server.push.egress)
+        provider = WebPushProvider(client, PushSettings(egress_hosts=("push.local",)))
         target = DeviceTarget("d", "webpush", subscription=sub)
         t0 = time.perf_counter()
         for i in range(0, n, 100):

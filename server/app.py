@@ -18,6 +18,7 @@ from litestar.di import Provide
 from litestar.events.emitter import BaseEventEmitterBackend
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 
 from server.botrunner import BotRunner
 from server.chat import ChatService, topic_agents, topic_conversation
@@ -26,18 +27,25 @@ from server.errors import ParleyError, error_body, status_for_code
 from server.fanout import Bus, LocalFanout, MemoryBus, NativeFanout, PythonFanout, RedisBus
 from server.gateway import Gateway, follow
 from server.kb import IngestWorker, KnowledgeRetriever, build_knowledge, load_demo_kb
-from server.metrics import Metrics
+from server.login_guard import LoginGuard, login_limits
+from server.metrics import Metrics, handoff_label
 from server.models import Conversation, OutboxRow
+from server.passwords import PasswordHashing
 from server.push.routes import push_route_handlers
+from server.push.settings import push_settings_from
 from server.push.wiring import PushRuntime
+from server.ratelimit import build_limiter
 from server.routes.auth import auth_handlers
 from server.routes.bots import bot_handlers
 from server.routes.conversations import conversation_handlers
 from server.routes.deps import get_principal
 from server.routes.health import health_handlers
 from server.routes.knowledge_bases import knowledge_handlers
+from server.routes.media import require_declared_body_type
 from server.routes.people import people_handlers
+from server.routes.stats import stats_handlers
 from server.routing import Router
+from server.secretbox import load_or_create_key, private_dir, reseal_clear_values
 from server.settings import Settings
 from server.tenants import ensure_demo_tenant
 from server.web import web_handlers
@@ -81,11 +89,13 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
     bus: Bus = RedisBus(local, settings.redis_url) if settings.redis_url else MemoryBus(local)
     metrics = Metrics()
     chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=_fault_hook(fault_point))
-    gateway = Gateway(settings, db, chat, bus, metrics, native=server_kind == "socketify")
+    limiter = build_limiter(settings)
+    gateway = Gateway(settings, db, chat, bus, metrics, native=server_kind == "socketify", limiter=limiter)
     if isinstance(bus, RedisBus):
         bus.on_recovered.append(gateway.catch_up)
     router = Router(chat, gateway.online_agents,
-                    on_handoff=lambda reason: metrics.handoffs.labels(reason[:64]).inc())
+                    on_handoff=lambda reason: metrics.handoffs.labels(handoff_label(reason)).inc())
+    router.on_status.append(metrics.on_router_status)
     gateway.on_handoff_request = lambda p, cid, reason: router.handoff(p.tenant_id, cid, reason="user_request")
 
     async def on_status(what: str, conv: Conversation) -> None:
@@ -106,7 +116,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
     bot_runner = BotRunner(db, chat, router, retriever, model=llm, metrics=metrics,
                            answer_deadline_s=settings.answer_deadline_s)
     ingest_worker = IngestWorker(db, settings, knowledge)
-    push = PushRuntime(db, gateway)
+    push = PushRuntime(db, gateway, push_settings_from(settings))
     router.on_status.append(_chat_event_writer(db))
 
     async def retrieval_ready() -> bool:
@@ -119,15 +129,19 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         "settings": settings, "db": db, "bus": bus, "chat": chat, "gateway": gateway, "metrics": metrics,
         "router": router, "background": background, "readiness_probes": {"retrieval": retrieval_ready},
         "demo": None, "knowledge": knowledge, "retriever": retriever, "llm": llm, "bot_runner": bot_runner,
-        "ingest_worker": ingest_worker, "push": push,
+        "ingest_worker": ingest_worker, "push": push, "limiter": limiter,
+        "passwords": PasswordHashing(settings.password_hash_concurrency, settings.password_hash_queue_max),
+        "login_guard": LoginGuard(login_limits(settings)),
     })
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         from server.migrations import upgrade
 
+        db.use_secret_box(load_or_create_key(settings.secret_key, settings.data_dir))
         await upgrade(db)
+        await reseal_clear_values(db)
         if settings.demo:
             created = await ensure_demo_tenant(db, settings.data_dir)
             app.state.demo = created
@@ -139,6 +153,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         await bus.start()
         background.append(asyncio.create_task(bot_runner.run(), name="parley-bot-runner"))
         background.append(asyncio.create_task(ingest_worker.run(), name="parley-ingest"))
+        background.append(asyncio.create_task(app.state.passwords.warm(), name="parley-password-warm"))
         push.start()
         # Everything loaded so far lives as long as the process: keep the collector off it, or a
         # full collection over the AI and knowledge stack pauses every socket for a few 100 ms.
@@ -150,13 +165,14 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
             await bot_runner.stop()
             await push.stop()
             await _shutdown(gateway, background, bus, db)
+            await limiter.close()
 
     @websocket("/v1/ws")
     async def ws_endpoint(socket: WebSocket[Any, Any, Any]) -> None:
         await gateway.handle(socket)
 
     handlers: list[Any] = [ws_endpoint, *health_handlers, *auth_handlers, *people_handlers, *conversation_handlers,
-                           *knowledge_handlers, *bot_handlers, *push_route_handlers, *web_handlers]
+                           *knowledge_handlers, *bot_handlers, *push_route_handlers, *web_handlers, *stats_handlers]
     return Litestar(
         route_handlers=handlers,
         state=state,
@@ -166,8 +182,12 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
             "db": Provide(lambda: db, sync_to_thread=False),
             "push_engine": Provide(lambda: push.engine, sync_to_thread=False),
         },
-        exception_handlers={ParleyError: _parley_error, HTTPException: _http_error, Exception: _internal_error},
-        openapi_config=OpenAPIConfig(title="Parley", version="1.0.0", path="/schema", render_plugins=[]),
+        exception_handlers={ParleyError: _parley_error, HTTPException: _http_error, RecursionError: _too_deep,
+                            Exception: _internal_error},
+        # The JSON schema only: Litestar's documentation UIs load their scripts from CDNs.
+        openapi_config=OpenAPIConfig(title="Parley", version="1.0.0", path="/schema",
+                                     render_plugins=[JsonRenderPlugin()]),
+        before_request=require_declared_body_type,
         request_max_body_size=settings.max_request_bytes,
         debug=False,
         event_emitter_backend=_NoEvents,
@@ -230,7 +250,7 @@ def _parley_error(_req: Request[Any, Any, Any], exc: ParleyError) -> Response[An
     status = status_for_code(exc.code)
     headers = {}
     if exc.retry_after_ms is not None:
-        headers["Retry-After"] = str(max(1, exc.retry_after_ms // 1000))
+        headers["Retry-After"] = str(max(1, -(-exc.retry_after_ms // 1000)))  # whole seconds, rounded up
     return Response(error_body(exc.code, exc.detail, field=exc.field, retry_after_ms=exc.retry_after_ms),
                     status_code=status, headers=headers)
 
@@ -257,6 +277,11 @@ def _http_error(_req: Request[Any, Any, Any], exc: HTTPException) -> Response[An
     if code is None:
         code = "validation_failed" if 400 <= status < 500 else "internal"
     return Response(error_body(code, detail), status_code=status)
+
+
+def _too_deep(_req: Request[Any, Any, Any], _exc: RecursionError) -> Response[Any]:
+    # The JSON decoder recurses once per nesting level: a body nested thousands deep is bad input.
+    return Response(error_body("bad_frame", "JSON nested too deep"), status_code=400)
 
 
 def _internal_error(_req: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -215,7 +215,7 @@ class BotRunner:
                     await self._log(tenant_id, cid, event.decision.to_record() if event.decision else None)
                     cites = [c.to_dict() for c in event.citations]
                     await self._post(tenant_id, cid, sender, event.text, cmid, draft_id, cites)
-                    self.metrics.bot_answers.inc()
+                    self.metrics.bot_answered(tenant_id)
                 case Offer():
                     await self._log(tenant_id, cid, event.decision.to_record())
                     if await self._post(tenant_id, cid, sender, event.text, cmid, draft_id, []):

@@ -224,6 +224,19 @@ class ChatService:
             return conv.user_id == p.id
         return True
 
+    @staticmethod
+    def may_write(p: Principal, conv: Conversation) -> bool:
+        """The owner rule that claim, resolve and handback follow, for writing: an agent writes
+        into a conversation assigned to them (or last theirs, once resolved), or takes an
+        unowned one (bot or queued) by writing; never into another agent's."""
+        if p.role != "agent":
+            return True
+        if conv.status == "assigned":
+            return conv.assignee_id == p.id
+        if conv.status == "resolved":
+            return conv.last_agent_id in (None, p.id)
+        return True
+
     async def list_conversations(self, p: Principal, *, status: str | None = None,
                                  limit: int = 50) -> list[Conversation]:
         q = select(Conversation).where(Conversation.tenant_id == p.tenant_id)
@@ -395,6 +408,8 @@ class ChatService:
                 principal is not None and not self.can_see(principal, conv)
             ):
                 raise NotFound("conversation not found")
+            if principal is not None and not self.may_write(principal, conv):
+                raise Forbidden("this conversation is another agent's; claim it or ask them to hand it over")
             if sender.kind == "bot" and conv.status != "bot" and kind == "text":
                 raise Forbidden("the AI agent does not post while a human owns the conversation")
             now = utcnow()

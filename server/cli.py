@@ -4,17 +4,31 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from server.settings import Settings
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from server.db import Database
+    from server.tenants import CreatedTenant
+
+__all__ = ["banner_lines", "main"]
 
 
 def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _database(settings: Settings) -> "Database":
+    """The database with the key for secrets at rest, as the server opens it."""
+    from server.db import Database
+    from server.secretbox import load_or_create_key, private_dir
+
+    private_dir(settings.data_dir)
+    return Database(settings.resolved_database_url(),
+                    secret_box=load_or_create_key(settings.secret_key, settings.data_dir))
 
 
 @click.group()
@@ -39,11 +53,8 @@ def serve(host: str | None, port: int | None, server_kind: str | None, data_dir:
     app = create_app(settings, server_kind=settings.server, fault_point=os.environ.get("PARLEY_FAULT_POINT"))
 
     def banner() -> None:
-        key_file = settings.data_dir / "demo-admin-key.txt"
-        url = settings.public_url or f"http://{settings.host}:{settings.port}"
-        click.echo(f"Parley is up: {url}  (chat widget demo at {url}/, agent console at {url}/agent)")
-        if key_file.exists():
-            click.echo(f"Demo tenant admin key: {key_file.read_text().strip()}  (stored in {key_file})")
+        for line in banner_lines(settings, app.state.demo):
+            click.echo(line)
         sys.stdout.flush()
 
     if settings.server == "uvicorn":
@@ -51,6 +62,19 @@ def serve(host: str | None, port: int | None, server_kind: str | None, data_dir:
         run_uvicorn(app, settings)
     else:
         run_socketify(app, settings, on_listen=banner)
+
+
+def banner_lines(settings: Settings, created: "CreatedTenant | None") -> list[str]:
+    """The start-up banner. The demo admin key is shown once, on the start that created it; logs
+    of later starts must not carry it again."""
+    key_file = settings.data_dir / "demo-admin-key.txt"
+    url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    lines = [f"Parley is up: {url}  (chat widget demo at {url}/, agent console at {url}/agent)"]
+    if created is not None:
+        lines.append(f"Demo tenant admin key: {created.admin_key}  (shown once; stored in {key_file})")
+    elif key_file.exists():
+        lines.append(f"Demo tenant admin key: in {key_file}")
+    return lines
 
 
 @main.group()
@@ -63,15 +87,13 @@ def tenant() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
 def tenant_create(name: str, data_dir: Path | None) -> None:
     """Create a tenant and print its admin key (shown once)."""
-    from server.db import Database
     from server.migrations import upgrade
     from server.tenants import create_tenant
 
     settings = _settings(data_dir=data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     async def go() -> None:
-        db = Database(settings.resolved_database_url())
+        db = _database(settings)
         await upgrade(db)
         created = await create_tenant(db, name)
         await db.dispose()
@@ -87,8 +109,8 @@ def tenant_create(name: str, data_dir: Path | None) -> None:
 def worker(data_dir: Path | None) -> None:
     """Run a push delivery worker on its own (scaled-out deployments): it claims outbox rows
     with FOR UPDATE SKIP LOCKED, so several can run beside the servers."""
-    from server.db import Database
     from server.migrations import upgrade
+    from server.push.settings import push_settings_from
     from server.push.wiring import PushRuntime
 
     settings = _settings(data_dir=data_dir)
@@ -104,9 +126,9 @@ def worker(data_dir: Path | None) -> None:
     async def go() -> None:
         import signal
 
-        db = Database(settings.resolved_database_url())
+        db = _database(settings)
         await upgrade(db)
-        runtime = PushRuntime(db, _NoSockets())
+        runtime = PushRuntime(db, _NoSockets(), push_settings_from(settings))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -2,24 +2,30 @@
 and a session factory. Schema changes go through Alembic (``server/migrations``)."""
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from server.errors import Unavailable
+from server.secretbox import SecretBox, attach, private_dir
 
 __all__ = ["Database"]
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False,
+                 secret_box: SecretBox | None = None) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            _private_sqlite_file(url)
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
@@ -32,6 +38,11 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
         # SQLite allows one writer; queueing writers here beats SQLITE_BUSY retries.
         self.write_lock = asyncio.Lock() if self.is_sqlite else None
+        self.use_secret_box(secret_box)
+
+    def use_secret_box(self, box: SecretBox | None) -> None:
+        """Columns typed ``Sealed`` are sealed and opened with this box (see server.secretbox)."""
+        attach(self.engine.sync_engine.dialect, box)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -72,6 +83,18 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _private_sqlite_file(url: str) -> None:
+    """The database holds every tenant's data: create it (and its folder) for the owner only.
+    SQLite gives the -wal and -shm files the mode of the database file."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    file = Path(path)
+    private_dir(file.parent)
+    os.close(os.open(file, os.O_RDWR | os.O_CREAT, 0o600))
+    file.chmod(0o600)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from litestar import WebSocket
 from sqlmodel import col, select
 
-from server.auth import Principal, verify_token
+from server.auth import Principal, token_limits, verify_token
 from server.chat import (
     ChatService,
     Sender,
@@ -40,7 +40,8 @@ from server.frames import (
 )
 from server.metrics import Metrics
 from server.models import Conversation, Message, new_id
-from server.ratelimit import TokenBucket
+from server.origins import origin_allowed
+from server.ratelimit import Charge, Limiter, Limits, MemoryLimiter, TokenBucket, client_ip, tenant_key, user_key
 from server.settings import Settings
 
 __all__ = ["Gateway"]
@@ -116,13 +117,16 @@ class Session:
                 and not self.task.done()):
             self.task.cancel()
 
-    async def fatal(self, code: str, detail: str, *, reconnect: bool = False, ref: str | None = None) -> None:
+    async def fatal(self, code: str, detail: str, *, reconnect: bool = False, ref: str | None = None,
+                    retry_after_ms: int | None = None) -> None:
         self.gw.metrics.errors.labels(code).inc()
         if self.writer is not None:
             self.writer.cancel()
         frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail, "fatal": True}
         if ref is not None:
             frame["ref"] = ref
+        if retry_after_ms is not None:
+            frame["retry_after_ms"] = retry_after_ms
         await self.send_direct(frame)
         await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
         with contextlib.suppress(Exception):
@@ -153,12 +157,20 @@ class Session:
         self.task = asyncio.current_task()
         await self.socket.accept()
         try:
-            if not self.gw.origin_allowed(origin, self.socket.headers.get("host")):
+            if not self.gw.origin_allowed(origin, self.socket.headers.get("host"),
+                                          self.socket.scope.get("scheme", "ws")):
                 await self.fatal("forbidden", f"origin {origin!r} is not allowed")
             if self.gw.draining:
                 await self.fatal("unavailable", "server is shutting down", reconnect=True)
-            hello = await self._hello(s.hello_timeout_s)
-            p = await self._authenticate(hello)
+            ip = self.gw.client_ip(self.socket)
+            if not self.gw.begin_handshake(ip):
+                await self.fatal("rate_limited", "too many sockets from your address are waiting to say hello",
+                                 reconnect=True, retry_after_ms=int(s.hello_timeout_s * 1000))
+            try:
+                hello = await self._hello(s.hello_timeout_s)
+                p = await self._authenticate(hello)
+            finally:
+                self.gw.end_handshake(ip)
             key = (p.tenant_id, p.role, p.id)
             if len(self.gw.by_principal.get(key, ())) >= s.max_connections_per_user:
                 await self.fatal("connection_limit",
@@ -212,7 +224,7 @@ class Session:
 
     async def _authenticate(self, hello: Hello) -> Principal:
         try:
-            return await verify_token(self.gw.db, hello.token)
+            return await verify_token(self.gw.db, hello.token, token_limits(self.gw.settings))
         except AuthError as exc:
             await self.fatal(exc.code, exc.detail, ref=hello.ref)
         except ParleyError as exc:
@@ -265,6 +277,13 @@ class Session:
         if len(conn.topics) >= self.gw.settings.max_subscriptions:
             raise RateLimited("too many subscriptions on this connection", code="validation_failed")
         topic = self._topic(cid)
+        if after_seq is not None and conv.last_seq > after_seq:
+            # A replay reads and sends every message after the cursor: it is paid per message.
+            wait = await self.gw.limiter.take(Charge(self.gw.limits.user_replay, self._user_key(),
+                                                     conv.last_seq - after_seq))
+            if wait:
+                raise RateLimited(f"replaying {conv.last_seq - after_seq} messages would exceed your replay rate; "
+                                  "subscribe again later", retry_after_ms=wait)
         if after_seq is None:
             conn.seen.setdefault(topic, conv.last_seq)
             await self.gw.bus.subscribe(conn, topic)
@@ -366,9 +385,9 @@ class Session:
         p = self.principal
         assert p is not None
         gw = self.gw
+        await self._rate_limit(_FRAME_COST.get(type(frame), 1.0), message=isinstance(frame, Send))
         match frame:
             case Send():
-                self._rate_limit()
                 t0 = time.perf_counter()
                 posted = await gw.chat.post_message(
                     p.tenant_id, frame.conversation_id, Sender.of(p), frame.text or "",
@@ -395,7 +414,6 @@ class Session:
                 self.push({"type": "unsubscribed", "conversation_id": conv.id,
                            **({"ref": frame.ref} if frame.ref else {})})
             case Typing():
-                self._rate_limit(0.2)
                 conv = await gw.chat.get_conversation(p, frame.conversation_id)
                 await self._relay(conv.id, {"type": "typing", "conversation_id": conv.id,
                                             "participant": self._participant(), "active": frame.active})
@@ -409,7 +427,6 @@ class Session:
                 if frame.ref:
                     self.push({"type": "conversation", "conversation": conversation_json(conv), "ref": frame.ref})
             case ConversationStart():
-                self._rate_limit()
                 conv = await gw.chat.start_conversation(p, bot_id=frame.bot_id)
                 assert self.conn is not None
                 await gw.bus.subscribe(self.conn, self._topic(conv.id))
@@ -431,13 +448,32 @@ class Session:
         assert p is not None
         return {"kind": p.sender_kind, "id": p.id, "name": p.name}
 
-    def _rate_limit(self, cost: float = 1.0) -> None:
-        assert self.principal is not None
-        wait = self.bucket.take(cost)
+    def _user_key(self) -> str:
+        p = self.principal
+        assert p is not None
+        return user_key(p.tenant_id, p.role, p.id)
+
+    async def _rate_limit(self, cost: float, *, message: bool = False) -> None:
+        """The connection's own bucket, then the user's (shared with REST writes) and, for a
+        message, the tenant's: all taken or none."""
+        p = self.principal
+        assert p is not None
+        limits = self.gw.limits
+        wait = self.bucket.wait_ms(cost)
         if not wait:
-            wait = self.gw.user_bucket(self.principal).take(cost)
+            charges = [Charge(limits.user_frames, self._user_key(), cost)]
+            if message:
+                charges.append(Charge(limits.tenant_messages, tenant_key(p.tenant_id)))
+            wait = await self.gw.limiter.take(*charges)
         if wait:
             raise RateLimited("too many frames; slow down", retry_after_ms=wait)
+        self.bucket.take(cost)
+
+
+#: What a frame costs against the rate limits (a send is 1). Every frame costs something, so no
+#: kind of frame can be sent without limit.
+_FRAME_COST: dict[type, float] = {Send: 1.0, ConversationStart: 1.0, Subscribe: 1.0, HandoffRequest: 1.0,
+                                  Read: 0.5, Typing: 0.2, Unsubscribe: 0.2, Ping: 0.1, Hello: 0.1}
 
 
 def message_created(m: Message) -> str:
@@ -453,7 +489,7 @@ def _uuid() -> str:
 _CLOSE_CODES = {
     "auth_timeout": 4001, "auth_required": 4001, "token_invalid": 4001, "token_expired": 4001,
     "forbidden": 4003, "connection_limit": 4029, "slow_consumer": 4008, "unavailable": 1013,
-    "shutdown": 1001, "internal": 1011, "bad_frame": 1003,
+    "shutdown": 1001, "internal": 1011, "bad_frame": 1003, "rate_limited": 4029,
 }
 
 
@@ -463,7 +499,7 @@ def _close_code(code: str) -> int:
 
 class Gateway:
     def __init__(self, settings: Settings, db: Any, chat: ChatService, bus: Bus, metrics: Metrics,
-                 *, native: bool = False) -> None:
+                 *, native: bool = False, limiter: Limiter | None = None) -> None:
         self.settings = settings
         self.db = db
         self.chat = chat
@@ -472,7 +508,9 @@ class Gateway:
         self.native = native
         self.sessions: dict[str, Session] = {}
         self.by_principal: dict[tuple[str, str, str], set[Session]] = {}
-        self._user_buckets: dict[tuple[str, str, str], TokenBucket] = {}
+        self.limiter = limiter or MemoryLimiter(max_keys=settings.ratelimit_max_keys)
+        self.limits = Limits.from_settings(settings)
+        self._pending: dict[str, int] = {}
         self.draining = False
         self.drained = False
         self.on_handoff_request: Callable[[Principal, str, str | None], Awaitable[Conversation]] = (
@@ -481,14 +519,9 @@ class Gateway:
     async def _default_handoff(self, p: Principal, cid: str, reason: str | None) -> Conversation:
         return await self.chat.set_status(p, p.tenant_id, cid, "handoff", reason="user_request")
 
-    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
-        if origin is None:
-            return True  # not a browser: tokens, not origins, protect non-browser clients
-        allowed = self.settings.allowed_origins
-        if "*" in allowed or origin in allowed:
-            return True
-        bare = origin.split("://", 1)[-1]
-        return host is not None and bare == host
+    def origin_allowed(self, origin: str | None, host: str | None, scheme: str = "ws") -> bool:
+        own = self.settings.public_url or (f"{scheme}://{host}" if host else None)
+        return origin_allowed(origin, self.settings.allowed_origins, own=own)
 
     async def handle(self, socket: WebSocket[Any, Any, Any]) -> None:
         await Session(self, socket, self.native).run()
@@ -509,17 +542,27 @@ class Gateway:
             peers.discard(session)
             if not peers:
                 del self.by_principal[session.conn.key]
-                self._user_buckets.pop(session.conn.key, None)
                 with contextlib.suppress(Exception):
                     await self.presence_changed(session.principal, "offline")
         self.metrics.connections.set(len(self.sessions))
 
-    def user_bucket(self, p: Principal) -> TokenBucket:
-        key = (p.tenant_id, p.role, p.id)
-        b = self._user_buckets.get(key)
-        if b is None:
-            b = self._user_buckets[key] = TokenBucket(self.settings.rate_per_user, self.settings.burst_per_user)
-        return b
+    def client_ip(self, socket: WebSocket[Any, Any, Any]) -> str:
+        return client_ip(socket.scope.get("client"), socket.headers, self.settings.trusted_proxy_hops)
+
+    def begin_handshake(self, ip: str) -> bool:
+        """Count a socket that has not said hello yet; False when its address has too many."""
+        n = self._pending.get(ip, 0)
+        if n >= self.settings.max_pending_handshakes_per_ip:
+            return False
+        self._pending[ip] = n + 1
+        return True
+
+    def end_handshake(self, ip: str) -> None:
+        n = self._pending.get(ip, 0) - 1
+        if n > 0:
+            self._pending[ip] = n
+        else:
+            self._pending.pop(ip, None)
 
     def is_online(self, tenant_id: str, role: str, principal_id: str) -> bool:
         return (tenant_id, role, principal_id) in self.by_principal

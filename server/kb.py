@@ -21,7 +21,14 @@ from server.models import Bot, Document, KnowledgeBase, OutboxRow, utcnow
 from server.outbox import claim, finish
 from server.settings import Settings
 
-__all__ = ["IngestWorker", "KnowledgeRetriever", "build_knowledge", "enqueue_document", "load_demo_kb"]
+__all__ = [
+    "IngestWorker",
+    "KnowledgeRetriever",
+    "build_knowledge",
+    "discard_upload",
+    "enqueue_document",
+    "load_demo_kb",
+]
 
 log = logging.getLogger("parley.kb")
 
@@ -73,6 +80,10 @@ async def enqueue_document(db: Database, settings: Settings, doc: Document, kind
                                  "content_type": content_type}))
 
 
+async def discard_upload(settings: Settings, document_id: str) -> None:
+    await asyncio.to_thread(upload_path(settings, document_id).unlink, missing_ok=True)
+
+
 def _write(path: Path, body: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(body)
@@ -111,6 +122,7 @@ class IngestWorker:
             doc = await s.get(Document, doc_id)
         if doc is None:
             await finish(self.db, row, done=True, last_error="document deleted")
+            await self._discard_upload(doc_id)
             return
         await self._status(doc_id, "processing", progress=0.0)
         loop = asyncio.get_running_loop()
@@ -124,11 +136,13 @@ class IngestWorker:
         except KnowledgeError as exc:
             await self._status(doc_id, "failed", error=f"{exc.code}: {exc.detail}"[:1000])
             await finish(self.db, row, done=True, last_error=exc.code)
+            await self._discard_upload(doc_id)
             return
         except Exception as exc:
             log.exception("ingestion of %s failed", doc_id)
             await self._status(doc_id, "failed", error=f"internal: {type(exc).__name__}")
             await finish(self.db, row, done=True, last_error=type(exc).__name__)
+            await self._discard_upload(doc_id)
             return
         extra: dict[str, Any] = {"chunk_count": result.chunk_count, "content_hash": result.content_hash,
                                  "progress": 1.0, "error": None}
@@ -138,7 +152,11 @@ class IngestWorker:
             extra["title"] = parsed.title
         await self._status(doc_id, "ready", **extra)
         await finish(self.db, row, done=True)
-        await asyncio.to_thread(upload_path(self.settings, doc_id).unlink, missing_ok=True)
+        await self._discard_upload(doc_id)
+
+    async def _discard_upload(self, doc_id: str) -> None:
+        """A finished job (ready, failed or deleted) never reads its raw upload again."""
+        await discard_upload(self.settings, doc_id)
 
     async def _parse(self, doc: Document, payload: dict[str, Any]) -> Any:
         from knowledge.sandbox import parse_in_subprocess

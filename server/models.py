@@ -6,7 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import true as sa_true
 from sqlmodel import Field, SQLModel
+
+from server.secretbox import Sealed
 
 __all__ = [
     "Agent",
@@ -46,10 +49,15 @@ class Tenant(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     name: str = Field(max_length=200)
     admin_key_hash: str = Field(max_length=64, unique=True, index=True)
-    signing_secret: str = Field(max_length=128)
+    signing_secret: str = Field(sa_column=Column(Sealed, nullable=False))
     widget_key: str = Field(max_length=64, unique=True, index=True)
     allowed_origins: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     reopen_cooldown_s: int = 600
+    # Every token carries ``kv``; raising it (POST /v1/tenant/tokens/revoke) voids all tokens issued.
+    key_version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    # None: the server's settings (user_token_max_ttl_s, agent_token_max_ttl_s)
+    user_token_max_ttl_s: int | None = None
+    agent_token_max_ttl_s: int | None = None
     created_at: datetime = _ts()
 
 
@@ -80,6 +88,9 @@ class Agent(SQLModel, table=True):
     name: str = Field(max_length=200)
     password_hash: str = Field(max_length=200)
     max_concurrent: int = 5
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": sa_true()})
+    # Tokens carry ``akv``; a password reset or deactivation raises it and voids the agent's tokens.
+    token_version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     created_at: datetime = _ts()
 
 

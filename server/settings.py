@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     # WebSocket protocol limits
     hello_timeout_s: float = 10.0
     max_frame_bytes: int = 65536
+    # Frames above this are refused by the transport from their header, before they are buffered
+    # (uvicorn then sends a fatal too_long and bye; uWS closes at once, in C++, with no frame);
+    # between max_frame_bytes and this the app answers too_long and the socket stays. 0: twice
+    # max_frame_bytes.
+    max_transport_frame_bytes: int = 0
     max_text_chars: int = 4000
     max_json_depth: int = 32
     send_queue_max: int = 512
@@ -38,6 +43,20 @@ class Settings(BaseSettings):
     burst_per_connection: int = 30
     rate_per_user: float = 20.0
     burst_per_user: int = 60
+    rate_per_tenant: float = Field(default=1000.0, description="messages per second of a whole tenant")
+    burst_per_tenant: int = 5000
+    rate_replay_per_user: float = Field(default=500.0, description="messages per second replayed by subscribe")
+    burst_replay_per_user: int = 5000
+    max_pending_handshakes_per_ip: int = Field(default=50, description="open sockets that have not said hello")
+    rate_widget_sessions_per_ip: float = Field(default=0.5, description="new anonymous visitors per second")
+    burst_widget_sessions_per_ip: int = 60
+    rate_widget_sessions_per_tenant: float = 20.0
+    burst_widget_sessions_per_tenant: int = 500
+    ratelimit_backend: Literal["auto", "memory", "redis"] = Field(
+        default="auto", description="auto: shared through Redis when redis_url is set, else per node")
+    ratelimit_max_keys: int = 100_000
+    trusted_proxy_hops: int = Field(
+        default=0, description="reverse proxies in front that append to X-Forwarded-For (0: use the peer address)")
     max_subscriptions: int = 500
     replay_batch: int = 500
     replay_stall_s: float = 10.0
@@ -51,6 +70,25 @@ class Settings(BaseSettings):
     token_ttl_s: int = 3600
     max_token_ttl_s: int = 7 * 24 * 3600
     widget_token_ttl_s: int = 24 * 3600
+    # the longest lifetime (exp - iat, and exp - now) a token may have; a tenant may set its own
+    user_token_max_ttl_s: int = 7 * 24 * 3600
+    agent_token_max_ttl_s: int = 12 * 3600
+    min_password_length: int = 10
+    password_hash_concurrency: int = 2
+    password_hash_queue_max: int = 64
+    login_rate_per_ip: float = 0.2
+    login_burst_per_ip: int = 20
+    login_rate_per_account: float = 0.1
+    login_burst_per_account: int = 10
+    login_lockout_failures: int = 10
+    login_lockout_window_s: float = 900.0
+    login_lockout_s: float = 900.0
+    login_guard_max_keys: int = 100_000
+    secret_key: str | None = Field(
+        default=None,
+        description="key that encrypts secrets at rest (urlsafe base64 of 32 bytes); "
+        "unset: generated into <data_dir>/secret.key on first start",
+    )
 
     # REST limits
     max_request_bytes: int = 1024 * 1024
@@ -74,10 +112,29 @@ class Settings(BaseSettings):
     llm_max_tokens: int = 512
     answer_deadline_s: float = 15.0
 
+    # push (server.push.settings.PushSettings): a `push_<name>` here overrides that field
+    push_egress_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts trusted as push endpoints beyond the known push services ('*.example.com' too)",
+    )
+    push_egress_allow_http: bool = False
+    push_egress_allow_loopback: bool = False
+    push_template_max_source_chars: int = 2000
+    push_template_max_output_chars: int = 16_000
+    push_template_max_iterations: int = 2_000
+    push_template_budget_s: float = 0.25
+
+    # /metrics: when set, scrapers must send `Authorization: Bearer <token>`
+    metrics_token: str | None = None
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'parley.db').resolve()}"
+
+    @property
+    def transport_frame_bytes(self) -> int:
+        return max(self.max_transport_frame_bytes or 2 * self.max_frame_bytes, self.max_frame_bytes)
 
     @property
     def is_sqlite(self) -> bool:

@@ -8,6 +8,7 @@ from sqlmodel import select
 from server.auth import hash_admin_key, new_admin_key, new_signing_secret, new_widget_key
 from server.db import Database
 from server.models import Bot, Tenant
+from server.secretbox import write_private_file
 
 __all__ = ["CreatedTenant", "create_tenant", "ensure_demo_tenant"]
 
@@ -40,9 +41,7 @@ async def ensure_demo_tenant(db: Database, data_dir: Path) -> CreatedTenant | No
         if (await s.exec(select(Tenant).limit(1))).first() is not None:
             return None
     created = await create_tenant(db, "Demo")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / "demo-admin-key.txt"
-    path.write_text(created.admin_key + "\n")
-    path.chmod(0o600)
+    write_private_file(data_dir / "demo-admin-key.txt", created.admin_key + "\n")
+    # the widget key is public by design (it sits in the page that embeds the widget)
     (data_dir / "demo-widget-key.txt").write_text(created.tenant.widget_key + "\n")
     return created

@@ -30,13 +30,15 @@ from server.errors import BadInput, TooLong
 from server.models import Conversation, OutboxRow, Participant, User, new_id, utcnow
 from server.push.conditions import evaluate
 from server.push.decision import Candidate, Decision, DecisionContext, PastSend, Prefs, SupportState, decide
+from server.push.egress import EgressPolicy, EgressRefused
 from server.push.models import Device, Event, Notification, PendingWait, Preferences, PushRule, PushTenantConfig, aware
 from server.push.presence import Presence
 from server.push.providers.base import Provider
 from server.push.providers.webpush import b64url_decode, generate_vapid_keys
 from server.push.quiet_hours import zone
 from server.push.settings import PushSettings
-from server.push.templates import Copywriter, TemplateRenderer
+from server.push.template_sandbox import TemplateLimits
+from server.push.templates import Copywriter, Rendered, TemplateRenderer
 
 __all__ = ["IngestResult", "PushEngine", "user_context"]
 
@@ -122,6 +124,7 @@ class PushEngine:
         settings: PushSettings | None = None,
         copywriter: Copywriter | None = None,
         rng: random.Random | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.db = db
         self.providers = dict(providers)
@@ -131,10 +134,17 @@ class PushEngine:
         self.copywriter = copywriter
         self.rng = rng or random.Random()
         s = self.settings
+        self.egress = egress or EgressPolicy.from_settings(s)
         self._conversion_window = timedelta(seconds=s.conversion_window_s)
         self._cfg_cache: dict[str, tuple[PushTenantConfig, datetime]] = {}
-        self.renderer = TemplateRenderer(max_title=s.max_title_chars, max_body=s.max_body_chars,
-                                         max_url=s.max_url_chars)
+        self.renderer = TemplateRenderer(
+            max_title=s.max_title_chars, max_body=s.max_body_chars, max_url=s.max_url_chars,
+            max_source_chars=s.template_max_source_chars, threads=s.template_threads,
+            batch_budget_s=s.template_batch_budget_s,
+            limits=TemplateLimits(max_value_chars=s.template_max_value_chars,
+                                  max_output_chars=s.template_max_output_chars,
+                                  max_iterations=s.template_max_iterations, max_range=s.template_max_range,
+                                  max_int_bits=s.template_max_int_bits, budget_s=s.template_budget_s))
 
     def now(self) -> datetime:
         return aware(self.clock())
@@ -255,7 +265,22 @@ class PushEngine:
         for w in waits:
             open_waits.setdefault(w.user_id, []).append(w)
         ctxs: dict[str, _UserCtx] = {}
-        for p in sorted(evs, key=lambda p: (p.occurred_at, p.index)):
+        ordered = sorted(evs, key=lambda p: (p.occurred_at, p.index))
+        # every text this batch needs, rendered in one trip to the template threads (not one per
+        # notification while the transaction holds its locks)
+        jobs: list[tuple[PushRule, User, dict[str, Any], str]] = []
+        datas: dict[str, dict[str, Any]] = {}
+        for p in ordered:
+            if p.name not in by_trigger:
+                continue
+            data = datas[p.event_id] = {"event": _event_context(p.name, p.event_id, p.properties, p.occurred_at),
+                                        "user": user_context(users[p.user_id])}
+            jobs.extend((r, users[p.user_id], data, p.event_id) for r in by_trigger[p.name]
+                        if not r.wait_s and evaluate(r.conditions, data))
+        texts = await self.renderer.render_many_async(
+            [(r.template, data, r.variants, u.external_id, r.id) for r, u, data, _ in jobs])
+        rendered = {(r.id, event_id): t for (r, _, _, event_id), t in zip(jobs, texts, strict=True)}
+        for p in ordered:
             for w in open_waits.get(p.user_id, []):
                 if w.status == "pending" and p.name in w.cancel_on and p.occurred_at >= aware(w.trigger_at):
                     w.status, w.cancelled_by = "cancelled", p.event_id
@@ -271,8 +296,7 @@ class PushEngine:
             if not matching:
                 continue
             user = users[p.user_id]
-            data = {"event": _event_context(p.name, p.event_id, p.properties, p.occurred_at),
-                    "user": user_context(user)}
+            data = datas[p.event_id]
             for r in matching:
                 if not evaluate(r.conditions, data):
                     continue
@@ -285,12 +309,17 @@ class PushEngine:
                     s.add(OutboxRow(tenant_id=tenant_id, topic=TOPIC, payload={"kind": "rule.wait", "wait_id": w.id},
                                     available_at=w.due_at, created_at=now))
                     continue
-                await self._notify(s, tenant_id, self._rule_spec(r, user, data, p.event_id), now, ctxs)
+                spec = self._spec_from(r, user, p.event_id, rendered[(r.id, p.event_id)])
+                await self._notify(s, tenant_id, spec, now, ctxs)
 
-    def _rule_spec(self, r: PushRule, user: User, data: dict[str, Any], event_id: str,
+    async def _rule_spec(self, r: PushRule, user: User, data: dict[str, Any], event_id: str,
+                         not_before: datetime | None = None) -> _Spec:
+        rendered = await self.renderer.render_async(r.template, data, variants=r.variants, user_id=user.external_id,
+                                                    rule_id=r.id)
+        return self._spec_from(r, user, event_id, rendered, not_before)
+
+    def _spec_from(self, r: PushRule, user: User, event_id: str, rendered: Rendered,
                    not_before: datetime | None = None) -> _Spec:
-        rendered = self.renderer.render(r.template, data, variants=r.variants, user_id=user.external_id,
-                                        rule_id=r.id)
         cap = r.per_rule_cap
         notes = ["template: fell back (missing data)"] if rendered.fell_back else []
         if rendered.variant:
@@ -449,7 +478,7 @@ class PushEngine:
                 return "rule_gone"
             data = {"event": _event_context(ev.name, ev.event_id, ev.properties, aware(ev.occurred_at)),
                     "user": user_context(user)}
-            spec = self._rule_spec(rule, user, data, ev.event_id)
+            spec = await self._rule_spec(rule, user, data, ev.event_id)
             spec.notes.insert(0, f"wait: {rule.wait_s}s passed without {', '.join(w.cancel_on) or 'cancel'}")
             n = await self._notify(s, tenant_id, spec, now, {})
             return "notified" if n is not None else "duplicate"
@@ -495,17 +524,27 @@ class PushEngine:
 
     async def register_device(self, tenant_id: str, user_id: str, platform: str,
                               subscription: Mapping[str, Any] | None = None, token: str | None = None) -> Device:
-        """Idempotent: the same subscription or token registered again is the same device (and is
-        reactivated, and moves to this user if the browser changed hands)."""
+        """Idempotent per user: the same subscription or token registered again by the same user is
+        the same device (reactivated). Another user registering it gets a row of their own: a
+        device never moves between users, and nobody learns that someone else holds it."""
         sub, tok = _validate_device(platform, subscription, token)
-        fp = hashlib.sha256(f"{platform}\x00{sub['endpoint'] if sub else tok}".encode()).hexdigest()
+        if sub is not None:
+            try:
+                await self.egress.check_resolved(sub["endpoint"], "webpush")
+            except EgressRefused as exc:
+                raise BadInput(f"subscription.endpoint: {exc}", field="subscription.endpoint") from exc
+        secret = sub["endpoint"] if sub else tok
+        fp = hashlib.sha256(f"{platform}\x00{user_id}\x00{secret}".encode()).hexdigest()
+        legacy = hashlib.sha256(f"{platform}\x00{secret}".encode()).hexdigest()  # rows from before per-user rows
         async with self.db.write() as s:
-            dev = (await s.exec(select(Device).where(Device.tenant_id == tenant_id, Device.fingerprint == fp))).first()
+            dev = (await s.exec(select(Device).where(
+                Device.tenant_id == tenant_id, Device.user_id == user_id,
+                col(Device.fingerprint).in_((fp, legacy))).order_by(col(Device.created_at)))).first()
             if dev is None:
                 dev = Device(tenant_id=tenant_id, user_id=user_id, platform=platform, subscription=sub, token=tok,
                              fingerprint=fp, created_at=self.now())
             else:
-                dev.user_id, dev.subscription, dev.token = user_id, sub, tok
+                dev.subscription, dev.token, dev.fingerprint = sub, tok, fp
                 dev.active, dev.deactivated_reason = True, None
             s.add(dev)
         return dev
@@ -543,10 +582,34 @@ class PushEngine:
         bad = set(fields) - allowed
         if bad:
             raise BadInput(f"{sorted(bad)[0]}: unknown push setting", field=sorted(bad)[0])
+        await self._check_destinations(fields)
         async with self.db.write() as s:
             await s.exec(update(PushTenantConfig).where(col(PushTenantConfig.tenant_id) == tenant_id).values(**fields))
         self._cfg_cache.pop(tenant_id, None)
         return await self.tenant_config(tenant_id)
+
+    async def _check_destinations(self, fields: Mapping[str, Any]) -> None:
+        """A tenant's webhook and service-account token URI are URLs we will POST to."""
+        url = fields.get("webhook_url")
+        if url is not None:
+            try:
+                if not isinstance(url, str):
+                    raise EgressRefused("must be a string")
+                await self.egress.check_resolved(url, "webhook")
+            except EgressRefused as exc:
+                raise BadInput(f"webhook_url: {exc}", field="webhook_url") from exc
+        account = fields.get("fcm_service_account")
+        if account is not None:
+            if not isinstance(account, Mapping):
+                raise BadInput("fcm_service_account: must be an object", field="fcm_service_account")
+            uri = account.get("token_uri", "https://oauth2.googleapis.com/token")
+            try:
+                if not isinstance(uri, str):
+                    raise EgressRefused("must be a string")
+                await self.egress.check_resolved(uri, "fcm_token")
+            except EgressRefused as exc:
+                raise BadInput(f"fcm_service_account.token_uri: {exc}",
+                               field="fcm_service_account.token_uri") from exc
 
     # ------------------------------------------------------------------ stats
 

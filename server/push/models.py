@@ -8,6 +8,7 @@ from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from server.models import new_id, utcnow
+from server.secretbox import Sealed, SealedJSON
 
 __all__ = [
     "Delivery",
@@ -166,17 +167,18 @@ class Preferences(SQLModel, table=True):
 class PushTenantConfig(SQLModel, table=True):
     __tablename__ = "push_tenant_config"
     tenant_id: str = Field(primary_key=True, max_length=32)
-    vapid_private_key: str | None = Field(default=None, max_length=200)  # raw scalar, base64url
+    # credentials are sealed at rest (server.secretbox)
+    vapid_private_key: str | None = Field(default=None, sa_column=Column(Sealed, nullable=True))  # b64url scalar
     vapid_public_key: str | None = Field(default=None, max_length=200)  # uncompressed point, b64url
     vapid_subject: str | None = Field(default=None, max_length=200)
-    fcm_service_account: dict[str, Any] | None = _json_opt()
-    apns_key_pem: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    fcm_service_account: dict[str, Any] | None = Field(default=None, sa_column=Column(SealedJSON, nullable=True))
+    apns_key_pem: str | None = Field(default=None, sa_column=Column(Sealed, nullable=True))
     apns_key_id: str | None = Field(default=None, max_length=32)
     apns_team_id: str | None = Field(default=None, max_length=32)
     apns_topic: str | None = Field(default=None, max_length=200)
     apns_sandbox: bool = False
     webhook_url: str | None = Field(default=None, max_length=2000)
-    webhook_secret: str | None = Field(default=None, max_length=200)
+    webhook_secret: str | None = Field(default=None, sa_column=Column(Sealed, nullable=True))
     budget_count: int | None = None
     budget_window_s: int | None = None
     created_at: datetime = _ts()

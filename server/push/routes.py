@@ -133,7 +133,9 @@ class RulesController(Controller):
     async def create(self, data: JSONBody[RuleIn], principal: PrincipalDep, db: DbDep,
                      push_engine: EngineDep) -> dict[str, Any]:
         _admin(principal)
-        clean = validate_rule(_rule_body(data), push_engine.settings, push_engine.renderer)
+        body = _rule_body(data)
+        clean = await push_engine.renderer.run(
+            lambda: validate_rule(body, push_engine.settings, push_engine.renderer))
         async with db.write() as s:
             n = (await s.exec(select(func.count()).select_from(PushRule).where(
                 PushRule.tenant_id == principal.tenant_id))).one()
@@ -164,7 +166,8 @@ class RulesController(Controller):
         rule = await _get_rule(db, principal.tenant_id, rule_id)
         merged = {k: v for k, v in rule_json(rule).items() if k not in ("id", "created_at", "updated_at")}
         merged.update(data)
-        clean = validate_rule(merged, push_engine.settings, push_engine.renderer)
+        clean = await push_engine.renderer.run(
+            lambda: validate_rule(merged, push_engine.settings, push_engine.renderer))
         async with db.write() as s:
             row = await s.get(PushRule, rule_id)
             if row is None or row.tenant_id != principal.tenant_id:

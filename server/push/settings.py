@@ -2,9 +2,10 @@
 root builds it (from ``server.settings.Settings`` or the environment); nothing here reads the
 environment."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
-__all__ = ["PushSettings"]
+__all__ = ["PushSettings", "push_settings_from"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,16 @@ class PushSettings:
     max_body_chars: int = 500
     max_url_chars: int = 2000
     copywriter_timeout_s: float = 2.0
+    # template work (server.push.template_sandbox): sizes, steps and time one render may use
+    template_max_source_chars: int = 2000
+    template_max_value_chars: int = 16_000
+    template_max_output_chars: int = 16_000
+    template_max_iterations: int = 2_000
+    template_max_range: int = 1_000
+    template_max_int_bits: int = 256
+    template_budget_s: float = 0.25
+    template_batch_budget_s: float = 2.0  # all renders of one event batch, in one transaction
+    template_threads: int = 2
 
     # rules
     max_rules_per_tenant: int = 500
@@ -67,4 +78,19 @@ class PushSettings:
     vapid_token_ttl_s: int = 12 * 3600
     apns_token_ttl_s: int = 50 * 60  # Apple rejects provider tokens older than one hour
     webhook_tolerance_s: int = 300
+    # egress (server.push.egress): hosts trusted beyond the known push services (exact, or
+    # "*.example.com" for subdomains, any port); http and loopback only for local test servers
+    egress_hosts: tuple[str, ...] = ()
+    egress_allow_http: bool = False
+    egress_allow_loopback: bool = False
     config_cache_s: float = 10.0
+
+
+def push_settings_from(settings: Any) -> PushSettings:
+    """The app's ``push_<name>`` settings onto the push engine's fields of the same name."""
+    values: dict[str, Any] = {}
+    for f in fields(PushSettings):
+        v = getattr(settings, f"push_{f.name}", None)
+        if v is not None:
+            values[f.name] = tuple(v) if isinstance(v, list) else v
+    return PushSettings(**values)

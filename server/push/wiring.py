@@ -5,7 +5,9 @@ from typing import Any
 
 import httpx
 
+from knowledge.fetch import Resolver, system_resolver
 from server.db import Database
+from server.push.egress import EgressPolicy, GuardedTransport
 from server.push.engine import PushEngine
 from server.push.providers import ApnsProvider, FcmProvider, Provider, WebhookProvider, WebPushProvider
 from server.push.settings import PushSettings
@@ -28,18 +30,23 @@ class GatewayPresence:
 
 
 class PushRuntime:
-    def __init__(self, db: Database, gateway: Any, settings: PushSettings | None = None) -> None:
+    def __init__(self, db: Database, gateway: Any, settings: PushSettings | None = None,
+                 resolver: Resolver = system_resolver) -> None:
         self.settings = settings or PushSettings()
+        self.egress = EgressPolicy.from_settings(self.settings, resolver)
         timeout = httpx.Timeout(self.settings.provider_timeout_s)
-        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
-        self.h2_client = httpx.AsyncClient(timeout=timeout, http2=True, follow_redirects=False)
+        # every connection is checked and pinned by the egress policy; redirects are never followed
+        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False,
+                                        transport=GuardedTransport(self.egress))
+        self.h2_client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False,
+                                           transport=GuardedTransport(self.egress, http2=True))
         providers: dict[str, Provider] = {
-            "webpush": WebPushProvider(self.client, self.settings),
-            "fcm": FcmProvider(self.client, self.settings),
+            "webpush": WebPushProvider(self.client, self.settings, egress=self.egress),
+            "fcm": FcmProvider(self.client, self.settings, egress=self.egress),
             "apns": ApnsProvider(self.h2_client, self.settings),
-            "webhook": WebhookProvider(self.client, self.settings),
+            "webhook": WebhookProvider(self.client, self.settings, egress=self.egress),
         }
-        self.engine = PushEngine(db, providers, GatewayPresence(gateway), settings=self.settings)
+        self.engine = PushEngine(db, providers, GatewayPresence(gateway), settings=self.settings, egress=self.egress)
         self.worker = PushWorker(self.engine)
 
     def start(self) -> None:
@@ -47,5 +54,6 @@ class PushRuntime:
 
     async def stop(self) -> None:
         await self.worker.stop()
+        self.engine.renderer.close()
         await self.client.aclose()
         await self.h2_client.aclose()

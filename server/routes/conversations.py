@@ -9,6 +9,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from server.auth import Principal
 from server.chat import Sender, conversation_json, message_json
 from server.errors import BadInput
+from server.ratelimit import Charge, enforce, tenant_key, user_key
 from server.routes.deps import Auth, require
 
 __all__ = ["conversation_handlers"]
@@ -30,6 +31,14 @@ class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
 
 
+async def _charge_message(request: Request[Any, Any, Any], p: Principal) -> None:
+    """The same buckets as a socket ``send``: the user's and the tenant's."""
+    st = request.app.state
+    await enforce(st.limiter, Charge(st.gateway.limits.user_frames, user_key(p.tenant_id, p.role, p.id)),
+                  Charge(st.gateway.limits.tenant_messages, tenant_key(p.tenant_id)),
+                  detail="too many messages; slow down")
+
+
 @post("/v1/conversations", status_code=201)
 async def start(request: Request[Any, Any, Any], principal: Auth, data: JSONBody[StartConversation]) -> dict[str, Any]:
     chat = request.app.state.chat
@@ -38,6 +47,7 @@ async def start(request: Request[Any, Any, Any], principal: Auth, data: JSONBody
     if data.text:
         if principal.role == "admin":
             raise BadInput("an admin cannot write messages", field="text")
+        await _charge_message(request, principal)
         import uuid
 
         posted = await chat.send(principal.tenant_id, conv.id, Sender.of(principal), data.text,
@@ -72,6 +82,7 @@ async def history(request: Request[Any, Any, Any], principal: Auth, conversation
 async def post_message(request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str],
                        data: JSONBody[PostMessage]) -> dict[str, Any]:
     require(principal, "user", "agent")
+    await _charge_message(request, principal)
     chat = request.app.state.chat
     posted = await chat.post_message(principal.tenant_id, conversation_id, Sender.of(principal), data.text,
                                      client_msg_id=data.client_msg_id, principal=principal)

@@ -5,7 +5,7 @@ from typing import Any
 from litestar import Request
 from litestar.di import NamedDependency
 
-from server.auth import Principal, authenticate_bearer
+from server.auth import Principal, authenticate_bearer, token_limits
 from server.errors import Forbidden
 
 __all__ = ["Auth", "get_principal", "require"]
@@ -15,7 +15,8 @@ Auth = NamedDependency[Principal]
 
 
 async def get_principal(request: Request[Any, Any, Any]) -> Principal:
-    return await authenticate_bearer(request.app.state.db, request.headers.get("authorization"))
+    st = request.app.state
+    return await authenticate_bearer(st.db, request.headers.get("authorization"), token_limits(st.settings))
 
 
 def require(p: Principal, *roles: str) -> Principal:

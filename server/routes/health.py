@@ -1,8 +1,11 @@
 """Liveness, readiness and Prometheus metrics."""
 
+import hmac
 from typing import Any
 
 from litestar import MediaType, Request, Response, get
+
+from server.errors import AuthError
 
 __all__ = ["health_handlers"]
 
@@ -32,6 +35,12 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 
 @get("/metrics", media_type="text/plain; version=0.0.4")
 async def metrics(request: Request[Any, Any, Any]) -> bytes:
+    # No tenant data is here (server.metrics); a token keeps even the totals to the operator.
+    token = request.app.state.settings.metrics_token
+    if token:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise AuthError("/metrics needs the operator's bearer token", code="token_invalid")
     body: bytes = request.app.state.metrics.render()
     return body
 

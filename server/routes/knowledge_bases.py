@@ -6,14 +6,14 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, delete, get, post
-from litestar.datastructures import UploadFile
 from litestar.params import FromPath, FromQuery, JSONBody
 from sqlmodel import col, select
 
 from server.auth import Principal
-from server.errors import BadInput, NotFound, TooLong
-from server.kb import enqueue_document
+from server.errors import BadInput, NotFound
+from server.kb import discard_upload, enqueue_document
 from server.models import Document, KnowledgeBase, new_id
+from server.routes.bodies import read_body, read_file_part
 from server.routes.deps import Auth, require
 
 __all__ = ["knowledge_handlers"]
@@ -68,25 +68,16 @@ async def list_kbs(request: Request[Any, Any, Any], principal: Auth) -> dict[str
     return {"knowledge_bases": [_kb_json(k) for k in kbs]}
 
 
-@post("/v1/knowledge-bases/{kb_id:str}/documents", status_code=202, request_max_body_size=None)
+@post("/v1/knowledge-bases/{kb_id:str}/documents", status_code=202, request_max_body_size=None,
+      opt={"body_types": ("application/json", "multipart/form-data")})
 async def add_document(request: Request[Any, Any, Any], principal: Auth, kb_id: FromPath[str]) -> dict[str, Any]:
     require(principal, "admin")
     st = request.app.state
     kb = await _kb(request, principal, kb_id)
-    limit = st.settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise TooLong(f"uploads are limited to {limit} bytes")  # refused before the body is read
     ctype = request.headers.get("content-type", "")
     doc = Document(id=new_id(), tenant_id=principal.tenant_id, knowledge_base_id=kb.id, title="", source="")
     if ctype.startswith("multipart/form-data"):
-        form = await request.form()
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise BadInput("multipart upload needs a 'file' field", field="file")
-        body = await upload.read()
-        if len(body) > limit:
-            raise TooLong(f"uploads are limited to {limit} bytes")
+        upload = await read_file_part(request, "file", st.settings.max_upload_bytes)
         from knowledge.sources import safe_filename, title_from_filename
 
         try:
@@ -94,13 +85,11 @@ async def add_document(request: Request[Any, Any, Any], principal: Auth, kb_id: 
         except Exception as exc:
             raise BadInput(f"bad file name: {exc}", field="file") from None
         doc.title, doc.source = title_from_filename(name), f"upload:{name}"
-        await enqueue_document(st.db, st.settings, doc, "file", body, filename=name,
+        await enqueue_document(st.db, st.settings, doc, "file", upload.data, filename=name,
                                content_type=upload.content_type)
         st.ingest_worker.wake.set()
         return {"document": _doc_json(doc)}
-    raw = await request.body()
-    if len(raw) > st.settings.max_request_bytes:
-        raise TooLong(f"JSON bodies are limited to {st.settings.max_request_bytes} bytes")
+    raw = await read_body(request, st.settings.max_request_bytes, "JSON bodies")
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
@@ -168,6 +157,7 @@ async def delete_document(request: Request[Any, Any, Any], principal: Auth, kb_i
         if doc is None or doc.knowledge_base_id != kb.id:
             raise NotFound("document not found")
         await s.delete(doc)
+    await discard_upload(st.settings, doc_id)
     removed = await asyncio.to_thread(st.knowledge.delete_document, kb.id, doc_id)
     return {"deleted": doc_id, "chunks_removed": removed}
 

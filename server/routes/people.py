@@ -9,9 +9,9 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from server.auth import hash_password
-from server.errors import BadInput, Conflict
+from server.errors import BadInput, Conflict, NotFound
 from server.models import Agent, User, utcnow
+from server.passwords import PasswordHashing, check_password_policy
 from server.routes.deps import Auth, require
 
 __all__ = ["people_handlers"]
@@ -30,7 +30,7 @@ class UserProfile(msgspec.Struct, forbid_unknown_fields=True):
 class NewAgent(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     email: Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
-    password: Annotated[str, msgspec.Meta(min_length=8, max_length=1024)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
     max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
 
 
@@ -65,14 +65,76 @@ async def put_user(request: Request[Any, Any, Any], principal: Auth, user_id: Fr
 @post("/v1/agents", status_code=201)
 async def create_agent(request: Request[Any, Any, Any], principal: Auth, data: JSONBody[NewAgent]) -> dict[str, Any]:
     require(principal, "admin")
+    st = request.app.state
+    check_password_policy(data.password, min_length=st.settings.min_password_length, email=data.email,
+                          name=data.name)
+    passwords: PasswordHashing = st.passwords
+    password_hash = await passwords.hash(data.password)
     try:
-        async with request.app.state.db.write() as s:
+        async with st.db.write() as s:
             agent = Agent(tenant_id=principal.tenant_id, name=data.name, email=data.email.lower(),
-                          password_hash=hash_password(data.password), max_concurrent=data.max_concurrent)
+                          password_hash=password_hash, max_concurrent=data.max_concurrent)
             s.add(agent)
     except IntegrityError:
         raise Conflict("an agent with this email exists", code="validation_failed") from None
-    return {"id": agent.id, "name": agent.name, "email": agent.email, "max_concurrent": agent.max_concurrent}
+    return _agent_json(agent)
 
 
-people_handlers = [put_user, create_agent]
+class NewPassword(msgspec.Struct, forbid_unknown_fields=True):
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
+
+async def _agent_for_update(s: Any, principal: Any, agent_id: str) -> Agent:
+    agent = await s.get(Agent, agent_id)
+    if agent is None or agent.tenant_id != principal.tenant_id:
+        raise NotFound("no such agent")
+    return agent  # type: ignore[no-any-return]
+
+
+def _agent_json(agent: Agent) -> dict[str, Any]:
+    return {"id": agent.id, "name": agent.name, "email": agent.email, "max_concurrent": agent.max_concurrent,
+            "active": agent.active}
+
+
+@post("/v1/agents/{agent_id:str}/password", status_code=200)
+async def reset_agent_password(request: Request[Any, Any, Any], principal: Auth, agent_id: FromPath[str],
+                               data: JSONBody[NewPassword]) -> dict[str, Any]:
+    """Set a new password; the agent's tokens issued so far stop working."""
+    require(principal, "admin")
+    st = request.app.state
+    async with st.db.session() as s:
+        agent = await _agent_for_update(s, principal, agent_id)
+    check_password_policy(data.password, min_length=st.settings.min_password_length, email=agent.email,
+                          name=agent.name)
+    passwords: PasswordHashing = st.passwords
+    password_hash = await passwords.hash(data.password)
+    async with st.db.write() as s:
+        agent = await _agent_for_update(s, principal, agent_id)
+        agent.password_hash, agent.token_version = password_hash, agent.token_version + 1
+        s.add(agent)
+    return _agent_json(agent)
+
+
+@post("/v1/agents/{agent_id:str}/deactivate", status_code=200)
+async def deactivate_agent(request: Request[Any, Any, Any], principal: Auth,
+                           agent_id: FromPath[str]) -> dict[str, Any]:
+    """The agent can no longer log in, and its tokens stop working (REST and new sockets)."""
+    require(principal, "admin")
+    async with request.app.state.db.write() as s:
+        agent = await _agent_for_update(s, principal, agent_id)
+        agent.active, agent.token_version = False, agent.token_version + 1
+        s.add(agent)
+    return _agent_json(agent)
+
+
+@post("/v1/agents/{agent_id:str}/activate", status_code=200)
+async def activate_agent(request: Request[Any, Any, Any], principal: Auth, agent_id: FromPath[str]) -> dict[str, Any]:
+    require(principal, "admin")
+    async with request.app.state.db.write() as s:
+        agent = await _agent_for_update(s, principal, agent_id)
+        agent.active = True
+        s.add(agent)
+    return _agent_json(agent)
+
+
+people_handlers = [put_user, create_agent, reset_agent_password, deactivate_agent, activate_agent]

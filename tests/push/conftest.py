@@ -16,9 +16,28 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from server.db import Database
 from server.models import Tenant, User, new_id
+from server.push.egress import EgressPolicy
 from server.push.providers.webpush import b64url
+from server.push.settings import PushSettings
 
 PG_DSN = os.environ.get("PARLEY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+# The local push service of these tests is "push.local", reached through a mock transport: it is
+# trusted explicitly, and resolves (for registration's check) to a public address never dialled.
+LOCAL_PUSH_HOSTS = ("push.local",)
+
+
+def public_resolver(host: str, port: int) -> list[str]:
+    return ["93.184.215.14"]
+
+
+def local_push_settings(**kw: Any) -> PushSettings:
+    return PushSettings(egress_hosts=LOCAL_PUSH_HOSTS, **kw)
+
+
+def local_egress(settings: PushSettings | None = None) -> EgressPolicy:
+    return EgressPolicy.from_settings(settings or local_push_settings(), public_resolver)
 
 
 class SimClock:

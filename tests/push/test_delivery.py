@@ -17,9 +17,8 @@ from server.push.engine import PushEngine
 from server.push.models import Delivery, Device, Notification, Preferences, PushRule, PushTenantConfig
 from server.push.presence import MemoryPresence
 from server.push.providers import DeliveryResult, DeviceTarget, PushMessage, WebPushProvider
-from server.push.settings import PushSettings
 from server.push.worker import PushWorker
-from tests.push.conftest import SimClock, make_tenant, make_user, new_browser_sub
+from tests.push.conftest import SimClock, local_egress, local_push_settings, make_tenant, make_user, new_browser_sub
 from tests.push.pushfakes import PushService
 
 SHIPPED = {"name": "shipped", "trigger_event": "order.shipped", "category": "transactional",
@@ -29,8 +28,9 @@ SHIPPED = {"name": "shipped", "trigger_event": "order.shipped", "category": "tra
 async def _setup(db: Database, clock: SimClock, service: PushService, client: httpx.AsyncClient,
                  users: int = 1, devices: int = 1, **settings: Any) -> tuple[str, PushEngine]:
     t = await make_tenant(db)
-    engine = PushEngine(db, {"webpush": WebPushProvider(client, clock=clock.ts)}, MemoryPresence(), clock=clock,
-                        settings=PushSettings(**settings), rng=random.Random(7))
+    ps = local_push_settings(**settings)
+    engine = PushEngine(db, {"webpush": WebPushProvider(client, ps, clock=clock.ts)}, MemoryPresence(), clock=clock,
+                        settings=ps, rng=random.Random(7), egress=local_egress(ps))
     for u in range(users):
         await make_user(db, t.id, f"u{u}", name=f"User {u}")
         for d in range(devices):
@@ -224,7 +224,8 @@ async def _chat_setup(db: Database, clock: SimClock, service: PushService, clien
                       ) -> tuple[str, str, PushEngine, MemoryPresence]:
     t = await make_tenant(db, "Acme")
     presence = MemoryPresence()
-    engine = PushEngine(db, {"webpush": WebPushProvider(client, clock=clock.ts)}, presence, clock=clock)
+    engine = PushEngine(db, {"webpush": WebPushProvider(client, local_push_settings(), clock=clock.ts)}, presence,
+                        clock=clock, settings=local_push_settings(), egress=local_egress())
     await make_user(db, t.id, "u1", name="Uma", timezone="Europe/Paris")
     sub = service.register(new_browser_sub("https://push.local/u1"))
     await engine.register_device(t.id, "u1", "webpush", sub.subscription)

@@ -22,7 +22,7 @@ from server.push.providers import (
 from server.push.providers.base import parse_retry_after
 from server.push.providers.webhook import verify
 from server.push.providers.webpush import generate_vapid_keys
-from tests.push.conftest import new_browser_sub
+from tests.push.conftest import local_push_settings, new_browser_sub
 from tests.push.pushfakes import PushService
 
 MSG = PushMessage("n1", "u1", "Hello", "World", url="/x", data={"k": 1}, category="support",
@@ -203,8 +203,8 @@ async def test_webpush_answers(status: int, headers: dict[str, str], kind: str, 
 
     service.answer = answer
     async with service.client() as client:
-        r = await WebPushProvider(client).send(DeviceTarget("d", "webpush", subscription=sub.subscription), MSG,
-                                               config)
+        provider = WebPushProvider(client, local_push_settings())
+        r = await provider.send(DeviceTarget("d", "webpush", subscription=sub.subscription), MSG, config)
     assert (r.kind, r.retry_after_s) == (kind, after)
     if status == 201:
         assert service.received[0]["title"] == "Hello" and service.received[0]["body"] == "World"
@@ -220,8 +220,8 @@ async def test_webpush_oversized_payload_is_not_sent() -> None:
     config = PushTenantConfig(tenant_id="t1", vapid_private_key=priv, vapid_public_key=pub)
     big = PushMessage("n", "u", "t", "x" * 5000)
     async with service.client() as client:
-        r = await WebPushProvider(client).send(DeviceTarget("d", "webpush", subscription=sub.subscription), big,
-                                               config)
+        provider = WebPushProvider(client, local_push_settings())
+        r = await provider.send(DeviceTarget("d", "webpush", subscription=sub.subscription), big, config)
     assert r.kind == "permanent_failure" and r.reason.startswith("payload_too_large")
     assert service.received == []
 

@@ -16,7 +16,7 @@ from server.push.engine import PushEngine
 from server.push.presence import MemoryPresence
 from server.push.routes import push_route_handlers
 from server.push.worker import PushWorker
-from tests.push.conftest import SimClock, make_tenant, make_user, new_browser_sub
+from tests.push.conftest import SimClock, local_egress, local_push_settings, make_tenant, make_user, new_browser_sub
 
 
 def _errors(_: Request[Any, Any, Any], exc: ParleyError) -> Response[Any]:
@@ -29,7 +29,7 @@ async def api(db: Database, clock: SimClock) -> AsyncIterator[tuple[httpx.AsyncC
     t2 = await make_tenant(db, "Other")
     await make_user(db, t1.id, "u1", name="Uma")
     await make_user(db, t2.id, "u1", name="Other Uma")
-    engine = PushEngine(db, {}, MemoryPresence(), clock=clock)
+    engine = PushEngine(db, {}, MemoryPresence(), clock=clock, settings=local_push_settings(), egress=local_egress())
     who: dict[str, Principal] = {"p": Principal(t1.id, "admin", "admin")}
 
     def principal(request: Request[Any, Any, Any]) -> Principal:

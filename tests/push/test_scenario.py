@@ -11,7 +11,7 @@ from server.push.models import Notification, PendingWait, PushRule
 from server.push.presence import MemoryPresence
 from server.push.providers.webpush import WebPushProvider
 from server.push.worker import PushWorker
-from tests.push.conftest import SimClock, make_tenant, make_user, new_browser_sub
+from tests.push.conftest import SimClock, local_egress, local_push_settings, make_tenant, make_user, new_browser_sub
 from tests.push.pushfakes import PushService
 
 CART_RULE = {
@@ -33,7 +33,8 @@ async def test_cart_reminder_end_to_end(db: Database, clock: SimClock) -> None:
     service = PushService()
     presence = MemoryPresence()
     async with service.client() as client:
-        engine = PushEngine(db, {"webpush": WebPushProvider(client, clock=clock.ts)}, presence, clock=clock)
+        engine = PushEngine(db, {"webpush": WebPushProvider(client, local_push_settings(), clock=clock.ts)}, presence,
+                            clock=clock, settings=local_push_settings(), egress=local_egress())
         worker = PushWorker(engine)
         subs = {}
         for uid in ("alice", "bob", "carol", "dave"):

@@ -2,6 +2,8 @@
 (own, same tenant, other tenant). 0 unauthorized successes; another tenant's objects answer
 exactly like missing ones (404 ``not_found``); a role that may not use a route gets 403."""
 
+import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from server.tenants import create_tenant
 from tests.support.inproc import InProcServer, make_settings
@@ -37,12 +40,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
         def agent(headers: dict[str, str]) -> str:
             r = c.post("/v1/agents", json={"name": "Ag", "email": f"{uuid.uuid4().hex[:8]}@x.io",
-                                           "password": "password123"}, headers=headers)
+                                           "password": "tall ladder purple"}, headers=headers)
             r.raise_for_status()
             return tok(headers, r.json()["id"], "agent")
 
         tokens: dict[str, str | None] = {
             "admin": srv.admin_key, "user": tok(h_a, "alice"), "user2": tok(h_a, "bob"), "agent": agent(h_a),
+            "agent2": agent(h_a),
             "anon": None, "admin_b": other.admin_key, "user_b": tok(h_b, "carol"), "agent_b": agent(h_b),
         }
         ids: dict[str, str] = {}
@@ -67,7 +71,7 @@ def _call(w: World, who: str, method: str, path: str, body: Any = None) -> httpx
 
 ADMIN_ONLY = [
     ("POST", "/v1/tokens", {"sub": "x", "role": "user"}),
-    ("POST", "/v1/agents", {"name": "n", "email": "n@x.io", "password": "password123"}),
+    ("POST", "/v1/agents", {"name": "n", "email": "n@x.io", "password": "tall ladder purple"}),
     ("PUT", "/v1/users/someone", {"name": "n"}),
     ("POST", "/v1/knowledge-bases", {"name": "k"}),
     ("GET", "/v1/knowledge-bases", None),
@@ -76,6 +80,7 @@ ADMIN_ONLY = [
     ("POST", "/v1/events", {"events": []}),
     ("GET", "/v1/push/rules", None),
     ("GET", "/v1/push/notifications?user_id=alice", None),
+    ("GET", "/v1/admin/stats", None),
 ]
 
 
@@ -144,3 +149,108 @@ def test_members_succeed(world: World) -> None:
     assert _call(world, "user2", "GET", "/v1/conversations").json()["conversations"] == []
     assert world.ids["conv_b"] not in {c["id"] for c in _call(world, "admin", "GET", "/v1/conversations?limit=200")
                                        .json()["conversations"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing into a conversation: the owner rule that claim, resolve and handback follow
+# ---------------------------------------------------------------------------------------------
+
+
+def _new_conversation(w: World) -> str:
+    r = _call(w, "user", "POST", "/v1/conversations", {})
+    return str(r.json()["conversation"]["id"])
+
+
+def _post(w: World, who: str, cid: str, text: str) -> httpx.Response:
+    return _call(w, who, "POST", f"/v1/conversations/{cid}/messages",
+                 {"client_msg_id": str(uuid.uuid4()), "text": text})
+
+
+def _texts(w: World, cid: str) -> list[str]:
+    return [m["text"] for m in _call(w, "admin", "GET", f"/v1/conversations/{cid}/messages").json()["messages"]]
+
+
+def test_an_agent_cannot_write_into_another_agents_conversation_over_rest(world: World) -> None:
+    cid = _new_conversation(world)
+    assert _call(world, "agent", "POST", f"/v1/conversations/{cid}/claim").status_code == 200
+    r = _post(world, "agent2", cid, "not yours")
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden")
+    # Refused like resolve and handback are.
+    for action in ("resolve", "handback"):
+        assert _call(world, "agent2", "POST", f"/v1/conversations/{cid}/{action}").status_code == 403
+    assert _post(world, "agent", cid, "mine").status_code == 201
+    assert "not yours" not in _texts(world, cid) and "mine" in _texts(world, cid)
+
+
+def test_an_agent_takes_an_unowned_conversation_by_writing(world: World) -> None:
+    cid = _new_conversation(world)
+    assert _post(world, "agent2", cid, "I'll take this").status_code == 201
+    conv = next(c for c in _call(world, "agent2", "GET", "/v1/conversations?status=assigned&limit=200")
+                .json()["conversations"] if c["id"] == cid)
+    assert conv["assignee"] is not None
+    assert _post(world, "agent", cid, "me too").json()["error"]["code"] == "forbidden"
+    # Once resolved, only its last agent writes into it.
+    assert _call(world, "agent2", "POST", f"/v1/conversations/{cid}/resolve").status_code == 200
+    assert _post(world, "agent", cid, "late").status_code == 403
+    assert _post(world, "agent2", cid, "follow-up").status_code == 201
+
+
+async def _ws(w: World, who: str) -> Any:
+    ws = await websockets.connect(w.srv.ws_url, open_timeout=10, ping_interval=None)
+    await ws.send(json.dumps({"type": "hello", "token": w.tokens[who]}))
+    assert json.loads(await ws.recv())["type"] == "welcome"
+    return ws
+
+
+async def _reply(ws: Any, ref: str) -> dict[str, Any]:
+    """The frame that answers ``ref`` (other events on the way are skipped)."""
+    while True:
+        frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if frame.get("ref") == ref:
+            return frame
+
+
+async def test_an_agent_cannot_write_into_another_agents_conversation_over_the_socket(world: World) -> None:
+    cid = _new_conversation(world)
+    assert _call(world, "agent", "POST", f"/v1/conversations/{cid}/claim").status_code == 200
+    ws = await _ws(world, "agent2")
+    await ws.send(json.dumps({"type": "send", "conversation_id": cid, "client_msg_id": str(uuid.uuid4()),
+                              "text": "sneaky", "ref": "s"}))
+    reply = await _reply(ws, "s")
+    await ws.close()
+    assert (reply["type"], reply["code"], reply["fatal"]) == ("error", "forbidden", False)
+    assert "sneaky" not in _texts(world, cid)
+
+
+# ---------------------------------------------------------------------------------------------
+# Socket frames × who: another tenant's or another user's conversation looks missing
+# ---------------------------------------------------------------------------------------------
+
+WS_FRAMES = [
+    {"type": "send", "text": "hi"},
+    {"type": "subscribe"},
+    {"type": "subscribe", "after_seq": 0},
+    {"type": "unsubscribe"},
+    {"type": "read", "seq": 0},
+    {"type": "typing", "active": True},
+    {"type": "handoff.request"},
+]
+
+
+@pytest.mark.parametrize("frame", WS_FRAMES, ids=lambda f: "-".join(str(v) for v in f.values()))
+@pytest.mark.parametrize("who", ["user2", "user_b", "agent_b"])
+async def test_socket_frames_on_a_conversation_not_theirs_look_missing(world: World, who: str,
+                                                                       frame: dict[str, Any]) -> None:
+    ws = await _ws(world, who)
+    replies = []
+    for n, cid in enumerate((world.ids["conv"], "0" * 32)):
+        f = {**frame, "conversation_id": cid, "ref": f"r{n}"}
+        if f["type"] == "send":
+            f["client_msg_id"] = str(uuid.uuid4())
+        await ws.send(json.dumps(f))
+        replies.append(await _reply(ws, f"r{n}"))
+    await ws.close()
+    real, missing = replies
+    assert (real["type"], real["code"]) == ("error", "not_found"), real
+    assert (missing["type"], missing["code"]) == ("error", "not_found"), missing
+    assert real["detail"] == missing["detail"]

@@ -260,6 +260,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         a.start()
         shutil.copy(dir_a / "demo-admin-key.txt", dir_b / "demo-admin-key.txt")  # one tenant, two nodes
+        shutil.copy(dir_a / "secret.key", dir_b / "secret.key")  # nodes share the key for secrets at rest
         b.start()
         yield Cluster(a, b, proxy, url)
     finally:
@@ -361,6 +362,7 @@ def socketify_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clus
     try:
         a.start(timeout=60)
         shutil.copy(dir_a / "demo-admin-key.txt", dir_b / "demo-admin-key.txt")
+        shutil.copy(dir_a / "secret.key", dir_b / "secret.key")
         b.start(timeout=60)
         yield Cluster(a, b, proxy, url)
     finally:

@@ -114,7 +114,8 @@ async def test_bad_frames_get_clear_errors_and_the_connection_survives(server: L
 
 async def _send_then_recv(c: WsClient, raw: str) -> None:
     await c.send(raw)  # socketify may already refuse while the frame is still being sent
-    await c.recv(5)
+    for _ in range(3):  # uvicorn says too_long and bye before its close
+        await c.recv(5)
 
 
 async def test_huge_frame_is_refused_by_the_transport_and_the_server_stays_up(server: LiveServer) -> None:

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from server.serving import uvicorn_ws_options
 from server.settings import Settings
 from tests.support.live import RestHelpers, free_port
 
@@ -24,6 +25,15 @@ FAST: dict[str, Any] = {
     "burst_per_connection": 1_000_000,
     "rate_per_user": 1_000_000.0,
     "burst_per_user": 1_000_000,
+    "rate_per_tenant": 1_000_000.0,
+    "burst_per_tenant": 1_000_000,
+    "rate_replay_per_user": 1_000_000.0,
+    "burst_replay_per_user": 1_000_000,
+    "max_pending_handshakes_per_ip": 100_000,
+    "rate_widget_sessions_per_ip": 1_000_000.0,
+    "burst_widget_sessions_per_ip": 1_000_000,
+    "rate_widget_sessions_per_tenant": 1_000_000.0,
+    "burst_widget_sessions_per_tenant": 1_000_000,
     "max_connections_per_user": 200,
 }
 # The same for a ``parley serve`` subprocess (tests.support.live.LiveServer).
@@ -92,8 +102,7 @@ class InProcServer(RestHelpers):
             self.app,
             host="127.0.0.1",
             port=self.port,
-            ws_max_size=self.settings.max_frame_bytes * 2,
-            ws_per_message_deflate=False,
+            **uvicorn_ws_options(self.settings),
             ws_ping_interval=None,
             timeout_graceful_shutdown=2,
             log_level="error",

@@ -45,7 +45,9 @@ def browser(pw: "Playwright") -> Iterator["Browser"]:
 
 
 def start_server(tmp: Path, *, demo_knowledge: bool) -> LiveServer:
-    env = {"PARLEY_DEMO_KNOWLEDGE": "true" if demo_knowledge else "false"}
+    # the push stub's endpoint host (test_chat_flow.PUSH_STUB) is trusted like a push service
+    env = {"PARLEY_DEMO_KNOWLEDGE": "true" if demo_knowledge else "false",
+           "PARLEY_PUSH_EGRESS_HOSTS": '["push.invalid"]'}
     return LiveServer("uvicorn", free_port(), tmp, env).start(timeout=180)
 
 

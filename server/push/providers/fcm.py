@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import jwt
 
+from server.push.egress import EgressPolicy, EgressRefused, Unresolved
 from server.push.models import PushTenantConfig
 from server.push.providers.base import DeliveryResult, DeviceTarget, PushMessage, classify_status
 from server.push.settings import PushSettings
@@ -24,9 +25,10 @@ class FcmProvider:
 
     def __init__(self, client: httpx.AsyncClient, settings: PushSettings | None = None,
                  clock: Callable[[], float] = time.time,
-                 base_url: str = "https://fcm.googleapis.com") -> None:
+                 base_url: str = "https://fcm.googleapis.com", egress: EgressPolicy | None = None) -> None:
         self.client = client
         self.settings = settings or PushSettings()
+        self.egress = egress or EgressPolicy.from_settings(self.settings)
         self.clock = clock
         self.base_url = base_url.rstrip("/")
         self._tokens: dict[str, tuple[str, float]] = {}
@@ -37,6 +39,9 @@ class FcmProvider:
         if cached is not None and cached[1] - 60 > now:
             return cached[0]
         token_uri = account.get("token_uri", "https://oauth2.googleapis.com/token")
+        if not isinstance(token_uri, str):
+            raise EgressRefused("token_uri must be a string")
+        self.egress.check_url(token_uri, "fcm_token")  # a tenant supplies this URL
         assertion = jwt.encode(
             {"iss": account["client_email"], "scope": FCM_SCOPE, "aud": token_uri,
              "iat": int(now), "exp": int(now) + 3600},
@@ -60,6 +65,10 @@ class FcmProvider:
             return DeliveryResult.permanent("fcm not configured for this tenant" if not account else "no token")
         try:
             token = await self._access_token(config.tenant_id, account)
+        except Unresolved:  # DNS trouble is temporary; a bad answer is not
+            return DeliveryResult.retry("dns: the host did not resolve")
+        except EgressRefused as exc:
+            return DeliveryResult.permanent(f"token_uri refused: {exc}")
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             return DeliveryResult.retry(f"oauth transport: {type(exc).__name__}")
         except httpx.HTTPStatusError as exc:
@@ -86,6 +95,10 @@ class FcmProvider:
             resp = await self.client.post(url, json={"message": msg},
                                           headers={"Authorization": f"Bearer {token}"},
                                           timeout=self.settings.provider_timeout_s)
+        except Unresolved:  # DNS trouble is temporary; a bad answer is not
+            return DeliveryResult.retry("dns: the host did not resolve")
+        except EgressRefused as exc:
+            return DeliveryResult.permanent(f"fcm refused: {exc}")
         except httpx.TimeoutException:
             return DeliveryResult.retry("timeout")
         except httpx.HTTPError as exc:

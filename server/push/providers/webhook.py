@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import httpx
 
+from server.push.egress import EgressPolicy, EgressRefused, Unresolved
 from server.push.models import PushTenantConfig
 from server.push.providers.base import DeliveryResult, DeviceTarget, PushMessage, classify_status
 from server.push.settings import PushSettings
@@ -33,14 +34,19 @@ class WebhookProvider:
     platform = "webhook"
 
     def __init__(self, client: httpx.AsyncClient, settings: PushSettings | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, egress: EgressPolicy | None = None) -> None:
         self.client = client
         self.settings = settings or PushSettings()
         self.clock = clock
+        self.egress = egress or EgressPolicy.from_settings(self.settings)
 
     async def send(self, target: DeviceTarget, message: PushMessage, config: PushTenantConfig) -> DeliveryResult:
         if not config.webhook_url or not config.webhook_secret:
             return DeliveryResult.permanent("webhook not configured")
+        try:
+            self.egress.check_url(config.webhook_url, "webhook")
+        except EgressRefused as exc:
+            return DeliveryResult.permanent(f"webhook refused: {exc}")
         body = json.dumps({"type": "notification", "user_id": message.user_id,
                            "category": message.category, "notification": message.payload()},
                           separators=(",", ":")).encode()
@@ -51,6 +57,10 @@ class WebhookProvider:
         try:
             resp = await self.client.post(config.webhook_url, content=body, headers=headers,
                                           timeout=self.settings.provider_timeout_s)
+        except Unresolved:  # DNS trouble is temporary; a bad answer is not
+            return DeliveryResult.retry("dns: the host did not resolve")
+        except EgressRefused as exc:
+            return DeliveryResult.permanent(f"webhook refused: {exc}")
         except httpx.TimeoutException:
             return DeliveryResult.retry("timeout")
         except httpx.HTTPError as exc:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 
+from server.push.egress import EgressPolicy, EgressRefused, Unresolved
 from server.push.models import PushTenantConfig
 from server.push.providers.base import DeliveryResult, DeviceTarget, PushMessage, classify_status
 from server.push.settings import PushSettings
@@ -61,10 +62,11 @@ class WebPushProvider:
     platform = "webpush"
 
     def __init__(self, client: httpx.AsyncClient, settings: PushSettings | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, egress: EgressPolicy | None = None) -> None:
         self.client = client
         self.settings = settings or PushSettings()
         self.clock = clock
+        self.egress = egress or EgressPolicy.from_settings(self.settings)
         # (tenant, audience) -> (Authorization header, expires at); signing per send is wasted work
         self._vapid: dict[tuple[str, str], tuple[str, float]] = {}
         self._signers: dict[str, tuple[str, Vapid02]] = {}
@@ -93,6 +95,11 @@ class WebPushProvider:
         keys = sub.get("keys") or {}
         if not isinstance(endpoint, str) or not keys.get("p256dh") or not keys.get("auth"):
             return DeliveryResult.deactivate("subscription lacks endpoint or keys")
+        try:
+            self.egress.check_url(endpoint, "webpush")
+        except EgressRefused as exc:
+            # stored before the rules tightened, or edited in the database: never worth a retry
+            return DeliveryResult.deactivate(f"endpoint refused: {exc}")
         parts = urlsplit(endpoint)
         audience = f"{parts.scheme}://{parts.netloc}"
         plaintext = json.dumps(message.payload(), separators=(",", ":"), ensure_ascii=False).encode()
@@ -114,6 +121,10 @@ class WebPushProvider:
         try:
             resp = await self.client.post(endpoint, content=body, headers=headers,
                                           timeout=self.settings.provider_timeout_s)
+        except Unresolved:  # DNS trouble is temporary; a bad answer is not
+            return DeliveryResult.retry("dns: the host did not resolve")
+        except EgressRefused as exc:  # the name now resolves somewhere it must not go
+            return DeliveryResult.deactivate(f"endpoint refused: {exc}")
         except httpx.TimeoutException:
             return DeliveryResult.retry("timeout")
         except httpx.HTTPError as exc:

@@ -67,24 +67,6 @@ function showTab(name) {
 }
 
 // ---- dashboard -----------------------------------------------------------------------------
-/** Prometheus text format -> [{name, labels, value}] (comments and blank lines skipped). */
-export function parseMetrics(text) {
-  const out = [];
-  for (const line of String(text).split("\n")) {
-    if (!line || line.startsWith("#")) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)/.exec(line);
-    if (!m) continue;
-    const labels = {};
-    if (m[3]) {
-      const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
-      let l;
-      while ((l = re.exec(m[3]))) labels[l[1]] = l[2].replace(/\\"/g, '"').replace(/\\n/g, "\n").replace(/\\\\/g, "\\");
-    }
-    out.push({ name: m[1], labels, value: Number(m[4]) });
-  }
-  return out;
-}
-
 const history = []; // [{t, connections, answers}]
 let pushTotals = { sent: 0, suppressed: 0, byReason: {} };
 
@@ -125,19 +107,17 @@ function spark() {
 }
 
 async function pollMetrics() {
-  let text;
+  // This tenant's figures only; /metrics is the operator's and holds no tenant data.
+  let stats;
   try {
-    const r = await fetch("/metrics");
-    text = await r.text();
+    stats = await call("GET", "/v1/admin/stats");
   } catch (_e) {
     return;
   }
-  const rows = parseMetrics(text);
-  const sum = (name, pred) => rows.filter((r) => r.name === name && (!pred || pred(r))).reduce((a, r) => a + r.value, 0);
-  const connections = sum("parley_ws_connections");
-  const answers = sum("parley_bot_answers_total");
-  const handoffs = rows.filter((r) => r.name === "parley_handoffs_total");
-  const handoffTotal = handoffs.reduce((a, r) => a + r.value, 0);
+  const connections = stats.connections || 0;
+  const answers = stats.bot_answers || 0;
+  const handoffs = Object.entries(stats.handoffs || {});
+  const handoffTotal = handoffs.reduce((a, [, n]) => a + n, 0);
   const now = Date.now();
   history.push({ t: now, connections, answers });
   while (history.length > 200) history.shift();
@@ -148,10 +128,10 @@ async function pollMetrics() {
   $("k-answer-rate").textContent = history.length > 1 ? "per minute: " + ((answers - old.answers) / minutes).toFixed(1) : "per minute: –";
   $("k-handoffs").textContent = String(handoffTotal);
   $("k-handoff-rate").textContent = answers ? "per AI answer: " + ((100 * handoffTotal) / answers).toFixed(0) + "%" : "per AI answer: –";
-  bars($("handoff-bars"), handoffs.map((r) => [r.labels.reason || "unknown", r.value]).sort((a, b) => b[1] - a[1]));
+  bars($("handoff-bars"), handoffs.sort((a, b) => b[1] - a[1]));
   $("k-push").textContent = pushTotals.sent + " / " + pushTotals.suppressed;
   bars($("suppress-bars"), Object.entries(pushTotals.byReason).sort((a, b) => b[1] - a[1]), "amber");
-  $("updated").textContent = "Updated " + new Date().toLocaleTimeString() + " · polling /metrics every 3 s";
+  $("updated").textContent = "Updated " + new Date().toLocaleTimeString() + " · polling every 3 s";
   spark();
 }
 
