@@ -30,12 +30,14 @@ class LLMConfig:
     timeout_s: float = 20.0
     max_retries: int = 1
     temperature: float | None = 0.2
+    #: A small model can ramble until the deadline hands the user off: cap the answer.
+    max_tokens: int = 512
 
     def __post_init__(self) -> None:
         if not self.base_url or not self.model:
             raise ConfigError("base_url and model are required")
-        if self.timeout_s <= 0 or self.max_retries < 0:
-            raise ConfigError("timeout_s must be > 0 and max_retries >= 0")
+        if self.timeout_s <= 0 or self.max_retries < 0 or self.max_tokens < 1:
+            raise ConfigError("timeout_s must be > 0, max_retries >= 0 and max_tokens >= 1")
 
     def __repr__(self) -> str:  # never print the key
         return f"LLMConfig(base_url={self.base_url!r}, model={self.model!r}, api_key='***')"

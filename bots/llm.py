@@ -53,6 +53,7 @@ def build_chat_model(config: LLMConfig, *, http_client: httpx.AsyncClient | None
         timeout=config.timeout_s,
         max_retries=config.max_retries,
         temperature=config.temperature,
+        max_completion_tokens=config.max_tokens,
         streaming=True,
         # The default reads an env var at construction time; we pass the value explicitly.
         stream_chunk_timeout=config.timeout_s,

@@ -1,4 +1,5 @@
-"""The answer pipeline: policy → retrieval → policy → generation (model or extractive) → guard.
+"""The answer pipeline: policy → retrieval → policy → generation (model or extractive) → guard
+→ grounding (a model's answer whose claims the passages do not hold falls back to extractive).
 
 ``AnswerPipeline.run`` is an async generator of :data:`AnswerEvent`: zero or more ``Delta``
 then exactly one terminal event (``Final``, ``Offer`` or ``Handoff``), or nothing if the caller
@@ -29,7 +30,7 @@ from bots.circuit import CircuitBreaker
 from bots.config import BotConfig
 from bots.errors import BotError, LLMError, LLMProtocolError, LLMTimeout, RetrievalError
 from bots.extractive import extractive_answer, stream_pieces
-from bots.grounding import attribute_sentences, ungrounded_claims
+from bots.grounding import GroundingReport, ground_answer
 from bots.guard import StreamGuard, check_output
 from bots.handoff import HandoffDecision, HandoffInputs, decide_post_retrieval, decide_pre_retrieval
 from bots.handoff_model import TurnScorer, shipped_scorer_if_ready
@@ -80,8 +81,10 @@ class Final:
     decision: HandoffDecision | None = None
     #: Why the guard changed the text (``canary_leak``, ``markdown_image``, ...), if it did.
     guard: tuple[str, ...] = ()
-    #: ``model`` or ``extractive``.
+    #: ``model`` or ``extractive`` (also when a model's answer failed grounding).
     mode: str = "model"
+    #: The claim check of a model's answer (``reason_code`` says why it fell back, if it did).
+    grounding: GroundingReport | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,7 @@ log = logging.getLogger("parley.bots")
 _SCORING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handoff-scorer")
 #: Pre-retrieval answers the learned layer may still turn into a handoff.
 _LEARNABLE = frozenset({"none", "outside_business_hours"})
+_log = logging.getLogger("parley.bots.grounding")
 
 
 def _domains(passages: Sequence[Passage]) -> list[str]:
@@ -342,9 +346,6 @@ class AnswerPipeline:
             self._breaker.record_success()
             verdict_recorded = True
             text, cites = cite_markers(sguard.raw, evidence)
-            if not cites:
-                # No [n] markers (small models rarely write them): cite by attribution instead.
-                cites = _attributed(text, evidence)
             verdict = check_output(
                 text,
                 canaries=[ctx.canary],
@@ -353,29 +354,28 @@ class AnswerPipeline:
                 secret_texts=[prompt.system],
                 zh=zh,
             )
-            missing = ungrounded_claims(verdict.text, evidence) if verdict.ok else []
-            if missing:
-                # A number, date or name no passage holds: say what the passages say instead.
-                log.warning("model answer not grounded (%s); falling back to a quoted answer",
-                            ", ".join(missing[:5]))
-                async for ev in self._extractive(ctx, evidence, decision, zh, flags=("ungrounded_claim",)):
-                    if isinstance(ev, Final):
-                        yield ev
-                return
+            flags = tuple(([verdict.reason] if verdict.reason else []) + verdict.removed)
+            final_text, report = verdict.text, None
             if not verdict.ok:
                 cites = []
-            elif not sguard.stopped and verdict.text.startswith(sguard.emitted):
-                # Flush the held-back tail so the deltas add up to the final text.
-                rest = verdict.text[len(sguard.emitted) :]
-                if rest:
-                    yield Delta(index, rest)
-            yield Final(
-                verdict.text,
-                cites,
-                decision,
-                tuple(([verdict.reason] if verdict.reason else []) + verdict.removed),
-                "model",
-            )
+            else:
+                # A few milliseconds of regex work: off the event loop, so other streams keep going.
+                grounded = await asyncio.to_thread(
+                    ground_answer, verdict.text, evidence, question=ctx.text, allowed_names=(ctx.bot.name,)
+                )
+                report = grounded.report
+                if not report.ok:
+                    # Deltas already shown cannot be unsent: the stored message (same draft_id)
+                    # replaces them with the quoted answer.
+                    yield self._grounded_fallback(ctx, evidence, decision, zh, flags, report)
+                    return
+                final_text, cites = grounded.text, grounded.citations
+                if not sguard.stopped and final_text.startswith(sguard.emitted):
+                    # Flush the held-back tail so the deltas add up to the final text.
+                    rest = final_text[len(sguard.emitted) :]
+                    if rest:
+                        yield Delta(index, rest)
+            yield Final(final_text, cites, decision, flags, "model", report)
         finally:
             if not task.done():
                 task.cancel()
@@ -385,13 +385,27 @@ class AnswerPipeline:
                 self._breaker.release()
 
 
-def _attributed(text: str, evidence: Sequence[Passage]) -> list[Citation]:
-    used: list[int] = []
-    for n in attribute_sentences(text, evidence):
-        if n and n not in used:
-            used.append(n)
-    return [Citation(evidence[n - 1].document_id, evidence[n - 1].title, evidence[n - 1].source,
-                     evidence[n - 1].chunk_id) for n in used]
+    def _grounded_fallback(
+        self,
+        ctx: AnswerContext,
+        evidence: list[Passage],
+        decision: HandoffDecision,
+        zh: bool,
+        flags: tuple[str, ...],
+        report: GroundingReport,
+    ) -> Final:
+        _log.warning(
+            "model answer not grounded (%s): falling back to the extractive answer",
+            report.reason_code,
+            extra={"grounding": report.to_record()},
+        )
+        ans = extractive_answer(ctx.text, evidence, threshold=ctx.bot.handoff.score_threshold)
+        verdict = check_output(
+            ans.text, canaries=[ctx.canary], foreign_texts=list(ctx.foreign_canaries), allowed_domains=None, zh=zh
+        )
+        more = tuple(([verdict.reason] if verdict.reason else []) + verdict.removed)
+        cites = ans.citations if verdict.ok else []
+        return Final(verdict.text, cites, decision, (*flags, "ungrounded", *more), "extractive", report)
 
 
 def _with_fault(inputs: HandoffInputs, code: str) -> HandoffInputs:

@@ -214,41 +214,59 @@ class RealNetworkForbidden(AssertionError):
     """A test tried to reach a real network endpoint."""
 
 
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 @contextlib.contextmanager
-def forbid_real_models() -> Iterator[list[str]]:
+def forbid_real_models(*, allow_loopback: bool = False) -> Iterator[list[str]]:
     """Block real connections for the duration; yields the list of attempts and fails on exit
     if there were any (the pipeline turns errors into handoffs, so raising alone could be
     swallowed). Mock transports (``httpx.MockTransport``, respx routers used as transports)
-    never reach httpcore or sockets and keep working."""
+    never reach httpcore or sockets and keep working. ``allow_loopback`` lets a test talk to
+    a server it started on this machine (a local OpenAI-compatible model server)."""
     attempts: list[str] = []
 
     def refuse(what: str) -> RealNetworkForbidden:
         attempts.append(what)
         return RealNetworkForbidden(f"real network access in a test: {what}")
 
+    saved = (
+        httpcore.AsyncConnectionPool.handle_async_request,
+        httpcore.ConnectionPool.handle_request,
+    )
+
+    def local(host: Any) -> bool:
+        if isinstance(host, bytes):
+            host = host.decode("ascii", "replace")
+        return allow_loopback and str(host).strip("[]") in _LOOPBACK
+
     async def no_async(self: Any, request: Any) -> Any:
+        if local(request.url.host):
+            return await saved[0](self, request)
         raise refuse(f"httpcore async {request.method!r} {request.url}")
 
     def no_sync(self: Any, request: Any) -> Any:
+        if local(request.url.host):
+            return saved[1](self, request)
         raise refuse(f"httpcore {request.method!r} {request.url}")
 
     original_connect = socket.socket.connect
     original_connect_ex = socket.socket.connect_ex
 
+    def allowed(sock: socket.socket, address: Any) -> bool:
+        if sock.family == socket.AF_UNIX:
+            return True
+        return isinstance(address, tuple) and local(address[0])
+
     def guarded_connect(self: socket.socket, address: Any) -> None:
-        if self.family != socket.AF_UNIX:
+        if not allowed(self, address):
             raise refuse(f"socket connect {address!r}")
         original_connect(self, address)
 
     def guarded_connect_ex(self: socket.socket, address: Any) -> int:
-        if self.family != socket.AF_UNIX:
+        if not allowed(self, address):
             raise refuse(f"socket connect {address!r}")
         return original_connect_ex(self, address)
-
-    saved = (
-        httpcore.AsyncConnectionPool.handle_async_request,
-        httpcore.ConnectionPool.handle_request,
-    )
     httpcore.AsyncConnectionPool.handle_async_request = no_async  # type: ignore[method-assign]
     httpcore.ConnectionPool.handle_request = no_sync  # type: ignore[method-assign]
     socket.socket.connect = guarded_connect  # type: ignore[method-assign,assignment]

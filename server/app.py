@@ -242,7 +242,8 @@ def _build_llm(settings: Settings) -> Any:
 
     return build_chat_model(LLMConfig(base_url=settings.llm_base_url, api_key=settings.llm_api_key or "none",
                                       model=settings.llm_model, timeout_s=settings.llm_timeout_s,
-                                      max_retries=settings.llm_max_retries))
+                                      max_retries=settings.llm_max_retries,
+                                      max_tokens=settings.llm_max_tokens))
 
 
 def _parley_error(_req: Request[Any, Any, Any], exc: ParleyError) -> Response[Any]:

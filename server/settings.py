@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = 20.0
     llm_max_retries: int = 1
+    llm_max_tokens: int = 512
     answer_deadline_s: float = 15.0
 
     # push (server.push.settings.PushSettings): a `push_<name>` here overrides that field
