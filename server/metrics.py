@@ -21,10 +21,14 @@ HANDOFF_REASONS = frozenset({
     "circuit_open", "provider_error", "user_request", "offer_accepted", "human_only_topic", "vip",
     "frustration", "repeated_question", "didnt_help", "no_evidence", "no_evidence_after_offer",
     "agent_request", "admin_request", "requested",
+    "safety", "legal", "callback_request", "repeated_failure", "learned", "tenant_rule",
 })
 
 
 def handoff_label(reason: str | None) -> str:
+    # A tenant's own rule ("rule:<name>") is one label: rule names are tenant data.
+    if reason is not None and reason.startswith("rule:"):
+        return "tenant_rule"
     return reason if reason in HANDOFF_REASONS else "other"
 
 

@@ -85,4 +85,5 @@ def test_every_reason_code_of_the_handoff_policy_is_a_label() -> None:
     codes -= {"none", "offer_declined", "outside_business_hours"}  # answers, never handoffs
     assert codes and codes <= HANDOFF_REASONS, codes - HANDOFF_REASONS
     assert handoff_label("user_request") == "user_request"
+    assert handoff_label("safety") == "safety" and handoff_label("rule:recall") == "tenant_rule"
     assert handoff_label("please, a human: I'm Bob") == "other" and handoff_label(None) == "other"
