@@ -76,7 +76,7 @@ class Session:
 
     async def send_direct(self, frame: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.socket.send_text(json.dumps(frame)), 1.0)
+            await asyncio.wait_for(self.socket.send_text(json.dumps(frame)), self.gw.settings.goodbye_send_timeout_s)
 
     async def _write_loop(self) -> None:
         assert self.conn is not None

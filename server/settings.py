@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         description="browser origins allowed on /v1/ws; empty means same host only; '*' allows all",
     )
     shutdown_drain_s: float = 5.0
+    # How long a session the server ends may take to get its error and bye frames out: a slow
+    # consumer's socket is full until it reads again, and the frames saying why must still reach it.
+    goodbye_send_timeout_s: float = 5.0
 
     # auth
     token_ttl_s: int = 3600
