@@ -51,7 +51,7 @@ from bot_bench import handle, pct  # noqa: E402
 
 from bots.config import LLMConfig  # noqa: E402
 from bots.llm import build_chat_model  # noqa: E402
-from server.settings import Settings  # noqa: E402
+from server.core.settings import Settings  # noqa: E402
 from tests.support.live import LiveServer, free_port  # noqa: E402
 from tests.support.ws import WsClient  # noqa: E402
 

@@ -30,7 +30,7 @@ from knowledge.scope import fit  # noqa: E402
 from knowledge.service import KnowledgeService  # noqa: E402
 from knowledge.settings import KnowledgeSettings  # noqa: E402
 from knowledge.store import ChromaStore  # noqa: E402
-from server.kb import extractive_answerer  # noqa: E402
+from server.agent.knowledge import extractive_answerer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "knowledge_eval.md"
 TARGETS = {"hit5": "≥ 0.95", "answer": "≥ 0.85 per language", "oos": "≥ 0.90"}

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.db import Database
-from server.models import Tenant, User, new_id
+from server.core.db import Database
+from server.core.models import Tenant, User, new_id
 from server.push.decision import Candidate, DecisionContext, PastSend, Prefs, decide
 from server.push.engine import PushEngine
 from server.push.models import PushRule, PushTenantConfig

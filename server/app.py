@@ -20,34 +20,34 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Validatio
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
-from server.botrunner import BotRunner
-from server.chat import ChatService, topic_agents, topic_conversation
-from server.db import Database
+from server.accounts.login_guard import LoginGuard, login_limits
+from server.accounts.passwords import PasswordHashing
+from server.accounts.tenants import ensure_demo_tenant
+from server.agent.knowledge import IngestWorker, KnowledgeRetriever, build_knowledge, load_demo_kb
+from server.agent.runner import BotRunner
+from server.api.auth import auth_handlers
+from server.api.bots import bot_handlers
+from server.api.conversations import conversation_handlers
+from server.api.deps import get_principal
+from server.api.health import health_handlers
+from server.api.knowledge_bases import knowledge_handlers
+from server.api.media import require_declared_body_type
+from server.api.people import people_handlers
+from server.api.stats import stats_handlers
+from server.chat.service import ChatService, topic_agents, topic_conversation
+from server.core.db import Database
+from server.core.metrics import Metrics, handoff_label
+from server.core.models import Conversation, OutboxRow
+from server.core.ratelimit import build_limiter
+from server.core.secretbox import load_or_create_key, private_dir, reseal_clear_values
+from server.core.settings import Settings
 from server.errors import ParleyError, error_body, status_for_code
 from server.fanout import Bus, LocalFanout, MemoryBus, NativeFanout, PythonFanout, RedisBus
-from server.gateway import Gateway, follow
-from server.kb import IngestWorker, KnowledgeRetriever, build_knowledge, load_demo_kb
-from server.login_guard import LoginGuard, login_limits
-from server.metrics import Metrics, handoff_label
-from server.models import Conversation, OutboxRow
-from server.passwords import PasswordHashing
+from server.handoff.router import Router
 from server.push.routes import push_route_handlers
 from server.push.settings import push_settings_from
 from server.push.wiring import PushRuntime
-from server.ratelimit import build_limiter
-from server.routes.auth import auth_handlers
-from server.routes.bots import bot_handlers
-from server.routes.conversations import conversation_handlers
-from server.routes.deps import get_principal
-from server.routes.health import health_handlers
-from server.routes.knowledge_bases import knowledge_handlers
-from server.routes.media import require_declared_body_type
-from server.routes.people import people_handlers
-from server.routes.stats import stats_handlers
-from server.routing import Router
-from server.secretbox import load_or_create_key, private_dir, reseal_clear_values
-from server.settings import Settings
-from server.tenants import ensure_demo_tenant
+from server.realtime.gateway import Gateway, follow
 from server.web import web_handlers
 
 __all__ = ["create_app"]

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from server.settings import Settings
+from server.core.settings import Settings
 
 if TYPE_CHECKING:
-    from server.db import Database
-    from server.tenants import CreatedTenant
+    from server.accounts.tenants import CreatedTenant
+    from server.core.db import Database
 
 __all__ = ["banner_lines", "main"]
 
@@ -23,8 +23,8 @@ def _settings(**overrides: Any) -> Settings:
 
 def _database(settings: Settings) -> "Database":
     """The database with the key for secrets at rest, as the server opens it."""
-    from server.db import Database
-    from server.secretbox import load_or_create_key, private_dir
+    from server.core.db import Database
+    from server.core.secretbox import load_or_create_key, private_dir
 
     private_dir(settings.data_dir)
     return Database(settings.resolved_database_url(),
@@ -45,7 +45,7 @@ def main() -> None:
 def serve(host: str | None, port: int | None, server_kind: str | None, data_dir: Path | None) -> None:
     """Run the server (socketify by default)."""
     from server.app import create_app
-    from server.serving import run_socketify, run_uvicorn
+    from server.realtime.serving import run_socketify, run_uvicorn
 
     settings = _settings(host=host, port=port, server=server_kind, data_dir=data_dir)
     import os
@@ -87,8 +87,8 @@ def tenant() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
 def tenant_create(name: str, data_dir: Path | None) -> None:
     """Create a tenant and print its admin key (shown once)."""
+    from server.accounts.tenants import create_tenant
     from server.migrations import upgrade
-    from server.tenants import create_tenant
 
     settings = _settings(data_dir=data_dir)
 
@@ -151,8 +151,8 @@ def export_decisions(data_dir: Path | None, limit: int) -> None:
 
     from sqlmodel import col, select
 
-    from server.db import Database
-    from server.models import HandoffLog
+    from server.core.db import Database
+    from server.core.models import HandoffLog
 
     settings = _settings(data_dir=data_dir)
 
@@ -168,16 +168,16 @@ def export_decisions(data_dir: Path | None, limit: int) -> None:
 
 
 def _register_groups() -> None:
-    from server import cli_kb
-    from server.cli_bots import bots
-    from server.cli_kb import kb
+    from bots.cli import bots
+    from knowledge import cli as knowledge_cli
+    from knowledge.cli import kb
 
     def extractive_answerer(service: Any, kb_id: str) -> Any:
-        from server.kb import extractive_answerer
+        from server.agent.knowledge import extractive_answerer
 
         return extractive_answerer(service, kb_id)
 
-    cli_kb.ANSWERER_FACTORY = extractive_answerer
+    knowledge_cli.ANSWERER_FACTORY = extractive_answerer
 
     bots.add_command(export_decisions)
     main.add_command(bots)

@@ -7,7 +7,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 
-from server.db import Database
+from server.core.db import Database
 
 __all__ = ["alembic_config", "upgrade"]
 

@@ -25,9 +25,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from server.db import Database
+from server.core.db import Database
+from server.core.models import Conversation, OutboxRow, Participant, User, new_id, utcnow
 from server.errors import BadInput, TooLong
-from server.models import Conversation, OutboxRow, Participant, User, new_id, utcnow
 from server.push.conditions import evaluate
 from server.push.decision import Candidate, Decision, DecisionContext, PastSend, Prefs, SupportState, decide
 from server.push.egress import EgressPolicy, EgressRefused

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from server.models import new_id, utcnow
-from server.secretbox import Sealed, SealedJSON
+from server.core.models import new_id, utcnow
+from server.core.secretbox import Sealed, SealedJSON
 
 __all__ = [
     "Delivery",
@@ -167,7 +167,7 @@ class Preferences(SQLModel, table=True):
 class PushTenantConfig(SQLModel, table=True):
     __tablename__ = "push_tenant_config"
     tenant_id: str = Field(primary_key=True, max_length=32)
-    # credentials are sealed at rest (server.secretbox)
+    # credentials are sealed at rest (server.core.secretbox)
     vapid_private_key: str | None = Field(default=None, sa_column=Column(Sealed, nullable=True))  # b64url scalar
     vapid_public_key: str | None = Field(default=None, max_length=200)  # uncompressed point, b64url
     vapid_subject: str | None = Field(default=None, max_length=200)

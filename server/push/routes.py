@@ -12,10 +12,10 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from server.auth import Principal
-from server.db import Database
+from server.accounts.auth import Principal
+from server.core.db import Database
+from server.core.models import Tenant, utcnow
 from server.errors import BadInput, Forbidden, NotFound
-from server.models import Tenant, utcnow
 from server.push.decision import CATEGORIES
 from server.push.engine import PushEngine
 from server.push.models import Device, Notification, Preferences, PushRule, aware

@@ -1,5 +1,5 @@
 """Every limit of the push engine, as one frozen dataclass with safe defaults. The composition
-root builds it (from ``server.settings.Settings`` or the environment); nothing here reads the
+root builds it (from ``server.core.settings.Settings`` or the environment); nothing here reads the
 environment."""
 
 from dataclasses import dataclass, fields

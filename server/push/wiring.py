@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 
 from knowledge.fetch import Resolver, system_resolver
-from server.db import Database
+from server.core.db import Database
 from server.push.egress import EgressPolicy, GuardedTransport
 from server.push.engine import PushEngine
 from server.push.providers import ApnsProvider, FcmProvider, Provider, WebhookProvider, WebPushProvider

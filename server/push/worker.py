@@ -21,9 +21,9 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from server import outbox
-from server.db import Database
-from server.models import OutboxRow, utcnow
+from server.core import outbox
+from server.core.db import Database
+from server.core.models import OutboxRow, utcnow
 from server.push.engine import TOPIC, PushEngine
 from server.push.models import Delivery, Device, Notification, PushTenantConfig, aware
 from server.push.presence import Presence

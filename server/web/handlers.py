@@ -10,7 +10,7 @@ from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
 from sqlmodel import col, select
 
-from server.models import Tenant
+from server.core.models import Tenant
 
 __all__ = ["STATIC_DIR", "web_handlers"]
 

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from bots.circuit import CircuitBreaker
+from bots.cli import bots
 from bots.config import HandoffSettings
 from bots.evaluation import heldout_paths, load_cases, report_handoff
 from bots.handoff import HandoffInputs, decide
@@ -20,7 +21,6 @@ from bots.handoff_model import LogisticTurnModel, default_model_path, shipped_sc
 from bots.pipeline import AnswerPipeline, Final, Handoff
 from bots.replay import replay
 from bots.values import Turn
-from server.cli_bots import bots
 from tests.bots.helpers import collect, ctx, retriever, terminal
 
 NONE = HandoffSettings()

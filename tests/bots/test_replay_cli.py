@@ -6,10 +6,10 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from bots.circuit import CircuitBreaker
+from bots.cli import bots
 from bots.config import HandoffSettings
 from bots.pipeline import AnswerPipeline, Final, Handoff, Offer
 from bots.replay import replay
-from server.cli_bots import bots
 from tests.bots.helpers import collect, ctx, retriever, terminal
 
 

@@ -1,27 +1,6 @@
-import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_knowledge_imports_nothing_of_server_or_bots() -> None:
-    for path in (ROOT / "knowledge").rglob("*.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                assert name.split(".")[0] not in ("server", "bots"), f"{path}: imports {name}"
-
-
-def test_cli_imports_only_knowledge_and_click() -> None:
-    tree = ast.parse((ROOT / "server" / "cli_kb.py").read_text(encoding="utf-8"))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            assert node.module.split(".")[0] not in ("server", "bots")
 
 
 def test_shipped_model_files_are_present_and_documented() -> None:

@@ -3,7 +3,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import server.cli  # noqa: F401  (plugs the bot's extractive answers into `kb eval`)
-from server.cli_kb import kb
+from knowledge.cli import kb
 
 
 def run(data_dir: Path, *args: str) -> tuple[int, str]:

@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from server.db import Database
-from server.models import Tenant, User, new_id
+from server.core.db import Database
+from server.core.models import Tenant, User, new_id
 from server.push.egress import EgressPolicy
 from server.push.providers.webpush import b64url
 from server.push.settings import PushSettings

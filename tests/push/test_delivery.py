@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 from sqlmodel import col, select
 
-from server.db import Database
-from server.models import Conversation, OutboxRow, Participant
+from server.core.db import Database
+from server.core.models import Conversation, OutboxRow, Participant
 from server.push.engine import PushEngine
 from server.push.models import Delivery, Device, Notification, Preferences, PushRule, PushTenantConfig
 from server.push.presence import MemoryPresence

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from server.db import Database
+from server.core.db import Database
 from server.errors import BadInput
 from server.push.egress import EgressPolicy, EgressRefused, GuardedTransport
 from server.push.engine import PushEngine

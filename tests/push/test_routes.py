@@ -9,8 +9,8 @@ import pytest
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
 
-from server.auth import Principal
-from server.db import Database
+from server.accounts.auth import Principal
+from server.core.db import Database
 from server.errors import ParleyError, error_body
 from server.push.engine import PushEngine
 from server.push.presence import MemoryPresence

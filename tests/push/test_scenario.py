@@ -4,8 +4,8 @@ conversation gets nothing; one who is online gets it in-app; one who ordered is 
 
 from sqlmodel import select
 
-from server.db import Database
-from server.models import Conversation
+from server.core.db import Database
+from server.core.models import Conversation
 from server.push.engine import PushEngine
 from server.push.models import Notification, PendingWait, PushRule
 from server.push.presence import MemoryPresence

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from server.db import Database
+from server.core.db import Database
 from server.errors import BadInput
 from server.push.engine import PushEngine
 from server.push.models import Notification, PushRule

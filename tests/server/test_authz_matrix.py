@@ -14,7 +14,7 @@ import httpx
 import pytest
 import websockets
 
-from server.tenants import create_tenant
+from server.accounts.tenants import create_tenant
 from tests.support.inproc import InProcServer, make_settings
 
 

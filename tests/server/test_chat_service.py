@@ -14,14 +14,14 @@ import pytest
 import pytest_asyncio
 from sqlmodel import col, select
 
-from server.auth import Principal
-from server.chat import ChatService, Sender, iso, validate_text
-from server.db import Database
+from server.accounts.auth import Principal
+from server.accounts.tenants import create_tenant
+from server.chat.service import ChatService, Sender, iso, validate_text
+from server.core.db import Database
+from server.core.models import Conversation, Message
 from server.errors import BadInput, Conflict, NotFound, ParleyError, TooLong
 from server.fanout import MemoryBus, PythonFanout
 from server.migrations import upgrade
-from server.models import Conversation, Message
-from server.tenants import create_tenant
 from tests.conftest import create_pg_database, drop_pg_database
 
 # One database per backend for the module (each test works in conversations of its own), so

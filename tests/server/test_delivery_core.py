@@ -26,10 +26,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sqlalchemy import delete
 from websockets.sync.client import connect
 
-from server.auth import issue_token
-from server.db import Database
-from server.models import Conversation, Message, Participant
-from server.tenants import create_tenant
+from server.accounts.auth import issue_token
+from server.accounts.tenants import create_tenant
+from server.core.db import Database
+from server.core.models import Conversation, Message, Participant
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.support.history import History, Member, Pipe, db_messages
 from tests.support.inproc import FAST_ENV

@@ -22,12 +22,12 @@ import httpx
 import pytest
 import websockets
 
-from server.auth import Principal, issue_token
-from server.chat import ChatService, Sender, iso
-from server.db import Database
+from server.accounts.auth import Principal, issue_token
+from server.accounts.tenants import ensure_demo_tenant
+from server.chat.service import ChatService, Sender, iso
+from server.core.db import Database
 from server.fanout import MemoryBus, PythonFanout
 from server.migrations import upgrade
-from server.tenants import ensure_demo_tenant
 from tests.conftest import PG_ADMIN_DSN, create_pg_database, drop_pg_database
 from tests.support.history import History, Member, Pipe, db_messages
 from tests.support.inproc import FAST, FAST_ENV, InProcServer, make_settings

@@ -28,8 +28,8 @@ import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from server.core.wire import ClientFrame, parse_frame
 from server.errors import ParleyError
-from server.frames import ClientFrame, parse_frame
 from tests.support.history import Pipe
 from tests.support.inproc import FAST, InProcServer, make_settings
 

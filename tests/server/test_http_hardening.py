@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from server.origins import origin_allowed, origin_of
+from server.core.origins import origin_allowed, origin_of
 from tests.support.inproc import InProcServer, make_settings
 from tests.support.ws import WsClient
 

@@ -13,9 +13,9 @@ from argon2 import PasswordHasher
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from server.accounts.login_guard import LoginGuard, LoginLimits
+from server.accounts.passwords import PasswordHashing, check_password_policy
 from server.errors import BadInput, RateLimited, Unavailable
-from server.login_guard import LoginGuard, LoginLimits
-from server.passwords import PasswordHashing, check_password_policy
 from tests.support.inproc import InProcServer, make_settings
 
 GOOD = "correct horse battery"

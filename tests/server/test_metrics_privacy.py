@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 import bots.handoff
-from server.metrics import HANDOFF_REASONS, handoff_label
-from server.tenants import create_tenant
+from server.accounts.tenants import create_tenant
+from server.core.metrics import HANDOFF_REASONS, handoff_label
 from tests.support.inproc import InProcServer, make_settings
 
 TOKEN = "operator-scrape-token"

@@ -6,9 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-import server.models
+import server.core.models
 import server.push.models  # noqa: F401  (registers the push tables)
-from server.db import Database
+from server.core.db import Database
 from server.migrations import upgrade
 
 

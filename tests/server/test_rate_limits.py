@@ -15,10 +15,10 @@ import pytest
 import websockets
 from sqlmodel import func, select
 
-from server.chat import Sender
-from server.models import User
-from server.ratelimit import Charge, MemoryLimiter, RedisLimiter, Rule, client_ip
-from server.tenants import create_tenant
+from server.accounts.tenants import create_tenant
+from server.chat.service import Sender
+from server.core.models import User
+from server.core.ratelimit import Charge, MemoryLimiter, RedisLimiter, Rule, client_ip
 from tests.support.inproc import InProcServer, make_settings
 from tests.support.live import free_port
 

@@ -10,14 +10,14 @@ import httpx
 import pytest
 from sqlalchemy import Text, select, type_coerce
 
-from server.auth import issue_token, verify_token
-from server.db import Database
+from server.accounts.auth import issue_token, verify_token
+from server.accounts.tenants import create_tenant
+from server.core.db import Database
+from server.core.models import Tenant
+from server.core.secretbox import SecretBox, SecretKeyError, reseal_clear_values
+from server.core.settings import Settings
 from server.migrations import upgrade
-from server.models import Tenant
 from server.push.models import PushTenantConfig
-from server.secretbox import SecretBox, SecretKeyError, reseal_clear_values
-from server.settings import Settings
-from server.tenants import create_tenant
 from tests.support.inproc import InProcServer
 from tests.support.live import LiveServer, free_port
 

@@ -10,9 +10,9 @@ import jwt
 import pytest
 from sqlmodel import select
 
-from server.db import Database
-from server.models import Tenant
-from server.tenants import create_tenant
+from server.accounts.tenants import create_tenant
+from server.core.db import Database
+from server.core.models import Tenant
 from tests.support.inproc import InProcServer, make_settings
 from tests.support.ws import WsClient
 

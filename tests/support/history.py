@@ -289,8 +289,8 @@ async def db_messages(database_url: str, conversation_ids: Iterable[str]) -> dic
     """Every stored message of the conversations, read directly from the database."""
     from sqlmodel import col, select
 
-    from server.db import Database
-    from server.models import Message
+    from server.core.db import Database
+    from server.core.models import Message
 
     cids = sorted(set(conversation_ids))
     db = Database(database_url, pool_size=2)

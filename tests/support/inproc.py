@@ -13,8 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from server.serving import uvicorn_ws_options
-from server.settings import Settings
+from server.core.settings import Settings
+from server.realtime.serving import uvicorn_ws_options
 from tests.support.live import RestHelpers, free_port
 
 __all__ = ["FAST", "FAST_ENV", "InProcServer", "TcpProxy", "make_settings"]

@@ -10,7 +10,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from server.settings import Settings
+from server.core.settings import Settings
 
 
 def _app(data_dir: Path) -> Litestar:

@@ -4,7 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-01 17:50:00.000000
 
-Secrets become text columns holding sealed values (server/secretbox.py); rows written in clear
+Secrets become text columns holding sealed values (server/core/secretbox.py); rows written in clear
 by 0001 keep working and are sealed at the next start. ``key_version`` voids a tenant's tokens on
 revoke, ``agents.token_version`` one agent's on password reset or deactivation.
 """

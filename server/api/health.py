@@ -35,7 +35,7 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 
 @get("/metrics", media_type="text/plain; version=0.0.4")
 async def metrics(request: Request[Any, Any, Any]) -> bytes:
-    # No tenant data is here (server.metrics); a token keeps even the totals to the operator.
+    # No tenant data is here (server.core.metrics); a token keeps even the totals to the operator.
     token = request.app.state.settings.metrics_token
     if token:
         given = request.headers.get("authorization", "")

@@ -8,13 +8,13 @@ from litestar import Request, post, put
 from litestar.params import JSONBody
 from sqlmodel import select
 
-from server.auth import issue_token, max_token_ttl, token_limits
+from server.accounts.auth import issue_token, max_token_ttl, token_limits
+from server.accounts.login_guard import LoginGuard
+from server.accounts.passwords import PasswordHashing
+from server.api.deps import Auth, require
+from server.core.models import Agent, Tenant, User
+from server.core.ratelimit import Charge, client_ip, enforce, ip_key, tenant_key
 from server.errors import AuthError, BadInput
-from server.login_guard import LoginGuard
-from server.models import Agent, Tenant, User
-from server.passwords import PasswordHashing
-from server.ratelimit import Charge, client_ip, enforce, ip_key, tenant_key
-from server.routes.deps import Auth, require
 
 __all__ = ["auth_handlers"]
 

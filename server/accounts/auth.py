@@ -1,5 +1,5 @@
 """Who is calling: admin keys (stored as SHA-256 of a high-entropy key), per-tenant HS256 JWTs
-for end users and agents, anonymous widget sessions, agent passwords (argon2, in server.passwords)."""
+for end users and agents, anonymous widget sessions, agent passwords (argon2, in server.accounts.passwords)."""
 
 import hashlib
 import hmac
@@ -11,10 +11,10 @@ from typing import Any, Literal
 import jwt
 from sqlmodel import select
 
-from server.db import Database
+from server.core.db import Database
+from server.core.models import Agent, Tenant
+from server.core.settings import Settings
 from server.errors import AuthError
-from server.models import Agent, Tenant
-from server.settings import Settings
 
 __all__ = [
     "Principal",

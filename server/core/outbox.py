@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, or_, select
 
-from server.db import Database
-from server.models import OutboxRow
+from server.core.db import Database
+from server.core.models import OutboxRow
 
 __all__ = ["claim", "finish"]
 

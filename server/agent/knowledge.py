@@ -17,10 +17,10 @@ from knowledge.errors import KnowledgeError
 from knowledge.evaluation import Answer, Answerer
 from knowledge.service import KnowledgeService, Retrieval
 from knowledge.settings import KnowledgeSettings
-from server.db import Database
-from server.models import Bot, Document, KnowledgeBase, OutboxRow, utcnow
-from server.outbox import claim, finish
-from server.settings import Settings
+from server.core.db import Database
+from server.core.models import Bot, Document, KnowledgeBase, OutboxRow, utcnow
+from server.core.outbox import claim, finish
+from server.core.settings import Settings
 
 __all__ = [
     "IngestWorker",

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 __all__ = ["HANDOFF_REASONS", "Metrics", "TenantFigures", "handoff_label"]
 
 # The handoff policy's reason codes (bots/handoff.py) and the REST/frame requests
-# (server/routes/conversations.py: "<role>_request"). Anything else is "other".
+# (server/api/conversations.py: "<role>_request"). Anything else is "other".
 HANDOFF_REASONS = frozenset({
     "circuit_open", "provider_error", "user_request", "offer_accepted", "human_only_topic", "vip",
     "frustration", "repeated_question", "didnt_help", "no_evidence", "no_evidence_after_offer",

@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from server.auth import Principal
-from server.chat import ChatService, Sender
+from server.accounts.auth import Principal
+from server.chat.service import ChatService, Sender
+from server.core.models import Agent, Conversation
 from server.errors import Conflict, Forbidden
-from server.models import Agent, Conversation
 
 __all__ = ["AgentLoad", "Router", "choose_agent"]
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from litestar import Request, get
 
-from server.routes.deps import Auth, require
+from server.api.deps import Auth, require
 
 __all__ = ["stats_handlers"]
 

@@ -5,7 +5,7 @@ from typing import Any
 from litestar import Request
 from litestar.di import NamedDependency
 
-from server.auth import Principal, authenticate_bearer, token_limits
+from server.accounts.auth import Principal, authenticate_bearer, token_limits
 from server.errors import Forbidden
 
 __all__ = ["Auth", "get_principal", "require"]

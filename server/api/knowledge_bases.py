@@ -9,12 +9,12 @@ from litestar import Request, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from sqlmodel import col, select
 
-from server.auth import Principal
+from server.accounts.auth import Principal
+from server.agent.knowledge import discard_upload, enqueue_document
+from server.api.bodies import read_body, read_file_part
+from server.api.deps import Auth, require
+from server.core.models import Document, KnowledgeBase, new_id
 from server.errors import BadInput, NotFound
-from server.kb import discard_upload, enqueue_document
-from server.models import Document, KnowledgeBase, new_id
-from server.routes.bodies import read_body, read_file_part
-from server.routes.deps import Auth, require
 
 __all__ = ["knowledge_handlers"]
 

@@ -12,8 +12,8 @@ from typing import Any
 from litestar import WebSocket
 from sqlmodel import col, select
 
-from server.auth import Principal, token_limits, verify_token
-from server.chat import (
+from server.accounts.auth import Principal, token_limits, verify_token
+from server.chat.service import (
     ChatService,
     Sender,
     conversation_json,
@@ -24,9 +24,12 @@ from server.chat import (
     topic_queue,
     topic_user,
 )
-from server.errors import AuthError, BadInput, Conflict, NotFound, ParleyError, RateLimited
-from server.fanout import Bus, Connection
-from server.frames import (
+from server.core.metrics import Metrics
+from server.core.models import Conversation, Message, new_id
+from server.core.origins import origin_allowed
+from server.core.ratelimit import Charge, Limiter, Limits, MemoryLimiter, TokenBucket, client_ip, tenant_key, user_key
+from server.core.settings import Settings
+from server.core.wire import (
     ConversationStart,
     HandoffRequest,
     Hello,
@@ -38,11 +41,8 @@ from server.frames import (
     Unsubscribe,
     parse_frame,
 )
-from server.metrics import Metrics
-from server.models import Conversation, Message, new_id
-from server.origins import origin_allowed
-from server.ratelimit import Charge, Limiter, Limits, MemoryLimiter, TokenBucket, client_ip, tenant_key, user_key
-from server.settings import Settings
+from server.errors import AuthError, BadInput, Conflict, NotFound, ParleyError, RateLimited
+from server.fanout import Bus, Connection
 
 __all__ = ["Gateway"]
 

@@ -82,7 +82,7 @@ class PasswordHashing:
 
 @functools.cache
 def common_passwords() -> frozenset[str]:
-    text = resources.files("server.data").joinpath("common-passwords.txt").read_text(encoding="utf-8")
+    text = resources.files("server.accounts.data").joinpath("common-passwords.txt").read_text(encoding="utf-8")
     return frozenset(line.strip() for line in text.splitlines() if line.strip())
 
 

@@ -13,8 +13,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from server.core.secretbox import SecretBox, attach, private_dir
 from server.errors import Unavailable
-from server.secretbox import SecretBox, attach, private_dir
 
 __all__ = ["Database"]
 
@@ -41,7 +41,7 @@ class Database:
         self.use_secret_box(secret_box)
 
     def use_secret_box(self, box: SecretBox | None) -> None:
-        """Columns typed ``Sealed`` are sealed and opened with this box (see server.secretbox)."""
+        """Columns typed ``Sealed`` are sealed and opened with this box (see server.core.secretbox)."""
         attach(self.engine.sync_engine.dialect, box)
 
     @asynccontextmanager
@@ -75,8 +75,7 @@ class Database:
     async def create_all(self) -> None:
         from sqlmodel import SQLModel
 
-        import server.models
-        import server.push.models  # noqa: F401
+        import server.core.models  # noqa: F401  (capability packages register their own tables on import)
 
         async with self.engine.begin() as conn:
             await conn.run_sync(SQLModel.metadata.create_all)

@@ -12,7 +12,7 @@ from typing import Any
 
 from litestar import Litestar
 
-from server.settings import Settings
+from server.core.settings import Settings
 
 __all__ = ["SocketifyCompat", "oversize_refusal", "patch_socketify_upgrade", "run_socketify", "run_uvicorn",
            "use_standard_tasks", "uvicorn_ws_options"]

@@ -5,10 +5,10 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from server.auth import hash_admin_key, new_admin_key, new_signing_secret, new_widget_key
-from server.db import Database
-from server.models import Bot, Tenant
-from server.secretbox import write_private_file
+from server.accounts.auth import hash_admin_key, new_admin_key, new_signing_secret, new_widget_key
+from server.core.db import Database
+from server.core.models import Bot, Tenant
+from server.core.secretbox import write_private_file
 
 __all__ = ["CreatedTenant", "create_tenant", "ensure_demo_tenant"]
 

@@ -10,11 +10,11 @@ from sqlmodel import col, select
 from bots.config import HandoffSettings
 from bots.copilot import suggest
 from bots.errors import BotError
-from server.auth import Principal
-from server.botrunner import _turn, tenant_canary
+from server.accounts.auth import Principal
+from server.agent.runner import _turn, tenant_canary
+from server.api.deps import Auth, require
+from server.core.models import Bot, KnowledgeBase, Message, Tenant
 from server.errors import BadInput, NotFound
-from server.models import Bot, KnowledgeBase, Message, Tenant
-from server.routes.deps import Auth, require
 
 __all__ = ["bot_handlers"]
 

@@ -17,11 +17,11 @@ from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from server.auth import Principal
-from server.db import Database
+from server.accounts.auth import Principal
+from server.core.db import Database
+from server.core.models import Agent, Conversation, Message, OutboxRow, Participant, Tenant, User, utcnow
 from server.errors import BadInput, Conflict, Forbidden, NotFound, TooLong
 from server.fanout import Bus
-from server.models import Agent, Conversation, Message, OutboxRow, Participant, Tenant, User, utcnow
 
 __all__ = [
     "MESSAGE_PREFIX",
@@ -296,7 +296,7 @@ class ChatService:
         else:
             raise BadInput("user_id is required when an agent or admin starts a conversation",
                            field="user_id")
-        from server.models import Bot
+        from server.core.models import Bot
 
         async with self.db.write() as s:
             if bot_id is not None:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.core.settings import Settings
 from server.errors import RateLimited
-from server.settings import Settings
 
 __all__ = [
     "Charge",

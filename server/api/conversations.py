@@ -6,11 +6,11 @@ import msgspec
 from litestar import Request, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from server.auth import Principal
-from server.chat import Sender, conversation_json, message_json
+from server.accounts.auth import Principal
+from server.api.deps import Auth, require
+from server.chat.service import Sender, conversation_json, message_json
+from server.core.ratelimit import Charge, enforce, tenant_key, user_key
 from server.errors import BadInput
-from server.ratelimit import Charge, enforce, tenant_key, user_key
-from server.routes.deps import Auth, require
 
 __all__ = ["conversation_handlers"]
 

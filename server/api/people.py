@@ -9,10 +9,10 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
+from server.accounts.passwords import PasswordHashing, check_password_policy
+from server.api.deps import Auth, require
+from server.core.models import Agent, User, utcnow
 from server.errors import BadInput, Conflict, NotFound
-from server.models import Agent, User, utcnow
-from server.passwords import PasswordHashing, check_password_policy
-from server.routes.deps import Auth, require
 
 __all__ = ["people_handlers"]
 

@@ -9,7 +9,7 @@ from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlalchemy import true as sa_true
 from sqlmodel import Field, SQLModel
 
-from server.secretbox import Sealed
+from server.core.secretbox import Sealed
 
 __all__ = [
     "Agent",

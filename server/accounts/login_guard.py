@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from server.core.ratelimit import TokenBucket
+from server.core.settings import Settings
 from server.errors import RateLimited
-from server.ratelimit import TokenBucket
-from server.settings import Settings
 
 __all__ = ["LoginGuard", "LoginLimits", "login_limits"]
 

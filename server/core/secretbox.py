@@ -3,7 +3,7 @@
 0600 on first start) when that is unset. A copy of the database alone then reveals no secret.
 
 Columns typed :class:`Sealed` / :class:`SealedJSON` seal on write and open on read with the box
-that the engine's :class:`server.db.Database` carries. Values stored in clear by older versions
+that the engine's :class:`server.core.db.Database` carries. Values stored in clear by older versions
 still read as they are; :func:`reseal_clear_values` seals them at start-up."""
 
 import base64
@@ -178,11 +178,13 @@ class SealedJSON(TypeDecorator[Any]):
 
 
 async def reseal_clear_values(db: Any) -> int:
-    """Seal every value that an older version stored in clear; returns how many were sealed."""
+    """Seal every value that an older version stored in clear; returns how many were sealed.
+
+    Covers every table registered when it runs: the composition root imports every model module
+    (push credentials included) before it calls this."""
     from sqlmodel import SQLModel
 
-    import server.models
-    import server.push.models  # noqa: F401  (the push credentials)
+    import server.core.models  # noqa: F401
 
     count = 0
     for table in SQLModel.metadata.sorted_tables:

@@ -25,13 +25,13 @@ from bots.pipeline import AnswerContext, AnswerPipeline, Delta, Final, Handoff, 
 from bots.ports import Retriever
 from bots.summary import summarize
 from bots.values import Turn
-from server.chat import ChatService, Sender, topic_agents, topic_conversation
-from server.db import Database
+from server.chat.service import ChatService, Sender, topic_agents, topic_conversation
+from server.core.db import Database
+from server.core.metrics import Metrics
+from server.core.models import Bot, Conversation, HandoffLog, Message, OutboxRow, Tenant, User, utcnow
+from server.core.outbox import claim, finish
 from server.errors import Conflict, Forbidden, NotFound
-from server.metrics import Metrics
-from server.models import Bot, Conversation, HandoffLog, Message, OutboxRow, Tenant, User, utcnow
-from server.outbox import claim, finish
-from server.routing import Router
+from server.handoff.router import Router
 
 __all__ = ["BotRunner", "tenant_canary"]
 

@@ -1,0 +1,1 @@
+"""Accounts: tokens and principals, passwords, login guard, tenants."""

@@ -1,0 +1,1 @@
+"""Agent: the AI agent as a conversation participant, and knowledge ingestion jobs."""

@@ -1,0 +1,1 @@
+"""Chat: the only write path for messages and the conversation lifecycle."""

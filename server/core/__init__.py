@@ -1,0 +1,3 @@
+"""Core: settings, database, models, outbox, wire format, metrics, rate limits.
+
+Imports nothing of server but `server.errors`."""

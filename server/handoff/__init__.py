@@ -1,0 +1,1 @@
+"""Handoff: the router that queues, assigns and hands conversations back."""

@@ -1,0 +1,1 @@
+"""Realtime: the WebSocket gateway and the socketify/uvicorn serving."""
