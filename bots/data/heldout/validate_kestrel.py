@@ -6,8 +6,9 @@ Checks: the ``_settings`` first line, every field and its type, unique ids (acro
 id = ``{lang}-{category}-NN``, the label and ``action`` each category implies, histories that
 alternate user/bot, the size and shares the brief asks for (>= 440 turns, ~55 % English, ~45 %
 hand off, >= 25 % multi-turn), that ``best_score`` does not give the label away (AUC near 0.5),
-that no turn is in both halves, that the halves are the documented stratified split, and that
-``bots.evaluation.load_cases`` reads both files. Exits 1 with every problem listed.
+that no turn (history and text) occurs twice, so none is in both halves, that the halves are the
+documented stratified split, and that ``bots.evaluation.load_cases`` reads both files.
+Exits 1 with every problem listed.
 """
 
 from __future__ import annotations
@@ -127,9 +128,8 @@ def main(argv: list[str]) -> int:
 
     ids = Counter(r["id"] for r in rows)
     problems += [f"{i}: id used {n} times" for i, n in ids.items() if n > 1]
-    turns = {name: {(json.dumps(r["history"], ensure_ascii=False), r["text"]) for r in part}
-             for name, part in halves.items()}
-    problems += [f"in both halves: {t[1]!r}" for t in turns["tune"] & turns["test"]]
+    turns = Counter((json.dumps(r["history"], ensure_ascii=False), r["text"].strip().lower()) for r in rows)
+    problems += [f"the same turn {t[1]!r} (same history) {k} times" for t, k in turns.items() if k > 1]
     tune_ids = {r["id"] for r in halves["tune"]}
     if resplit(rows) != tune_ids:
         problems.append("the halves are not the documented stratified split")
