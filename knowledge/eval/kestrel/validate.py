@@ -58,13 +58,13 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def check_questions(texts: dict[str, str], counts: Counter[str]) -> list[str]:
+def check_questions(texts: dict[str, str], counts: Counter[str], directory: Path = HERE) -> list[str]:
     problems: list[str] = []
     seen_questions: set[str] = set()
     seen_ids: set[str] = set()
     for name in QUESTION_FILES:
         half: Counter[tuple[str, str]] = Counter()
-        for row in _rows(HERE / name):
+        for row in _rows(directory / name):
             if missing := _KEYS - row.keys():
                 problems.append(f"{name}: {row.get('id')}: missing {sorted(missing)}")
                 continue
