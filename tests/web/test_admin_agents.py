@@ -65,6 +65,9 @@ def test_create_an_agent_in_the_admin_pages_and_sign_in_as_it(server: LiveServer
     assert admin.locator("#agents img").count() == 0
     assert row.locator("[data-testid=capacity]").input_value() == "2"
     assert row.locator("[data-testid=presence]").inner_text() == "offline"
+    with server.admin() as c:  # a plain name for the screenshots below
+        agent_id = next(a["id"] for a in c.get("/v1/agents").json()["agents"] if a["email"] == email)
+        c.patch(f"/v1/agents/{agent_id}", json={"name": "Zoë Park"}).raise_for_status()
 
     # A team, with the new agent in it.
     admin.click("#tabs button[data-tab=teams]")
@@ -72,9 +75,10 @@ def test_create_an_agent_in_the_admin_pages_and_sign_in_as_it(server: LiveServer
     admin.click("#team-form button[type=submit]")
     team = admin.locator("[data-testid=team]", has_text="Night shift")
     team.wait_for()
-    team.locator("select").select_option(label=f"{HOSTILE} · {email}")
+    team.locator("select").select_option(label=f"Zoë Park · {email}")
     team.locator("form.row button[type=submit]", has_text="Add").click()
     admin.locator("[data-testid=team] [data-testid=member]", has_text=email).wait_for()
+    admin.evaluate("document.getElementById('toast').hidden = true")
     shot(admin, "admin-teams.png", tmp_path)
 
     # The agent signs in to the console with the password the page generated.
@@ -84,12 +88,13 @@ def test_create_an_agent_in_the_admin_pages_and_sign_in_as_it(server: LiveServer
     row = agent_row(admin, email)
     row.locator("[data-testid=presence]", has_text="online").wait_for()
     assert row.locator("input[type=checkbox]").is_checked()  # member of Night shift
+    admin.evaluate("document.getElementById('toast').hidden = true")
     shot(admin, "admin-agents.png", tmp_path)
 
     with server.admin() as c:
         stored = next(a for a in c.get("/v1/agents").json()["agents"] if a["email"] == email)
         teams = c.get("/v1/teams").json()["teams"]
-    assert (stored["name"], stored["max_concurrent"], stored["online"]) == (HOSTILE, 2, True)
+    assert (stored["name"], stored["max_concurrent"], stored["online"]) == ("Zoë Park", 2, True)
     assert stored["team_ids"] == [t["id"] for t in teams if t["name"] == "Night shift"]
 
     # Capacity edited in place.

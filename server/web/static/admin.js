@@ -543,7 +543,7 @@ function agentRow(a, teams) {
   tr.appendChild(st);
 
   const cap = el("td");
-  const row = el("div", "row");
+  const row = el("div", "row cap");
   row.appendChild(el("span", "", a.open_conversations + " /"));
   const capacity = el("input");
   capacity.type = "number";
