@@ -310,3 +310,14 @@ async def test_assignment_respects_the_stored_capacity(node: LiveServer) -> None
                 assert [(m["status"], m["assignee"]) for m in mine] == [("queued", None)]
     finally:
         await ws.close()
+
+
+def test_the_routes_are_in_the_openapi_schema(node: LiveServer) -> None:
+    paths = httpx.get(node.url + "/schema/openapi.json", timeout=15).json()["paths"]
+    expected = {"/v1/agents": {"get", "post"}, "/v1/agents/{agent_id}": {"get", "patch"},
+                "/v1/teams": {"get", "post"}, "/v1/teams/{team_id}": {"get", "patch", "delete"},
+                "/v1/teams/{team_id}/agents/{agent_id}": {"put", "delete"}}
+    for path, methods in expected.items():
+        assert methods <= set(paths[path]), (path, sorted(paths[path]))
+    agent = paths["/v1/agents/{agent_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert "$ref" in agent or "properties" in agent  # a described body, not a bare object
