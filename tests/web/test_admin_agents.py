@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server.accounts.tenants import DEMO_AGENT_EMAIL
+from server.accounts.tenants import DEMO_AGENT_EMAIL, DEMO_AGENT_FILE
 from tests.support.live import LiveServer
 from tests.web.conftest import Guard, login_agent, new_page, shot, start_server
 
@@ -124,4 +124,15 @@ def test_create_an_agent_in_the_admin_pages_and_sign_in_as_it(server: LiveServer
     assert login(new_password) == 401
     guard.check()
     admin.context.close()
+    console.context.close()
+
+
+def test_the_demo_agent_signs_in_to_the_console_with_its_printed_login(server: LiveServer, browser: Any) -> None:
+    fields = dict(line.split(": ", 1) for line in (server.data_dir / DEMO_AGENT_FILE).read_text().splitlines())
+    assert fields["email"] == DEMO_AGENT_EMAIL
+    assert f"{DEMO_AGENT_EMAIL} / {fields['password']}" in server.log()  # what `make run` printed
+    guard = Guard()
+    console = new_page(browser, guard)
+    login_agent(console, server, DEMO_AGENT_EMAIL, fields["password"])
+    guard.check()
     console.context.close()
