@@ -25,6 +25,7 @@ from server.accounts.passwords import PasswordHashing
 from server.accounts.tenants import ensure_demo_tenant
 from server.agent.knowledge import IngestWorker, KnowledgeRetriever, build_knowledge, load_demo_kb
 from server.agent.runner import BotRunner
+from server.api.agents import agent_handlers
 from server.api.auth import auth_handlers
 from server.api.bots import bot_handlers
 from server.api.conversations import conversation_handlers
@@ -34,6 +35,7 @@ from server.api.knowledge_bases import knowledge_handlers
 from server.api.media import require_declared_body_type
 from server.api.people import people_handlers
 from server.api.stats import stats_handlers
+from server.api.teams import team_handlers
 from server.chat.service import ChatService, topic_agents, topic_conversation
 from server.core.db import Database
 from server.core.metrics import Metrics, handoff_label
@@ -143,7 +145,8 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         await upgrade(db)
         await reseal_clear_values(db)
         if settings.demo:
-            created = await ensure_demo_tenant(db, settings.data_dir)
+            created = await ensure_demo_tenant(db, settings.data_dir, hash_password=app.state.passwords.hash,
+                                               min_password_length=settings.min_password_length)
             app.state.demo = created
             if created is not None:
                 log.warning("demo tenant created; admin key written to %s", settings.data_dir / "demo-admin-key.txt")
@@ -172,7 +175,8 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         await gateway.handle(socket)
 
     handlers: list[Any] = [ws_endpoint, *health_handlers, *auth_handlers, *people_handlers, *conversation_handlers,
-                           *knowledge_handlers, *bot_handlers, *push_route_handlers, *web_handlers, *stats_handlers]
+                           *knowledge_handlers, *bot_handlers, *push_route_handlers, *web_handlers, *stats_handlers,
+                           *agent_handlers, *team_handlers]
     return Litestar(
         route_handlers=handlers,
         state=state,

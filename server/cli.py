@@ -65,15 +65,22 @@ def serve(host: str | None, port: int | None, server_kind: str | None, data_dir:
 
 
 def banner_lines(settings: Settings, created: "CreatedTenant | None") -> list[str]:
-    """The start-up banner. The demo admin key is shown once, on the start that created it; logs
-    of later starts must not carry it again."""
+    """The start-up banner. The demo admin key and the demo agent's password are shown once, on
+    the start that created them; logs of later starts must not carry them again."""
     key_file = settings.data_dir / "demo-admin-key.txt"
     url = settings.public_url or f"http://{settings.host}:{settings.port}"
     lines = [f"Parley is up: {url}  (chat widget demo at {url}/, agent console at {url}/agent)"]
+    agent_file = settings.data_dir / "demo-agent-login.txt"
     if created is not None:
         lines.append(f"Demo tenant admin key: {created.admin_key}  (shown once; stored in {key_file})")
     elif key_file.exists():
         lines.append(f"Demo tenant admin key: in {key_file}")
+    if created is not None and created.demo_agent is not None:
+        login = created.demo_agent
+        lines.append(f"Demo agent login at {url}/agent: {login.email} / {login.password}  "
+                     f"(shown once; stored in {agent_file})")
+    elif agent_file.exists():
+        lines.append(f"Demo agent login at {url}/agent: in {agent_file}")
     return lines
 
 

@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     user_token_max_ttl_s: int = 7 * 24 * 3600
     agent_token_max_ttl_s: int = 12 * 3600
     min_password_length: int = 10
+    max_teams_per_tenant: int = 200
     password_hash_concurrency: int = 2
     password_hash_queue_max: int = 64
     login_rate_per_ip: float = 0.2

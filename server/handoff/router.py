@@ -99,7 +99,8 @@ class Router:
                 .order_by(col(Conversation.queued_at)).limit(50))).all())
             if not waiting:
                 return
-            agents = list((await s.exec(select(Agent).where(Agent.tenant_id == tenant_id,
+            # a deactivated agent's open socket gets nothing new; capacity is read fresh each time
+            agents = list((await s.exec(select(Agent).where(Agent.tenant_id == tenant_id, col(Agent.active),
                                                             col(Agent.id).in_(online)))).all())
             counts = dict((await s.exec(
                 select(Conversation.assignee_id, func.count()).where(

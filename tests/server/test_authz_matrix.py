@@ -81,6 +81,9 @@ ADMIN_ONLY = [
     ("GET", "/v1/push/rules", None),
     ("GET", "/v1/push/notifications?user_id=alice", None),
     ("GET", "/v1/admin/stats", None),
+    ("GET", "/v1/agents", None),
+    ("GET", "/v1/teams", None),
+    ("POST", "/v1/teams", {"name": "t"}),
 ]
 
 

@@ -6,6 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
+import server.accounts.teams
 import server.core.models
 import server.push.models  # noqa: F401  (registers the push tables)
 from server.core.db import Database

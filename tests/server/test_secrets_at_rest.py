@@ -34,7 +34,7 @@ def test_first_start_creates_private_files_and_seals_the_signing_secret(tmp_path
         assert httpx.get(srv.url + "/v1/conversations", headers={"Authorization": f"Bearer {token}"},
                          timeout=10).status_code == 200
     assert _mode(data) == 0o700
-    for name in ("parley.db", "demo-admin-key.txt", "secret.key"):
+    for name in ("parley.db", "demo-admin-key.txt", "demo-agent-login.txt", "secret.key"):
         assert _mode(data / name) == 0o600, name
     for extra in ("parley.db-wal", "parley.db-shm"):
         if (data / extra).exists():
@@ -109,3 +109,8 @@ def test_the_demo_admin_key_is_printed_on_the_first_start_only(tmp_path: Path) -
         second.stop()
     assert key not in second.log()
     assert str(data / "demo-admin-key.txt") in second.log()
+    # the demo agent's generated password too: printed on the first start only
+    password = (data / "demo-agent-login.txt").read_text().split("password: ", 1)[1].strip()
+    assert password in first.log()
+    assert password not in second.log()
+    assert str(data / "demo-agent-login.txt") in second.log()

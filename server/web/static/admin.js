@@ -1,4 +1,4 @@
-// Parley admin pages: live dashboard, knowledge bases, bots and push rules. The admin key is
+// Parley admin pages: live dashboard, knowledge bases, bots, push rules, agents and teams. The admin key is
 // asked once and kept in sessionStorage (this tab only).
 import { ApiError, api, clear, el, richText } from "/static/safe.js";
 
@@ -63,6 +63,8 @@ function showTab(name) {
   if (name === "knowledge") loadKbs();
   if (name === "bots") loadBots();
   if (name === "push") loadRules();
+  if (name === "agents") loadAgents();
+  if (name === "teams") loadTeams();
   location.hash = name;
 }
 
@@ -502,6 +504,269 @@ async function loadNotifications() {
 }
 $("n-refresh").addEventListener("click", loadNotifications);
 
+// ---- agents and teams ----------------------------------------------------------------------
+const apiPath = (...parts) => "/v1/" + parts.map((p, i) => (i % 2 ? encodeURIComponent(p) : p)).join("/");
+
+function emptyRow(body, cols, text) {
+  const tr = el("tr");
+  const td = el("td", "muted", text);
+  td.colSpan = cols;
+  tr.appendChild(td);
+  body.appendChild(tr);
+}
+
+/** A random password that meets the policy: 18 characters from a 56-letter alphabet (~104 bits). */
+function generatePassword() {
+  const alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+  const bytes = crypto.getRandomValues(new Uint8Array(18));
+  return Array.from(bytes, (b) => alphabet[b % alphabet.length]).join("");
+}
+
+async function loadAgents() {
+  const [{ agents }, { teams }] = await Promise.all([call("GET", "/v1/agents"), call("GET", "/v1/teams")]);
+  const body = clear($("agents"));
+  for (const a of agents) body.appendChild(agentRow(a, teams));
+  if (!agents.length) emptyRow(body, 6, "No agents yet.");
+}
+
+function agentRow(a, teams) {
+  const tr = el("tr");
+  tr.dataset.testid = "agent";
+  tr.dataset.agentId = a.id;
+  tr.appendChild(el("td", "wrap", a.name));
+  tr.appendChild(el("td", "wrap", a.email));
+  const st = el("td");
+  const presence = el("span", "pill " + (a.online ? "ready" : ""), a.online ? "online" : "offline");
+  presence.dataset.testid = "presence";
+  st.appendChild(presence);
+  if (!a.active) st.appendChild(el("span", "pill failed", "deactivated"));
+  tr.appendChild(st);
+
+  const cap = el("td");
+  const row = el("div", "row cap");
+  row.appendChild(el("span", "", a.open_conversations + " /"));
+  const capacity = el("input");
+  capacity.type = "number";
+  capacity.min = "1";
+  capacity.max = "100";
+  capacity.value = String(a.max_concurrent);
+  capacity.dataset.testid = "capacity";
+  capacity.setAttribute("aria-label", "Capacity of " + a.name);
+  const saveCap = el("button", "ghost", "Save");
+  saveCap.addEventListener("click", async () => {
+    try {
+      await call("PATCH", apiPath("agents", a.id), { max_concurrent: Number(capacity.value) });
+      toast("Capacity of " + a.name + " is " + capacity.value);
+      loadAgents();
+    } catch (e) {
+      toast("Not saved: " + e.message);
+    }
+  });
+  row.append(capacity, saveCap);
+  cap.appendChild(row);
+  tr.appendChild(cap);
+
+  const tm = el("td");
+  if (!teams.length) tm.appendChild(el("span", "muted", "No teams yet."));
+  for (const t of teams) {
+    const l = el("label", "check");
+    const box = el("input");
+    box.type = "checkbox";
+    box.checked = a.team_ids.includes(t.id);
+    box.addEventListener("change", async () => {
+      try {
+        await call(box.checked ? "PUT" : "DELETE", apiPath("teams", t.id, "agents", a.id));
+      } catch (e) {
+        box.checked = !box.checked;
+        toast("Not changed: " + e.message);
+      }
+    });
+    l.append(box, document.createTextNode(t.name));
+    tm.appendChild(l);
+  }
+  tr.appendChild(tm);
+
+  const actions = el("td");
+  const toggle = el("button", "ghost" + (a.active ? " danger" : ""), a.active ? "Deactivate" : "Activate");
+  toggle.addEventListener("click", async () => {
+    try {
+      await call("POST", apiPath("agents", a.id, a.active ? "deactivate" : "activate"));
+      loadAgents();
+    } catch (e) {
+      toast(e.message);
+    }
+  });
+  const reset = el("button", "ghost", "Reset password");
+  const form = el("form", "row");
+  form.hidden = true;
+  const pw = el("input");
+  pw.type = "text";
+  pw.autocomplete = "off";
+  pw.placeholder = "New password";
+  pw.setAttribute("aria-label", "New password for " + a.name);
+  const gen = el("button", "ghost", "Generate");
+  gen.type = "button";
+  gen.addEventListener("click", () => (pw.value = generatePassword()));
+  const set = el("button", "primary", "Set");
+  set.type = "submit";
+  const err = el("p", "error");
+  form.append(pw, gen, set, err);
+  reset.addEventListener("click", () => {
+    form.hidden = !form.hidden;
+    if (!form.hidden) pw.focus();
+  });
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    err.textContent = "";
+    try {
+      await call("POST", apiPath("agents", a.id, "password"), { password: pw.value });
+      toast("New password set for " + a.name + "; the agent's open sessions were signed out.");
+      form.hidden = true;
+      pw.value = "";
+    } catch (e2) {
+      err.textContent = e2.message;
+    }
+  });
+  actions.append(toggle, reset, form);
+  tr.appendChild(actions);
+  return tr;
+}
+
+$("agents-refresh").addEventListener("click", () => loadAgents());
+$("a-generate").addEventListener("click", () => {
+  $("a-password").type = "text";
+  $("a-password").value = generatePassword();
+});
+$("agent-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("agent-error").textContent = "";
+  const body = {
+    name: $("a-name").value.trim(),
+    email: $("a-email").value.trim(),
+    password: $("a-password").value,
+    max_concurrent: Number($("a-capacity").value) || 5,
+  };
+  try {
+    const a = await call("POST", "/v1/agents", body);
+    toast("Created " + a.name + " (" + a.email + "); they sign in at /agent.");
+    for (const id of ["a-name", "a-email", "a-password"]) $(id).value = "";
+    $("a-password").type = "password";
+    loadAgents();
+  } catch (err) {
+    $("agent-error").textContent = err.message;
+  }
+});
+
+async function loadTeams() {
+  const [{ teams }, { agents }] = await Promise.all([call("GET", "/v1/teams"), call("GET", "/v1/agents")]);
+  const box = clear($("teams"));
+  const byId = new Map(agents.map((a) => [a.id, a]));
+  for (const t of teams) box.appendChild(teamCard(t, agents, byId));
+  if (!teams.length) box.appendChild(el("p", "muted", "No teams yet."));
+}
+
+function teamCard(t, agents, byId) {
+  const card = el("div", "card");
+  card.dataset.testid = "team";
+  card.dataset.teamId = t.id;
+  card.appendChild(el("h3", "", t.name));
+  const err = el("p", "error");
+
+  const rename = el("form", "row");
+  const name = el("input");
+  name.value = t.name;
+  name.maxLength = 200;
+  name.setAttribute("aria-label", "Name of " + t.name);
+  const save = el("button", "", "Rename");
+  save.type = "submit";
+  const del = el("button", "ghost danger", "Delete team");
+  del.type = "button";
+  del.addEventListener("click", async () => {
+    // Two clicks, no dialog: the first asks, the second deletes.
+    if (!del.dataset.armed) {
+      del.dataset.armed = "1";
+      del.textContent = "Click again to delete “" + t.name + "”";
+      return;
+    }
+    try {
+      await call("DELETE", apiPath("teams", t.id));
+      toast("Deleted " + t.name);
+      loadTeams();
+    } catch (e) {
+      err.textContent = e.message;
+    }
+  });
+  rename.append(name, save, del);
+  rename.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    err.textContent = "";
+    try {
+      await call("PATCH", apiPath("teams", t.id), { name: name.value.trim() });
+      loadTeams();
+    } catch (e2) {
+      err.textContent = e2.message;
+    }
+  });
+  card.appendChild(rename);
+
+  card.appendChild(el("h2", "", "Members"));
+  const list = el("ul", "members");
+  for (const id of t.agent_ids) {
+    const a = byId.get(id);
+    const li = el("li", "row");
+    li.dataset.testid = "member";
+    li.appendChild(el("span", "spacer", a ? a.name + " · " + a.email : id));
+    const rm = el("button", "ghost", "Remove");
+    rm.addEventListener("click", async () => {
+      try {
+        await call("DELETE", apiPath("teams", t.id, "agents", id));
+        loadTeams();
+      } catch (e) {
+        err.textContent = e.message;
+      }
+    });
+    li.appendChild(rm);
+    list.appendChild(li);
+  }
+  if (!t.agent_ids.length) list.appendChild(el("li", "muted", "No members yet."));
+  card.appendChild(list);
+
+  const others = agents.filter((a) => !t.agent_ids.includes(a.id));
+  if (others.length) {
+    const add = el("form", "row");
+    const pick = el("select");
+    pick.setAttribute("aria-label", "Agent to add to " + t.name);
+    for (const a of others) pick.appendChild(Object.assign(el("option", "", a.name + " · " + a.email), { value: a.id }));
+    const go = el("button", "", "Add");
+    go.type = "submit";
+    add.append(pick, go);
+    add.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try {
+        await call("PUT", apiPath("teams", t.id, "agents", pick.value));
+        loadTeams();
+      } catch (e2) {
+        err.textContent = e2.message;
+      }
+    });
+    card.appendChild(add);
+  }
+  card.appendChild(err);
+  return card;
+}
+
+$("team-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("team-error").textContent = "";
+  try {
+    await call("POST", "/v1/teams", { name: $("t-name").value.trim() });
+    $("t-name").value = "";
+    loadTeams();
+  } catch (err) {
+    $("team-error").textContent = err.message;
+  }
+});
+
 // ---- boot ----------------------------------------------------------------------------------
 function boot() {
   $("gate").hidden = true;
@@ -511,7 +776,7 @@ function boot() {
   timers.push(setInterval(pollMetrics, 3000));
   timers.push(setInterval(pollPushTotals, 10000));
   const tab = location.hash.slice(1);
-  showTab(["dashboard", "knowledge", "bots", "push"].includes(tab) ? tab : "dashboard");
+  showTab(["dashboard", "knowledge", "bots", "push", "agents", "teams"].includes(tab) ? tab : "dashboard");
 }
 
 if (key) boot();
