@@ -243,7 +243,8 @@ def test_policy_minimum_is_a_setting() -> None:
 
 # -- fuzz: whatever a visitor sends to the login answers with the contract's error, never a 500 --------
 
-_scalar = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=50)
+_finite = st.floats(allow_nan=False, allow_infinity=False)
+_scalar = st.none() | st.booleans() | st.integers() | _finite | st.text(max_size=50)
 _json_value = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=3)
                            | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
 
