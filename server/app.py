@@ -38,6 +38,7 @@ from server.chat.service import ChatService, topic_agents, topic_conversation
 from server.core.db import Database
 from server.core.metrics import Metrics, handoff_label
 from server.core.models import Conversation, OutboxRow
+from server.core.outbox import RetryPolicy
 from server.core.ratelimit import build_limiter
 from server.core.secretbox import load_or_create_key, private_dir, reseal_clear_values
 from server.core.settings import Settings
@@ -114,7 +115,12 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
     retriever = KnowledgeRetriever(knowledge)
     llm = _build_llm(settings)
     bot_runner = BotRunner(db, chat, router, retriever, model=llm, metrics=metrics,
-                           answer_deadline_s=settings.answer_deadline_s)
+                           answer_deadline_s=settings.answer_deadline_s, policy=RetryPolicy(
+                               max_attempts=settings.bot_outbox_max_attempts,
+                               backoff_base_s=settings.bot_outbox_backoff_base_s,
+                               backoff_max_s=settings.bot_outbox_backoff_max_s),
+                           poll_s=settings.outbox_poll_s, lease_s=settings.bot_outbox_lease_s,
+                           batch=settings.bot_outbox_batch, concurrency=settings.bot_outbox_concurrency)
     ingest_worker = IngestWorker(db, settings, knowledge)
     push = PushRuntime(db, gateway, push_settings_from(settings))
     router.on_status.append(_chat_event_writer(db))
@@ -151,7 +157,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
                     kb_id = await load_demo_kb(db, knowledge, created.tenant.id)
                     log.warning("demo knowledge base %s loaded", kb_id)
         await bus.start()
-        background.append(asyncio.create_task(bot_runner.run(), name="parley-bot-runner"))
+        background.append(bot_runner.start())
         background.append(asyncio.create_task(ingest_worker.run(), name="parley-ingest"))
         background.append(asyncio.create_task(app.state.passwords.warm(), name="parley-password-warm"))
         push.start()
