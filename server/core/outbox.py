@@ -75,7 +75,7 @@ class Outcome:
 
 async def claim(db: Database, topic: str, *, now: datetime, lease_s: float, limit: int) -> list[OutboxRow]:
     due = (
-        OutboxRow.topic == topic,
+        col(OutboxRow.topic) == topic,
         col(OutboxRow.done).is_(False),
         col(OutboxRow.available_at) <= now,
         or_(col(OutboxRow.claimed_until).is_(None), col(OutboxRow.claimed_until) < now),
@@ -90,10 +90,20 @@ async def claim(db: Database, topic: str, *, now: datetime, lease_s: float, limi
     lease = now + timedelta(seconds=lease_s)
     async with db.write() as s:
         rows = list((await s.exec(q)).all())
+        if not rows:
+            return []
+        # Compare and set: on SQLite another process may have read the same rows before our
+        # write lock, so only the rows still due when the update runs are ours.
+        won = await s.exec(  # type: ignore[call-overload]
+            update(OutboxRow).where(col(OutboxRow.id).in_([r.id for r in rows]), *due)
+            .values(claimed_until=lease).returning(col(OutboxRow.id)).execution_options(synchronize_session=False))
+        ours = {i for (i,) in won.all()}
         for r in rows:
-            r.claimed_until = lease
-            s.add(r)
-    return rows
+            s.expunge(r)
+    mine = [r for r in rows if r.id in ours]
+    for r in mine:
+        r.claimed_until = lease
+    return mine
 
 
 async def finish(db: Database, row: OutboxRow, **values: Any) -> bool:
