@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -65,6 +66,8 @@ class BotRunner:
         concurrency: int = 8,
         history_turns: int = 20,
         answer_deadline_s: float = 15.0,
+        canary_refresh_s: float = 60.0,
+        foreign_canaries_max: int = 10_000,
     ) -> None:
         self.db = db
         self.chat = chat
@@ -77,6 +80,10 @@ class BotRunner:
         self.default_kb = default_kb
         self.history_turns = history_turns
         self.answer_deadline_s = answer_deadline_s
+        self.canary_refresh_s = canary_refresh_s
+        self.foreign_canaries_max = foreign_canaries_max
+        self._canaries: dict[str, str] = {}
+        self._canaries_at: float | None = None
         self.consumer = OutboxConsumer(db, "bot", self._handle, policy=policy or RetryPolicy(max_attempts=3),
                                        lease_s=lease_s, batch=batch, concurrency=concurrency, poll_s=poll_s,
                                        on_start=self.pipeline.start_warming)
@@ -187,7 +194,7 @@ class BotRunner:
         ctx = AnswerContext(
             bot=config, canary=tenant_canary(tenant.signing_secret), text=trigger.text,
             history=[_turn(m) for m in history], user_attributes=(user.attributes if user else {}) or {},
-            offered_human_before=conv.bot_offered_human,
+            offered_human_before=conv.bot_offered_human, foreign_canaries=await self.foreign_canaries(tenant_id),
         )
         sender = Sender("bot", conv.bot_id or "bot", config.name)
         draft_id = reply_id(message_id)
@@ -212,6 +219,18 @@ class BotRunner:
                     await self._log(tenant_id, cid, event.decision.to_record())
                     await self.router.handoff(tenant_id, cid, reason=event.decision.reason_code,
                                               notice=event.notice)
+
+    async def foreign_canaries(self, tenant_id: str) -> tuple[str, ...]:
+        """Every other tenant's canary: seeing one in this tenant's answer is a cross-tenant leak,
+        refused by the output guard. Reloaded every ``canary_refresh_s`` (new tenants)."""
+        now = time.monotonic()
+        if self._canaries_at is None or now - self._canaries_at >= self.canary_refresh_s:
+            async with self.db.session() as s:
+                rows = (await s.exec(select(Tenant).order_by(col(Tenant.created_at).desc())
+                                     .limit(self.foreign_canaries_max + 1))).all()
+            self._canaries = {t.id: tenant_canary(t.signing_secret) for t in rows}
+            self._canaries_at = now
+        return tuple(c for tid, c in self._canaries.items() if tid != tenant_id)
 
     async def _post(self, tenant_id: str, cid: str, sender: Sender, text: str, cmid: str, draft_id: str,
                     citations: list[dict[str, Any]]) -> bool:

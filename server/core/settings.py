@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     llm_max_retries: int = 1
     llm_max_tokens: int = 512
     answer_deadline_s: float = 15.0
+    # the output guard refuses other tenants' prompt canaries in an answer (a cross-tenant leak):
+    # how often the list is reloaded, and how many of the newest tenants it holds at most
+    canary_refresh_s: float = Field(default=60.0, gt=0)
+    foreign_canaries_max: int = Field(default=10_000, ge=0)
 
     # push (server.push.settings.PushSettings): a `push_<name>` here overrides that field
     push_egress_hosts: list[str] = Field(
