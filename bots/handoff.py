@@ -194,10 +194,6 @@ class HandoffDecision:
     #: False outside business hours: a handoff still queues, but the notice says so.
     humans_available: bool = True
 
-    @property
-    def is_handoff(self) -> bool:
-        return self.action == "handoff"
-
     def to_record(self) -> dict[str, Any]:
         return {
             "policy_version": POLICY_VERSION,

@@ -25,10 +25,6 @@ class Chunk:
     heading_path: tuple[str, ...]
     kind: str  # "text" or "faq"
 
-    @property
-    def breadcrumb(self) -> str:
-        return BREADCRUMB_SEPARATOR.join(self.heading_path)
-
 
 def embedding_text(title: str, chunk: Chunk) -> str:
     """What gets embedded and keyword-indexed: the chunk with its title and breadcrumb.

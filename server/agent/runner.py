@@ -5,11 +5,11 @@ same write path as a person. A reply is idempotent per triggering message: its
 ``client_msg_id`` is derived from that message, so a replay after a crash posts it once."""
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -28,8 +28,8 @@ from bots.values import Turn
 from server.chat.service import ChatService, Sender, topic_agents, topic_conversation
 from server.core.db import Database
 from server.core.metrics import Metrics
-from server.core.models import Bot, Conversation, HandoffLog, Message, OutboxRow, Tenant, User, utcnow
-from server.core.outbox import claim, finish
+from server.core.models import Bot, Conversation, HandoffLog, Message, OutboxRow, Tenant, User
+from server.core.outbox import OutboxConsumer, Outcome, RetryPolicy
 from server.errors import Conflict, Forbidden, NotFound
 from server.handoff.router import Router
 
@@ -59,11 +59,15 @@ class BotRunner:
         model: BaseChatModel | None,
         metrics: Metrics,
         default_kb: Callable[[str], Any] | None = None,
+        policy: RetryPolicy | None = None,
         poll_s: float = 0.5,
         lease_s: float = 60.0,
+        batch: int = 20,
         concurrency: int = 8,
         history_turns: int = 20,
         answer_deadline_s: float = 15.0,
+        canary_refresh_s: float = 60.0,
+        foreign_canaries_max: int = 10_000,
     ) -> None:
         self.db = db
         self.chat = chat
@@ -74,18 +78,21 @@ class BotRunner:
         self.breaker = CircuitBreaker()
         self.pipeline = AnswerPipeline(retriever, model, self.breaker)
         self.default_kb = default_kb
-        self.poll_s = poll_s
-        self.lease_s = lease_s
         self.history_turns = history_turns
         self.answer_deadline_s = answer_deadline_s
-        self.wake = asyncio.Event()
-        self.sem = asyncio.Semaphore(concurrency)
-        self.streaming: dict[str, asyncio.Task[None]] = {}
+        self.canary_refresh_s = canary_refresh_s
+        self.foreign_canaries_max = foreign_canaries_max
+        self._canaries: dict[str, str] = {}
+        self._canaries_at: float | None = None
+        self.consumer = OutboxConsumer(db, "bot", self._handle, policy=policy or RetryPolicy(max_attempts=3),
+                                       lease_s=lease_s, batch=batch, concurrency=concurrency, poll_s=poll_s,
+                                       on_start=self.pipeline.start_warming)
+        self.streaming: dict[str, asyncio.Task[Any]] = {}
         # Every answer in flight by conversation: a newer message (a safety report, a request for
         # a person) may hand off while the answer to an earlier one still streams.
-        self._answering: dict[asyncio.Task[None], str] = {}
-        self._inflight: set[asyncio.Task[None]] = set()
-        chat.on_bot_work.append(self.wake.set)
+        self._answering: dict[asyncio.Task[Any], str] = {}
+        self._taken_over: set[asyncio.Task[Any]] = set()
+        chat.on_bot_work.append(self.consumer.wake.set)
         chat.listeners.append(self._on_status)
         router.summarize = self.summary
 
@@ -99,45 +106,25 @@ class BotRunner:
                     del self._answering[task]
                     if self.streaming.get(cid) is task:
                         del self.streaming[cid]
+                    self._taken_over.add(task)
                     task.cancel()
 
-    async def run(self) -> None:
-        self.pipeline.start_warming()  # the learned handoff layer loads while the first rows arrive
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("bot runner round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.poll_s)
-            self.wake.clear()
+    def start(self) -> "asyncio.Task[None]":
+        """The runner's outbox consumer, in the background of this process (the app's start-up)."""
+        return self.consumer.start()
 
     async def run_once(self) -> int:
-        rows = await claim(self.db, "bot", now=utcnow(), lease_s=self.lease_s, limit=20)
-        for row in rows:
-            await self.sem.acquire()
-            task = asyncio.create_task(self._handle(row))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-            task.add_done_callback(lambda _t: self.sem.release())
-        return len(rows)
+        return await self.consumer.run_once()
 
     async def drain(self) -> None:
         """Handle everything due now (tests and shutdown)."""
-        while await self.run_once():
-            if self._inflight:
-                await asyncio.gather(*list(self._inflight), return_exceptions=True)
-        if self._inflight:
-            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        await self.consumer.drain()
 
     async def stop(self) -> None:
-        for task in list(self._inflight):
-            task.cancel()
-        await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        """Cancel the answers in hand; their rows are claimed again when the lease runs out."""
+        await self.consumer.stop()
 
-    async def _handle(self, row: OutboxRow) -> None:
+    async def _handle(self, row: OutboxRow) -> Outcome:
         cid = str(row.payload.get("conversation_id"))
         task = asyncio.current_task()
         assert task is not None
@@ -145,16 +132,15 @@ class BotRunner:
             self.streaming[cid] = task
             self._answering[task] = cid
             await self._answer(row.tenant_id, cid, str(row.payload.get("message_id")))
-            await finish(self.db, row, done=True)
+            return Outcome(True)
         except asyncio.CancelledError:
+            if task not in self._taken_over:
+                raise  # shut down: the row keeps its lease and is answered after a restart
             # Cancelled because a human joined: the row is settled, nothing more to post.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(finish(self.db, row, done=True, last_error="cancelled: human took over"))
-        except Exception as exc:
-            log.exception("bot answer failed for %s", cid)
-            await finish(self.db, row, attempts=row.attempts + 1, last_error=f"{type(exc).__name__}"[:200],
-                         done=row.attempts + 1 >= 3)
+            task.uncancel()
+            return Outcome(True, error="cancelled: human took over")
         finally:
+            self._taken_over.discard(task)
             if self.streaming.get(cid) is task:
                 del self.streaming[cid]
             self._answering.pop(task, None)
@@ -208,7 +194,7 @@ class BotRunner:
         ctx = AnswerContext(
             bot=config, canary=tenant_canary(tenant.signing_secret), text=trigger.text,
             history=[_turn(m) for m in history], user_attributes=(user.attributes if user else {}) or {},
-            offered_human_before=conv.bot_offered_human,
+            offered_human_before=conv.bot_offered_human, foreign_canaries=await self.foreign_canaries(tenant_id),
         )
         sender = Sender("bot", conv.bot_id or "bot", config.name)
         draft_id = reply_id(message_id)
@@ -233,6 +219,18 @@ class BotRunner:
                     await self._log(tenant_id, cid, event.decision.to_record())
                     await self.router.handoff(tenant_id, cid, reason=event.decision.reason_code,
                                               notice=event.notice)
+
+    async def foreign_canaries(self, tenant_id: str) -> tuple[str, ...]:
+        """Every other tenant's canary: seeing one in this tenant's answer is a cross-tenant leak,
+        refused by the output guard. Reloaded every ``canary_refresh_s`` (new tenants)."""
+        now = time.monotonic()
+        if self._canaries_at is None or now - self._canaries_at >= self.canary_refresh_s:
+            async with self.db.session() as s:
+                rows = (await s.exec(select(Tenant).order_by(col(Tenant.created_at).desc())
+                                     .limit(self.foreign_canaries_max + 1))).all()
+            self._canaries = {t.id: tenant_canary(t.signing_secret) for t in rows}
+            self._canaries_at = now
+        return tuple(c for tid, c in self._canaries.items() if tid != tenant_id)
 
     async def _post(self, tenant_id: str, cid: str, sender: Sender, text: str, cmid: str, draft_id: str,
                     citations: list[dict[str, Any]]) -> bool:

@@ -3,19 +3,20 @@ conversations and teams, and editing the name and capacity. Creating an agent, r
 password and (de)activating it are in ``server.api.people``."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Request, get, patch
+from litestar import get, patch
 from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from server.accounts.teams import teams_by_agent
-from server.api.deps import Auth, require
+from server.api.deps import Auth, DbDep, GatewayDep, RouterDep, require
 from server.core.db import Database
 from server.core.models import Agent, Conversation
 from server.errors import BadInput, NotFound
+from server.realtime.gateway import Gateway
 
 __all__ = ["AgentOut", "agent_handlers"]
 
@@ -44,10 +45,9 @@ class AgentPatch(msgspec.Struct, forbid_unknown_fields=True):
     max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
 
 
-async def _views(request: Request[Any, Any, Any], tenant_id: str, agents: list[Agent]) -> list[AgentOut]:
-    db: Database = request.app.state.db
+async def _views(db: Database, gateway: Gateway, tenant_id: str, agents: list[Agent]) -> list[AgentOut]:
     ids = [a.id for a in agents]
-    online = request.app.state.gateway.online_agents(tenant_id)
+    online = gateway.online_agents(tenant_id)
     async with db.session() as s:
         counts = dict((await s.exec(
             select(Conversation.assignee_id, func.count()).where(
@@ -69,30 +69,29 @@ async def _agent(db: Database, tenant_id: str, agent_id: str) -> Agent:
 
 
 @get("/v1/agents")
-async def list_agents(request: Request[Any, Any, Any], principal: Auth, limit: FromQuery[int] = 500) -> AgentList:
+async def list_agents(principal: Auth, db: DbDep, gateway: GatewayDep, limit: FromQuery[int] = 500) -> AgentList:
     require(principal, "admin")
     if not 1 <= limit <= 1000:
         raise BadInput("limit must be 1..1000", field="limit")
-    async with request.app.state.db.session() as s:
+    async with db.session() as s:
         agents = list((await s.exec(select(Agent).where(Agent.tenant_id == principal.tenant_id)
                                     .order_by(col(Agent.name), col(Agent.id)).limit(limit))).all())
-    return AgentList(agents=await _views(request, principal.tenant_id, agents))
+    return AgentList(agents=await _views(db, gateway, principal.tenant_id, agents))
 
 
 @get("/v1/agents/{agent_id:str}")
-async def get_agent(request: Request[Any, Any, Any], principal: Auth, agent_id: FromPath[str]) -> AgentOut:
+async def get_agent(principal: Auth, db: DbDep, gateway: GatewayDep, agent_id: FromPath[str]) -> AgentOut:
     require(principal, "admin")
-    agent = await _agent(request.app.state.db, principal.tenant_id, agent_id)
-    return (await _views(request, principal.tenant_id, [agent]))[0]
+    agent = await _agent(db, principal.tenant_id, agent_id)
+    return (await _views(db, gateway, principal.tenant_id, [agent]))[0]
 
 
 @patch("/v1/agents/{agent_id:str}")
-async def patch_agent(request: Request[Any, Any, Any], principal: Auth, agent_id: FromPath[str],
+async def patch_agent(principal: Auth, db: DbDep, gateway: GatewayDep, router: RouterDep, agent_id: FromPath[str],
                       data: JSONBody[AgentPatch]) -> AgentOut:
     """Rename the agent or change its capacity; a lower capacity takes nothing away, it only
     holds back new assignments until the agent is under it."""
     require(principal, "admin")
-    db: Database = request.app.state.db
     async with db.write() as s:
         agent = await s.get(Agent, agent_id)
         if agent is None or agent.tenant_id != principal.tenant_id:
@@ -107,8 +106,8 @@ async def patch_agent(request: Request[Any, Any, Any], principal: Auth, agent_id
         s.add(agent)
     if raised:
         # room for more: conversations waiting in the queue may go to this agent now
-        await request.app.state.router.assign_waiting(principal.tenant_id)
-    return (await _views(request, principal.tenant_id, [agent]))[0]
+        await router.assign_waiting(principal.tenant_id)
+    return (await _views(db, gateway, principal.tenant_id, [agent]))[0]
 
 
 agent_handlers = [list_agents, get_agent, patch_agent]

@@ -3,7 +3,7 @@
 from typing import Any
 
 import msgspec
-from litestar import Request, get, patch, post
+from litestar import get, patch, post
 from litestar.params import FromPath, JSONBody
 from sqlmodel import col, select
 
@@ -12,7 +12,8 @@ from bots.copilot import suggest
 from bots.errors import BotError
 from server.accounts.auth import Principal
 from server.agent.runner import _turn, tenant_canary
-from server.api.deps import Auth, require
+from server.api.deps import Auth, ChatDep, DbDep, LlmDep, RetrieverDep, require
+from server.core.db import Database
 from server.core.models import Bot, KnowledgeBase, Message, Tenant
 from server.errors import BadInput, NotFound
 
@@ -32,13 +33,13 @@ def _bot_json(b: Bot) -> dict[str, Any]:
             "handoff": b.handoff, "is_default": b.is_default}
 
 
-async def _apply(request: Request[Any, Any, Any], p: Principal, bot: Bot, data: JSONBody[BotBody]) -> None:
+async def _apply(db: Database, p: Principal, bot: Bot, data: JSONBody[BotBody]) -> None:
     if data.name is not None:
         if not data.name.strip() or len(data.name) > 200:
             raise BadInput("name must be 1..200 characters", field="name")
         bot.name = data.name
     if data.knowledge_base_id is not None:
-        async with request.app.state.db.session() as s:
+        async with db.session() as s:
             kb = await s.get(KnowledgeBase, data.knowledge_base_id)
         if kb is None or kb.tenant_id != p.tenant_id:
             raise BadInput("no such knowledge base", field="knowledge_base_id")
@@ -57,13 +58,13 @@ async def _apply(request: Request[Any, Any, Any], p: Principal, bot: Bot, data: 
 
 
 @post("/v1/bots", status_code=201)
-async def create_bot(request: Request[Any, Any, Any], principal: Auth, data: JSONBody[BotBody]) -> dict[str, Any]:
+async def create_bot(principal: Auth, data: JSONBody[BotBody], db: DbDep) -> dict[str, Any]:
     require(principal, "admin")
     if not data.name:
         raise BadInput("name is required", field="name")
     bot = Bot(tenant_id=principal.tenant_id, name=data.name)
-    await _apply(request, principal, bot, data)
-    async with request.app.state.db.write() as s:
+    await _apply(db, principal, bot, data)
+    async with db.write() as s:
         if bot.is_default:
             for other in (await s.exec(select(Bot).where(Bot.tenant_id == principal.tenant_id))).all():
                 other.is_default = False
@@ -73,23 +74,23 @@ async def create_bot(request: Request[Any, Any, Any], principal: Auth, data: JSO
 
 
 @get("/v1/bots")
-async def list_bots(request: Request[Any, Any, Any], principal: Auth) -> dict[str, Any]:
+async def list_bots(principal: Auth, db: DbDep) -> dict[str, Any]:
     require(principal, "admin")
-    async with request.app.state.db.session() as s:
+    async with db.session() as s:
         bots = (await s.exec(select(Bot).where(Bot.tenant_id == principal.tenant_id))).all()
     return {"bots": [_bot_json(b) for b in bots]}
 
 
 @patch("/v1/bots/{bot_id:str}")
-async def update_bot(request: Request[Any, Any, Any], principal: Auth, bot_id: FromPath[str],
-                     data: JSONBody[BotBody]) -> dict[str, Any]:
+async def update_bot(principal: Auth, bot_id: FromPath[str],
+                     data: JSONBody[BotBody], db: DbDep) -> dict[str, Any]:
     require(principal, "admin")
-    async with request.app.state.db.session() as s:
+    async with db.session() as s:
         bot = await s.get(Bot, bot_id)
     if bot is None or bot.tenant_id != principal.tenant_id:
         raise NotFound("bot not found")
-    await _apply(request, principal, bot, data)
-    async with request.app.state.db.write() as s:
+    await _apply(db, principal, bot, data)
+    async with db.write() as s:
         if bot.is_default:
             for other in (await s.exec(select(Bot).where(Bot.tenant_id == principal.tenant_id,
                                                          Bot.id != bot.id))).all():
@@ -101,12 +102,11 @@ async def update_bot(request: Request[Any, Any, Any], principal: Auth, bot_id: F
 
 @get("/v1/conversations/{conversation_id:str}/suggestions")
 async def suggestions(
-    request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str]
+    principal: Auth, conversation_id: FromPath[str], db: DbDep, chat: ChatDep, retriever: RetrieverDep, llm: LlmDep
 ) -> dict[str, Any]:
     require(principal, "agent")
-    st = request.app.state
-    conv = await st.chat.get_conversation(principal, conversation_id)
-    async with st.db.session() as s:
+    conv = await chat.get_conversation(principal, conversation_id)
+    async with db.session() as s:
         bot = await s.get(Bot, conv.bot_id) if conv.bot_id else None
         tenant = await s.get(Tenant, conv.tenant_id)
         msgs = list((await s.exec(select(Message).where(Message.conversation_id == conv.id, Message.kind == "text")
@@ -115,7 +115,7 @@ async def suggestions(
     if not kb_id:
         return {"drafts": []}
     assert tenant is not None
-    drafts = await suggest(st.retriever, kb_id, [_turn(m) for m in reversed(msgs)], st.llm, k=3,
+    drafts = await suggest(retriever, kb_id, [_turn(m) for m in reversed(msgs)], llm, k=3,
                            canary=tenant_canary(tenant.signing_secret))
     return {"drafts": [{"text": d.text, "citations": [c.to_dict() for c in d.citations]} for d in drafts]}
 

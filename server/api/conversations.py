@@ -3,14 +3,16 @@
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, get, post
+from litestar import get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from server.accounts.auth import Principal
-from server.api.deps import Auth, require
-from server.chat.service import Sender, conversation_json, message_json
-from server.core.ratelimit import Charge, enforce, tenant_key, user_key
+from server.api.deps import Auth, ChatDep, GatewayDep, LimiterDep, RouterDep, SettingsDep, require
+from server.chat.service import ChatService, Sender, conversation_json, message_json
+from server.core.ratelimit import Charge, Limiter, enforce, tenant_key, user_key
 from server.errors import BadInput
+from server.handoff.router import Router
+from server.realtime.gateway import Gateway
 
 __all__ = ["conversation_handlers"]
 
@@ -31,23 +33,22 @@ class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
 
 
-async def _charge_message(request: Request[Any, Any, Any], p: Principal) -> None:
+async def _charge_message(limiter: Limiter, gateway: Gateway, p: Principal) -> None:
     """The same buckets as a socket ``send``: the user's and the tenant's."""
-    st = request.app.state
-    await enforce(st.limiter, Charge(st.gateway.limits.user_frames, user_key(p.tenant_id, p.role, p.id)),
-                  Charge(st.gateway.limits.tenant_messages, tenant_key(p.tenant_id)),
+    await enforce(limiter, Charge(gateway.limits.user_frames, user_key(p.tenant_id, p.role, p.id)),
+                  Charge(gateway.limits.tenant_messages, tenant_key(p.tenant_id)),
                   detail="too many messages; slow down")
 
 
 @post("/v1/conversations", status_code=201)
-async def start(request: Request[Any, Any, Any], principal: Auth, data: JSONBody[StartConversation]) -> dict[str, Any]:
-    chat = request.app.state.chat
+async def start(principal: Auth, data: JSONBody[StartConversation], chat: ChatDep, limiter: LimiterDep,
+                gateway: GatewayDep) -> dict[str, Any]:
     conv = await chat.start_conversation(principal, bot_id=data.bot_id, user_id=data.user_id)
     out: dict[str, Any] = {"conversation": conversation_json(conv)}
     if data.text:
         if principal.role == "admin":
             raise BadInput("an admin cannot write messages", field="text")
-        await _charge_message(request, principal)
+        await _charge_message(limiter, gateway, principal)
         import uuid
 
         posted = await chat.send(principal.tenant_id, conv.id, Sender.of(principal), data.text,
@@ -57,33 +58,32 @@ async def start(request: Request[Any, Any, Any], principal: Auth, data: JSONBody
 
 
 @get("/v1/conversations")
-async def list_mine(request: Request[Any, Any, Any], principal: Auth, status: FromQuery[str | None] = None,
+async def list_mine(principal: Auth, chat: ChatDep, status: FromQuery[str | None] = None,
                     limit: FromQuery[int] = 50) -> dict[str, Any]:
     if status is not None and status not in ("bot", "queued", "assigned", "resolved"):
         raise BadInput("status must be one of bot, queued, assigned, resolved", field="status")
     if not 1 <= limit <= 200:
         raise BadInput("limit must be 1..200", field="limit")
-    convs = await request.app.state.chat.list_conversations(principal, status=status, limit=limit)
+    convs = await chat.list_conversations(principal, status=status, limit=limit)
     return {"conversations": [conversation_json(c) for c in convs]}
 
 
 @get("/v1/conversations/{conversation_id:str}/messages")
-async def history(request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str],
+async def history(principal: Auth, conversation_id: FromPath[str], settings: SettingsDep, chat: ChatDep,
                   after_seq: FromQuery[int] = 0, limit: FromQuery[int] = 100) -> dict[str, Any]:
-    cap = request.app.state.settings.history_page_max
+    cap = settings.history_page_max
     if not 1 <= limit <= cap:
         raise BadInput(f"limit must be 1..{cap}", field="limit")
-    msgs = await request.app.state.chat.history(principal, conversation_id, after_seq=after_seq, limit=limit)
+    msgs = await chat.history(principal, conversation_id, after_seq=after_seq, limit=limit)
     return {"messages": [message_json(m) for m in msgs],
             "next_after_seq": msgs[-1].seq if msgs else after_seq}
 
 
 @post("/v1/conversations/{conversation_id:str}/messages", status_code=201)
-async def post_message(request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str],
-                       data: JSONBody[PostMessage]) -> dict[str, Any]:
+async def post_message(principal: Auth, conversation_id: FromPath[str], data: JSONBody[PostMessage], chat: ChatDep,
+                       limiter: LimiterDep, gateway: GatewayDep) -> dict[str, Any]:
     require(principal, "user", "agent")
-    await _charge_message(request, principal)
-    chat = request.app.state.chat
+    await _charge_message(limiter, gateway, principal)
     posted = await chat.post_message(principal.tenant_id, conversation_id, Sender.of(principal), data.text,
                                      client_msg_id=data.client_msg_id, principal=principal)
     m = posted.message
@@ -92,39 +92,41 @@ async def post_message(request: Request[Any, Any, Any], principal: Auth, convers
             "seq": m.seq, "created_at": message_json(m)["created_at"], "duplicate": not posted.created}
 
 
-async def _status(request: Request[Any, Any, Any], principal: Principal, cid: str, action: str,
+async def _status(chat: ChatService, router: Router, principal: Principal, cid: str, action: str,
                   reason: str | None) -> dict[str, Any]:
-    st = request.app.state
-    conv = await st.chat.get_conversation(principal, cid)
+    conv = await chat.get_conversation(principal, cid)
     if action == "handoff":
-        conv = await st.router.handoff(conv.tenant_id, conv.id, reason=reason or f"{principal.role}_request")
+        conv = await router.handoff(conv.tenant_id, conv.id, reason=reason or f"{principal.role}_request")
     else:
-        conv = await st.router.agent_action(principal, conv.id, action)
+        conv = await router.agent_action(principal, conv.id, action)
     return {"conversation": conversation_json(conv)}
 
 
 @post("/v1/conversations/{conversation_id:str}/handoff", status_code=200)
-async def handoff(request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str],
+async def handoff(principal: Auth, conversation_id: FromPath[str], chat: ChatDep, router: RouterDep,
                   data: JSONBody[StatusChange | None] = None) -> dict[str, Any]:
-    return await _status(request, principal, conversation_id, "handoff", data.reason if data else None)
+    return await _status(chat, router, principal, conversation_id, "handoff", data.reason if data else None)
 
 
 @post("/v1/conversations/{conversation_id:str}/claim", status_code=200)
-async def claim(request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str]) -> dict[str, Any]:
+async def claim(principal: Auth, conversation_id: FromPath[str], chat: ChatDep,
+                router: RouterDep) -> dict[str, Any]:
     require(principal, "agent")
-    return await _status(request, principal, conversation_id, "claim", None)
+    return await _status(chat, router, principal, conversation_id, "claim", None)
 
 
 @post("/v1/conversations/{conversation_id:str}/resolve", status_code=200)
-async def resolve(request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str]) -> dict[str, Any]:
+async def resolve(principal: Auth, conversation_id: FromPath[str], chat: ChatDep,
+                  router: RouterDep) -> dict[str, Any]:
     require(principal, "agent")
-    return await _status(request, principal, conversation_id, "resolve", None)
+    return await _status(chat, router, principal, conversation_id, "resolve", None)
 
 
 @post("/v1/conversations/{conversation_id:str}/handback", status_code=200)
-async def handback(request: Request[Any, Any, Any], principal: Auth, conversation_id: FromPath[str]) -> dict[str, Any]:
+async def handback(principal: Auth, conversation_id: FromPath[str], chat: ChatDep,
+                   router: RouterDep) -> dict[str, Any]:
     require(principal, "agent")
-    return await _status(request, principal, conversation_id, "handback", None)
+    return await _status(chat, router, principal, conversation_id, "handback", None)
 
 
 conversation_handlers = [start, list_mine, history, post_message, handoff, claim, resolve, handback]

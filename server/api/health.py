@@ -5,6 +5,7 @@ from typing import Any
 
 from litestar import MediaType, Request, Response, get
 
+from server.api.deps import BusDep, DbDep, GatewayDep, MetricsDep, ProbesDep, SettingsDep
 from server.errors import AuthError
 
 __all__ = ["health_handlers"]
@@ -16,15 +17,14 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz", media_type=MediaType.JSON)
-async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    st = request.app.state
+async def readyz(db: DbDep, bus: BusDep, gateway: GatewayDep, readiness_probes: ProbesDep) -> Response[dict[str, Any]]:
     checks: dict[str, bool] = {
-        "database": await st.db.ping(),
-        "bus": await st.bus.healthy(),
-        "accepting": not st.gateway.draining,
+        "database": await db.ping(),
+        "bus": await bus.healthy(),
+        "accepting": not gateway.draining,
     }
-    if st.readiness_probes:
-        for name, probe in st.readiness_probes.items():
+    if readiness_probes:
+        for name, probe in readiness_probes.items():
             try:
                 checks[name] = bool(await probe())
             except Exception:
@@ -34,14 +34,14 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 
 
 @get("/metrics", media_type="text/plain; version=0.0.4")
-async def metrics(request: Request[Any, Any, Any]) -> bytes:
+async def metrics(request: Request[Any, Any, Any], settings: SettingsDep, metrics: MetricsDep) -> bytes:
     # No tenant data is here (server.core.metrics); a token keeps even the totals to the operator.
-    token = request.app.state.settings.metrics_token
+    token = settings.metrics_token
     if token:
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             raise AuthError("/metrics needs the operator's bearer token", code="token_invalid")
-    body: bytes = request.app.state.metrics.render()
+    body: bytes = metrics.render()
     return body
 
 

@@ -12,7 +12,8 @@ from sqlmodel import col, select
 from server.accounts.auth import Principal
 from server.agent.knowledge import discard_upload, enqueue_document
 from server.api.bodies import read_body, read_file_part
-from server.api.deps import Auth, require
+from server.api.deps import Auth, DbDep, IngestDep, KnowledgeDep, SettingsDep, require
+from server.core.db import Database
 from server.core.models import Document, KnowledgeBase, new_id
 from server.errors import BadInput, NotFound
 
@@ -38,8 +39,8 @@ def _doc_json(d: Document) -> dict[str, Any]:
     return out
 
 
-async def _kb(request: Request[Any, Any, Any], p: Principal, kb_id: FromPath[str]) -> KnowledgeBase:
-    async with request.app.state.db.session() as s:
+async def _kb(db: Database, p: Principal, kb_id: str) -> KnowledgeBase:
+    async with db.session() as s:
         kb: KnowledgeBase | None = await s.get(KnowledgeBase, kb_id)
     if kb is None or kb.tenant_id != p.tenant_id:
         raise NotFound("knowledge base not found")
@@ -47,22 +48,20 @@ async def _kb(request: Request[Any, Any, Any], p: Principal, kb_id: FromPath[str
 
 
 @post("/v1/knowledge-bases", status_code=201)
-async def create_kb(
-    request: Request[Any, Any, Any], principal: Auth, data: JSONBody[NewKnowledgeBase]
-) -> dict[str, Any]:
+async def create_kb(principal: Auth, data: JSONBody[NewKnowledgeBase], db: DbDep,
+                    knowledge: KnowledgeDep) -> dict[str, Any]:
     require(principal, "admin")
-    st = request.app.state
-    async with st.db.write() as s:
+    async with db.write() as s:
         kb = KnowledgeBase(tenant_id=principal.tenant_id, name=data.name)
         s.add(kb)
-    await asyncio.to_thread(st.knowledge.create_kb, kb.id, exist_ok=True)
+    await asyncio.to_thread(knowledge.create_kb, kb.id, exist_ok=True)
     return _kb_json(kb)
 
 
 @get("/v1/knowledge-bases")
-async def list_kbs(request: Request[Any, Any, Any], principal: Auth) -> dict[str, Any]:
+async def list_kbs(principal: Auth, db: DbDep) -> dict[str, Any]:
     require(principal, "admin")
-    async with request.app.state.db.session() as s:
+    async with db.session() as s:
         kbs = list((await s.exec(select(KnowledgeBase).where(KnowledgeBase.tenant_id == principal.tenant_id)
                                  .order_by(col(KnowledgeBase.created_at)))).all())
     return {"knowledge_bases": [_kb_json(k) for k in kbs]}
@@ -70,14 +69,14 @@ async def list_kbs(request: Request[Any, Any, Any], principal: Auth) -> dict[str
 
 @post("/v1/knowledge-bases/{kb_id:str}/documents", status_code=202, request_max_body_size=None,
       opt={"body_types": ("application/json", "multipart/form-data")})
-async def add_document(request: Request[Any, Any, Any], principal: Auth, kb_id: FromPath[str]) -> dict[str, Any]:
+async def add_document(request: Request[Any, Any, Any], principal: Auth, kb_id: FromPath[str], db: DbDep,
+                       settings: SettingsDep, ingest_worker: IngestDep) -> dict[str, Any]:
     require(principal, "admin")
-    st = request.app.state
-    kb = await _kb(request, principal, kb_id)
+    kb = await _kb(db, principal, kb_id)
     ctype = request.headers.get("content-type", "")
     doc = Document(id=new_id(), tenant_id=principal.tenant_id, knowledge_base_id=kb.id, title="", source="")
     if ctype.startswith("multipart/form-data"):
-        upload = await read_file_part(request, "file", st.settings.max_upload_bytes)
+        upload = await read_file_part(request, "file", settings.max_upload_bytes)
         from knowledge.sources import safe_filename, title_from_filename
 
         try:
@@ -85,11 +84,11 @@ async def add_document(request: Request[Any, Any, Any], principal: Auth, kb_id: 
         except Exception as exc:
             raise BadInput(f"bad file name: {exc}", field="file") from None
         doc.title, doc.source = title_from_filename(name), f"upload:{name}"
-        await enqueue_document(st.db, st.settings, doc, "file", upload.data, filename=name,
+        await enqueue_document(db, settings, doc, "file", upload.data, filename=name,
                                content_type=upload.content_type)
-        st.ingest_worker.wake.set()
+        ingest_worker.wake.set()
         return {"document": _doc_json(doc)}
-    raw = await read_body(request, st.settings.max_request_bytes, "JSON bodies")
+    raw = await read_body(request, settings.max_request_bytes, "JSON bodies")
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
@@ -101,7 +100,7 @@ async def add_document(request: Request[Any, Any, Any], principal: Auth, kb_id: 
         if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2000:
             raise BadInput("url must be an http(s) URL", field="url")
         doc.title, doc.source = str(data.get("title") or url)[:500], url
-        await enqueue_document(st.db, st.settings, doc, "url", url.encode())
+        await enqueue_document(db, settings, doc, "url", url.encode())
     elif "faq" in data:
         faq = data["faq"]
         if not isinstance(faq, list) or not faq or not all(
@@ -109,7 +108,7 @@ async def add_document(request: Request[Any, Any, Any], principal: Auth, kb_id: 
                 for q in faq):
             raise BadInput("faq must be a non-empty list of {question, answer}", field="faq")
         doc.title, doc.source = str(data.get("title") or "FAQ")[:500], "faq"
-        await enqueue_document(st.db, st.settings, doc, "faq", json.dumps({"faq": faq}).encode())
+        await enqueue_document(db, settings, doc, "faq", json.dumps({"faq": faq}).encode())
     elif "text" in data:
         text, title = data.get("text"), data.get("title")
         if not isinstance(text, str) or not text.strip():
@@ -117,29 +116,29 @@ async def add_document(request: Request[Any, Any, Any], principal: Auth, kb_id: 
         if not isinstance(title, str) or not title.strip():
             raise BadInput("title is required with text", field="title")
         doc.title, doc.source = title[:500], "text"
-        await enqueue_document(st.db, st.settings, doc, "text", json.dumps({"title": title, "text": text}).encode())
+        await enqueue_document(db, settings, doc, "text", json.dumps({"title": title, "text": text}).encode())
     else:
         raise BadInput("send a multipart 'file', or JSON with 'url', 'text' + 'title', or 'faq'")
-    st.ingest_worker.wake.set()
+    ingest_worker.wake.set()
     return {"document": _doc_json(doc)}
 
 
 @get("/v1/knowledge-bases/{kb_id:str}/documents")
-async def list_documents(request: Request[Any, Any, Any], principal: Auth, kb_id: FromPath[str]) -> dict[str, Any]:
+async def list_documents(principal: Auth, kb_id: FromPath[str], db: DbDep) -> dict[str, Any]:
     require(principal, "admin")
-    kb = await _kb(request, principal, kb_id)
-    async with request.app.state.db.session() as s:
+    kb = await _kb(db, principal, kb_id)
+    async with db.session() as s:
         docs = list((await s.exec(select(Document).where(Document.knowledge_base_id == kb.id)
                                   .order_by(col(Document.created_at)))).all())
     return {"documents": [_doc_json(d) for d in docs]}
 
 
 @get("/v1/knowledge-bases/{kb_id:str}/documents/{doc_id:str}")
-async def get_document(request: Request[Any, Any, Any], principal: Auth, kb_id: FromPath[str],
-                       doc_id: FromPath[str]) -> dict[str, Any]:
+async def get_document(principal: Auth, kb_id: FromPath[str],
+                       doc_id: FromPath[str], db: DbDep) -> dict[str, Any]:
     require(principal, "admin")
-    kb = await _kb(request, principal, kb_id)
-    async with request.app.state.db.session() as s:
+    kb = await _kb(db, principal, kb_id)
+    async with db.session() as s:
         doc = await s.get(Document, doc_id)
     if doc is None or doc.knowledge_base_id != kb.id:
         raise NotFound("document not found")
@@ -147,31 +146,30 @@ async def get_document(request: Request[Any, Any, Any], principal: Auth, kb_id: 
 
 
 @delete("/v1/knowledge-bases/{kb_id:str}/documents/{doc_id:str}", status_code=200)
-async def delete_document(request: Request[Any, Any, Any], principal: Auth, kb_id: FromPath[str],
-                          doc_id: FromPath[str]) -> dict[str, Any]:
+async def delete_document(principal: Auth, kb_id: FromPath[str], doc_id: FromPath[str], db: DbDep,
+                          settings: SettingsDep, knowledge: KnowledgeDep) -> dict[str, Any]:
     require(principal, "admin")
-    st = request.app.state
-    kb = await _kb(request, principal, kb_id)
-    async with st.db.write() as s:
+    kb = await _kb(db, principal, kb_id)
+    async with db.write() as s:
         doc = await s.get(Document, doc_id)
         if doc is None or doc.knowledge_base_id != kb.id:
             raise NotFound("document not found")
         await s.delete(doc)
-    await discard_upload(st.settings, doc_id)
-    removed = await asyncio.to_thread(st.knowledge.delete_document, kb.id, doc_id)
+    await discard_upload(settings, doc_id)
+    removed = await asyncio.to_thread(knowledge.delete_document, kb.id, doc_id)
     return {"deleted": doc_id, "chunks_removed": removed}
 
 
 @get("/v1/knowledge-bases/{kb_id:str}/search")
-async def search(request: Request[Any, Any, Any], principal: Auth, kb_id: FromPath[str], q: FromQuery[str],
+async def search(principal: Auth, kb_id: FromPath[str], q: FromQuery[str], db: DbDep, knowledge: KnowledgeDep,
                  k: FromQuery[int] = 5) -> dict[str, Any]:
     require(principal, "admin")
     if not q.strip() or len(q) > 2000:
         raise BadInput("q must be 1..2000 characters", field="q")
     if not 1 <= k <= 50:
         raise BadInput("k must be 1..50", field="k")
-    kb = await _kb(request, principal, kb_id)
-    hits = await asyncio.to_thread(request.app.state.knowledge.search, kb.id, q, k)
+    kb = await _kb(db, principal, kb_id)
+    hits = await asyncio.to_thread(knowledge.search, kb.id, q, k)
     return {"hits": [{"chunk_id": h.chunk_id, "document_id": h.document_id, "title": h.title, "source": h.source,
                       "heading_path": list(h.heading_path), "text": h.text, "score": round(h.score, 4)}
                      for h in hits]}

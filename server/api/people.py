@@ -4,13 +4,13 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
-from litestar import Request, post, put
+from litestar import post, put
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from server.accounts.passwords import PasswordHashing, check_password_policy
-from server.api.deps import Auth, require
+from server.accounts.passwords import check_password_policy
+from server.api.deps import Auth, DbDep, PasswordsDep, SettingsDep, require
 from server.core.models import Agent, User, utcnow
 from server.errors import BadInput, Conflict, NotFound
 
@@ -35,8 +35,8 @@ class NewAgent(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @put("/v1/users/{user_id:str}")
-async def put_user(request: Request[Any, Any, Any], principal: Auth, user_id: FromPath[str],
-                   data: JSONBody[UserProfile]) -> dict[str, Any]:
+async def put_user(principal: Auth, user_id: FromPath[str],
+                   data: JSONBody[UserProfile], db: DbDep) -> dict[str, Any]:
     require(principal, "admin")
     if not user_id or len(user_id) > 200:
         raise BadInput("user_id must be 1..200 characters", field="user_id")
@@ -47,7 +47,7 @@ async def put_user(request: Request[Any, Any, Any], principal: Auth, user_id: Fr
             raise BadInput(f"unknown timezone {data.timezone!r}", field="timezone") from None
     if data.attributes is not None and len(msgspec.json.encode(data.attributes)) > 16384:
         raise BadInput("attributes must be at most 16 KiB of JSON", field="attributes")
-    async with request.app.state.db.write() as s:
+    async with db.write() as s:
         user = (await s.exec(select(User).where(User.tenant_id == principal.tenant_id,
                                                 User.external_id == user_id))).first()
         if user is None:
@@ -63,15 +63,14 @@ async def put_user(request: Request[Any, Any, Any], principal: Auth, user_id: Fr
 
 
 @post("/v1/agents", status_code=201)
-async def create_agent(request: Request[Any, Any, Any], principal: Auth, data: JSONBody[NewAgent]) -> dict[str, Any]:
+async def create_agent(principal: Auth, data: JSONBody[NewAgent], db: DbDep, settings: SettingsDep,
+                       passwords: PasswordsDep) -> dict[str, Any]:
     require(principal, "admin")
-    st = request.app.state
-    check_password_policy(data.password, min_length=st.settings.min_password_length, email=data.email,
+    check_password_policy(data.password, min_length=settings.min_password_length, email=data.email,
                           name=data.name)
-    passwords: PasswordHashing = st.passwords
     password_hash = await passwords.hash(data.password)
     try:
-        async with st.db.write() as s:
+        async with db.write() as s:
             agent = Agent(tenant_id=principal.tenant_id, name=data.name, email=data.email.lower(),
                           password_hash=password_hash, max_concurrent=data.max_concurrent)
             s.add(agent)
@@ -97,18 +96,17 @@ def _agent_json(agent: Agent) -> dict[str, Any]:
 
 
 @post("/v1/agents/{agent_id:str}/password", status_code=200)
-async def reset_agent_password(request: Request[Any, Any, Any], principal: Auth, agent_id: FromPath[str],
-                               data: JSONBody[NewPassword]) -> dict[str, Any]:
+async def reset_agent_password(principal: Auth, agent_id: FromPath[str],
+                               data: JSONBody[NewPassword], db: DbDep, settings: SettingsDep,
+                               passwords: PasswordsDep) -> dict[str, Any]:
     """Set a new password; the agent's tokens issued so far stop working."""
     require(principal, "admin")
-    st = request.app.state
-    async with st.db.session() as s:
+    async with db.session() as s:
         agent = await _agent_for_update(s, principal, agent_id)
-    check_password_policy(data.password, min_length=st.settings.min_password_length, email=agent.email,
+    check_password_policy(data.password, min_length=settings.min_password_length, email=agent.email,
                           name=agent.name)
-    passwords: PasswordHashing = st.passwords
     password_hash = await passwords.hash(data.password)
-    async with st.db.write() as s:
+    async with db.write() as s:
         agent = await _agent_for_update(s, principal, agent_id)
         agent.password_hash, agent.token_version = password_hash, agent.token_version + 1
         s.add(agent)
@@ -116,11 +114,11 @@ async def reset_agent_password(request: Request[Any, Any, Any], principal: Auth,
 
 
 @post("/v1/agents/{agent_id:str}/deactivate", status_code=200)
-async def deactivate_agent(request: Request[Any, Any, Any], principal: Auth,
-                           agent_id: FromPath[str]) -> dict[str, Any]:
+async def deactivate_agent(principal: Auth,
+                           agent_id: FromPath[str], db: DbDep) -> dict[str, Any]:
     """The agent can no longer log in, and its tokens stop working (REST and new sockets)."""
     require(principal, "admin")
-    async with request.app.state.db.write() as s:
+    async with db.write() as s:
         agent = await _agent_for_update(s, principal, agent_id)
         agent.active, agent.token_version = False, agent.token_version + 1
         s.add(agent)
@@ -128,9 +126,9 @@ async def deactivate_agent(request: Request[Any, Any, Any], principal: Auth,
 
 
 @post("/v1/agents/{agent_id:str}/activate", status_code=200)
-async def activate_agent(request: Request[Any, Any, Any], principal: Auth, agent_id: FromPath[str]) -> dict[str, Any]:
+async def activate_agent(principal: Auth, agent_id: FromPath[str], db: DbDep) -> dict[str, Any]:
     require(principal, "admin")
-    async with request.app.state.db.write() as s:
+    async with db.write() as s:
         agent = await _agent_for_update(s, principal, agent_id)
         agent.active = True
         s.add(agent)

@@ -2,22 +2,21 @@
 
 from typing import Any
 
-from litestar import Request, get
+from litestar import get
 
-from server.api.deps import Auth, require
+from server.api.deps import Auth, GatewayDep, MetricsDep, require
 
 __all__ = ["stats_handlers"]
 
 
 @get("/v1/admin/stats")
-async def admin_stats(request: Request[Any, Any, Any], principal: Auth) -> dict[str, Any]:
+async def admin_stats(principal: Auth, gateway: GatewayDep, metrics: MetricsDep) -> dict[str, Any]:
     require(principal, "admin")
-    st = request.app.state
     tenant = principal.tenant_id
     # this node's sockets of this tenant; a walk over the sessions costs less than keeping a count
-    connections = sum(1 for s in list(st.gateway.sessions.values())
+    connections = sum(1 for s in list(gateway.sessions.values())
                       if s.principal is not None and s.principal.tenant_id == tenant)
-    return {"connections": connections, **st.metrics.tenants.snapshot(tenant)}
+    return {"connections": connections, **metrics.tenants.snapshot(tenant)}
 
 
 stats_handlers = [admin_stats]

@@ -1,10 +1,10 @@
 """Teams of human agents (admin only): create, rename, delete, add and remove members."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Request, delete, get, patch, post, put
+from litestar import delete, get, patch, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from server.accounts.teams import (
@@ -17,7 +17,7 @@ from server.accounts.teams import (
     remove_member,
     rename_team,
 )
-from server.api.deps import Auth, require
+from server.api.deps import Auth, DbDep, SettingsDep, require
 from server.errors import BadInput
 
 __all__ = ["TeamOut", "team_handlers"]
@@ -45,54 +45,53 @@ def _out(t: TeamView) -> TeamOut:
 
 
 @get("/v1/teams")
-async def get_teams(request: Request[Any, Any, Any], principal: Auth, limit: FromQuery[int] = 500) -> TeamList:
+async def get_teams(principal: Auth, db: DbDep, limit: FromQuery[int] = 500) -> TeamList:
     require(principal, "admin")
     if not 1 <= limit <= 1000:
         raise BadInput("limit must be 1..1000", field="limit")
-    return TeamList(teams=[_out(t) for t in await list_teams(request.app.state.db, principal.tenant_id,
+    return TeamList(teams=[_out(t) for t in await list_teams(db, principal.tenant_id,
                                                              limit=limit)])
 
 
 @post("/v1/teams", status_code=201)
-async def post_team(request: Request[Any, Any, Any], principal: Auth, data: JSONBody[TeamIn]) -> TeamOut:
+async def post_team(principal: Auth, db: DbDep, settings: SettingsDep, data: JSONBody[TeamIn]) -> TeamOut:
     require(principal, "admin")
-    st = request.app.state
-    return _out(await create_team(st.db, principal.tenant_id, data.name, max_teams=st.settings.max_teams_per_tenant))
+    return _out(await create_team(db, principal.tenant_id, data.name, max_teams=settings.max_teams_per_tenant))
 
 
 @get("/v1/teams/{team_id:str}")
-async def get_one_team(request: Request[Any, Any, Any], principal: Auth, team_id: FromPath[str]) -> TeamOut:
+async def get_one_team(principal: Auth, db: DbDep, team_id: FromPath[str]) -> TeamOut:
     require(principal, "admin")
-    return _out(await get_team(request.app.state.db, principal.tenant_id, team_id))
+    return _out(await get_team(db, principal.tenant_id, team_id))
 
 
 @patch("/v1/teams/{team_id:str}")
-async def patch_team(request: Request[Any, Any, Any], principal: Auth, team_id: FromPath[str],
+async def patch_team(principal: Auth, db: DbDep, team_id: FromPath[str],
                      data: JSONBody[TeamIn]) -> TeamOut:
     require(principal, "admin")
-    return _out(await rename_team(request.app.state.db, principal.tenant_id, team_id, data.name))
+    return _out(await rename_team(db, principal.tenant_id, team_id, data.name))
 
 
 @delete("/v1/teams/{team_id:str}", status_code=204)
-async def delete_one_team(request: Request[Any, Any, Any], principal: Auth, team_id: FromPath[str]) -> None:
+async def delete_one_team(principal: Auth, db: DbDep, team_id: FromPath[str]) -> None:
     """Delete the team and its memberships; its agents stay."""
     require(principal, "admin")
-    await delete_team(request.app.state.db, principal.tenant_id, team_id)
+    await delete_team(db, principal.tenant_id, team_id)
 
 
 @put("/v1/teams/{team_id:str}/agents/{agent_id:str}", status_code=200)
-async def put_team_member(request: Request[Any, Any, Any], principal: Auth, team_id: FromPath[str],
+async def put_team_member(principal: Auth, db: DbDep, team_id: FromPath[str],
                           agent_id: FromPath[str]) -> TeamOut:
     """Add an agent to the team (idempotent)."""
     require(principal, "admin")
-    return _out(await add_member(request.app.state.db, principal.tenant_id, team_id, agent_id))
+    return _out(await add_member(db, principal.tenant_id, team_id, agent_id))
 
 
 @delete("/v1/teams/{team_id:str}/agents/{agent_id:str}", status_code=200)
-async def delete_team_member(request: Request[Any, Any, Any], principal: Auth, team_id: FromPath[str],
+async def delete_team_member(principal: Auth, db: DbDep, team_id: FromPath[str],
                              agent_id: FromPath[str]) -> TeamOut:
     require(principal, "admin")
-    return _out(await remove_member(request.app.state.db, principal.tenant_id, team_id, agent_id))
+    return _out(await remove_member(db, principal.tenant_id, team_id, agent_id))
 
 
 team_handlers = [get_teams, post_team, get_one_team, patch_team, delete_one_team, put_team_member,

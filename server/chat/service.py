@@ -42,7 +42,6 @@ __all__ = [
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
-OPEN_STATUSES = ("bot", "queued", "assigned")
 
 
 def topic_conversation(conversation_id: str) -> str:

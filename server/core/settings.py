@@ -109,9 +109,22 @@ class Settings(BaseSettings):
     # conversations
     reopen_cooldown_s: int = 600
 
-    # workers
-    outbox_poll_s: float = 0.2
-    outbox_batch: int = 100
+    # outbox workers (server.core.outbox): how often an idle worker looks, and each topic's
+    # lease, batch, concurrency and retry policy (attempts, then dead letter; backoff with jitter)
+    outbox_poll_s: float = Field(default=0.5, gt=0)
+    bot_outbox_batch: int = Field(default=20, ge=1)
+    bot_outbox_concurrency: int = Field(default=8, ge=1)
+    bot_outbox_lease_s: float = Field(default=60.0, gt=0)
+    bot_outbox_max_attempts: int = Field(default=3, ge=1)
+    bot_outbox_backoff_base_s: float = Field(default=0.5, ge=0)
+    bot_outbox_backoff_max_s: float = Field(default=10.0, ge=0)
+    ingest_outbox_lease_s: float = Field(default=600.0, gt=0)
+    ingest_outbox_max_attempts: int = Field(default=3, ge=1)
+    ingest_outbox_backoff_base_s: float = Field(default=5.0, ge=0)
+    ingest_outbox_backoff_max_s: float = Field(default=300.0, ge=0)
+    push_max_attempts: int = Field(default=8, ge=1)
+    push_backoff_base_s: float = Field(default=2.0, ge=0)
+    push_backoff_max_s: float = Field(default=3600.0, ge=0)
     db_pool_size: int = 10
 
     # AI agent
@@ -122,6 +135,10 @@ class Settings(BaseSettings):
     llm_max_retries: int = 1
     llm_max_tokens: int = 512
     answer_deadline_s: float = 15.0
+    # the output guard refuses other tenants' prompt canaries in an answer (a cross-tenant leak):
+    # how often the list is reloaded, and how many of the newest tenants it holds at most
+    canary_refresh_s: float = Field(default=60.0, gt=0)
+    foreign_canaries_max: int = Field(default=10_000, ge=0)
 
     # push (server.push.settings.PushSettings): a `push_<name>` here overrides that field
     push_egress_hosts: list[str] = Field(

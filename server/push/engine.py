@@ -393,7 +393,12 @@ class PushEngine:
                       cache: dict[str, _UserCtx]) -> Notification | None:
         ctx = await self._context(s, tenant_id, spec.user_id, now, spec.max_delay_s > 0, cache)
         budget = await self._budget(s, tenant_id)
+        # The dedupe key already used (a replayed event, a redelivered chat row): the decision
+        # says "duplicate" and nothing is stored; the unique index still settles a race.
+        used = (await s.exec(select(Notification.id).where(
+            Notification.tenant_id == tenant_id, Notification.dedupe_key == spec.dedupe_key).limit(1))).first()
         dctx = DecisionContext(
+            duplicate=used is not None,
             prefs=ctx.prefs, recent=ctx.recent, support=ctx.support, activity_hours=ctx.hours or (),
             budget=budget, budget_exempt=frozenset(self.settings.budget_exempt_categories),
             bad_rating_days=self.settings.bad_rating_days, best_time_min_samples=self.settings.best_time_min_samples,
@@ -422,6 +427,8 @@ class PushEngine:
 
     async def _store(self, s: AsyncSession, tenant_id: str, spec: _Spec, d: Decision, now: datetime,
                      ctx: _UserCtx) -> Notification | None:
+        if d.suppress_reason == "duplicate":
+            return None  # the same candidate was already decided (replay, duplicate delivery)
         nid = new_id()
         status = "suppressed" if d.action == "suppress" else "scheduled"
         row = {
@@ -436,7 +443,7 @@ class PushEngine:
         stmt = (self._insert(Notification).values(row)
                 .on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"]).returning(col(Notification.id)))
         if (await s.exec(stmt)).first() is None:
-            return None  # the same candidate was already decided (replay, duplicate delivery)
+            return None  # decided meanwhile by a concurrent twin
         if status == "scheduled":
             assert d.send_at is not None
             if spec.collapse_key:

@@ -24,9 +24,6 @@ class MemoryPresence:
     def connect(self, tenant_id: str, user_id: str) -> None:
         self.online.add((tenant_id, user_id))
 
-    def disconnect(self, tenant_id: str, user_id: str) -> None:
-        self.online.discard((tenant_id, user_id))
-
     def is_online(self, tenant_id: str, user_id: str) -> bool:
         return (tenant_id, user_id) in self.online
 

@@ -10,20 +10,18 @@ dead-letter after ``max_attempts``.
 """
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from server.core import outbox
 from server.core.db import Database
 from server.core.models import OutboxRow, utcnow
+from server.core.outbox import OutboxConsumer, Outcome, RetryPolicy
 from server.push.engine import TOPIC, PushEngine
 from server.push.models import Delivery, Device, Notification, PushTenantConfig, aware
 from server.push.presence import Presence
@@ -31,25 +29,11 @@ from server.push.providers.base import DeliveryResult, DeviceTarget, Provider, P
 from server.push.settings import PushSettings
 from server.push.templates import rewrite_or_keep
 
-__all__ = ["Outcome", "PushWorker", "backoff_s", "in_app_frame", "run_worker"]
+__all__ = ["Outcome", "PushWorker", "in_app_frame", "retry_policy", "run_worker"]
 
 log = logging.getLogger(__name__)
 _FINAL = ("delivered", "deactivated", "failed", "dead")
 _DONE_STATUSES = ("suppressed", "collapsed", "delivered", "failed", "no_target")
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    done: bool
-    retry_after_s: float | None = None
-    error: str | None = None
-    dead: bool = False
-
-
-def backoff_s(attempt: int, settings: PushSettings, rng: random.Random) -> float:
-    """Exponential with "equal jitter": half fixed, half random, so retries spread out but grow."""
-    base = min(settings.backoff_max_s, settings.backoff_base_s * float(2 ** min(attempt, 30)))
-    return base / 2 + rng.random() * base / 2
 
 
 def in_app_frame(n: Notification) -> dict[str, Any]:
@@ -57,115 +41,54 @@ def in_app_frame(n: Notification) -> dict[str, Any]:
             "notification": {"id": n.id, "title": n.title, "body": n.body, "url": n.url, "data": n.data}}
 
 
+def retry_policy(settings: PushSettings) -> RetryPolicy:
+    return RetryPolicy(max_attempts=settings.max_attempts, backoff_base_s=settings.backoff_base_s,
+                       backoff_max_s=settings.backoff_max_s, max_retry_after_s=settings.max_retry_after_s)
+
+
 class PushWorker:
+    """The ``push`` topic's handler on the one outbox consumer (:mod:`server.core.outbox`)."""
+
     def __init__(self, engine: PushEngine, *, rng: random.Random | None = None) -> None:
         self.engine = engine
         self.db: Database = engine.db
         self.settings = engine.settings
-        self.rng = rng or random.Random()
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
-
-    # ------------------------------------------------------------------ lifecycle
+        self.consumer = OutboxConsumer(
+            self.db, TOPIC, self.process, policy=retry_policy(self.settings), lease_s=self.settings.worker_lease_s,
+            batch=self.settings.worker_batch, concurrency=self.settings.worker_concurrency,
+            poll_s=self.settings.worker_poll_s, clock=engine.now, rng=rng)
 
     def start(self) -> "asyncio.Task[None]":
         """The in-process worker (``parley serve``): call from the app's startup."""
-        self._stop.clear()
-        self._task = asyncio.get_running_loop().create_task(self.run(self._stop), name="push-worker")
-        return self._task
+        return self.consumer.start()
 
     async def stop(self, timeout_s: float = 5.0) -> None:
-        """From the app's shutdown: finish the batch in hand, then return. Unfinished rows are
+        """From the app's shutdown: finish the rows in hand, then return. Unfinished rows are
         simply claimed again later (their lease expires)."""
-        self._stop.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, timeout_s)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-            self._task = None
+        await self.consumer.stop(grace_s=timeout_s)
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                n = await self.run_once()
-            except Exception:  # the database may be down; keep the loop alive and try again
-                log.exception("push worker iteration failed")
-                n = 0
-            if n == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.worker_poll_s)
+        await self.consumer.run(stop)
 
     async def run_once(self) -> int:
-        rows = await self.claim()
-        if not rows:
-            return 0
-        sem = asyncio.Semaphore(self.settings.worker_concurrency)
-
-        async def one(row: OutboxRow) -> None:
-            async with sem:
-                await self.process(row)
-
-        await asyncio.gather(*(one(r) for r in rows))
-        return len(rows)
+        return await self.consumer.run_once()
 
     async def drain(self, max_rounds: int = 1000) -> int:
         """Process everything due now (tests, the bench, a CLI ``--once``)."""
-        total = 0
-        for _ in range(max_rounds):
-            n = await self.run_once()
-            if n == 0:
-                break
-            total += n
-        return total
-
-    # ------------------------------------------------------------------ claiming
-
-    async def claim(self) -> list[OutboxRow]:
-        return await outbox.claim(self.db, TOPIC, now=self.engine.now(), lease_s=self.settings.worker_lease_s,
-                                  limit=self.settings.worker_batch)
-
-    # ------------------------------------------------------------------ processing
+        return await self.consumer.drain(max_rounds)
 
     async def process(self, row: OutboxRow) -> Outcome:
         payload = row.payload or {}
         kind = payload.get("kind")
-        try:
-            if kind == "deliver":
-                out = await self.deliver(row.tenant_id, str(payload["notification_id"]), row.attempts)
-            elif kind == "rule.wait":
-                await self.engine.fire_wait(row.tenant_id, str(payload["wait_id"]))
-                out = Outcome(True)
-            elif kind in ("chat.reply", "chat.event"):
-                await self.engine.handle_chat_event(row.tenant_id, payload)
-                out = Outcome(True)
-            else:
-                out = Outcome(True, error=f"dead_letter: unknown kind {kind!r}", dead=True)
-        except Exception as exc:  # bad payloads and database hiccups: retry, then dead-letter
-            log.warning("push outbox row %s failed: %s", row.id, type(exc).__name__)
-            out = Outcome(False, error=f"{type(exc).__name__}: {exc}"[:500])
-        await self.finish(row, out)
-        return out
-
-    async def finish(self, row: OutboxRow, out: Outcome) -> None:
-        now = self.engine.now()
-        values: dict[str, Any] = {"claimed_until": None}
-        if out.done:
-            values.update(done=True, last_error=out.error)
-        else:
-            attempts = row.attempts + 1
-            values["attempts"] = attempts
-            values["last_error"] = out.error
-            if attempts >= self.settings.max_attempts:
-                values.update(done=True, last_error=f"dead_letter: {out.error}")
-            else:
-                delay = (min(out.retry_after_s, self.settings.max_retry_after_s) if out.retry_after_s is not None
-                         else backoff_s(attempts, self.settings, self.rng))
-                values["available_at"] = now + timedelta(seconds=delay)
-        # only if we still hold the lease: a slower twin must not undo the other's work
-        await outbox.finish(self.db, row, **values)
+        if kind == "deliver":
+            return await self.deliver(row.tenant_id, str(payload["notification_id"]), row.attempts)
+        if kind == "rule.wait":
+            await self.engine.fire_wait(row.tenant_id, str(payload["wait_id"]))
+            return Outcome(True)
+        if kind in ("chat.reply", "chat.event"):
+            await self.engine.handle_chat_event(row.tenant_id, payload)
+            return Outcome(True)
+        return Outcome(True, error=f"unknown kind {kind!r}", dead=True)
 
     async def deliver(self, tenant_id: str, notification_id: str, attempts: int) -> Outcome:
         eng = self.engine
@@ -259,8 +182,7 @@ class PushWorker:
             await s.exec(update(Notification).where(col(Notification.id) == n.id).values(
                 status=final, channel=n.channel or "push", updated_at=now))
         dead = any(v == "dead" for v in statuses.values())
-        return Outcome(True, None, ("dead_letter: " if dead else "") + "; ".join(errors)[:500] if errors else None,
-                       dead=dead)
+        return Outcome(True, None, "; ".join(errors)[:500] or None, dead=dead)
 
     async def _in_app(self, n: Notification) -> bool:
         await self._ensure_rows(n.tenant_id, n.id, ["inapp"])

@@ -5,12 +5,16 @@ import html
 from pathlib import Path
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Response, get
 from litestar.datastructures import CacheControlHeader
+from litestar.di import NamedDependency
 from litestar.static_files import create_static_files_router
 from sqlmodel import col, select
 
+from server.accounts.tenants import CreatedTenant
+from server.core.db import Database
 from server.core.models import Tenant
+from server.core.settings import Settings
 
 __all__ = ["STATIC_DIR", "web_handlers"]
 
@@ -38,25 +42,24 @@ def _page(name: str, **values: str) -> Response[str]:
     return Response(text, media_type="text/html", headers=_PAGE_HEADERS)
 
 
-async def demo_widget_key(request: Request[Any, Any, Any]) -> str:
+async def demo_widget_key(demo: CreatedTenant | None, db: Database, settings: Settings) -> str:
     """The demo tenant's public widget key: from the first start's state, else the tenant table
     (the first tenant named "Demo"), else the key file in the data dir; empty when there is none."""
-    st = request.app.state
-    demo = st.get("demo")
     if demo is not None:
         return str(demo.tenant.widget_key)
-    async with st.db.session() as s:
+    async with db.session() as s:
         tenant = (await s.exec(select(Tenant).where(Tenant.name == "Demo")
                                .order_by(col(Tenant.created_at)).limit(1))).first()
     if tenant is not None:
         return str(tenant.widget_key)
-    path = st.settings.data_dir / "demo-widget-key.txt"
+    path = settings.data_dir / "demo-widget-key.txt"
     return path.read_text().strip() if path.exists() else ""
 
 
 @get("/", include_in_schema=False)
-async def demo_page(request: Request[Any, Any, Any]) -> Response[str]:
-    return _page("demo.html", WIDGET_KEY=await demo_widget_key(request))
+async def demo_page(demo: NamedDependency[CreatedTenant | None], db: NamedDependency[Database],
+                    settings: NamedDependency[Settings]) -> Response[str]:
+    return _page("demo.html", WIDGET_KEY=await demo_widget_key(demo, db, settings))
 
 
 @get("/agent", include_in_schema=False)

@@ -38,7 +38,7 @@ TWO_ANSWERS = [
 
 def _reason(text: str, settings: HandoffSettings = NONE, **kw: object) -> str:
     d = decide(HandoffInputs(text=text, **kw), settings)  # type: ignore[arg-type]
-    return d.reason_code if d.is_handoff else f"answer:{d.reason_code}"
+    return d.reason_code if d.action == "handoff" else f"answer:{d.reason_code}"
 
 
 @pytest.mark.parametrize(

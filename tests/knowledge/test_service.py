@@ -111,7 +111,6 @@ def test_reopening_rebuilds_the_keyword_index(tmp_path: Path) -> None:
     first.create_kb("kb")
     first.ingest("kb", "codes", doc("Codes", "Error E7781 means the pump is dry."))
     second = KnowledgeService(ChromaStore.persistent(tmp_path / "chroma"), HashEmbedder())
-    second.warm_up("kb")
     hits = second.search("kb", "E7781")
     assert [h.document_id for h in hits] == ["codes"]
     assert hits[0].heading_path == ("Codes",) and hits[0].title == "Codes" and hits[0].source == "Codes.md"

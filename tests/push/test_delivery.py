@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 import httpx
+import pytest
 from sqlmodel import col, select
 
 from server.core.db import Database
@@ -301,3 +302,28 @@ async def test_chat_reply_respects_quiet_hours(db: Database, clock: SimClock) ->
         clock.t = datetime(2025, 7, 2, 5, 0, 1, tzinfo=UTC)
         await worker.drain()
     assert len(service.received) == 1
+
+
+async def test_a_redelivered_chat_reply_is_decided_a_duplicate_by_the_engine(
+        db: Database, clock: SimClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decision's ``duplicate`` rule runs on the real path: the engine looks the dedupe key
+    up, the decision suppresses the replay, and nothing new is stored or sent."""
+    import server.push.engine as engine_module
+
+    decisions: list[Any] = []
+    real_decide = engine_module.decide
+
+    def spy(candidate: Any, ctx: Any, now: Any) -> Any:
+        decisions.append(real_decide(candidate, ctx, now))
+        return decisions[-1]
+
+    monkeypatch.setattr(engine_module, "decide", spy)
+    service = PushService()
+    async with service.client() as client:
+        tid, conv, engine, _presence = await _chat_setup(db, clock, service, client)
+        payload = _reply(tid, conv, 2, "Your refund is on its way.", clock).payload
+        assert await engine.handle_chat_event(tid, payload) == "notified"
+        assert await engine.handle_chat_event(tid, payload) == "duplicate"
+    assert [d.suppress_reason for d in decisions] == [None, "duplicate"]
+    async with db.session() as s:
+        assert len((await s.exec(select(Notification))).all()) == 1
