@@ -34,6 +34,7 @@ from server.api.knowledge_bases import knowledge_handlers
 from server.api.media import require_declared_body_type
 from server.api.people import people_handlers
 from server.api.stats import stats_handlers
+from server.attachments.plugin import AttachmentsPlugin
 from server.chat.service import ChatService, topic_agents, topic_conversation
 from server.core.db import Database
 from server.core.metrics import Metrics, handoff_label
@@ -88,7 +89,8 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
     local: LocalFanout = NativeFanout() if server_kind == "socketify" else PythonFanout()
     bus: Bus = RedisBus(local, settings.redis_url) if settings.redis_url else MemoryBus(local)
     metrics = Metrics()
-    chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=_fault_hook(fault_point))
+    chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=_fault_hook(fault_point),
+                       max_attachments=settings.attachment_max_per_message)
     limiter = build_limiter(settings)
     gateway = Gateway(settings, db, chat, bus, metrics, native=server_kind == "socketify", limiter=limiter)
     if isinstance(bus, RedisBus):
@@ -175,6 +177,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
                            *knowledge_handlers, *bot_handlers, *push_route_handlers, *web_handlers, *stats_handlers]
     return Litestar(
         route_handlers=handlers,
+        plugins=[AttachmentsPlugin(db, settings)],
         state=state,
         lifespan=[lifespan],
         dependencies={

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
+import server.attachments.models
 import server.core.models
 import server.push.models  # noqa: F401
 
