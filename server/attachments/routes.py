@@ -2,6 +2,7 @@
 a file or its thumbnail. Downloads are never rendered by the browser as a page of our origin:
 ``nosniff``, a sandboxing CSP, and ``attachment`` disposition for everything but images."""
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -31,6 +32,13 @@ _SAFE_HEADERS = {
 }
 
 
+@dataclass
+class FileUpload:
+    """One file in the multipart field ``file``."""
+
+    file: UploadFile
+
+
 def _disposition(kind: str, name: str) -> str:
     ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
     return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
@@ -45,15 +53,13 @@ def attachment_handlers(max_file_bytes: int) -> list[Any]:
     async def upload_attachment(
         request: Request[Any, Any, Any], principal: PrincipalDep, attachments: AttachmentsDep,
         conversation_id: FromPath[str],
-        data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
+        data: Annotated[FileUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> dict[str, Any]:
         """Upload one file (multipart field ``file``) into a conversation; send it with a message's
         ``attachments: [id]``. The type is read from the bytes; images are re-encoded."""
-        part = data.get("file")
-        if isinstance(part, list):
-            raise BadInput("upload one file per request", field="file")
+        part = data.file
         if not isinstance(part, UploadFile):
-            raise BadInput("multipart upload needs a 'file' field holding a file", field="file")
+            raise BadInput("multipart upload needs a 'file' field holding one file", field="file")
         try:
             body = await part.read(max_file_bytes + 1)
         finally:
