@@ -95,6 +95,8 @@ class AttachmentService:
                                           thumbnail_px=cfg.thumbnail_px)
             data, thumb = img.data, img.thumbnail
             att.media_type, att.size, att.width, att.height = img.media_type, len(img.data), img.width, img.height
+            if img.media_type != media:  # a GIF becomes its first frame as PNG: say so in the name
+                att.name = name.rsplit(".", 1)[0] + ".png" if "." in name else name + ".png"
             att.thumbnail_type, att.thumbnail_size = img.thumbnail_type, len(thumb)
         await self._check_quota(p.tenant_id, att.size + att.thumbnail_size)
         att.storage_key = f"{p.tenant_id}/{att.id}"

@@ -256,3 +256,41 @@ def test_the_tenant_limit_counts_every_file(tmp_path: Path) -> None:
             full = c.post(f"/v1/conversations/{conv}/attachments", files={"file": ("b.txt", b"y" * 15_000)})
             assert full.status_code == 413 and "in all" in full.json()["error"]["detail"]
             assert sum(1 for p in (tmp_path / "attachments").rglob("*") if p.is_file()) == 1
+
+
+def test_a_body_far_over_the_limit_is_refused_while_it_streams(w: World) -> None:
+    before = stored(w)
+    r = upload(w, w.alice, w.conv_a, b"z" * (3 * MAX_FILE), "huge.txt", "text/plain")
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_long"
+    assert stored(w) == before
+
+
+def test_an_animated_gif_is_kept_as_its_first_frame_in_png(w: World) -> None:
+    frames = [Image.new("RGB", (40, 30), c) for c in ((255, 0, 0), (0, 255, 0))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], comment=b"hidden note")
+    assert b"hidden note" in buf.getvalue()
+    r = upload(w, w.alice, w.conv_a, buf.getvalue(), "anim.gif", "image/gif")
+    assert r.status_code == 201, r.text
+    att = r.json()["attachment"]
+    assert (att["media_type"], att["name"]) == ("image/png", "anim.png")
+    with w.client(w.alice) as c:
+        got = c.get(att["url"]).content
+    assert got.startswith(b"\x89PNG") and b"hidden note" not in got
+
+
+async def test_a_socket_send_with_a_foreign_attachment_gets_an_error_and_stores_nothing(w: World) -> None:
+    theirs = upload(w, w.carol, w.conv_c, png(), "c.png").json()["attachment"]
+    before = stored(w)
+    user = await WsClient.connect(w.srv.ws_url, w.alice)
+    cmid = str(uuid.uuid4())
+    await user.send({"type": "send", "conversation_id": w.conv_a, "client_msg_id": cmid, "text": "look",
+                     "attachments": [theirs["id"]]})
+    err = await user.expect("error", client_msg_id=cmid)
+    assert err["code"] == "not_found" and theirs["id"] in err["detail"]
+    await user.send({"type": "send", "conversation_id": w.conv_a, "client_msg_id": str(uuid.uuid4()),
+                     "text": "x", "attachments": "not-a-list"})
+    bad = await user.expect("error")
+    assert bad["code"] in ("validation_failed", "bad_frame")
+    await user.close()
+    assert stored(w) == before
