@@ -294,3 +294,32 @@ async def test_a_socket_send_with_a_foreign_attachment_gets_an_error_and_stores_
     assert bad["code"] in ("validation_failed", "bad_frame")
     await user.close()
     assert stored(w) == before
+
+
+def test_upload_send_and_download_on_socketify(tmp_path: Path) -> None:
+    """The default server: multipart in, a streamed file with its length out."""
+    from tests.support.live import LiveServer, free_port
+
+    srv = LiveServer("socketify", free_port(), tmp_path, {}).start(timeout=60)
+    try:
+        srv.without_bot()
+        photo = jpeg_with_exif(1200, 900)
+        with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {srv.token('sock-user')}"},
+                          timeout=20) as c:
+            conv = c.post("/v1/conversations", json={}).json()["conversation"]["id"]
+            r = c.post(f"/v1/conversations/{conv}/attachments", files={"file": ("big.jpg", photo, "image/jpeg")})
+            assert r.status_code == 201, r.text
+            att = r.json()["attachment"]
+            sent = c.post(f"/v1/conversations/{conv}/messages",
+                          json={"client_msg_id": str(uuid.uuid4()), "text": "", "attachments": [att["id"]]})
+            assert sent.status_code == 201, sent.text
+            got = c.get(att["url"])
+            # (socketify sends a streamed body chunked, without the Content-Length uvicorn keeps)
+            assert got.status_code == 200 and len(got.content) == att["size"]
+            assert got.headers["x-content-type-options"] == "nosniff"
+            assert Image.open(io.BytesIO(got.content)).size == (1200, 900)
+            assert b"SpyCam" not in got.content
+            bomb = c.post(f"/v1/conversations/{conv}/attachments", files={"file": ("b.png", png_bomb(), "image/png")})
+            assert bomb.status_code == 413
+    finally:
+        srv.stop()
