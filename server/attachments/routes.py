@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from litestar import Request, Response, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
@@ -90,4 +90,10 @@ def attachment_handlers(max_file_bytes: int) -> list[Any]:
         """An image's thumbnail (at most ``attachment_thumbnail_px`` on its longer side)."""
         return await _serve(principal, attachments, attachment_id, True)
 
-    return [upload_attachment, download_attachment, download_thumbnail]
+    @delete("/v1/attachments/{attachment_id:str}", status_code=204)
+    async def delete_attachment(principal: PrincipalDep, attachments: AttachmentsDep,
+                                attachment_id: FromPath[str]) -> None:
+        """Remove an upload that was never sent (its uploader only)."""
+        await attachments.delete_unsent(principal, attachment_id)
+
+    return [upload_attachment, download_attachment, download_thumbnail, delete_attachment]

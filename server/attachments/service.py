@@ -141,6 +141,22 @@ class AttachmentService:
             raise NotFound("attachment not found")
         return att
 
+    async def delete_unsent(self, p: Principal, attachment_id_: str) -> None:
+        """An upload that was never sent, removed by its uploader (it counts against the tenant's
+        limit until then). A sent file stays with its message."""
+        att = await self.get(p, attachment_id_)
+        if (att.uploader_kind, att.uploader_id) != (p.sender_kind, p.id):
+            raise Forbidden("only the uploader may delete an attachment")
+        if att.message_id is not None:
+            raise Conflict("this attachment was sent; it stays with its message", code="validation_failed")
+        table = Attachment.__table__  # type: ignore[attr-defined]
+        async with self.db.write() as s:
+            conn = await s.connection()
+            gone = await conn.execute(table.delete().where(table.c.id == att.id, table.c.message_id.is_(None)))
+        if gone.rowcount != 1:
+            raise Conflict("this attachment was sent; it stays with its message", code="validation_failed")
+        await self._discard(att)
+
     async def download(self, p: Principal, attachment_id_: str, *, thumbnail: bool = False) -> Download:
         att = await self.get(p, attachment_id_)
         if thumbnail:

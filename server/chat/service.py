@@ -466,7 +466,9 @@ class ChatService:
                     "available_at": now + timedelta(seconds=self.chat_push_delay_s),
                     "payload": {"kind": "chat.reply", "conversation_id": conversation_id, "message_id": msg.id,
                                 "user_id": conv.user_id, "sender_name": sender.name or "",
-                                "tenant_name": tenant.name if tenant else "", "text": text[:200], "seq": seq}})
+                                "tenant_name": tenant.name if tenant else "",
+                                "text": (text or " ".join("📎 " + f["name"] for f in files or []))[:200],
+                                "seq": seq}})
             self._fault("before_commit")
         if bot_work:
             for wake in self.on_bot_work:

@@ -323,3 +323,20 @@ def test_upload_send_and_download_on_socketify(tmp_path: Path) -> None:
             assert bomb.status_code == 413
     finally:
         srv.stop()
+
+
+def test_an_unsent_upload_can_be_deleted_by_its_uploader_only(w: World) -> None:
+    before = stored(w)
+    att = upload(w, w.alice, w.conv_a, png(), "oops.png").json()["attachment"]
+    with w.client(w.agent) as c:
+        assert c.delete(att["url"]).status_code == 404  # not sent: the agent does not even see it
+    with w.client(w.alice) as c:
+        assert c.delete(att["url"]).status_code == 204
+        assert c.get(att["url"]).status_code == 404
+    assert stored(w) == before
+    kept = upload(w, w.alice, w.conv_a, png(), "kept.png").json()["attachment"]
+    assert send_rest(w, w.alice, w.conv_a, [kept["id"]]).status_code == 201
+    with w.client(w.alice) as c:
+        r = c.delete(kept["url"])
+        assert r.status_code == 422 and "stays with its message" in r.json()["error"]["detail"]
+        assert c.get(kept["url"]).status_code == 200
