@@ -17,6 +17,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from server.accounts.plugin import AccountsPlugin
 from server.agent.plugin import AgentPlugin, DemoPlugin
 from server.api.plugin import ApiPlugin
+from server.attachments.plugin import AttachmentsPlugin
 from server.chat.service import topic_agents, topic_conversation
 from server.core.db import Database
 from server.core.metrics import handoff_label
@@ -102,7 +103,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
 
     plugins = [core, storage, DemoPlugin(settings, db, agent), fanout, core.background, realtime,
                HandoffPlugin(router), agent, AccountsPlugin(settings, core.background),
-               PushPlugin(settings, db, gateway), ApiPlugin()]
+               PushPlugin(settings, db, gateway), ApiPlugin(), AttachmentsPlugin(db, settings)]
     return Litestar(
         route_handlers=web_handlers,
         plugins=plugins,

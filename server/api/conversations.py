@@ -24,9 +24,13 @@ class StartConversation(msgspec.Struct, forbid_unknown_fields=True):
     client_msg_id: str | None = None
 
 
+AttachmentId = Annotated[str, msgspec.Meta(max_length=64)]
+
+
 class PostMessage(msgspec.Struct, forbid_unknown_fields=True):
     text: str
     client_msg_id: str
+    attachments: Annotated[list[AttachmentId], msgspec.Meta(max_length=100)] | None = None  # ids of uploads
 
 
 class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
@@ -85,7 +89,8 @@ async def post_message(principal: Auth, conversation_id: FromPath[str], data: JS
     require(principal, "user", "agent")
     await _charge_message(limiter, gateway, principal)
     posted = await chat.post_message(principal.tenant_id, conversation_id, Sender.of(principal), data.text,
-                                     client_msg_id=data.client_msg_id, principal=principal)
+                                     client_msg_id=data.client_msg_id, principal=principal,
+                                     attachments=data.attachments)
     m = posted.message
     await chat.publish(posted)
     return {"client_msg_id": m.client_msg_id, "conversation_id": m.conversation_id, "message_id": m.id,

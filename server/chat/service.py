@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from server.accounts.auth import Principal
+from server.attachments.service import claim_for_message, load_for_message
 from server.core.db import Database
 from server.core.models import Agent, Conversation, Message, OutboxRow, Participant, Tenant, User, utcnow
 from server.errors import BadInput, Conflict, Forbidden, NotFound, TooLong
@@ -108,6 +109,8 @@ def message_json(m: Message) -> dict[str, Any]:
         out["client_msg_id"] = m.client_msg_id
     if m.draft_id:
         out["draft_id"] = m.draft_id
+    if m.attachments:
+        out["attachments"] = m.attachments
     return out
 
 
@@ -193,8 +196,10 @@ class ChatService:
         max_text_chars: int = 4000,
         chat_push_delay_s: float = 60.0,
         fault_hook: FaultHook | None = None,
+        max_attachments: int = 10,
     ) -> None:
         self.db = db
+        self.max_attachments = max_attachments
         self.bus = bus
         self.max_text_chars = max_text_chars
         self.chat_push_delay_s = chat_push_delay_s
@@ -329,17 +334,23 @@ class ChatService:
         citations: list[dict[str, Any]] | None = None,
         draft_id: str | None = None,
         principal: Principal | None = None,
+        attachments: list[str] | None = None,
     ) -> Posted:
         """Store one message (one transaction). A repeated ``client_msg_id`` returns the original
-        with ``created=False``. Nothing is published here: the caller acks, then ``publish``es."""
-        text = validate_text(text, self.max_text_chars)
+        with ``created=False``. Nothing is published here: the caller acks, then ``publish``es.
+        ``attachments`` are ids of files this sender uploaded into this conversation."""
+        attachments = list(attachments or [])
+        if attachments and isinstance(text, str) and not text.strip():
+            text = ""  # a file alone is a message
+        else:
+            text = validate_text(text, self.max_text_chars)
         if client_msg_id is not None:
             client_msg_id = validate_client_msg_id(client_msg_id)
         elif sender.kind in ("user", "agent"):
             raise BadInput("client_msg_id is required", field="client_msg_id")
         try:
             msg, changed, created = await self._insert(tenant_id, conversation_id, sender, text, client_msg_id,
-                                                       kind, citations or [], draft_id, principal)
+                                                       kind, citations or [], draft_id, principal, attachments)
         except IntegrityError:
             # A concurrent retry with the same key won the race; answer with its row.
             existing = await self._find_existing(tenant_id, conversation_id, sender, client_msg_id)
@@ -347,6 +358,8 @@ class ChatService:
                 raise
             if existing.text != text:
                 raise Conflict("client_msg_id was already used with a different text") from None
+            if [a["id"] for a in existing.attachments or []] != attachments:
+                raise Conflict("client_msg_id was already used with different attachments") from None
             return Posted(existing, False, None)
         if created:
             self._fault("after_commit")
@@ -393,7 +406,7 @@ class ChatService:
 
     async def _insert(self, tenant_id: str, conversation_id: str, sender: Sender, text: str,
                       client_msg_id: str | None, kind: str, citations: list[dict[str, Any]],
-                      draft_id: str | None, principal: Principal | None
+                      draft_id: str | None, principal: Principal | None, attachments: list[str]
                       ) -> tuple[Message, Conversation | None, bool]:
         # The hot path runs SQLAlchemy Core statements built once (compiled once, cached): the ORM
         # unit of work cost several milliseconds per message.
@@ -422,16 +435,22 @@ class ChatService:
                 await conn.execute(_UPDATE_STATUS, {
                     "cid": conv.id, "new_status": conv.status, "new_assignee": conv.assignee_id,
                     "new_last_agent": conv.last_agent_id, "new_resolved_at": conv.resolved_at})
+            files = await load_for_message(conn, tenant_id=tenant_id, conversation_id=conversation_id,
+                                           sender_kind=sender.kind, sender_id=sender.id, ids=attachments,
+                                           max_per_message=self.max_attachments) if attachments else None
             seq = int((await conn.execute(_NEXT_SEQ, {"cid": conversation_id, "now": now})).scalar_one())
             conv.last_seq = seq
             msg = Message(
                 tenant_id=tenant_id, conversation_id=conversation_id, seq=seq, kind=kind,
                 sender_kind=sender.kind, sender_id=sender.id, sender_name=sender.name, text=text,
                 citations=citations, client_msg_id=client_msg_id, draft_id=draft_id, created_at=now,
+                attachments=files,
             )
             # No duplicate lookup first: the unique key on client_msg_id refuses a repeat here, and
             # post_message answers it with the original row (the rollback undoes the seq).
             await conn.execute(_INSERT_MESSAGE, {c: getattr(msg, c) for c in _MESSAGE_COLUMNS})
+            if attachments:
+                await claim_for_message(conn, msg.id, attachments)
             if sender.kind in ("user", "agent"):
                 await _mark_sender_read(s, conv, sender, seq)
             if sender.kind == "user" and conv.status == "bot" and kind == "text":
@@ -446,7 +465,9 @@ class ChatService:
                     "available_at": now + timedelta(seconds=self.chat_push_delay_s),
                     "payload": {"kind": "chat.reply", "conversation_id": conversation_id, "message_id": msg.id,
                                 "user_id": conv.user_id, "sender_name": sender.name or "",
-                                "tenant_name": tenant.name if tenant else "", "text": text[:200], "seq": seq}})
+                                "tenant_name": tenant.name if tenant else "",
+                                "text": (text or " ".join("📎 " + f["name"] for f in files or []))[:200],
+                                "seq": seq}})
             self._fault("before_commit")
         if bot_work:
             for wake in self.on_bot_work:

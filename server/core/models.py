@@ -177,6 +177,8 @@ class Message(SQLModel, table=True):
     citations: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     client_msg_id: str | None = Field(default=None, max_length=64)
     draft_id: str | None = Field(default=None, max_length=64)
+    # What the message carries about its files (server.attachments): a summary each, or None.
+    attachments: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = _ts()
 
 

@@ -106,6 +106,24 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
     history_page_max: int = 200
 
+    # attachments (server.attachments.settings.AttachmentSettings): files and images in messages
+    attachment_storage: Literal["local", "s3"] = Field(
+        default="local", description="local: files under <data_dir>/attachments; s3: an S3-compatible bucket")
+    attachment_s3_bucket: str | None = None
+    attachment_s3_endpoint_url: str | None = Field(default=None, description="MinIO, Ceph, R2...; unset: AWS")
+    attachment_s3_region: str = "us-east-1"
+    attachment_s3_access_key: str | None = None
+    attachment_s3_secret_key: str | None = None
+    attachment_max_file_bytes: int = Field(default=10 * 1024 * 1024, description="largest single upload")
+    attachment_max_tenant_bytes: int = Field(default=1024 * 1024 * 1024, description="all of a tenant's files")
+    attachment_max_image_pixels: int = Field(default=40_000_000, description="width x height; more is a bomb")
+    attachment_thumbnail_px: int = 320
+    attachment_max_per_message: int = 10
+    attachment_allowed_types: list[str] = Field(
+        default_factory=lambda: ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf",
+                                 "text/plain"],
+        description="media types sniffed from the bytes that may be uploaded")
+
     # conversations
     reopen_cooldown_s: int = 600
 

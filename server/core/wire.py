@@ -56,6 +56,7 @@ class Send(_Frame, tag="send", frozen=True):
     conversation_id: Id = ""
     client_msg_id: Id | None = None
     text: str | None = None
+    attachments: Annotated[list[Id], msgspec.Meta(max_length=100)] | None = None  # ids of uploads
 
 
 class Typing(_Frame, tag="typing", frozen=True):

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
 import server.accounts.teams
+import server.attachments.models
 import server.core.models
 import server.push.models  # noqa: F401
 

@@ -391,7 +391,7 @@ class Session:
                 t0 = time.perf_counter()
                 posted = await gw.chat.post_message(
                     p.tenant_id, frame.conversation_id, Sender.of(p), frame.text or "",
-                    client_msg_id=frame.client_msg_id, principal=p)
+                    client_msg_id=frame.client_msg_id, principal=p, attachments=frame.attachments)
                 m = posted.message
                 self.push({"type": "ack", "client_msg_id": m.client_msg_id, "conversation_id": m.conversation_id,
                            "message_id": m.id, "seq": m.seq, "created_at": message_created(m),

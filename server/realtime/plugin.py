@@ -25,7 +25,8 @@ __all__ = ["RealtimePlugin"]
 class RealtimePlugin(InitPluginProtocol):
     def __init__(self, settings: Settings, db: Database, bus: Bus, metrics: Metrics, limiter: Limiter, *,
                  native: bool, fault_hook: Callable[[str], None] | None = None) -> None:
-        self.chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=fault_hook)
+        self.chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=fault_hook,
+                                max_attachments=settings.attachment_max_per_message)
         self.gateway = Gateway(settings, db, self.chat, bus, metrics, native=native, limiter=limiter)
 
     @asynccontextmanager

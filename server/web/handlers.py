@@ -21,7 +21,8 @@ __all__ = ["STATIC_DIR", "web_handlers"]
 STATIC_DIR = Path(__file__).parent / "static"
 
 #: Pages only load their own scripts and styles, talk to their own origin and show no remote images.
-_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+#: (Attachments show as blob: URLs: the files are fetched with the bearer token, never by URL.)
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
         "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'")
 _PAGE_HEADERS = {
     "Content-Security-Policy": _CSP,

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -95,3 +96,17 @@ def test_malformed_json_bodies_get_the_contract_code_for_their_status(node: InPr
                 if status_for_code(code) != r.status_code:
                     mismatched.append((path, body, r.status_code, code))
     assert mismatched == [], mismatched
+
+
+def test_attachment_paths_and_fields_are_in_the_schema(node: InProcServer) -> None:
+    schema = httpx.get(node.url + "/schema/openapi.json", timeout=10).json()
+    paths = schema["paths"]
+    upload = paths["/v1/conversations/{conversation_id}/attachments"]["post"]
+    body = upload["requestBody"]["content"]["multipart/form-data"]["schema"]
+    ref = body["$ref"].rsplit("/", 1)[1]
+    assert schema["components"]["schemas"][ref]["properties"]["file"]["format"] == "binary"
+    assert "get" in paths["/v1/attachments/{attachment_id}"]
+    assert "get" in paths["/v1/attachments/{attachment_id}/thumbnail"]
+    send = paths["/v1/conversations/{conversation_id}/messages"]["post"]["requestBody"]["content"]
+    send_ref = send["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert "attachments" in schema["components"]["schemas"][send_ref]["properties"]

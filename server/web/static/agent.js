@@ -308,6 +308,7 @@ function select(cid) {
   renderLists();
   renderHead();
   renderThread();
+  renderStaged();
   if (!t.loaded) send({ type: "subscribe", conversation_id: cid, after_seq: t.lastSeq, ref: "sub:" + cid });
   $("reply").focus();
 }
@@ -347,8 +348,103 @@ function messageEl(m) {
   box.appendChild(headRow);
   box.appendChild(richText(el("div", "text"), m.text));
   if (m.citations && m.citations.length) box.appendChild(citations(m.citations));
+  if (Array.isArray(m.attachments) && m.attachments.length) box.appendChild(attachmentsEl(m.attachments));
   return box;
 }
+
+// ---- attachments -------------------------------------------------------------------------
+// Files are served only with the agent's token: fetched, then shown from blob: URLs.
+const attachmentPath = (a) => `/v1/attachments/${encodeURIComponent(String(a.id))}`;
+async function authedBlob(path) {
+  const r = await fetch(path, { headers: { Authorization: "Bearer " + st.token } });
+  if (!r.ok) throw new Error(`download failed (${r.status})`);
+  return URL.createObjectURL(await r.blob());
+}
+function fmtSize(n) {
+  n = Number(n) || 0;
+  return n >= 1048576 ? (n / 1048576).toFixed(1) + " MB" : Math.max(1, Math.round(n / 1024)) + " KB";
+}
+function download(a) {
+  authedBlob(attachmentPath(a))
+    .then((u) => {
+      const link = el("a");
+      link.href = u;
+      link.download = String(a.name || "file");
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(u), 60000);
+    })
+    .catch((e) => toast(e.message));
+}
+function attachmentsEl(list) {
+  const wrap = el("div", "files");
+  for (const a of list) {
+    if (!a || typeof a.id !== "string") continue;
+    if (a.thumbnail_url) {
+      const img = el("img", "thumb");
+      img.alt = String(a.name || "image");
+      img.title = `${a.name || "image"} · ${a.width}×${a.height} · click to download`;
+      img.dataset.testid = "thumb";
+      authedBlob(attachmentPath(a) + "/thumbnail").then((u) => (img.src = u)).catch(() => {});
+      img.addEventListener("click", () => download(a));
+      wrap.appendChild(img);
+    } else {
+      const b = el("button", "ghost file", `📄 ${a.name || "file"} · ${fmtSize(a.size)}`);
+      b.type = "button";
+      b.dataset.testid = "file-link";
+      b.addEventListener("click", () => download(a));
+      wrap.appendChild(b);
+    }
+  }
+  return wrap;
+}
+// Uploaded files wait here (per conversation) until the next reply carries them.
+const staged = new Map(); // cid -> [{id, name}]
+function renderStaged() {
+  const box = clear($("staged"));
+  const list = staged.get(st.selected) || [];
+  box.hidden = !list.length;
+  for (const a of list) box.appendChild(el("span", "chip", "📎 " + a.name));
+}
+async function uploadFiles(files) {
+  const cid = st.selected;
+  if (!cid) return;
+  for (const file of files) {
+    const fd = new FormData();
+    fd.append("file", file, file.name || "pasted-image.png");
+    try {
+      const r = await fetch(`/v1/conversations/${encodeURIComponent(cid)}/attachments`, {
+        method: "POST", headers: { Authorization: "Bearer " + st.token }, body: fd });
+      const data = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error((data.error && data.error.detail) || `upload failed (${r.status})`);
+      staged.set(cid, [...(staged.get(cid) || []), { id: data.attachment.id, name: data.attachment.name }]);
+      renderStaged();
+    } catch (e) {
+      toast(`Could not attach ${file.name || "the file"}: ${e.message}`);
+    }
+  }
+}
+$("attach").addEventListener("click", () => $("file").click());
+$("file").addEventListener("change", () => {
+  uploadFiles(Array.from($("file").files || []));
+  $("file").value = "";
+});
+$("reply").addEventListener("paste", (e) => {
+  const files = Array.from((e.clipboardData && e.clipboardData.files) || []);
+  if (!files.length) return;
+  e.preventDefault();
+  uploadFiles(files);
+});
+$("conversation").addEventListener("dragover", (e) => {
+  if (e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files")) e.preventDefault();
+});
+$("conversation").addEventListener("drop", (e) => {
+  const files = Array.from((e.dataTransfer && e.dataTransfer.files) || []);
+  if (!files.length) return;
+  e.preventDefault();
+  uploadFiles(files);
+});
 
 function renderThread() {
   const log = clear($("log"));
@@ -463,15 +559,23 @@ $("handback").addEventListener("click", () => action("handback"));
 $("reply-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("reply").value.trim();
-  if (!text || !st.selected) return;
+  const files = (staged.get(st.selected) || []).map((a) => a.id);
+  if ((!text && !files.length) || !st.selected) return;
   const body = { type: "send", conversation_id: st.selected, client_msg_id: uuid(), text, ref: "r" + ++st.refs };
-  if (send(body)) {
+  if (files.length) body.attachments = files;
+  const sent = () => {
     $("reply").value = "";
+    staged.delete(body.conversation_id);
+    renderStaged();
+  };
+  if (send(body)) {
+    sent();
     stopTyping();
   } else {
     // Offline: REST has the same promises as the socket.
-    call("POST", `/v1/conversations/${encodeURIComponent(st.selected)}/messages`, { client_msg_id: body.client_msg_id, text })
-      .then(() => ($("reply").value = ""))
+    const rest = { client_msg_id: body.client_msg_id, text, ...(files.length ? { attachments: files } : {}) };
+    call("POST", `/v1/conversations/${encodeURIComponent(st.selected)}/messages`, rest)
+      .then(sent)
       .catch((err) => toast("Not sent: " + err.message));
   }
 });

@@ -166,7 +166,15 @@
   input.maxLength = 4000;
   const send = el("button", "pw-send", "Send");
   send.type = "submit";
-  form.append(input, send);
+  const attach = el("button", "pw-attach", "📎");
+  attach.type = "button";
+  attach.setAttribute("aria-label", "Attach a file");
+  attach.dataset.testid = "attach";
+  const fileInput = el("input");
+  fileInput.type = "file";
+  fileInput.hidden = true;
+  fileInput.dataset.testid = "file";
+  form.append(attach, fileInput, input, send);
   const toast = el("div", "pw-toast");
   toast.hidden = true;
   toast.dataset.testid = "toast";
@@ -285,8 +293,98 @@
     richText(body, m.text);
     box.appendChild(body);
     renderCitations(box, m.citations);
+    renderAttachments(box, m.attachments);
     box.appendChild(el("div", "pw-meta", fmtTime(m.created_at)));
     return box;
+  }
+
+  // ---- attachments ---------------------------------------------------------------------
+  // Files are served only with the visitor's token, so they are fetched and shown as blob: URLs.
+  async function authedBlob(path) {
+    const r = await fetch(base + path, { headers: { Authorization: "Bearer " + st.token } });
+    if (!r.ok) throw new Error("download failed (" + r.status + ")");
+    return URL.createObjectURL(await r.blob());
+  }
+  function attachmentPath(a) {
+    return "/v1/attachments/" + encodeURIComponent(String(a.id));
+  }
+  function fmtSize(n) {
+    n = Number(n) || 0;
+    return n >= 1048576 ? (n / 1048576).toFixed(1) + " MB" : Math.max(1, Math.round(n / 1024)) + " KB";
+  }
+  function download(a) {
+    authedBlob(attachmentPath(a))
+      .then((u) => {
+        const link = document.createElement("a");
+        link.href = u;
+        link.download = String(a.name || "file");
+        root.appendChild(link);
+        link.click();
+        link.remove();
+        setTimeout(() => URL.revokeObjectURL(u), 60000);
+      })
+      .catch((e) => showToast(e.message));
+  }
+  function renderAttachments(box, list) {
+    if (!Array.isArray(list) || !list.length) return;
+    const wrap = el("div", "pw-files");
+    for (const a of list) {
+      if (!a || typeof a.id !== "string") continue;
+      if (a.thumbnail_url) {
+        const img = el("img", "pw-thumb");
+        img.alt = String(a.name || "image");
+        img.title = String(a.name || "image");
+        img.dataset.testid = "thumb";
+        authedBlob(attachmentPath(a) + "/thumbnail").then((u) => (img.src = u)).catch(() => {});
+        img.addEventListener("click", () => download(a));
+        wrap.appendChild(img);
+      } else {
+        const b = el("button", "pw-file", "📄 " + String(a.name || "file") + " · " + fmtSize(a.size));
+        b.type = "button";
+        b.dataset.testid = "file-link";
+        b.addEventListener("click", () => download(a));
+        wrap.appendChild(b);
+      }
+    }
+    box.appendChild(wrap);
+  }
+  async function uploadAndSend(file) {
+    const cmid = uuid();
+    const box = el("div", "pw-msg pw-user pw-mine pw-pending");
+    box.dataset.testid = "pending";
+    box.appendChild(el("div", "pw-text", "📎 " + String(file.name || "file") + " — uploading…"));
+    log.appendChild(box);
+    empty.hidden = true;
+    scroll();
+    try {
+      const fd = new FormData();
+      fd.append("file", file, file.name || "pasted-image.png");
+      const r = await fetch(base + "/v1/conversations/" + encodeURIComponent(st.cid) + "/attachments", {
+        method: "POST", headers: { Authorization: "Bearer " + st.token }, body: fd });
+      const data = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error((data.error && data.error.detail) || "upload failed (" + r.status + ")");
+      const ids = [data.attachment.id];
+      st.pending.set(cmid, { text: "", attachments: ids, el: box });
+      sendFrame({ type: "send", conversation_id: st.cid, client_msg_id: cmid, text: "", attachments: ids, ref: ref() });
+    } catch (e) {
+      box.classList.add("pw-failed");
+      box.appendChild(el("div", "pw-meta", "Not sent: " + e.message));
+    }
+  }
+  function attachFiles(files) {
+    for (const file of files) {
+      if (!file) continue;
+      const go = () => uploadAndSend(file);
+      if (st.cid) {
+        ensureSession().then(go).catch(() => showToast("Could not reach the chat; try again."));
+      } else if (st.connected) {
+        afterStart.push(go);
+        startConversation();
+      } else {
+        connect();
+        showToast("Connecting… attach the file again in a moment.");
+      }
+    }
   }
   function insertBySeq(node, seq) {
     const nodes = log.querySelectorAll(".pw-msg[data-seq]");
@@ -551,7 +649,8 @@
       return;
     }
     for (const [cmid, p] of st.pending) {
-      sendFrame({ type: "send", conversation_id: st.cid, client_msg_id: cmid, text: p.text, ref: ref() });
+      sendFrame({ type: "send", conversation_id: st.cid, client_msg_id: cmid, text: p.text, ref: ref(),
+        ...(p.attachments ? { attachments: p.attachments } : {}) });
     }
   }
   function startConversation() {
@@ -685,6 +784,26 @@
     }
     clearTimeout(st.typingTimer);
     st.typingTimer = setTimeout(stopTyping, 4000);
+  });
+  attach.addEventListener("click", () => fileInput.click());
+  fileInput.addEventListener("change", () => {
+    attachFiles(Array.from(fileInput.files || []));
+    fileInput.value = "";
+  });
+  input.addEventListener("paste", (e) => {
+    const files = Array.from((e.clipboardData && e.clipboardData.files) || []);
+    if (!files.length) return; // plain text pastes as usual
+    e.preventDefault();
+    attachFiles(files);
+  });
+  panel.addEventListener("dragover", (e) => {
+    if (e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files")) e.preventDefault();
+  });
+  panel.addEventListener("drop", (e) => {
+    const files = Array.from((e.dataTransfer && e.dataTransfer.files) || []);
+    if (!files.length) return;
+    e.preventDefault();
+    attachFiles(files);
   });
   human.addEventListener("click", () => {
     const go = () => sendFrame({ type: "handoff.request", conversation_id: st.cid, reason: "user_request", ref: ref() });
