@@ -67,6 +67,9 @@ class KnowledgeSettings:
     # and how many sentences one answer may embed (the rest are judged by their words).
     answer_window: int = 6
     answer_max_embedded: int = 64
+    # Several processes may share one Chroma server: how often (at most) a search asks Chroma
+    # whether another process changed the knowledge base, so its in-memory copy catches up.
+    store_check_seconds: float = 1.0
     # How many candidates each retriever contributes before fusion.
     candidate_pool: int = 20
     rrf_k: int = 60
