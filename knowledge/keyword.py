@@ -110,7 +110,18 @@ _STOPWORDS = frozenset(
     ]
 )
 # Function characters: they carry no topic, so they do not count towards coverage.
-_CJK_STOP = frozenset("的了吗呢吧啊是么什怎哪谁我你您们这那在和与或也都就还请问呀嘛个")
+_CJK_STOP = frozenset("的了吗呢吧啊是么什怎哪谁我你您们这那在和与或也都就还请问呀嘛个多少久可以能要会该如何为样")
+# The frame of a question ("how long does it take", "can I still"): searched for, but not a
+# topic the knowledge base has to cover, so they do not count towards coverage or unknown words.
+_QUESTION_WORDS = frozenset(
+    [
+        "long", "take", "takes", "much", "many", "need", "needs", "want", "like", "please", "pls",
+        "plz", "tell", "know", "way", "happen", "happens", "still", "really", "kind", "thing",
+        "something", "anything", "actually", "possible", "able", "okay", "ok", "hi", "hello", "hey",
+        "thanks", "thank", "use", "using", "used", "make", "work", "works", "go", "going", "put",
+        "let", "one",
+    ]
+)
 _MAX_UNITS = 62
 _K1 = 1.2
 _B = 0.75
@@ -183,7 +194,8 @@ def _query_terms(query: str) -> tuple[dict[str, int], int, set[str]]:
         start = unit
         for part in parts:
             if part not in _STOPWORDS and unit < _MAX_UNITS:
-                content |= 1 << unit
+                if part not in _QUESTION_WORDS:
+                    content |= 1 << unit
                 add(_stem(part), 1 << unit)
                 unit += 1
         if len(parts) > 1 and unit > start:

@@ -58,7 +58,7 @@ class KnowledgeSettings:
     # With a calibrated scope model (knowledge/scope.py): the in-scope probability below which
     # the search abstains, and how many chunks of one document may fill the top k.
     scope_probability: float = 0.5
-    max_chunks_per_document: int = 2
+    max_chunks_per_document: int = 1
     # Extractive answers: how many sentences of a chunk to quote, and how much the embedder's
     # judgement counts against the share of the question's words a sentence contains.
     answer_sentences: int = 3

@@ -45,7 +45,8 @@ def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                pytest.skip(f"`chroma run` exited with {process.returncode}: {(data / 'server.log').read_text()[-500:]}")
+                tail = (data / "server.log").read_text()[-500:]
+                pytest.skip(f"`chroma run` exited with {process.returncode}: {tail}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200:
                     break
