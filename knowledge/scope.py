@@ -94,7 +94,7 @@ def fit(signals: Sequence[ScopeSignals], in_scope: Sequence[bool], *, l2: float 
 # here, so no weighting reaches the targets on it. Keyed by the embedder's model id prefix; an
 # embedder without an entry (MiniLM, OpenAI, hash) keeps the plain similarity threshold.
 SCOPE_MODELS: dict[str, ScopeModel] = {
-    "use-multilingual-v3": ScopeModel((3.7391, 6.4679, 3.1713, 1.3033, 0.0086, -4.6782, -2.8071), -3.1316),
+    "use-multilingual-v3": ScopeModel((3.0301, 6.3129, 3.472, 1.7279, -0.0424, -5.817, -2.6446), -3.1145),
 }
 
 
