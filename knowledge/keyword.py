@@ -312,7 +312,8 @@ class KeywordIndex:
         for suffix in ("est", "er", "ing", "ed", "ly", "e"):
             base = word[: -len(suffix)]
             if word.endswith(suffix) and len(base) >= 3:
-                for form in (base, base + "e"):
+                doubled = base[:-1] if len(base) > 3 and base[-1] == base[-2] else base  # "cancelling"
+                for form in (base, base + "e", doubled):
                     if form in self._postings:
                         return form
         if len(word) < 5:

@@ -306,6 +306,7 @@ class KnowledgeService:
         coverage_threshold = settings.keyword_coverage_threshold
 
         signals: ScopeSignals | None = None
+        documents = {cid: str(chunk.metadata.get("document_id", "")) for cid, chunk in stored.items()}
         if model is None:
             probability = 1.0
             trusted = fuse(
@@ -315,10 +316,11 @@ class KnowledgeService:
                 rrf_k=settings.rrf_k,
                 cjk=cjk,
                 coverage_threshold=coverage_threshold,
+                per_document=max(1, settings.max_chunks_per_document),
+                documents=documents,
             )
             in_scope = bool(trusted)
         else:
-            documents = {cid: str(chunk.metadata.get("document_id", "")) for cid, chunk in stored.items()}
             signals = _signals(keyword_hits, candidates, cjk, unknown, documents)
             probability = model.probability(signals)
             in_scope = probability >= settings.scope_probability
