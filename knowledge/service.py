@@ -287,9 +287,10 @@ class KnowledgeService:
             memory = self._index(kb_id)
             keyword_hits = memory.keyword.search(query, pool)
             unknown = memory.keyword.unknown_share(query)
-            sims = memory.similarities(q)
-            for rank_, (chunk, similarity) in enumerate(memory.top(sims, pool), start=1):
-                candidates[chunk.id] = Candidate(chunk.id, similarity, vector_rank=rank_)
+            # Chroma's HNSW index answers the top k: an exact scan of an in-memory matrix was
+            # slower at 10k and 100k chunks (memory-bound, bench/results/knowledge.md).
+            for rank_, chunk in enumerate(self.store.query(kb_id, query_vector, pool), start=1):
+                candidates[chunk.id] = Candidate(chunk.id, chunk.similarity, vector_rank=rank_)
                 stored[chunk.id] = chunk
             for rank_, kw in enumerate(keyword_hits, start=1):
                 found_chunk = memory.chunk(kw.chunk_id)
@@ -297,7 +298,7 @@ class KnowledgeService:
                     continue
                 candidate = candidates.get(kw.chunk_id)
                 if candidate is None:
-                    candidate = candidates[kw.chunk_id] = Candidate(kw.chunk_id, memory.similarity(sims, kw.chunk_id))
+                    candidate = candidates[kw.chunk_id] = Candidate(kw.chunk_id, memory.similarity(q, kw.chunk_id))
                 stored[kw.chunk_id] = found_chunk
                 candidate.keyword_rank, candidate.keyword_score = rank_, kw.score
                 candidate.exact_term, candidate.coverage = kw.exact_term, kw.coverage

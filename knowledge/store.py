@@ -355,11 +355,12 @@ class ChromaStore:
 
 
 class MemoryIndex:
-    """An in-memory copy of one knowledge base for the search hot path: every chunk's vector in
-    one numpy matrix (an exact cosine search of 100k chunks is one matrix product) and its text
-    in a BM25 index. Chroma stays the store of record; ``KnowledgeService`` keeps this copy in
-    step with it by the knowledge base's change stamp, so changes made by other processes
-    sharing the Chroma server are seen too.
+    """An in-memory copy of one knowledge base for the search hot path: every chunk's text in a
+    BM25 index, and its vector, so a chunk the keyword index found is scored without a round
+    trip to Chroma (the nearest neighbours themselves come from Chroma's HNSW index, faster
+    than scanning this copy). Chroma stays the store of record; ``KnowledgeService`` keeps this
+    copy in step with it by the knowledge base's change stamp, so changes made by other
+    processes sharing the Chroma server are seen too.
     """
 
     def __init__(self, dimension: int) -> None:
@@ -431,28 +432,7 @@ class MemoryIndex:
         slot = self._slot.get(chunk_id)
         return None if slot is None else self._chunks[slot]
 
-    def similarities(self, query: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Cosine of the query to every slot (dead slots -2)."""
-        n = len(self._chunks)
-        sims: npt.NDArray[np.float32] = self._vectors[:n] @ query
-        sims[~self._alive[:n]] = -2.0
-        return sims
-
-    def similarity(self, sims: npt.NDArray[np.float32], chunk_id: str) -> float | None:
+    def similarity(self, query: npt.NDArray[np.float32], chunk_id: str) -> float | None:
+        """Cosine of the query to one chunk (None when it is not here)."""
         slot = self._slot.get(chunk_id)
-        return None if slot is None else float(sims[slot])
-
-    def top(self, sims: npt.NDArray[np.float32], k: int) -> list[tuple[StoredChunk, float]]:
-        """The ``k`` live chunks most similar to the query, best first."""
-        live = len(self._slot)
-        if live == 0:
-            return []
-        k = min(k, live)
-        best = np.argpartition(-sims, k - 1)[:k]
-        best = best[np.argsort(-sims[best], kind="stable")]
-        out: list[tuple[StoredChunk, float]] = []
-        for i in best:
-            chunk = self._chunks[int(i)]
-            if chunk is not None:
-                out.append((chunk, float(sims[i])))
-        return out
+        return None if slot is None else float(self._vectors[slot] @ query)
