@@ -110,7 +110,19 @@ _STOPWORDS = frozenset(
     ]
 )
 # Function characters: they carry no topic, so they do not count towards coverage.
-_CJK_STOP = frozenset("的了吗呢吧啊是么什怎哪谁我你您们这那在和与或也都就还请问呀嘛个")
+_CJK_STOP = frozenset("的了吗呢吧啊是么什怎哪谁我你您们这那在和与或也都就还请问呀嘛个多少久可以能要会该如何为样")
+# The frame of a question ("how long does it take", "can I still"): searched for, but not a
+# topic the knowledge base has to cover, so they do not count towards coverage or unknown words.
+_QUESTION_WORDS = frozenset(
+    [
+        "long", "take", "takes", "much", "many", "need", "needs", "want", "like", "please", "pls",
+        "plz", "tell", "know", "way", "happen", "happens", "still", "really", "kind", "thing",
+        "something", "anything", "actually", "possible", "able", "okay", "ok", "hi", "hello", "hey",
+        "thanks", "thank", "use", "using", "used", "make", "work", "works", "go", "going", "put",
+        "let", "one", "whats", "hows", "wheres", "whos", "im", "ive", "id", "dont", "cant", "wont",
+        "isnt", "doesnt", "u", "ur", "r",
+    ]
+)
 _MAX_UNITS = 62
 _K1 = 1.2
 _B = 0.75
@@ -183,7 +195,8 @@ def _query_terms(query: str) -> tuple[dict[str, int], int, set[str]]:
         start = unit
         for part in parts:
             if part not in _STOPWORDS and unit < _MAX_UNITS:
-                content |= 1 << unit
+                if part not in _QUESTION_WORDS:
+                    content |= 1 << unit
                 add(_stem(part), 1 << unit)
                 unit += 1
         if len(parts) > 1 and unit > start:
@@ -282,11 +295,49 @@ class KeywordIndex:
         self._alive = bytearray(b"\x01" * len(self._ids))
         self._dead = 0
 
+    def _known_forms(self, terms: dict[str, int]) -> dict[str, int]:
+        """The query's terms, each word the index lacks replaced by the indexed word it most
+        likely means: a typo one edit away ("braodband", "cancell") or another form of the same
+        word ("fastest", "charging"). Users type like that on every help centre."""
+        out: dict[str, int] = {}
+        for term, mask in terms.items():
+            known = term if term in self._postings else self._correct(term)
+            key = known or term
+            out[key] = out.get(key, 0) | mask
+        return out
+
+    def _correct(self, word: str) -> str | None:
+        if len(word) < 4 or not word.isalpha() or _IS_CJK.match(word):
+            return None
+        for suffix in ("est", "er", "ing", "ed", "ly", "e"):
+            base = word[: -len(suffix)]
+            if word.endswith(suffix) and len(base) >= 3:
+                doubled = base[:-1] if len(base) > 3 and base[-1] == base[-2] else base  # "cancelling"
+                for form in (base, base + "e", doubled):
+                    if form in self._postings:
+                        return form
+        if len(word) < 5:
+            return None
+        letters = "abcdefghijklmnopqrstuvwxyz"
+        splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+        candidates = [a + b[1:] for a, b in splits if b]
+        candidates += [a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1]
+        candidates += [a + c + b[1:] for a, b in splits if b for c in letters]
+        candidates += [a + c + b for a, b in splits for c in letters]
+        best: str | None = None
+        best_df = 0
+        for candidate in candidates:
+            posting = self._postings.get(candidate)
+            if posting is not None and len(posting[0]) > best_df:
+                best, best_df = candidate, len(posting[0])
+        return best
+
     def unknown_share(self, query: str) -> float:
         """Share of the query's content units that no chunk contains at all: a question about
         a product or a term this knowledge base never mentions ("E2", "Bosch") is likely
         outside it, however similar its wording is to a page."""
-        terms, content, _whole = _query_terms(query)
+        raw, content, _whole = _query_terms(query)
+        terms = self._known_forms(raw)
         units = content.bit_count()
         if units == 0:
             return 0.0
@@ -301,6 +352,7 @@ class KeywordIndex:
         if self._live == 0:
             return []
         terms, content, whole_words = _query_terms(query)
+        terms = self._known_forms(terms)
         n = len(self._ids)
         scores = np.zeros(n, dtype=np.float32)
         covered = np.zeros(n, dtype=np.int64)

@@ -56,8 +56,11 @@ def fuse(
     rrf_k: int,
     cjk: bool = False,
     coverage_threshold: float = 0.5,
+    per_document: int | None = None,
+    documents: dict[str, str] | None = None,
 ) -> list[tuple[Candidate, float]]:
-    """The ``k`` trusted candidates, best first, each with its fused score."""
+    """The ``k`` trusted candidates, best first, each with its fused score (with
+    ``per_document``, at most that many chunks of one document)."""
     trusted: list[tuple[Candidate, float]] = []
     for c in candidates:
         if not _trusted(c, threshold=threshold, cjk=cjk, coverage_threshold=coverage_threshold):
@@ -72,7 +75,9 @@ def fuse(
             fused += 1.0 / rrf_k
         trusted.append((c, fused))
     trusted.sort(key=lambda item: (item[1], item[0].similarity or 0.0), reverse=True)
-    return trusted[:k]
+    if per_document is None:
+        return trusted[:k]
+    return _capped(trusted, k, per_document, documents or {})
 
 
 def rank(candidates: Sequence[Candidate], *, k: int, rrf_k: int, per_document: int,
@@ -90,6 +95,11 @@ def rank(candidates: Sequence[Candidate], *, k: int, rrf_k: int, per_document: i
             fused += 1.0 / rrf_k
         scored.append((c, fused))
     scored.sort(key=lambda item: (item[1], item[0].similarity or 0.0), reverse=True)
+    return _capped(scored, k, per_document, documents)
+
+
+def _capped(scored: list[tuple[Candidate, float]], k: int, per_document: int,
+            documents: dict[str, str]) -> list[tuple[Candidate, float]]:
     out: list[tuple[Candidate, float]] = []
     taken: dict[str, int] = {}
     for c, fused in scored:

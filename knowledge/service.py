@@ -7,6 +7,7 @@ seeing a half-replaced document in the keyword index.
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -17,11 +18,11 @@ from knowledge.chunking import BREADCRUMB_SEPARATOR, Chunk, chunk_document, embe
 from knowledge.documents import ParsedDocument
 from knowledge.embeddings import Embedder
 from knowledge.errors import ModelMismatch, ParseFailed
-from knowledge.keyword import KeywordHit, KeywordIndex, is_cjk_query
+from knowledge.keyword import KeywordHit, is_cjk_query
 from knowledge.retrieval import Candidate, Hit, fuse, rank
 from knowledge.scope import ScopeModel, ScopeSignals, scope_model_for
 from knowledge.settings import KnowledgeSettings
-from knowledge.store import Metadata, StoredChunk, VectorStore
+from knowledge.store import MemoryIndex, Metadata, StoredChunk, VectorStore
 
 __all__ = ["IngestResult", "KnowledgeService", "Progress", "Retrieval"]
 
@@ -63,7 +64,7 @@ class KnowledgeService:
         self.settings = settings or KnowledgeSettings()
         self._guard = threading.Lock()
         self._locks: dict[str, threading.RLock] = {}
-        self._keyword: dict[str, KeywordIndex] = {}
+        self._memory: dict[str, MemoryIndex] = {}
         self._opened: set[str] = set()
 
     # -- knowledge bases -------------------------------------------------------------------
@@ -100,7 +101,9 @@ class KnowledgeService:
         def embed(chunks: list[StoredChunk]) -> list[list[float]]:
             return self.embedder.embed([_embedding_text_of(c) for c in chunks])
 
-        return self.store.reembed(kb_id, self.embedder.model_id, self.embedder.dimension, embed)
+        count = self.store.reembed(kb_id, self.embedder.model_id, self.embedder.dimension, embed)
+        self._memory.pop(kb_id, None)  # its vectors are the old model's
+        return count
 
     def create_kb(self, kb_id: str, *, exist_ok: bool = False) -> None:
         with self._lock(kb_id):
@@ -109,13 +112,13 @@ class KnowledgeService:
                 return
             self.store.create(kb_id, self.embedder.model_id, self.embedder.dimension)
             self._opened.add(kb_id)
-            self._keyword[kb_id] = KeywordIndex()
+            self._memory[kb_id] = MemoryIndex(self.embedder.dimension)
 
     def drop_kb(self, kb_id: str) -> None:
         with self._lock(kb_id):
             self.store.drop(kb_id)
             self._opened.discard(kb_id)
-            self._keyword.pop(kb_id, None)
+            self._memory.pop(kb_id, None)
 
     def list_kbs(self) -> list[str]:
         return self.store.list_kbs()
@@ -129,15 +132,39 @@ class KnowledgeService:
         self.open_kb(kb_id)
         return self.store.count(kb_id)
 
-    def _keyword_index(self, kb_id: str) -> KeywordIndex:
-        index = self._keyword.get(kb_id)
-        if index is None:
-            # Rebuilt from Chroma's documents once per process: Chroma stays the only truth.
-            index = KeywordIndex()
-            for chunk in self.store.scan(kb_id):
-                index.add(chunk.id, _keyword_text(chunk.text, chunk.metadata))
-            self._keyword[kb_id] = index
-        return index
+    def _index(self, kb_id: str, *, check: bool = False) -> MemoryIndex:
+        """The knowledge base's in-memory copy, brought in step with Chroma (the only truth).
+
+        Other processes may share the Chroma server (several nodes): every change stamps the
+        collection (``store.touch``), and the stamp is compared at most every
+        ``store_check_seconds`` (always with ``check``); when it moved, the chunk listing is
+        compared and only what was added, replaced or removed is fetched. Call with the lock held.
+        """
+        memory = self._memory.get(kb_id)
+        if memory is None:
+            memory = self._memory[kb_id] = MemoryIndex(self.embedder.dimension)
+        now = time.monotonic()
+        if not check and memory.revision is not None and now - memory.checked_at < self.settings.store_check_seconds:
+            return memory
+        memory.checked_at = now
+        revision = self.store.revision(kb_id)
+        if revision == memory.revision:
+            return memory
+        if memory.revision is None and len(memory) == 0:
+            for chunk in self.store.scan(kb_id, with_embeddings=True):
+                memory.put(chunk, _keyword_text(chunk.text, chunk.metadata))
+        else:
+            listing = self.store.listing(kb_id)
+            mine = memory.hashes()
+            for chunk_id, content_hash in mine.items():
+                if listing.get(chunk_id) != content_hash:
+                    memory.remove(chunk_id)
+            wanted = [cid for cid, content_hash in listing.items() if mine.get(cid) != content_hash]
+            for start in range(0, len(wanted), 1000):
+                for chunk in self.store.get(kb_id, wanted[start : start + 1000], with_embeddings=True):
+                    memory.put(chunk, _keyword_text(chunk.text, chunk.metadata))
+        memory.revision = revision
+        return memory
 
     # -- documents -------------------------------------------------------------------------
 
@@ -154,9 +181,12 @@ class KnowledgeService:
                 if owner != document_id:
                     # This id's previous version is outdated either way; its new content is
                     # already indexed under ``owner``.
-                    index = self._keyword_index(kb_id)
-                    for old in self.store.delete_where(kb_id, "document_id", document_id):
-                        index.remove(old)
+                    memory = self._index(kb_id)
+                    removed = self.store.delete_where(kb_id, "document_id", document_id)
+                    for old in removed:
+                        memory.remove(old)
+                    if removed:
+                        self.store.touch(kb_id)
                 report(1.0)
                 count = len(self.store.ids_where(kb_id, "document_id", owner))
                 return IngestResult(count, content_hash, True, owner)
@@ -173,13 +203,16 @@ class KnowledgeService:
         metadatas = [self._metadata(parsed, c, content_hash) for c in chunks]
 
         with self._lock(kb_id):
-            index = self._keyword_index(kb_id)
+            memory = self._index(kb_id)
             # Replace after the new version is ready, so a failure keeps the old one searchable.
             for old in self.store.delete_where(kb_id, "document_id", document_id):
-                index.remove(old)
+                memory.remove(old)
             self.store.add(kb_id, [c.id for c in chunks], vectors, [c.text for c in chunks], metadatas)
-            for chunk, meta in zip(chunks, metadatas, strict=True):
-                index.add(chunk.id, _keyword_text(chunk.text, meta))
+            for chunk, vector, meta in zip(chunks, vectors, metadatas, strict=True):
+                memory.put(StoredChunk(chunk.id, chunk.text, meta, embedding=vector), _keyword_text(chunk.text, meta))
+            # The copy's own stamp stays as it was, so the next check compares listings once and
+            # picks up whatever another process wrote meanwhile.
+            self.store.touch(kb_id)
         report(1.0)
         return IngestResult(len(chunks), content_hash, False)
 
@@ -199,10 +232,12 @@ class KnowledgeService:
         """Remove every chunk of the document; the number removed."""
         with self._lock(kb_id):
             self._open(kb_id)
-            index = self._keyword_index(kb_id)
+            memory = self._index(kb_id)
             removed = self.store.delete_where(kb_id, "document_id", document_id)
             for chunk_id in removed:
-                index.remove(chunk_id)
+                memory.remove(chunk_id)
+            if removed:
+                self.store.touch(kb_id)
             return len(removed)
 
     # -- search ----------------------------------------------------------------------------
@@ -238,42 +273,34 @@ class KnowledgeService:
         self.open_kb(kb_id)
         pool = max(k, settings.candidate_pool)
         query_vector = self.embedder.embed([query])[0]
-        with self._lock(kb_id):
-            index = self._keyword_index(kb_id)
-            keyword_hits = index.search(query, pool)
-            unknown = index.unknown_share(query)
-            vector_hits = self.store.query(kb_id, query_vector, pool)
-        model = scope_model_for(self.embedder.model_id) if scope is True else (scope or None)
-
+        q = np.asarray(query_vector, dtype=np.float32)
         candidates: dict[str, Candidate] = {}
         stored: dict[str, StoredChunk] = {}
-        for rank_, chunk in enumerate(vector_hits, start=1):
-            candidates[chunk.id] = Candidate(chunk.id, chunk.similarity, vector_rank=rank_)
-            stored[chunk.id] = chunk
-        for rank_, kw in enumerate(keyword_hits, start=1):
-            candidate = candidates.setdefault(kw.chunk_id, Candidate(kw.chunk_id))
-            candidate.keyword_rank, candidate.keyword_score = rank_, kw.score
-            candidate.exact_term, candidate.coverage = kw.exact_term, kw.coverage
+        with self._lock(kb_id):
+            memory = self._index(kb_id)
+            keyword_hits = memory.keyword.search(query, pool)
+            unknown = memory.keyword.unknown_share(query)
+            # Chroma's HNSW index answers the top k: an exact scan of an in-memory matrix was
+            # slower at 10k and 100k chunks (memory-bound, bench/results/knowledge.md).
+            for rank_, chunk in enumerate(self.store.query(kb_id, query_vector, pool), start=1):
+                candidates[chunk.id] = Candidate(chunk.id, chunk.similarity, vector_rank=rank_)
+                stored[chunk.id] = chunk
+            for rank_, kw in enumerate(keyword_hits, start=1):
+                found_chunk = memory.chunk(kw.chunk_id)
+                if found_chunk is None:
+                    continue
+                candidate = candidates.get(kw.chunk_id)
+                if candidate is None:
+                    candidate = candidates[kw.chunk_id] = Candidate(kw.chunk_id, memory.similarity(q, kw.chunk_id))
+                stored[kw.chunk_id] = found_chunk
+                candidate.keyword_rank, candidate.keyword_score = rank_, kw.score
+                candidate.exact_term, candidate.coverage = kw.exact_term, kw.coverage
+        model = scope_model_for(self.embedder.model_id) if scope is True else (scope or None)
         cjk = is_cjk_query(query)
         coverage_threshold = settings.keyword_coverage_threshold
-        pool_full = len(vector_hits) >= pool
-        # A keyword-only candidate outside a full vector pool is less similar than every chunk
-        # in it; the plain rule can only trust it by an exact term or CJK coverage, so the rest
-        # are not fetched. The scope model ranks every keyword candidate, so it fetches them all.
-        missing = [
-            cid
-            for cid, c in candidates.items()
-            if c.similarity is None
-            and (model is not None or not pool_full or c.exact_term or (cjk and c.coverage >= coverage_threshold))
-        ]
-        if missing:
-            q = np.asarray(query_vector, dtype=np.float32)
-            for chunk in self.store.get(kb_id, missing, with_embeddings=True):
-                stored[chunk.id] = chunk
-                if chunk.embedding is not None:
-                    candidates[chunk.id].similarity = float(np.dot(q, np.asarray(chunk.embedding)))
 
         signals: ScopeSignals | None = None
+        documents = {cid: str(chunk.metadata.get("document_id", "")) for cid, chunk in stored.items()}
         if model is None:
             probability = 1.0
             trusted = fuse(
@@ -283,10 +310,11 @@ class KnowledgeService:
                 rrf_k=settings.rrf_k,
                 cjk=cjk,
                 coverage_threshold=coverage_threshold,
+                per_document=max(1, settings.max_chunks_per_document),
+                documents=documents,
             )
             in_scope = bool(trusted)
         else:
-            documents = {cid: str(chunk.metadata.get("document_id", "")) for cid, chunk in stored.items()}
             signals = _signals(keyword_hits, candidates, cjk, unknown, documents)
             probability = model.probability(signals)
             in_scope = probability >= settings.scope_probability

@@ -56,9 +56,11 @@ class KnowledgeSettings:
     # chunk must contain (the offline model cannot judge these; see knowledge/retrieval.py).
     keyword_coverage_threshold: float = 0.5
     # With a calibrated scope model (knowledge/scope.py): the in-scope probability below which
-    # the search abstains, and how many chunks of one document may fill the top k.
-    scope_probability: float = 0.5
-    max_chunks_per_document: int = 2
+    # the search abstains, and how many chunks of one document may fill the top k. 0.4 rather
+    # than 0.5: on the sets it was fitted on it abstained as often out of scope and kept more
+    # in-scope questions (an in-scope question refused is a miss too).
+    scope_probability: float = 0.4
+    max_chunks_per_document: int = 1
     # Extractive answers: how many sentences of a chunk to quote, and how much the embedder's
     # judgement counts against the share of the question's words a sentence contains.
     answer_sentences: int = 3
@@ -67,6 +69,9 @@ class KnowledgeSettings:
     # and how many sentences one answer may embed (the rest are judged by their words).
     answer_window: int = 6
     answer_max_embedded: int = 64
+    # Several processes may share one Chroma server: how often (at most) a search asks Chroma
+    # whether another process changed the knowledge base, so its in-memory copy catches up.
+    store_check_seconds: float = 1.0
     # How many candidates each retriever contributes before fusion.
     candidate_pool: int = 20
     rrf_k: int = 60

@@ -9,18 +9,21 @@ the embedding model id and dimension it was built with.
 
 import hashlib
 import re
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import chromadb
+import numpy as np
+import numpy.typing as npt
 from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import NotFoundError
 
 from knowledge.errors import KnowledgeBaseExists, KnowledgeBaseNotFound, ModelMismatch
 
-__all__ = ["ChromaStore", "StoredChunk", "VectorStore", "collection_name"]
+__all__ = ["ChromaStore", "MemoryIndex", "StoredChunk", "VectorStore", "collection_name"]
 
 Metadata = Mapping[str, str | int | float | bool]
 _PAGE = 1000
@@ -55,7 +58,10 @@ class VectorStore(Protocol):
     def first_where(self, kb_id: str, key: str, value: str) -> StoredChunk | None: ...
     def query(self, kb_id: str, embedding: list[float], k: int) -> list[StoredChunk]: ...
     def get(self, kb_id: str, ids: list[str], *, with_embeddings: bool = False) -> list[StoredChunk]: ...
-    def scan(self, kb_id: str) -> Iterator[StoredChunk]: ...
+    def scan(self, kb_id: str, *, with_embeddings: bool = False) -> Iterator[StoredChunk]: ...
+    def listing(self, kb_id: str) -> dict[str, str]: ...
+    def revision(self, kb_id: str) -> str: ...
+    def touch(self, kb_id: str) -> str: ...
     def model_of(self, kb_id: str) -> tuple[str, int]: ...
     def reembed(
         self, kb_id: str, model_id: str, dimension: int, embed: Callable[[list[StoredChunk]], list[list[float]]]
@@ -297,13 +303,136 @@ class ChromaStore:
             for i, cid in enumerate(found["ids"])
         ]
 
-    def scan(self, kb_id: str) -> Iterator[StoredChunk]:
+    def scan(self, kb_id: str, *, with_embeddings: bool = False) -> Iterator[StoredChunk]:
         collection = self._collection(kb_id)
+        include = ["documents", "metadatas", *(["embeddings"] if with_embeddings else [])]
         offset = 0
         while True:
-            page = collection.get(include=["documents", "metadatas"], limit=_PAGE, offset=offset)
+            page = collection.get(include=include, limit=_PAGE, offset=offset)
             if not page["ids"]:
                 return
-            for cid, text, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
-                yield StoredChunk(cid, text or "", meta or {})
+            vectors = page.get("embeddings")
+            for i, cid in enumerate(page["ids"]):
+                yield StoredChunk(
+                    cid,
+                    page["documents"][i] or "",
+                    page["metadatas"][i] or {},
+                    embedding=None if vectors is None else list(vectors[i]),
+                )
             offset += len(page["ids"])
+
+    def listing(self, kb_id: str) -> dict[str, str]:
+        """Every chunk id with the content hash of its document version: what an in-memory copy
+        compares itself with to find what another process added, replaced or removed."""
+        collection = self._collection(kb_id)
+        out: dict[str, str] = {}
+        offset = 0
+        while True:
+            page = collection.get(include=["metadatas"], limit=_PAGE * 10, offset=offset)
+            if not page["ids"]:
+                return out
+            for cid, meta in zip(page["ids"], page["metadatas"], strict=True):
+                out[cid] = str((meta or {}).get("content_hash", ""))
+            offset += len(page["ids"])
+
+    def revision(self, kb_id: str) -> str:
+        """The knowledge base's change stamp as the server has it now (one small round trip):
+        it changes whenever any process adds or removes chunks (``touch``)."""
+        try:
+            fresh = self._client.get_collection(collection_name(kb_id), embedding_function=None)
+        except (NotFoundError, ValueError) as exc:
+            raise KnowledgeBaseNotFound(f"knowledge base {kb_id!r} does not exist") from exc
+        return str((fresh.metadata or {}).get("revision", ""))
+
+    def touch(self, kb_id: str) -> str:
+        """Record that the knowledge base changed: a new random stamp in its metadata (Chroma
+        replaces the metadata whole, so the rest is written back with it). The new stamp."""
+        collection = self._collection(kb_id)
+        fresh = self._client.get_collection(collection_name(kb_id), embedding_function=None)
+        stamp = uuid.uuid4().hex
+        collection.modify(metadata={**dict(fresh.metadata or {}), "revision": stamp})
+        return stamp
+
+
+class MemoryIndex:
+    """An in-memory copy of one knowledge base for the search hot path: every chunk's text in a
+    BM25 index, and its vector, so a chunk the keyword index found is scored without a round
+    trip to Chroma (the nearest neighbours themselves come from Chroma's HNSW index, faster
+    than scanning this copy). Chroma stays the store of record; ``KnowledgeService`` keeps this
+    copy in step with it by the knowledge base's change stamp, so changes made by other
+    processes sharing the Chroma server are seen too.
+    """
+
+    def __init__(self, dimension: int) -> None:
+        from knowledge.keyword import KeywordIndex
+
+        self.keyword = KeywordIndex()
+        self.revision: str | None = None
+        """The change stamp this copy reflects (None: never synchronised)."""
+        self.checked_at = float("-inf")
+        self._dimension = dimension
+        self._vectors: npt.NDArray[np.float32] = np.zeros((64, dimension), dtype=np.float32)
+        self._alive: npt.NDArray[np.bool_] = np.zeros(64, dtype=bool)
+        self._chunks: list[StoredChunk | None] = []
+        self._slot: dict[str, int] = {}
+        self._hash: dict[str, str] = {}
+        self._dead = 0
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def __contains__(self, chunk_id: object) -> bool:
+        return chunk_id in self._slot
+
+    def hashes(self) -> dict[str, str]:
+        return dict(self._hash)
+
+    def put(self, chunk: StoredChunk, keyword_text: str) -> None:
+        """Add or replace a chunk (its ``embedding`` must be set)."""
+        if chunk.embedding is None:
+            raise ValueError(f"chunk {chunk.id!r} has no vector")
+        self.remove(chunk.id)
+        slot = len(self._chunks)
+        if slot >= len(self._vectors):
+            grown = max(64, 2 * len(self._vectors))
+            vectors = np.zeros((grown, self._dimension), dtype=np.float32)
+            vectors[:slot] = self._vectors[:slot]
+            alive = np.zeros(grown, dtype=bool)
+            alive[:slot] = self._alive[:slot]
+            self._vectors, self._alive = vectors, alive
+        self._vectors[slot] = np.asarray(chunk.embedding, dtype=np.float32)
+        self._alive[slot] = True
+        self._chunks.append(StoredChunk(chunk.id, chunk.text, chunk.metadata))
+        self._slot[chunk.id] = slot
+        self._hash[chunk.id] = str(chunk.metadata.get("content_hash", ""))
+        self.keyword.add(chunk.id, keyword_text)
+
+    def remove(self, chunk_id: str) -> None:
+        slot = self._slot.pop(chunk_id, None)
+        if slot is None:
+            return
+        self._hash.pop(chunk_id, None)
+        self._alive[slot] = False
+        self._chunks[slot] = None
+        self._dead += 1
+        self.keyword.remove(chunk_id)
+        if self._dead > 1000 and self._dead > len(self._slot):
+            self._compact()
+
+    def _compact(self) -> None:
+        keep = [i for i, chunk in enumerate(self._chunks) if chunk is not None]
+        self._vectors = np.ascontiguousarray(self._vectors[keep]) if keep else np.zeros((64, self._dimension),
+                                                                                       dtype=np.float32)
+        self._alive = np.ones(len(self._vectors), dtype=bool) if keep else np.zeros(64, dtype=bool)
+        self._chunks = [self._chunks[i] for i in keep]
+        self._slot = {c.id: i for i, c in enumerate(self._chunks) if c is not None}
+        self._dead = 0
+
+    def chunk(self, chunk_id: str) -> StoredChunk | None:
+        slot = self._slot.get(chunk_id)
+        return None if slot is None else self._chunks[slot]
+
+    def similarity(self, query: npt.NDArray[np.float32], chunk_id: str) -> float | None:
+        """Cosine of the query to one chunk (None when it is not here)."""
+        slot = self._slot.get(chunk_id)
+        return None if slot is None else float(self._vectors[slot] @ query)

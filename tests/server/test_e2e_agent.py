@@ -112,9 +112,6 @@ def test_readiness_includes_a_real_retrieval(server: LiveServer) -> None:
     assert r.json()["checks"]["retrieval"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: the calibrated scope model (knowledge/scope.py) abstains on "
-                                       "this plain question of the demo help centre; three shipping pages split "
-                                       "the margin")
 async def test_a_plain_shipping_question_is_answered_with_a_citation(server: LiveServer) -> None:
     user = await WsClient.connect(server.ws_url, server.token(f"visitor-{uuid.uuid4().hex[:6]}", name="Sam"))
     cid = await user.start("How long does shipping take?")

@@ -1,0 +1,62 @@
+"""The search hot path: the in-memory copy of a knowledge base, the keyword index's tolerance of
+how people type, and the top k holding distinct documents."""
+
+import numpy as np
+
+from knowledge.documents import ParsedDocument, Section
+from knowledge.keyword import KeywordIndex
+from knowledge.service import KnowledgeService
+from knowledge.store import MemoryIndex, StoredChunk
+
+
+def _unit(rng: np.random.Generator, dimension: int = 16) -> list[float]:
+    v = rng.standard_normal(dimension)
+    return list(v / np.linalg.norm(v))
+
+
+def test_the_in_memory_copy_keeps_each_live_chunk_and_its_vector_after_removals_and_compaction() -> None:
+    rng = np.random.default_rng(7)
+    memory = MemoryIndex(16)
+    vectors = {f"c{i}": _unit(rng) for i in range(2500)}
+    for cid, vector in vectors.items():
+        memory.put(StoredChunk(cid, f"text {cid}", {"content_hash": "h"}, embedding=vector), f"text {cid}")
+    removed = {f"c{i}" for i in range(0, 2500, 2)} | {f"c{i}" for i in range(1, 1200, 2)}
+    for cid in removed:
+        memory.remove(cid)  # more dead than alive: the copy compacts itself on the way
+    memory.put(StoredChunk("c1", "replaced", {"content_hash": "h2"}, embedding=vectors["c1"]), "replaced")
+    live = {cid: v for cid, v in vectors.items() if cid not in removed or cid == "c1"}
+    assert len(memory) == len(live)
+    query = np.asarray(_unit(rng), dtype=np.float32)
+    for cid, vector in live.items():
+        assert abs(memory.similarity(query, cid) - float(np.dot(query, vector))) < 1e-5  # type: ignore[operator]
+    assert memory.similarity(query, "c0") is None
+    assert memory.chunk("c1") is not None and memory.chunk("c1").text == "replaced"  # type: ignore[union-attr]
+    assert memory.chunk("c0") is None and "c0" not in memory
+    assert memory.keyword.search("replaced", 5)[0].chunk_id == "c1"
+    assert memory.hashes()["c1"] == "h2"
+
+
+def test_a_typo_or_another_form_of_an_indexed_word_still_counts_as_known() -> None:
+    index = KeywordIndex()
+    index.add("plans", "Our broadband plans: Fibre 900 is the fastest. Cancel any time by phone.")
+    index.add("billing", "Bills are sent by email each month.")
+    assert index.search("braodband plans", 2)[0].chunk_id == "plans"
+    assert index.search("can i cancell", 2)[0].chunk_id == "plans"
+    assert index.unknown_share("braodband") == 0.0
+    assert index.unknown_share("cancelling by email") == 0.0
+    # A word the knowledge base never mentions stays unknown; question-frame words are no topic.
+    assert index.unknown_share("do you take bitcoin") == 1.0
+    assert index.unknown_share("how long does it take") == 0.0
+
+
+def test_the_top_k_holds_one_chunk_per_document(hash_service: KnowledgeService) -> None:
+    hash_service.create_kb("kb")
+    long_page = [Section(("Gaskets", f"Part {n}"), f"gasket seal ring size {n} " * 60) for n in range(6)]
+    hash_service.ingest("kb", "long", ParsedDocument(title="Gaskets", source="long.md", sections=long_page))
+    for n in range(4):
+        text = f"gasket seal note {n}"
+        hash_service.ingest("kb", f"short{n}", ParsedDocument(title=f"S{n}", source=f"s{n}.md",
+                                                              sections=[Section((f"S{n}",), text)]))
+    found = hash_service.retrieve("kb", "gasket seal", 5, threshold=0.0)
+    documents = [h.document_id for h in found.hits]
+    assert len(documents) == len(set(documents)) == 5
