@@ -34,6 +34,6 @@ class AttachmentsPlugin(InitPluginProtocol):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.route_handlers.extend(attachment_handlers(self.service.settings.max_file_bytes))
-        app_config.dependencies["attachments"] = Provide(lambda: self.service, sync_to_thread=False)
+        app_config.dependencies["attachment_service"] = Provide(lambda: self.service, sync_to_thread=False)
         app_config.on_shutdown.append(self.service.storage.close)
         return app_config

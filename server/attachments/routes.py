@@ -20,6 +20,8 @@ from server.errors import BadInput
 __all__ = ["attachment_handlers"]
 
 PrincipalDep = NamedDependency[Principal]
+#: by the name ``attachment_service``: a dependency named like a body field (``attachments``) would make
+#: Litestar report that field's validation errors as a failed dependency (500).
 AttachmentsDep = NamedDependency[AttachmentService]
 
 #: Room for the multipart framing around a file of the largest allowed size.
@@ -51,7 +53,7 @@ def attachment_handlers(max_file_bytes: int) -> list[Any]:
           request_max_body_size=max_file_bytes + MULTIPART_OVERHEAD,
           opt={"body_types": ("multipart/form-data",)})
     async def upload_attachment(
-        request: Request[Any, Any, Any], principal: PrincipalDep, attachments: AttachmentsDep,
+        request: Request[Any, Any, Any], principal: PrincipalDep, attachment_service: AttachmentsDep,
         conversation_id: FromPath[str],
         data: Annotated[FileUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> dict[str, Any]:
@@ -65,7 +67,7 @@ def attachment_handlers(max_file_bytes: int) -> list[Any]:
         finally:
             await part.close()
         claimed = {k.lower(): v for k, v in part.headers.items()}.get("content-type")
-        att = await attachments.upload(principal, conversation_id, filename=part.filename, claimed_type=claimed,
+        att = await attachment_service.upload(principal, conversation_id, filename=part.filename, claimed_type=claimed,
                                        data=body)
         return {"attachment": att.summary()}
 
@@ -79,21 +81,21 @@ def attachment_handlers(max_file_bytes: int) -> list[Any]:
         return Stream(dl.chunks, media_type=dl.media_type, headers=headers)
 
     @get("/v1/attachments/{attachment_id:str}")
-    async def download_attachment(principal: PrincipalDep, attachments: AttachmentsDep,
+    async def download_attachment(principal: PrincipalDep, attachment_service: AttachmentsDep,
                                   attachment_id: FromPath[str]) -> Response[Any]:
         """The file, to members of its conversation."""
-        return await _serve(principal, attachments, attachment_id, False)
+        return await _serve(principal, attachment_service, attachment_id, False)
 
     @get("/v1/attachments/{attachment_id:str}/thumbnail")
-    async def download_thumbnail(principal: PrincipalDep, attachments: AttachmentsDep,
+    async def download_thumbnail(principal: PrincipalDep, attachment_service: AttachmentsDep,
                                  attachment_id: FromPath[str]) -> Response[Any]:
         """An image's thumbnail (at most ``attachment_thumbnail_px`` on its longer side)."""
-        return await _serve(principal, attachments, attachment_id, True)
+        return await _serve(principal, attachment_service, attachment_id, True)
 
     @delete("/v1/attachments/{attachment_id:str}", status_code=204)
-    async def delete_attachment(principal: PrincipalDep, attachments: AttachmentsDep,
+    async def delete_attachment(principal: PrincipalDep, attachment_service: AttachmentsDep,
                                 attachment_id: FromPath[str]) -> None:
         """Remove an upload that was never sent (its uploader only)."""
-        await attachments.delete_unsent(principal, attachment_id)
+        await attachment_service.delete_unsent(principal, attachment_id)
 
     return [upload_attachment, download_attachment, download_thumbnail, delete_attachment]

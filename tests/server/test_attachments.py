@@ -234,6 +234,18 @@ def test_a_file_goes_in_one_message_only(w: World) -> None:
         assert c.get(att["url"]).status_code == 200  # sent: the agent may read it now
 
 
+@pytest.mark.parametrize("value", [True, "one-id", {"id": "x"}, [1, 2], ["x" * 65]])
+def test_a_malformed_attachments_field_is_a_validation_error_not_a_server_error(w: World, value: object) -> None:
+    before = stored(w)
+    with w.client(w.alice) as c:
+        r = c.post(f"/v1/conversations/{w.conv_a}/messages",
+                   json={"text": "hi", "client_msg_id": str(uuid.uuid4()), "attachments": value})
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "validation_failed" and error["field"].startswith("attachments"), error
+    assert stored(w) == before
+
+
 def test_admins_and_unauthenticated_callers_cannot_upload(w: World) -> None:
     with w.srv.admin() as c:
         r = c.post(f"/v1/conversations/{w.conv_a}/attachments", files={"file": ("a.png", png())})
