@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 from knowledge.demo import GOLDEN_PATH, load_demo  # noqa: E402
 from knowledge.embeddings import default_embedder  # noqa: E402
 from knowledge.evaluation import (  # noqa: E402
+    GoldenItem,
     collect_signals,
     evaluate_by_language,
     format_report,
@@ -43,6 +44,8 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true", help="fit and print the scope model")
     parser.add_argument("--test", action="store_true", help="also report the Voltway test half")
     parser.add_argument("--misses", action="store_true")
+    parser.add_argument("--kestrel", type=Path, help="also report DIR/questions_tune.jsonl on DIR/docs")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where --test writes its tables")
     args = parser.parse_args()
     settings = KnowledgeSettings()
     service = KnowledgeService(ChromaStore.ephemeral(), default_embedder(settings, args.embedder), settings)
@@ -57,11 +60,12 @@ def main() -> None:
         print("fitted:", fit([s for s, _ in pairs], [y for _, y in pairs]))
         return
     sections = []
+    extra = _extra_sets(service, args.kestrel)
     sets = [("Voltway tuning half (tuned on)", "voltway", tune), ("Brightbrew demo (tuned on)", "demo", demo)]
     if args.test:
         sets.insert(0, ("Voltway test half (held out, never tuned on)", "voltway",
                         load_golden(args.voltway / "questions_test.jsonl")))
-    for title, kb_id, golden in sets:
+    for title, kb_id, golden in sets + extra:
         reports = evaluate_by_language(service, kb_id, golden, answerer=extractive_answerer(service, kb_id))
         table = format_table(reports, TARGETS)
         sections.append(f"## {title}\n\n{table}\n")
@@ -77,7 +81,15 @@ def main() -> None:
         + "\n".join(sections)
     )
     if args.test:
-        RESULTS.write_text(text, encoding="utf-8")
+        args.out.write_text(text, encoding="utf-8")
+
+
+def _extra_sets(service: KnowledgeService, kestrel: Path | None) -> list[tuple[str, str, list[GoldenItem]]]:
+    """Another help centre's tuning half, loaded into its own knowledge base (``--kestrel``)."""
+    if kestrel is None:
+        return []
+    load_directory(service, "kestrel", kestrel / "docs")
+    return [("Kestrel tuning half (checked, not tuned on)", "kestrel", load_golden(kestrel / "questions_tune.jsonl"))]
 
 
 if __name__ == "__main__":
