@@ -281,8 +281,17 @@ _ASKS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
 )
 
 
-def _asks_for(question: str) -> list[re.Pattern[str]]:
-    return [answer for asked, answer in _ASKS if asked.search(question)]
+def _asks_for(question: str) -> tuple[list[re.Pattern[str]], set[str]]:
+    """What the answer should hold, and the question's words that only say so ("cost" in "what
+    does it cost": the price answers them, not a sentence repeating "cost")."""
+    wants: list[re.Pattern[str]] = []
+    words: set[str] = set()
+    for asked, answer in _ASKS:
+        found = [m.group() for m in asked.finditer(question)]
+        if found:
+            wants.append(answer)
+            words |= _content(" ".join(found))
+    return wants, words
 
 
 def _content(text: str) -> set[str]:
@@ -336,52 +345,62 @@ def highlight(
     an answer slow; the rest are scored by their words only. A quote stops near ``max_chars``.
     """
     per_text = [units(t, exclude=headings[i] if i < len(headings) else ()) for i, t in enumerate(texts)]
-    flat = [u.text for us in per_text for u in us]
-    faq_questions = sorted({u.question for us in per_text for u in us if u.question})
-    wants = _asks_for(question)
-    semantic = np.zeros(len(flat), dtype=np.float32)
-    q_semantic: dict[str, float] = {}
-    if flat:
-        budget = (faq_questions + flat)[:max_total]
-        vectors = np.asarray(embedder.embed(budget), dtype=np.float32)
-        sims = vectors @ np.asarray(question_vector, dtype=np.float32)
-        q_semantic = {q: float(sims[i]) for i, q in enumerate(faq_questions) if i < len(budget)}
-        own = sims[len(faq_questions) :]
-        semantic[: len(own)] = own
+    wants, asking = _asks_for(question)
     tokens = [[_content(u.text) | _content(u.question) for u in us] for us in per_text]
     idf = _idf(tokens)
-    q_all = _content(question)
-    results: list[Highlight] = []
-    offset = 0
+    q_all = (_content(question) - asking) if wants else _content(question)
+    # First by words alone: cheap, and it decides which sentences are worth embedding.
+    lexical: list[list[float]] = []
     for index, us in enumerate(per_text):
-        n = len(us)
-        if n == 0:
-            results.append(Highlight((), 0.0))
-            continue
         heads = headings[index] if index < len(headings) else ()
         # The page's title does not tell its sentences apart ("City E1" on the City E1 page); the
         # rest of the question does ("top speed"), and a section heading holding it counts a little.
         q_tokens = q_all - _content(heads[0]) if heads else q_all
         section = _content(" ".join(heads[1:])) if len(heads) > 1 else set()
         total = sum(idf(t) for t in q_tokens)
-        scores: list[float] = []
+        row: list[float] = []
         for i, u in enumerate(us):
+            coverage = 0.0
             if total:
                 words = sum(idf(t) for t in q_tokens & tokens[index][i])
                 words += heading_weight * sum(idf(t) for t in (q_tokens & section) - tokens[index][i])
-                coverage = words / total
-            else:
-                coverage = 0.0
-            meaning = float(semantic[offset + i])
-            if u.question in q_semantic:
-                meaning = max(meaning, q_semantic[u.question])
-            scores.append(
-                semantic_weight * meaning
-                + (1 - semantic_weight) * min(coverage, 1.0)
+                coverage = min(words / total, 1.0)
+            row.append(
+                (1 - semantic_weight) * coverage
                 + (number_bonus if any(w.search(u.text) for w in wants) else 0.0)
-                + position_weight * (1 - i / n)
+                + position_weight * (1 - i / len(us))
             )
-        offset += n
+        lexical.append(row)
+    # Then by meaning, for the most promising ``max_total`` texts (a FAQ answer's question counts
+    # as one of them).
+    candidates = sorted(
+        ((score, index, i) for index, row in enumerate(lexical) for i, score in enumerate(row)),
+        key=lambda x: (-x[0], x[1], x[2]),
+    )
+    to_embed: dict[str, None] = {}
+    for _, index, i in candidates:
+        if len(to_embed) >= max_total:
+            break
+        u = per_text[index][i]
+        to_embed.setdefault(u.text)
+        if u.question and len(to_embed) < max_total:
+            to_embed.setdefault(u.question)
+    meaning: dict[str, float] = {}
+    if to_embed:
+        texts_ = list(to_embed)
+        vectors = np.asarray(embedder.embed(texts_), dtype=np.float32)
+        sims = vectors @ np.asarray(question_vector, dtype=np.float32)
+        meaning = {t: float(sims[k]) for k, t in enumerate(texts_)}
+    results: list[Highlight] = []
+    for index, us in enumerate(per_text):
+        if not us:
+            results.append(Highlight((), 0.0))
+            continue
+        scores = [
+            lexical[index][i]
+            + semantic_weight * max(meaning.get(u.text, 0.0), meaning.get(u.question, 0.0) if u.question else 0.0)
+            for i, u in enumerate(us)
+        ]
         results.append(Highlight(_quote(us, scores, max_sentences, max_chars), max(scores)))
     return results
 
