@@ -332,6 +332,7 @@ def highlight(
     heading_weight: float = 0.5,
     position_weight: float = 0.03,
     max_chars: int = 420,
+    short_chunk: int = 240,
 ) -> list[Highlight]:
     """For each chunk text, the sentences that answer ``question`` best.
 
@@ -342,7 +343,8 @@ def highlight(
     long") and a little by coming early. The best one is quoted with what it needs: its list's
     lead-in, the items of the list it introduces, the rest of its FAQ answer, the sentence before
     a "This"/"It". At most ``max_total`` texts are embedded per call, so a long chunk cannot make
-    an answer slow; the rest are scored by their words only. A quote stops near ``max_chars``.
+    an answer slow; the rest are scored by their words only. A quote stops near ``max_chars``;
+    a chunk of at most ``short_chunk`` characters is quoted whole.
     """
     per_text = [units(t, exclude=headings[i] if i < len(headings) else ()) for i, t in enumerate(texts)]
     wants, asking = _asks_for(question)
@@ -401,14 +403,18 @@ def highlight(
             + semantic_weight * max(meaning.get(u.text, 0.0), meaning.get(u.question, 0.0) if u.question else 0.0)
             for i, u in enumerate(us)
         ]
-        results.append(Highlight(_quote(us, scores, max_sentences, max_chars), max(scores)))
+        results.append(Highlight(_quote(us, scores, max_sentences, max_chars, short_chunk), max(scores)))
     return results
 
 
-def _quote(us: Sequence[Unit], scores: Sequence[float], max_sentences: int, max_chars: int) -> tuple[str, ...]:
+def _quote(
+    us: Sequence[Unit], scores: Sequence[float], max_sentences: int, max_chars: int, short_chunk: int
+) -> tuple[str, ...]:
     """The best sentence with what it needs to be understood, then others that answer nearly as well."""
     ranked = sorted(range(len(us)), key=lambda i: -scores[i])
     best = ranked[0]
+    if sum(len(u.text) for u in us) <= short_chunk:
+        return tuple(u.text for u in us)  # a short section is one answer: "Colours" then the list
     chosen = [best]
 
     def room(i: int) -> bool:
