@@ -20,7 +20,13 @@ from bots.replies import abstain_offer
 from bots.text import content_tokens, is_chinese, plain_markdown, split_sentences, strip_invisible
 from bots.values import Citation
 
-__all__ = ["ExtractiveAnswer", "extractive_answer", "stream_pieces"]
+__all__ = ["OTHER_LANGUAGE_NOTE", "ExtractiveAnswer", "extractive_answer", "stream_pieces"]
+
+# Said first when the knowledge base answers only in the other language.
+OTHER_LANGUAGE_NOTE = {
+    "zh": "帮助中心只有英文资料，以下是英文原文：",
+    "en": "The help centre has this in Chinese only:",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +101,8 @@ def extractive_answer(
             parts.append(f'From "{p.title}" [{k}]: {quote}')
     if not citations:
         return ExtractiveAnswer(abstain_offer(zh), [], True)
+    if not any(_in_language(p, zh) for p in good if p.chunk_id in {c.chunk_id for c in citations}):
+        parts.insert(0, OTHER_LANGUAGE_NOTE["zh" if zh else "en"])
     return ExtractiveAnswer("\n\n".join(parts), citations, False)
 
 

@@ -344,7 +344,8 @@ def highlight(
     lead-in, the items of the list it introduces, the rest of its FAQ answer, the sentence before
     a "This"/"It". At most ``max_total`` texts are embedded per call, so a long chunk cannot make
     an answer slow; the rest are scored by their words only. A quote stops near ``max_chars``;
-    a chunk of at most ``short_chunk`` characters is quoted whole.
+    a chunk of at most ``short_chunk`` characters and one sentence more than ``max_sentences``
+    is quoted whole.
     """
     per_text = [units(t, exclude=headings[i] if i < len(headings) else ()) for i, t in enumerate(texts)]
     wants, asking = _asks_for(question)
@@ -413,7 +414,7 @@ def _quote(
     """The best sentence with what it needs to be understood, then others that answer nearly as well."""
     ranked = sorted(range(len(us)), key=lambda i: -scores[i])
     best = ranked[0]
-    if sum(len(u.text) for u in us) <= short_chunk:
+    if len(us) <= max_sentences + 1 and sum(len(u.text) for u in us) <= short_chunk:
         return tuple(u.text for u in us)  # a short section is one answer: "Colours" then the list
     chosen = [best]
 
