@@ -46,7 +46,7 @@ _FOOTER = re.compile(
     r"(©|\(c\)\s*\d{4}|all rights reserved|was this (article|page) helpful|back to top|skip to (main )?content|"
     r"cookie (settings|preferences|policy)|privacy policy\s*[|·•]|terms (of (use|service)|and conditions)\s*[|·•]|"
     r"share this (article|page)|related articles|last updated\s*:|版权所有|返回顶部|这篇文章有帮助吗|本文是否有帮助|"
-    r"相关文章|最后更新)",
+    r"相关文章|最后更新|accept (all )?cookies|we use cookies|this (site|website) uses cookies|使用\s?cookie|接受所有)",
     re.IGNORECASE,
 )
 _CRUMB_START = re.compile(r"^(home|help( cent(er|re))?|support|首页|帮助中心|帮助)\b", re.IGNORECASE)
@@ -261,8 +261,8 @@ _DURATION = (
 _ASKS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
     (re.compile(q, re.IGNORECASE), re.compile(a, re.IGNORECASE))
     for q, a in (
-        (r"\bhow much\b|\bcost|\bprice|\bfee|\bcharge[ds]?\b|\bpay\b|\bexpensive|\bcheap|多少钱|价格|价钱|费用|收费|"
-         r"多少元|贵|便宜|付多少|赔多少",
+        (r"\bhow much\b|\bcost|\bprice|\bfee|\bcharge[ds]?\b|\bpay\b|\bexpensive|\bcheap|\bfree\b|"
+         r"免费|多少钱|价格|价钱|费用|收费|多少元|贵|便宜|付多少|赔多少",
          r"[€$£¥]\s?\d|\d\s?(€|eur|euros?|usd|gbp|元|块)|免费|\bfree( of charge)?\b|\bno charge\b"),
         (r"\bhow (long|soon|quickly)\b|\bwhen\b|\buntil\b|\bby when\b|\bhow many (days|weeks|months|years|hours|"
          r"minutes)|\bdeadline\b|多久|多长时间|几天|什么时候|几个月|几年|多少天|何时|期限",
@@ -302,7 +302,7 @@ def _stands_alone(sentence: str) -> bool:
     if re.match(r"^[^:：]{2,40}[:：]\s*\S", sentence):
         return True  # "Top speed: 25 km/h" says what it is about
     cjk = bool(_CJK.search(sentence))
-    short = len(sentence) < (12 if cjk else 35)
+    short = len(sentence) < (12 if cjk else 25)
     return not (short or _LEANS_BACK.match(unicodedata.normalize("NFKC", sentence)))
 
 
