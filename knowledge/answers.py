@@ -306,7 +306,7 @@ def _stands_alone(sentence: str) -> bool:
     return not (short or _LEANS_BACK.match(unicodedata.normalize("NFKC", sentence)))
 
 
-def _idf(per_text: Sequence[Sequence[set[str]]]) -> Callable[[str], float]:
+def _idf(per_text: Sequence[Sequence[set[str]]], codes: bool = False) -> Callable[[str], float]:
     """Rarity of a word among the candidate sentences: a word every sentence has tells none apart."""
     df: dict[str, int] = {}
     n = 0
@@ -315,7 +315,19 @@ def _idf(per_text: Sequence[Sequence[set[str]]]) -> Callable[[str], float]:
             n += 1
             for t in tokens:
                 df[t] = df.get(t, 0) + 1
-    return lambda t: math.log((n + 1) / (df.get(t, 0) + 0.5)) + 0.1
+
+    def weight(t: str) -> float:
+        # A code the question names ("E07", or "22" after "error code") picks out the line about it.
+        code = bool(_CODE.fullmatch(t)) or (codes and t.isdigit())
+        return (math.log((n + 1) / (df.get(t, 0) + 0.5)) + 0.1) * (3.0 if code else 1.0)
+
+    return weight
+
+
+_CODE = re.compile(r"[a-z]{1,3}\d[a-z0-9]{0,5}")
+_ASKS_CODE = re.compile(r"\b(codes?|errors?|shows?|says|displays?)\b|代码|故障|报|显示", re.IGNORECASE)
+# "E07 - No battery signal", "代码 22：电池温度异常": a term and what it means, explained by the next line.
+_LABEL = re.compile(r"^\s*[\w\u3400-\u9fff][\w\u3400-\u9fff .+/#-]{0,14}?\s*(?:\s[-–—]\s|[:：])\s*\S")
 
 
 def highlight(
@@ -350,7 +362,7 @@ def highlight(
     per_text = [units(t, exclude=headings[i] if i < len(headings) else ()) for i, t in enumerate(texts)]
     wants, asking = _asks_for(question)
     tokens = [[_content(u.text) | _content(u.question) for u in us] for us in per_text]
-    idf = _idf(tokens)
+    idf = _idf(tokens, codes=bool(_ASKS_CODE.search(question)))
     q_all = (_content(question) - asking) if wants else _content(question)
     # First by words alone: cheap, and it decides which sentences are worth embedding.
     lexical: list[list[float]] = []
@@ -437,6 +449,15 @@ def _quote(
         chosen.append(best - 1)
     if unit.text.rstrip().endswith((":", "：")) and best + 1 < len(us) and room(best + 1):
         chosen.append(best + 1)
+    if (
+        _LABEL.match(unit.text)
+        and len(unit.text) <= 60
+        and best + 1 < len(us)
+        and not _LABEL.match(us[best + 1].text)
+        and us[best + 1].lead is None
+        and room(best + 1)
+    ):
+        chosen.append(best + 1)  # "E07 - No battery signal" then what to do about it
     extra = 0
     for i in ranked[1:]:
         if extra >= max_sentences - 1:
