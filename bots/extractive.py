@@ -57,6 +57,7 @@ def extractive_answer(
     max_passages: int = 2,
     max_sentences: int = 2,
     language_window: int = 3,
+    second_share: float = 0.5,
 ) -> ExtractiveAnswer:
     zh = is_chinese(question)
     good = [p for p in passages if p.score >= threshold]
@@ -73,6 +74,7 @@ def extractive_answer(
     parts: list[str] = []
     citations: list[Citation] = []
     documents: set[str] = set()
+    first_top = 0.0
     for p in good:
         if len(citations) >= max_passages:
             break
@@ -89,8 +91,9 @@ def extractive_answer(
             ranked = sorted(range(len(sentences)), key=lambda i: -_sentence_score(q, sentences[i]))
             chosen = sorted(ranked[:max_sentences])  # keep document order for readability
             top = _sentence_score(q, sentences[ranked[0]])
-        if citations and top == 0:
-            continue  # a second passage that shares nothing with the question adds noise
+        if citations and top < second_share * first_top:
+            continue  # a second passage that shares little with the question adds noise
+        first_top = first_top or top
         documents.add(p.document_id)
         quote = " ".join(sentences[i] for i in chosen)
         citations.append(Citation(p.document_id, p.title, p.source, p.chunk_id))

@@ -36,3 +36,24 @@ def test_the_citation_format_stays() -> None:
     assert (citation.document_id, citation.title, citation.source, citation.chunk_id) == (
         "d-cards", "Library cards", "https://library.example/cards", "lib:1",
     )
+
+
+def test_a_second_page_is_quoted_only_when_it_also_answers() -> None:
+    fines = Passage(
+        "lib:3", "d-fines", "Late returns", "https://library.example/fines", "Fines",
+        "Late books cost 20p a day.", 0.7, highlights=("Late books cost 20p a day.",),
+    )
+    events = Passage(
+        "lib:4", "d-events", "Events", "https://library.example/events", "Events",
+        "Story time books for children are read on Saturdays.", 0.7,
+        highlights=("Story time books for children are read on Saturdays.",),
+    )
+    renew = Passage(
+        "lib:5", "d-renew", "Renewing", "https://library.example/renew", "Renewing",
+        "Renew late books online to stop the daily cost.", 0.7,
+        highlights=("Renew late books online to stop the daily cost.",),
+    )
+    alone = extractive_answer("What do late books cost a day?", [fines, events], threshold=0.5)
+    assert [c.document_id for c in alone.citations] == ["d-fines"] and "Story time" not in alone.text
+    both = extractive_answer("What do late books cost a day?", [fines, renew], threshold=0.5)
+    assert [c.document_id for c in both.citations] == ["d-fines", "d-renew"]
