@@ -5,7 +5,9 @@ no passage clears the threshold it abstains and offers a person. The retriever u
 those sentences already (``Passage.highlights``: scored by meaning and by the question's words,
 navigation text dropped, Markdown rendered); for a passage without them the sentences sharing
 most words with the question are taken. A passage in the question's language goes first when
-the knowledge base has one among the best. It can only say what the knowledge base says, which
+the knowledge base has one among the best; otherwise the answer says first that it quotes the other
+language (``OTHER_LANGUAGE_NOTE``). A second page is quoted only when it shares at least
+``second_share`` as much with the question as the first. It can only say what the knowledge base says, which
 is why it is the default when no endpoint is configured (a tiny local model invents facts:
 FACTS.md)."""
 
