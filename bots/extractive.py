@@ -5,7 +5,9 @@ no passage clears the threshold it abstains and offers a person. The retriever u
 those sentences already (``Passage.highlights``: scored by meaning and by the question's words,
 navigation text dropped, Markdown rendered); for a passage without them the sentences sharing
 most words with the question are taken. A passage in the question's language goes first when
-the knowledge base has one among the best. It can only say what the knowledge base says, which
+the knowledge base has one among the best; otherwise the answer says first that it quotes the other
+language (``OTHER_LANGUAGE_NOTE``). A second page is quoted only when it shares at least
+``second_share`` as much with the question as the first. It can only say what the knowledge base says, which
 is why it is the default when no endpoint is configured (a tiny local model invents facts:
 FACTS.md)."""
 
@@ -20,7 +22,13 @@ from bots.replies import abstain_offer
 from bots.text import content_tokens, is_chinese, plain_markdown, split_sentences, strip_invisible
 from bots.values import Citation
 
-__all__ = ["ExtractiveAnswer", "extractive_answer", "stream_pieces"]
+__all__ = ["OTHER_LANGUAGE_NOTE", "ExtractiveAnswer", "extractive_answer", "stream_pieces"]
+
+# Said first when the knowledge base answers only in the other language.
+OTHER_LANGUAGE_NOTE = {
+    "zh": "帮助中心只有英文资料，以下是英文原文：",
+    "en": "The help centre has this in Chinese only:",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,7 @@ def extractive_answer(
     max_passages: int = 2,
     max_sentences: int = 2,
     language_window: int = 3,
+    second_share: float = 0.5,
 ) -> ExtractiveAnswer:
     zh = is_chinese(question)
     good = [p for p in passages if p.score >= threshold]
@@ -67,6 +76,7 @@ def extractive_answer(
     parts: list[str] = []
     citations: list[Citation] = []
     documents: set[str] = set()
+    first_top = 0.0
     for p in good:
         if len(citations) >= max_passages:
             break
@@ -83,8 +93,9 @@ def extractive_answer(
             ranked = sorted(range(len(sentences)), key=lambda i: -_sentence_score(q, sentences[i]))
             chosen = sorted(ranked[:max_sentences])  # keep document order for readability
             top = _sentence_score(q, sentences[ranked[0]])
-        if citations and top == 0:
-            continue  # a second passage that shares nothing with the question adds noise
+        if citations and top < second_share * first_top:
+            continue  # a second passage that shares little with the question adds noise
+        first_top = first_top or top
         documents.add(p.document_id)
         quote = " ".join(sentences[i] for i in chosen)
         citations.append(Citation(p.document_id, p.title, p.source, p.chunk_id))
@@ -95,6 +106,8 @@ def extractive_answer(
             parts.append(f'From "{p.title}" [{k}]: {quote}')
     if not citations:
         return ExtractiveAnswer(abstain_offer(zh), [], True)
+    if not any(_in_language(p, zh) for p in good if p.chunk_id in {c.chunk_id for c in citations}):
+        parts.insert(0, OTHER_LANGUAGE_NOTE["zh" if zh else "en"])
     return ExtractiveAnswer("\n\n".join(parts), citations, False)
 
 

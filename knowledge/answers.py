@@ -8,9 +8,10 @@ tokens), and the best ones are returned in document order, with a neighbour when
 cannot stand alone ("It takes 5 days." after "Refunds go back to your card.").
 """
 
+import math
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,16 @@ import numpy as np
 from knowledge.embeddings import Embedder
 from knowledge.keyword import tokenize
 
-__all__ = ["Highlight", "drop_navigation", "highlight", "is_navigation", "plain_text", "split_sentences"]
+__all__ = [
+    "Highlight",
+    "Unit",
+    "drop_navigation",
+    "highlight",
+    "is_navigation",
+    "plain_text",
+    "split_sentences",
+    "units",
+]
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9£$€¥])|(?<=[。！？；])|\n+")
@@ -36,7 +46,7 @@ _FOOTER = re.compile(
     r"(©|\(c\)\s*\d{4}|all rights reserved|was this (article|page) helpful|back to top|skip to (main )?content|"
     r"cookie (settings|preferences|policy)|privacy policy\s*[|·•]|terms (of (use|service)|and conditions)\s*[|·•]|"
     r"share this (article|page)|related articles|last updated\s*:|版权所有|返回顶部|这篇文章有帮助吗|本文是否有帮助|"
-    r"相关文章|最后更新)",
+    r"相关文章|最后更新|accept (all )?cookies|we use cookies|this (site|website) uses cookies|使用\s?cookie|接受所有)",
     re.IGNORECASE,
 )
 _CRUMB_START = re.compile(r"^(home|help( cent(er|re))?|support|首页|帮助中心|帮助)\b", re.IGNORECASE)
@@ -107,29 +117,99 @@ def drop_navigation(text: str) -> str:
     )
 
 
-_FAQ = re.compile(r"^\s*Q:\s*(?P<q>.*?)\n\s*A:\s*(?P<a>.*)$", re.DOTALL)
+_FAQ_Q = re.compile(r"^\s*(?:Q|Question|问)\s*[:：]\s*(?P<q>.+)$", re.IGNORECASE)
+_FAQ_A = re.compile(r"^\s*(?:A|Answer|答)\s*[:：]\s*(?P<a>.*)$", re.IGNORECASE)
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,2}[.)])\s+")
+_ITEM_END = re.compile(r"[;；,，]\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A readable sentence of a chunk, with what a quote of it may need around it."""
+
+    text: str
+    lead: int | None = None
+    """Index of the line that introduces the list this sentence is an item of ("... the following:")."""
+    question: str = ""
+    """For the answer of a FAQ pair: its question (what it is matched against)."""
+    pair: int | None = None
+    """For the answer of a FAQ pair: which pair of the chunk it belongs to."""
+
+
+def _row_cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _table_row(cells: list[str], header: list[str] | None) -> str:
+    """A table row as "header: value" text; a two-column row without a header as "key: value"."""
+    cells = [plain_text(c) for c in cells]
+    if header and len(header) == len(cells):
+        return ", ".join(f"{h}: {c}" if h else c for h, c in zip(header, cells, strict=True) if c)
+    filled = [c for c in cells if c]
+    if len(filled) >= 2:
+        return f"{filled[0]}: " + ", ".join(filled[1:])
+    return filled[0] if filled else ""
+
+
+def units(text: str, *, exclude: Sequence[str] = ()) -> list[Unit]:
+    """The readable sentences of a chunk: Markdown rendered (tables as "header: value"), HTML
+    tags, navigation lines and lines that only repeat the page title or a heading (``exclude``)
+    dropped. Of a FAQ pair only the answer is kept, each sentence carrying its question."""
+    skip = {_fold(x) for x in exclude if x}
+    lines = text.splitlines()
+    out: list[Unit] = []
+    header: list[str] | None = None
+    lead: int | None = None
+    question = ""
+    pair: int | None = None
+    pairs = 0
+    for number, raw_line in enumerate(lines):
+        if not raw_line.strip():
+            continue
+        q = _FAQ_Q.match(raw_line)
+        if q:
+            question, pair, lead = plain_text(q.group("q")), pairs, None
+            pairs += 1
+            continue
+        a = _FAQ_A.match(raw_line)
+        if a:
+            raw_line = a.group("a")
+        if _TABLE_RULE.match(raw_line):
+            continue
+        is_row = raw_line.count("|") >= 2 or raw_line.lstrip().startswith("|")
+        if is_row:
+            cells = _row_cells(raw_line)
+            following = next((x for x in lines[number + 1 :] if x.strip()), "")
+            if _TABLE_RULE.match(following):
+                header = [plain_text(c) for c in cells]  # the header row says nothing on its own
+                continue
+            if is_navigation(raw_line):
+                continue
+            line = _table_row(cells, header)
+        else:
+            header = None
+            if is_navigation(raw_line) or _fold(plain_text(raw_line)) in skip:
+                continue
+            line = plain_text(raw_line)
+        if not line or is_navigation(line):
+            continue
+        item = bool(_LIST_ITEM.match(raw_line)) or (
+            lead is not None and bool(out) and (len(out) - 1 == lead or bool(_ITEM_END.search(out[-1].text)))
+        )
+        if not item and not is_row:
+            lead = None
+        pieces = [p.strip() for p in _SENTENCE_END.split(line)] if not is_row else [line]
+        for piece in pieces:
+            if piece and not is_navigation(piece) and re.search(r"\w", piece):
+                out.append(Unit(piece, lead if (item or is_row) else None, question, pair))
+        if out and out[-1].text.rstrip().endswith((":", "：")):
+            lead = len(out) - 1
+    return out
 
 
 def split_sentences(text: str, *, exclude: Sequence[str] = ()) -> list[str]:
-    """Readable sentences of a chunk: Markdown rendered, navigation lines dropped, and lines
-    that only repeat the page title or a heading (``exclude``) left out. Of a FAQ pair only the
-    answer is kept: the question is the customer's words, not the answer."""
-    faq = _FAQ.match(text)
-    if faq:
-        text = faq.group("a")
-    skip = {_fold(x) for x in exclude if x}
-    out: list[str] = []
-    for raw_line in text.splitlines():
-        if _TABLE_RULE.match(raw_line) or is_navigation(raw_line) or _fold(plain_text(raw_line)) in skip:
-            continue
-        line = plain_text(raw_line)
-        if not line or is_navigation(line):
-            continue
-        for piece in _SENTENCE_END.split(line):
-            piece = piece.strip()
-            if piece and not is_navigation(piece) and re.search(r"\w", piece):
-                out.append(piece)
-    return out
+    """Readable sentences of a chunk (see ``units``)."""
+    return [u.text for u in units(text, exclude=exclude)]
 
 
 def _fold(text: str) -> str:
@@ -174,43 +254,80 @@ _QUESTION_WORDS = frozenset(
 )
 # What a question asks for, and how its answer shows it: "how much" wants a price, "how long" a
 # duration. A general lexicon of English and Chinese question forms, the same for any business.
+_DURATION = (
+    r"\d\s?(-|to|–)?\s?\d*\s?(working |business )?(days?|weeks?|months?|years?|hours?|minutes?|mins?|h)\b|"
+    r"[\d一二三四五六七八九十两半]+\s?(个)?(工作日|天|周|个月|月|年|小时|分钟)|\bwithin\b|\bsame day\b|\bnext day\b"
+)
 _ASKS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
     (re.compile(q, re.IGNORECASE), re.compile(a, re.IGNORECASE))
     for q, a in (
-        (r"\bhow much\b|\bcost|\bprice|\bfee|\bcharge|多少钱|价格|价钱|费用|收费|多少元|贵",
-         r"[€$£¥]\s?\d|\d\s?(€|eur|euros?|usd|gbp|元|块)|免费|\bfree\b"),
-        (r"\bhow (long|soon)\b|\bwhen\b|\buntil\b|\bhow many (days|weeks|months|years|hours|minutes)|多久|"
-         r"多长时间|几天|什么时候|几个月|几年|多少天",
-         r"\d\s?(-|to)?\s?\d*\s?(working |business )?(days?|weeks?|months?|years?|hours?|minutes?|mins?)\b|"
-         r"[\d一二三四五六七八九十两]+\s?(个)?(工作日|天|周|个月|月|年|小时|分钟)"),
+        (r"\bhow much\b|\bcost|\bprice|\bfee|\bcharge[ds]?\b|\bpay\b|\bexpensive|\bcheap|\bfree\b|"
+         r"免费|多少钱|价格|价钱|费用|收费|多少元|贵|便宜|付多少|赔多少",
+         r"[€$£¥]\s?\d|\d\s?(€|eur|euros?|usd|gbp|元|块)|免费|\bfree( of charge)?\b|\bno charge\b"),
+        (r"\bhow (long|soon|quickly)\b|\bwhen\b|\buntil\b|\bby when\b|\bhow many (days|weeks|months|years|hours|"
+         r"minutes)|\bdeadline\b|多久|多长时间|几天|什么时候|几个月|几年|多少天|何时|期限",
+         _DURATION),
+        (r"\bwhat time\b|\bopening hours\b|\bopen\b|几点|营业时间|工作时间",
+         r"\d{1,2}[:.]\d{2}|\d\s?(am|pm)\b|\b24/7\b|\d{1,2}\s?点|周[一二三四五六日]|monday|friday|weekend"),
         (r"\bhow fast\b|\bspeed\b|多快|速度|时速", r"km/h|mph|公里/小时|千米/小时"),
-        (r"\bhow (heavy|much does .* weigh)\b|\bweigh|\bload\b|多重|重量|载重", r"\d\s?(kg|kilos?|公斤|千克)"),
-        (r"\bhow (tall|big|far)\b|\bheight\b|\bsize\b|\brange\b|多高|尺寸|多大|多远|续航",
-         r"\d\s?(cm|mm|m|km|inch|\"|厘米|毫米|公里)\b"),
-        (r"\bhow many\b|\bhow often\b|几次|多少次|几个|多少个", r"\d|[一二三四五六七八九十两]"),
+        (r"\bhow (heavy|much does .* weigh)\b|\bweigh|\bload\b|多重|重量|载重|多沉", r"\d\s?(kg|kilos?|公斤|千克)"),
+        (r"\bhow (tall|big|far|large|wide)\b|\bheight\b|\bsize\b|\brange\b|\btravel\b|多高|尺寸|多大|多远|续航|多宽",
+         r"\d\s?(cm|mm|m|km|inch|\"|厘米|毫米|公里|litres?|liters?|l|升)\b"),
+        (r"\bhow many\b|\bhow often\b|\bmaximum\b|\bmax\b|\blimit\b|几次|多少次|几个|多少个|几辆|最多|上限",
+         r"\d|[一二三四五六七八九十两]"),
+        (r"\be-?mail\b|\baddress\b|邮箱|邮件", r"\S@\S"),
+        (r"\bphone\b|\bnumber\b|\bhotline\b|\bcall\b|电话|热线|号码", r"\+?\d[\d \-]{5,}\d"),
     )
 )
-_NUMBER = re.compile(r"\d")
 
 
-def _asks_for(question: str) -> list[re.Pattern[str]]:
-    return [answer for asked, answer in _ASKS if asked.search(question)]
+def _asks_for(question: str) -> tuple[list[re.Pattern[str]], set[str]]:
+    """What the answer should hold, and the question's words that only say so ("cost" in "what
+    does it cost": the price answers them, not a sentence repeating "cost")."""
+    wants: list[re.Pattern[str]] = []
+    words: set[str] = set()
+    for asked, answer in _ASKS:
+        found = [m.group() for m in asked.finditer(question)]
+        if found:
+            wants.append(answer)
+            words |= _content(" ".join(found))
+    return wants, words
 
 
 def _content(text: str) -> set[str]:
     return {t for t in tokenize(text) if t not in _QUESTION_WORDS}
 
 
-def _coverage(question: set[str], sentence: set[str]) -> float:
-    return len(question & sentence) / len(question) if question else 0.0
-
-
 def _stands_alone(sentence: str) -> bool:
     if re.match(r"^[^:：]{2,40}[:：]\s*\S", sentence):
         return True  # "Top speed: 25 km/h" says what it is about
     cjk = bool(_CJK.search(sentence))
-    short = len(sentence) < (12 if cjk else 35)
+    short = len(sentence) < (12 if cjk else 25)
     return not (short or _LEANS_BACK.match(unicodedata.normalize("NFKC", sentence)))
+
+
+def _idf(per_text: Sequence[Sequence[set[str]]], codes: bool = False) -> Callable[[str], float]:
+    """Rarity of a word among the candidate sentences: a word every sentence has tells none apart."""
+    df: dict[str, int] = {}
+    n = 0
+    for sentences in per_text:
+        for tokens in sentences:
+            n += 1
+            for t in tokens:
+                df[t] = df.get(t, 0) + 1
+
+    def weight(t: str) -> float:
+        # A code the question names ("E07", or "22" after "error code") picks out the line about it.
+        code = bool(_CODE.fullmatch(t)) or (codes and t.isdigit())
+        return (math.log((n + 1) / (df.get(t, 0) + 0.5)) + 0.1) * (3.0 if code else 1.0)
+
+    return weight
+
+
+_CODE = re.compile(r"[a-z]{1,3}\d[a-z0-9]{0,5}")
+_ASKS_CODE = re.compile(r"\b(codes?|errors?|shows?|says|displays?)\b|代码|故障|报|显示", re.IGNORECASE)
+# "E07 - No battery signal", "代码 22：电池温度异常": a term and what it means, explained by the next line.
+_LABEL = re.compile(r"^\s*[\w\u3400-\u9fff][\w\u3400-\u9fff .+/#-]{0,14}?\s*(?:\s[-–—]\s|[:：])\s*\S")
 
 
 def highlight(
@@ -224,51 +341,129 @@ def highlight(
     max_total: int = 40,
     semantic_weight: float = 0.6,
     number_bonus: float = 0.2,
+    heading_weight: float = 0.5,
+    position_weight: float = 0.03,
+    max_chars: int = 420,
+    short_chunk: int = 240,
 ) -> list[Highlight]:
     """For each chunk text, the sentences that answer ``question`` best.
 
-    At most ``max_total`` sentences are embedded per call, so a long chunk cannot make an
-    answer slow; the rest are scored by their words only.
+    A sentence scores by its meaning (cosine to the question; for the answer of a FAQ pair, the
+    better of its own and its question's), by the rarity-weighted share of the question's words it
+    or its section heading contains (the page title is left out: every sentence of the page has
+    it), by holding what the question asks for (a price for "how much", a duration for "how
+    long") and a little by coming early. The best one is quoted with what it needs: its list's
+    lead-in, the items of the list it introduces, the rest of its FAQ answer, the sentence before
+    a "This"/"It". At most ``max_total`` texts are embedded per call, so a long chunk cannot make
+    an answer slow; the rest are scored by their words only. A quote stops near ``max_chars``;
+    a chunk of at most ``short_chunk`` characters and one sentence more than ``max_sentences``
+    is quoted whole.
     """
-    per_text = [split_sentences(t, exclude=headings[i] if i < len(headings) else ()) for i, t in enumerate(texts)]
-    flat = [s for sentences in per_text for s in sentences]
-    q_all = _content(question)
-    wants = _asks_for(question)
-    semantic = np.zeros(len(flat), dtype=np.float32)
-    if flat:
-        budget = flat[:max_total]
-        vectors = np.asarray(embedder.embed(budget), dtype=np.float32)
-        semantic[: len(budget)] = vectors @ np.asarray(question_vector, dtype=np.float32)
+    per_text = [units(t, exclude=headings[i] if i < len(headings) else ()) for i, t in enumerate(texts)]
+    wants, asking = _asks_for(question)
+    tokens = [[_content(u.text) | _content(u.question) for u in us] for us in per_text]
+    idf = _idf(tokens, codes=bool(_ASKS_CODE.search(question)))
+    q_all = (_content(question) - asking) if wants else _content(question)
+    # First by words alone: cheap, and it decides which sentences are worth embedding.
+    lexical: list[list[float]] = []
+    for index, us in enumerate(per_text):
+        heads = headings[index] if index < len(headings) else ()
+        # The page's title does not tell its sentences apart ("City E1" on the City E1 page); the
+        # rest of the question does ("top speed"), and a section heading holding it counts a little.
+        q_tokens = q_all - _content(heads[0]) if heads else q_all
+        section = _content(" ".join(heads[1:])) if len(heads) > 1 else set()
+        total = sum(idf(t) for t in q_tokens)
+        row: list[float] = []
+        for i, u in enumerate(us):
+            coverage = 0.0
+            if total:
+                words = sum(idf(t) for t in q_tokens & tokens[index][i])
+                words += heading_weight * sum(idf(t) for t in (q_tokens & section) - tokens[index][i])
+                coverage = min(words / total, 1.0)
+            row.append(
+                (1 - semantic_weight) * coverage
+                + (number_bonus if any(w.search(u.text) for w in wants) else 0.0)
+                + position_weight * (1 - i / len(us))
+            )
+        lexical.append(row)
+    # Then by meaning, for the most promising ``max_total`` texts (a FAQ answer's question counts
+    # as one of them).
+    candidates = sorted(
+        ((score, index, i) for index, row in enumerate(lexical) for i, score in enumerate(row)),
+        key=lambda x: (-x[0], x[1], x[2]),
+    )
+    to_embed: dict[str, None] = {}
+    for _, index, i in candidates:
+        if len(to_embed) >= max_total:
+            break
+        u = per_text[index][i]
+        to_embed.setdefault(u.text)
+        if u.question and len(to_embed) < max_total:
+            to_embed.setdefault(u.question)
+    meaning: dict[str, float] = {}
+    if to_embed:
+        texts_ = list(to_embed)
+        vectors = np.asarray(embedder.embed(texts_), dtype=np.float32)
+        sims = vectors @ np.asarray(question_vector, dtype=np.float32)
+        meaning = {t: float(sims[k]) for k, t in enumerate(texts_)}
     results: list[Highlight] = []
-    offset = 0
-    for index, sentences in enumerate(per_text):
-        n = len(sentences)
-        if n == 0:
+    for index, us in enumerate(per_text):
+        if not us:
             results.append(Highlight((), 0.0))
             continue
-        # The words the page's title and headings already answer ("City E1" on the City E1
-        # page) do not tell its sentences apart; the rest of the question does ("top speed").
-        context = _content(" ".join(headings[index])) if index < len(headings) else set()
-        q_tokens = q_all - context  # empty when the question only names the page's subject
         scores = [
-            semantic_weight * float(semantic[offset + i])
-            + (1 - semantic_weight) * _coverage(q_tokens, _content(s))
-            + (number_bonus if any(w.search(s) for w in wants) else 0.0)
-            for i, s in enumerate(sentences)
+            lexical[index][i]
+            + semantic_weight * max(meaning.get(u.text, 0.0), meaning.get(u.question, 0.0) if u.question else 0.0)
+            for i, u in enumerate(us)
         ]
-        offset += n
-        ranked = sorted(range(n), key=lambda i: -scores[i])
-        chosen = {ranked[0]}
-        best = ranked[0]
-        if not _stands_alone(sentences[best]) and best > 0:
-            chosen.add(best - 1)
-        if sentences[best].rstrip().endswith((":", "：")) and best + 1 < n:
-            chosen.add(best + 1)
-        for i in ranked[1:]:
-            if len(chosen) >= max_sentences:
-                break
-            # A second sentence only when it also answers, not merely sits in the same chunk.
-            if scores[i] >= 0.8 * scores[best]:
-                chosen.add(i)
-        results.append(Highlight(tuple(sentences[i] for i in sorted(chosen)), scores[best]))
+        results.append(Highlight(_quote(us, scores, max_sentences, max_chars, short_chunk), max(scores)))
     return results
+
+
+def _quote(
+    us: Sequence[Unit], scores: Sequence[float], max_sentences: int, max_chars: int, short_chunk: int
+) -> tuple[str, ...]:
+    """The best sentence with what it needs to be understood, then others that answer nearly as well."""
+    ranked = sorted(range(len(us)), key=lambda i: -scores[i])
+    best = ranked[0]
+    if len(us) <= max_sentences + 1 and sum(len(u.text) for u in us) <= short_chunk:
+        return tuple(u.text for u in us)  # a short section is one answer: "Colours" then the list
+    chosen = [best]
+
+    def room(i: int) -> bool:
+        return i not in chosen and sum(len(us[j].text) for j in chosen) + len(us[i].text) <= max_chars
+
+    unit = us[best]
+    if unit.pair is not None:
+        # The answer of the matching question: all of it when it is short.
+        for i, other in enumerate(us):
+            if other.pair == unit.pair and room(i):
+                chosen.append(i)
+    if unit.lead is not None and room(unit.lead):
+        chosen.append(unit.lead)  # an item is read under its lead-in ("Stop at once if:")
+    items = [i for i, other in enumerate(us) if other.lead == best]
+    for i in items[: max(3, max_sentences)]:
+        if room(i):
+            chosen.append(i)  # a lead-in is read with its items
+    if not _stands_alone(unit.text) and best > 0 and us[best - 1].pair == unit.pair and room(best - 1):
+        chosen.append(best - 1)
+    if unit.text.rstrip().endswith((":", "：")) and best + 1 < len(us) and room(best + 1):
+        chosen.append(best + 1)
+    if (
+        _LABEL.match(unit.text)
+        and len(unit.text) <= 60
+        and best + 1 < len(us)
+        and not _LABEL.match(us[best + 1].text)
+        and us[best + 1].lead is None
+        and room(best + 1)
+    ):
+        chosen.append(best + 1)  # "E07 - No battery signal" then what to do about it
+    extra = 0
+    for i in ranked[1:]:
+        if extra >= max_sentences - 1:
+            break
+        # A second sentence only when it also answers, not merely sits in the same chunk.
+        if scores[i] >= 0.8 * scores[best] and room(i):
+            chosen.append(i)
+            extra += 1
+    return tuple(us[i].text for i in sorted(set(chosen)))

@@ -89,6 +89,10 @@ class EvalReport:
     fact (only when an answerer was given and the golden set has facts)."""
     n_with_fact: int = 0
     answer_misses: list[tuple[str, str, str]] = field(default_factory=list)
+    answer_hit_given_document: float | None = None
+    """The same share among the questions whose expected document was in the top ``k``: how well
+    the answer is composed once retrieval did its part."""
+    n_document_found: int = 0
 
 
 def _names(hit: "Hit") -> tuple[str, ...]:
@@ -147,6 +151,7 @@ def evaluate(
     reciprocal = 0.0
     abstained = false_abstained = 0
     answered_right = with_fact = 0
+    found_right = found_with_fact = 0
     misses: list[tuple[str, str | None, list[str]]] = []
     answer_misses: list[tuple[str, str, str]] = []
     for item in golden:
@@ -167,8 +172,11 @@ def evaluate(
             with_fact += 1
             right_doc = answer is not None and any(item.expected_document in _names(h) for h in answer.cited)
             has_fact = answer is not None and normalise_fact(item.fact) in normalise_fact(answer.text)
+            retrieved = any(item.expected_document in _names(h) for h in hits)
+            found_with_fact += retrieved
             if right_doc and has_fact:
                 answered_right += 1
+                found_right += retrieved
             else:
                 shown = answer.text if answer is not None else "(abstained)"
                 why = "wrong document" if not right_doc else "fact missing"
@@ -197,6 +205,8 @@ def evaluate(
         answer_hit=answered_right / with_fact if with_fact else None,
         n_with_fact=with_fact,
         answer_misses=answer_misses,
+        answer_hit_given_document=found_right / found_with_fact if found_with_fact else None,
+        n_document_found=found_with_fact,
     )
 
 
@@ -233,6 +243,9 @@ def format_table(reports: dict[str, EvalReport], targets: dict[str, str] | None 
     row("MRR", "mrr", lambda r: f"{r.mrr:.3f}")
     row("answer hit (right document cited + fact)", "answer",
         lambda r: "-" if r.answer_hit is None else f"{r.answer_hit:.3f}")
+    row("answer hit given the right document retrieved", "answer",
+        lambda r: "-" if r.answer_hit_given_document is None
+        else f"{r.answer_hit_given_document:.3f} ({r.n_document_found})")
     row("out of scope answered \"shall I get a person?\"", "oos",
         lambda r: f"{r.abstention_rate:.3f}" if r.n_out_of_scope else "-")
     row("in scope wrongly abstained", "false", lambda r: f"{r.false_abstention_rate:.3f}")
@@ -267,6 +280,9 @@ def format_report(report: EvalReport, *, show_misses: bool = True) -> str:
     ]
     if report.answer_hit is not None:
         lines.append(f"answer hit         {report.answer_hit:.3f} ({report.n_with_fact} questions with a fact)")
+    if report.answer_hit_given_document is not None:
+        lines.append(f"answer hit | doc   {report.answer_hit_given_document:.3f} "
+                     f"({report.n_document_found} with the document in the top k)")
     if show_misses and report.misses:
         lines.append("misses:")
         for question, expected, found in report.misses:

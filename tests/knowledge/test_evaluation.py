@@ -2,8 +2,8 @@ import pytest
 
 from knowledge.demo import GOLDEN_PATH, demo_pages
 from knowledge.errors import ParseFailed
-from knowledge.evaluation import evaluate, format_report, load_golden, split_dev_test
-from knowledge.service import KnowledgeService
+from knowledge.evaluation import Answer, evaluate, format_report, format_table, load_golden, split_dev_test
+from knowledge.service import KnowledgeService, Retrieval
 
 
 def test_demo_is_the_size_the_issue_asks_for() -> None:
@@ -64,3 +64,26 @@ def test_expected_document_may_be_a_source_stem(hash_service: KnowledgeService) 
     )
     items = load_golden(['{"question": "KP-77", "expected_document": "kettle-pro"}'])
     assert evaluate(hash_service, "kb", items).hit_at_1 == 1.0
+
+
+def test_answer_hit_is_also_given_when_the_document_was_retrieved(hash_service: KnowledgeService) -> None:
+    from knowledge.documents import ParsedDocument, Section
+
+    hash_service.create_kb("kb")
+    for doc, text in (("kettle", "Kettle KP-77 boils in 90 s."), ("toaster", "Toaster TX-5 has 4 slots.")):
+        hash_service.ingest("kb", doc, ParsedDocument(doc.title(), f"{doc}.md", [Section((), text)]))
+    items = load_golden([
+        '{"question": "KP-77", "expected_document": "kettle", "fact": "90 s"}',
+        '{"question": "TX-5", "expected_document": "toaster", "fact": "4 slots"}',
+        '{"question": "ZZ-999 blender", "expected_document": "blender", "fact": "3 speeds"}',
+    ])
+
+    def kettle_only(question: str, found: Retrieval) -> Answer:
+        hits = [h for h in found.hits if h.document_id == "kettle"]
+        return Answer("Kettle KP-77 boils in 90 s." if hits else "no", hits)
+
+    report = evaluate(hash_service, "kb", items, answerer=kettle_only)
+    assert report.n_with_fact == 3 and report.answer_hit == 1 / 3
+    # The blender is in no document, so only two questions had their document retrieved.
+    assert report.n_document_found == 2 and report.answer_hit_given_document == 0.5
+    assert "answer hit given the right document retrieved" in format_table({"all": report})
