@@ -10,16 +10,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from litestar import Litestar, Request, Response, websocket
+from litestar import Litestar, websocket
 from litestar.config.cors import CORSConfig
 from litestar.connection import WebSocket
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.events.emitter import BaseEventEmitterBackend
-from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
+from server import errors
 from server.accounts.login_guard import LoginGuard, login_limits
 from server.accounts.passwords import PasswordHashing
 from server.accounts.tenants import ensure_demo_tenant
@@ -41,7 +41,6 @@ from server.core.models import Conversation, OutboxRow
 from server.core.ratelimit import build_limiter
 from server.core.secretbox import load_or_create_key, private_dir, reseal_clear_values
 from server.core.settings import Settings
-from server.errors import ParleyError, error_body, status_for_code
 from server.fanout import Bus, LocalFanout, MemoryBus, NativeFanout, PythonFanout, RedisBus
 from server.handoff.router import Router
 from server.push.routes import push_route_handlers
@@ -182,8 +181,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
             "db": Provide(lambda: db, sync_to_thread=False),
             "push_engine": Provide(lambda: push.engine, sync_to_thread=False),
         },
-        exception_handlers={ParleyError: _parley_error, HTTPException: _http_error, RecursionError: _too_deep,
-                            Exception: _internal_error},
+        exception_handlers=errors.exception_handlers(),
         # The JSON schema only: Litestar's documentation UIs load their scripts from CDNs.
         openapi_config=OpenAPIConfig(title="Parley", version="1.0.0", path="/schema",
                                      render_plugins=[JsonRenderPlugin()]),
@@ -244,47 +242,3 @@ def _build_llm(settings: Settings) -> Any:
                                       model=settings.llm_model, timeout_s=settings.llm_timeout_s,
                                       max_retries=settings.llm_max_retries,
                                       max_tokens=settings.llm_max_tokens))
-
-
-def _parley_error(_req: Request[Any, Any, Any], exc: ParleyError) -> Response[Any]:
-    status = status_for_code(exc.code)
-    headers = {}
-    if exc.retry_after_ms is not None:
-        headers["Retry-After"] = str(max(1, -(-exc.retry_after_ms // 1000)))  # whole seconds, rounded up
-    return Response(error_body(exc.code, exc.detail, field=exc.field, retry_after_ms=exc.retry_after_ms),
-                    status_code=status, headers=headers)
-
-
-def _http_error(_req: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    status = exc.status_code
-    detail = str(exc.detail)
-    if isinstance(exc, ValidationException):
-        extra = exc.extra if isinstance(exc.extra, list) else []
-        field = None
-        if extra and isinstance(extra[0], dict):
-            field = str(extra[0].get("key") or "") or None
-            detail = f"{detail}: {extra[0].get('message', '')}".strip(": ")
-        if "malformed" in detail.lower() or "decode" in detail.lower():
-            return Response(error_body("bad_frame", detail), status_code=400)
-        return Response(error_body("validation_failed", detail, field=field), status_code=422)
-    # A body that does not parse at all is a malformed frame (400); a parsed one that fails
-    # validation is answered above with validation_failed (422).
-    code = {400: "bad_frame", 401: "auth_required", 403: "forbidden", 404: "not_found", 405: "not_found",
-            413: "too_long",
-            415: "unsupported_media_type", 429: "rate_limited", 503: "unavailable"}.get(status)
-    if isinstance(exc, NotAuthorizedException):
-        code = "auth_required"
-    if code is None:
-        code = "validation_failed" if 400 <= status < 500 else "internal"
-    return Response(error_body(code, detail), status_code=status)
-
-
-def _too_deep(_req: Request[Any, Any, Any], _exc: RecursionError) -> Response[Any]:
-    # The JSON decoder recurses once per nesting level: a body nested thousands deep is bad input.
-    return Response(error_body("bad_frame", "JSON nested too deep"), status_code=400)
-
-
-def _internal_error(_req: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.exception("unhandled error", exc_info=exc)
-    return Response(error_body("internal", "internal error"), status_code=500)
-

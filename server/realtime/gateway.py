@@ -41,7 +41,17 @@ from server.core.wire import (
     Unsubscribe,
     parse_frame,
 )
-from server.errors import AuthError, BadInput, Conflict, NotFound, ParleyError, RateLimited
+from server.errors import (
+    CLIENT_ERRORS,
+    AuthError,
+    BadInput,
+    Conflict,
+    NotFound,
+    ParleyError,
+    RateLimited,
+    as_parley,
+    close_code_for,
+)
 from server.fanout import Bus, Connection
 
 __all__ = ["Gateway"]
@@ -109,7 +119,7 @@ class Session:
             await self.send_direct({"type": "error", "code": code, "detail": detail, "fatal": True})
         await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.socket.close(code=_close_code(code)), 1.0)
+            await asyncio.wait_for(self.socket.close(code=close_code_for(code)), 1.0)
         # A reader that stopped reading leaves the handler blocked in receive(): end it, so the
         # session leaves the gateway and its memory is freed whatever the transport does.
         # (Not at shutdown: a session cut mid-query would only spoil its database connection.)
@@ -130,7 +140,7 @@ class Session:
         await self.send_direct(frame)
         await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.socket.close(code=_close_code(code)), 1.0)
+            await asyncio.wait_for(self.socket.close(code=close_code_for(code)), 1.0)
         raise _Closing
 
     def error(self, exc: ParleyError, ref: str | None, client_msg_id: str | None = None,
@@ -372,8 +382,8 @@ class Session:
                 await self._dispatch(frame)
             except _Closing:
                 raise
-            except ParleyError as exc:
-                self.error(exc, ref, cmid)
+            except CLIENT_ERRORS as exc:
+                self.error(as_parley(exc), ref, cmid)
             except Exception:
                 # One bad frame must not end the session: log it, answer it, keep reading.
                 log.exception("frame failed on session %s", self.id)
@@ -484,17 +494,6 @@ def _uuid() -> str:
     import uuid
 
     return str(uuid.uuid4())
-
-
-_CLOSE_CODES = {
-    "auth_timeout": 4001, "auth_required": 4001, "token_invalid": 4001, "token_expired": 4001,
-    "forbidden": 4003, "connection_limit": 4029, "slow_consumer": 4008, "unavailable": 1013,
-    "shutdown": 1001, "internal": 1011, "bad_frame": 1003, "rate_limited": 4029,
-}
-
-
-def _close_code(code: str) -> int:
-    return _CLOSE_CODES.get(code, 1008)
 
 
 class Gateway:
