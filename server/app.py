@@ -44,7 +44,6 @@ from server.core.settings import Settings
 from server.fanout import Bus, LocalFanout, MemoryBus, NativeFanout, PythonFanout, RedisBus
 from server.handoff.router import Router
 from server.push.routes import push_route_handlers
-from server.push.settings import push_settings_from
 from server.push.wiring import PushRuntime
 from server.realtime.gateway import Gateway, follow
 from server.web import web_handlers
@@ -83,11 +82,12 @@ def _fault_hook(point: str | None) -> Callable[[str], None] | None:
 
 def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
                fault_point: str | None = None) -> Litestar:
-    db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+    db = Database.from_settings(settings)
     local: LocalFanout = NativeFanout() if server_kind == "socketify" else PythonFanout()
-    bus: Bus = RedisBus(local, settings.redis_url) if settings.redis_url else MemoryBus(local)
+    bus: Bus = RedisBus.from_settings(local, settings) if settings.redis_url else MemoryBus(local)
     metrics = Metrics()
-    chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=_fault_hook(fault_point))
+    chat = ChatService(db, bus, max_text_chars=settings.max_text_chars,
+                       chat_push_delay_s=settings.push.chat_reply_delay_s, fault_hook=_fault_hook(fault_point))
     limiter = build_limiter(settings)
     gateway = Gateway(settings, db, chat, bus, metrics, native=server_kind == "socketify", limiter=limiter)
     if isinstance(bus, RedisBus):
@@ -112,10 +112,9 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
     knowledge = build_knowledge(settings)
     retriever = KnowledgeRetriever(knowledge)
     llm = _build_llm(settings)
-    bot_runner = BotRunner(db, chat, router, retriever, model=llm, metrics=metrics,
-                           answer_deadline_s=settings.answer_deadline_s)
+    bot_runner = BotRunner(db, chat, router, retriever, model=llm, metrics=metrics, settings=settings)
     ingest_worker = IngestWorker(db, settings, knowledge)
-    push = PushRuntime(db, gateway, push_settings_from(settings))
+    push = PushRuntime(db, gateway, settings.push)
     router.on_status.append(_chat_event_writer(db))
 
     async def retrieval_ready() -> bool:

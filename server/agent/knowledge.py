@@ -128,11 +128,11 @@ def _write(path: Path, body: bytes) -> None:
 
 
 class IngestWorker:
-    def __init__(self, db: Database, settings: Settings, service: KnowledgeService, *, poll_s: float = 0.5) -> None:
+    def __init__(self, db: Database, settings: Settings, service: KnowledgeService) -> None:
         self.db = db
         self.settings = settings
         self.service = service
-        self.poll_s = poll_s
+        self.poll_s = settings.outbox_poll_s
         self.wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -149,7 +149,7 @@ class IngestWorker:
             self.wake.clear()
 
     async def run_once(self) -> int:
-        rows = await claim(self.db, "ingest", now=utcnow(), lease_s=600, limit=1)
+        rows = await claim(self.db, "ingest", now=utcnow(), lease_s=self.settings.ingest_lease_s, limit=1)
         for row in rows:
             await self._one(row)
         return len(rows)

@@ -30,6 +30,7 @@ from server.core.db import Database
 from server.core.metrics import Metrics
 from server.core.models import Bot, Conversation, HandoffLog, Message, OutboxRow, Tenant, User, utcnow
 from server.core.outbox import claim, finish
+from server.core.settings import Settings
 from server.errors import Conflict, Forbidden, NotFound
 from server.handoff.router import Router
 
@@ -58,12 +59,8 @@ class BotRunner:
         *,
         model: BaseChatModel | None,
         metrics: Metrics,
+        settings: Settings,
         default_kb: Callable[[str], Any] | None = None,
-        poll_s: float = 0.5,
-        lease_s: float = 60.0,
-        concurrency: int = 8,
-        history_turns: int = 20,
-        answer_deadline_s: float = 15.0,
     ) -> None:
         self.db = db
         self.chat = chat
@@ -74,12 +71,13 @@ class BotRunner:
         self.breaker = CircuitBreaker()
         self.pipeline = AnswerPipeline(retriever, model, self.breaker)
         self.default_kb = default_kb
-        self.poll_s = poll_s
-        self.lease_s = lease_s
-        self.history_turns = history_turns
-        self.answer_deadline_s = answer_deadline_s
+        self.poll_s = settings.outbox_poll_s
+        self.lease_s = settings.bot_lease_s
+        self.batch = settings.bot_batch
+        self.history_turns = settings.bot_history_turns
+        self.answer_deadline_s = settings.answer_deadline_s
         self.wake = asyncio.Event()
-        self.sem = asyncio.Semaphore(concurrency)
+        self.sem = asyncio.Semaphore(settings.bot_concurrency)
         self.streaming: dict[str, asyncio.Task[None]] = {}
         # Every answer in flight by conversation: a newer message (a safety report, a request for
         # a person) may hand off while the answer to an earlier one still streams.
@@ -115,7 +113,7 @@ class BotRunner:
             self.wake.clear()
 
     async def run_once(self) -> int:
-        rows = await claim(self.db, "bot", now=utcnow(), lease_s=self.lease_s, limit=20)
+        rows = await claim(self.db, "bot", now=utcnow(), lease_s=self.lease_s, limit=self.batch)
         for row in rows:
             await self.sem.acquire()
             task = asyncio.create_task(self._handle(row))

@@ -110,13 +110,13 @@ async def suggestions(
         bot = await s.get(Bot, conv.bot_id) if conv.bot_id else None
         tenant = await s.get(Tenant, conv.tenant_id)
         msgs = list((await s.exec(select(Message).where(Message.conversation_id == conv.id, Message.kind == "text")
-                                  .order_by(col(Message.seq).desc()).limit(20))).all())
+                                  .order_by(col(Message.seq).desc()).limit(st.settings.bot_history_turns))).all())
     kb_id = bot.knowledge_base_id if bot and bot.knowledge_base_id else ""
     if not kb_id:
         return {"drafts": []}
     assert tenant is not None
-    drafts = await suggest(st.retriever, kb_id, [_turn(m) for m in reversed(msgs)], st.llm, k=3,
-                           canary=tenant_canary(tenant.signing_secret))
+    drafts = await suggest(st.retriever, kb_id, [_turn(m) for m in reversed(msgs)], st.llm,
+                           k=st.settings.suggestion_count, canary=tenant_canary(tenant.signing_secret))
     return {"drafts": [{"text": d.text, "citations": [c.to_dict() for c in d.citations]} for d in drafts]}
 
 

@@ -3,10 +3,10 @@
 from collections.abc import Mapping
 from typing import Any
 
+from server.core.settings import PushSettings
 from server.errors import BadInput
 from server.push.conditions import validate as validate_conditions
 from server.push.decision import CATEGORIES
-from server.push.settings import PushSettings
 from server.push.templates import TemplateRenderer, validate_template
 
 __all__ = ["RULE_FIELDS", "validate_rule"]

@@ -24,11 +24,11 @@ from sqlmodel import col, select
 from server.core import outbox
 from server.core.db import Database
 from server.core.models import OutboxRow, utcnow
+from server.core.settings import PushSettings
 from server.push.engine import TOPIC, PushEngine
 from server.push.models import Delivery, Device, Notification, PushTenantConfig, aware
 from server.push.presence import Presence
 from server.push.providers.base import DeliveryResult, DeviceTarget, Provider, PushMessage
-from server.push.settings import PushSettings
 from server.push.templates import rewrite_or_keep
 
 __all__ = ["Outcome", "PushWorker", "backoff_s", "in_app_frame", "run_worker"]

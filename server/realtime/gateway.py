@@ -119,7 +119,7 @@ class Session:
             await self.send_direct({"type": "error", "code": code, "detail": detail, "fatal": True})
         await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.socket.close(code=close_code_for(code)), 1.0)
+            await asyncio.wait_for(self.socket.close(code=close_code_for(code)), self.gw.settings.ws_close_timeout_s)
         # A reader that stopped reading leaves the handler blocked in receive(): end it, so the
         # session leaves the gateway and its memory is freed whatever the transport does.
         # (Not at shutdown: a session cut mid-query would only spoil its database connection.)
@@ -140,7 +140,7 @@ class Session:
         await self.send_direct(frame)
         await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.socket.close(code=close_code_for(code)), 1.0)
+            await asyncio.wait_for(self.socket.close(code=close_code_for(code)), self.gw.settings.ws_close_timeout_s)
         raise _Closing
 
     def error(self, exc: ParleyError, ref: str | None, client_msg_id: str | None = None,
@@ -580,7 +580,8 @@ class Gateway:
         async with self.db.session() as s:
             ids = (await s.exec(select(Conversation.id).where(
                 Conversation.tenant_id == p.tenant_id, Conversation.user_id == p.id,
-                col(Conversation.status).in_(("bot", "queued", "assigned"))).limit(50))).all()
+                col(Conversation.status).in_(("bot", "queued", "assigned")))
+                .limit(self.settings.presence_max_conversations))).all()
         for cid in ids:
             await self.bus.publish(topic_agents(cid), frame)
 

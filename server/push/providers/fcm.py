@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import jwt
 
+from server.core.settings import PushSettings
 from server.push.egress import EgressPolicy, EgressRefused, Unresolved
 from server.push.models import PushTenantConfig
 from server.push.providers.base import DeliveryResult, DeviceTarget, PushMessage, classify_status
-from server.push.settings import PushSettings
 
 __all__ = ["FCM_SCOPE", "FcmProvider"]
 

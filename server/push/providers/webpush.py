@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 
+from server.core.settings import PushSettings
 from server.push.egress import EgressPolicy, EgressRefused, Unresolved
 from server.push.models import PushTenantConfig
 from server.push.providers.base import DeliveryResult, DeviceTarget, PushMessage, classify_status
-from server.push.settings import PushSettings
 
 __all__ = ["WebPushProvider", "b64url", "b64url_decode", "encrypt_payload", "generate_vapid_keys", "topic_for"]
 
