@@ -82,7 +82,7 @@ class Database:
             async with self.engine.connect() as conn:
                 await asyncio.wait_for(conn.execute(text("SELECT 1")), self.ping_timeout_s)
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 (whatever the driver raises, the database is not ready)
             return False
 
     async def create_all(self) -> None:

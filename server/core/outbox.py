@@ -41,7 +41,7 @@ async def finish(db: Database, row: OutboxRow, **values: Any) -> bool:
     """Update a claimed row if this worker still holds its lease; False if another took it."""
     values.setdefault("claimed_until", None)
     async with db.write() as s:
-        result = await s.exec(  # type: ignore[call-overload]
+        result = await s.exec(
             update(OutboxRow)
             .where(col(OutboxRow.id) == row.id, col(OutboxRow.claimed_until) == row.claimed_until)
             .values(**values)

@@ -224,7 +224,7 @@ class RedisLimiter(Limiter):
             args += [c.rule.rate, c.rule.burst, c.bounded_cost]
         try:
             wait = int(await self._script(keys=keys, args=args))
-        except Exception as exc:  # broad: whatever Redis raises, this node's buckets take over
+        except Exception as exc:  # noqa: BLE001 (whatever Redis raises, this node's buckets take over)
             if not self._failing:
                 log.warning("rate limits fall back to this node: Redis failed (%r)", exc)
                 self._failing = True

@@ -93,14 +93,14 @@ class RedisBus(Bus):
     async def healthy(self) -> bool:
         try:
             return bool(await asyncio.wait_for(self._redis.ping(), self._op_s))
-        except Exception:
+        except Exception:  # noqa: BLE001 (whatever Redis raises, it is not healthy)
             return False
 
     async def publish(self, topic: str, data: str) -> None:
         # Losing Redis only delays delivery: clients catch up from the database on resume.
         try:
             await asyncio.wait_for(self._backend.publish(data.encode(), [topic]), self._op_s)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (whatever Redis raises, delivery degrades to database catch-up)
             log.warning("redis publish failed for %s: %s", topic, type(exc).__name__)
             self._degrade()
 
@@ -120,7 +120,7 @@ class RedisBus(Bus):
                 try:
                     if self._wanted:
                         await asyncio.wait_for(self._backend.subscribe(list(self._wanted)), self._op_s)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 (whatever Redis raises, the recovery loop tries again)
                     log.warning("redis resubscribe failed (%s); retrying", type(exc).__name__)
                     continue
             self.degraded = False
@@ -160,7 +160,7 @@ class RedisBus(Bus):
                     await self.local.deliver(channel, payload.decode())
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 (whatever ends the stream, the bus degrades and recovers)
                 log.warning("redis stream lost (%s); recovering", type(exc).__name__)
                 self._degrade()
                 await asyncio.sleep(self._retry_s)

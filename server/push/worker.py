@@ -143,7 +143,7 @@ class PushWorker:
                 out = Outcome(True)
             else:
                 out = Outcome(True, error=f"dead_letter: unknown kind {kind!r}", dead=True)
-        except Exception as exc:  # bad payloads and database hiccups: retry, then dead-letter
+        except Exception as exc:  # noqa: BLE001 (bad payloads and database hiccups: retry, then dead-letter)
             log.warning("push outbox row %s failed: %s", row.id, type(exc).__name__)
             out = Outcome(False, error=f"{type(exc).__name__}: {exc}"[:500])
         await self.finish(row, out)
@@ -213,7 +213,7 @@ class PushWorker:
                 return await provider.send(target, msg, config)
         except TimeoutError:
             return DeliveryResult.retry("provider timeout")
-        except Exception as exc:  # a provider bug must not lose the notification: retry it
+        except Exception as exc:  # noqa: BLE001 (a provider bug must not lose the notification: retry it)
             return DeliveryResult.retry(f"provider error: {type(exc).__name__}")
 
     async def _ensure_rows(self, tenant_id: str, nid: str, device_ids: list[str]) -> None:

@@ -105,7 +105,7 @@ class WebPushProvider:
         plaintext = json.dumps(message.payload(), separators=(",", ":"), ensure_ascii=False).encode()
         try:
             body = encrypt_payload(plaintext, keys["p256dh"], keys["auth"])
-        except Exception as exc:  # a malformed client key is the device's fault, not a retry
+        except Exception as exc:  # noqa: BLE001 (a malformed client key is the device's fault, not a retry)
             return DeliveryResult.deactivate(f"bad subscription keys: {type(exc).__name__}")
         if len(body) > self.settings.webpush_max_payload_bytes:
             return DeliveryResult.permanent(f"payload_too_large: {len(body)} bytes")
