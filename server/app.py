@@ -207,7 +207,7 @@ async def _shutdown(gateway: Gateway, background: list[asyncio.Task[Any]], bus: 
                 await task
         await bus.stop()
         await db.dispose()
-    except Exception:
+    except Exception:  # broad: logged, then re-raised
         log.exception("shutdown failed")
         raise
 

@@ -142,7 +142,7 @@ class IngestWorker:
                     pass
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception:  # broad: one failed round must not stop the worker: logged, the next round retries
                 log.exception("ingest round failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.poll_s)
@@ -176,7 +176,7 @@ class IngestWorker:
             await finish(self.db, row, done=True, last_error=exc.code)
             await self._discard_upload(doc_id)
             return
-        except Exception as exc:
+        except Exception as exc:  # broad: any other failure marks the document failed instead of retrying forever
             log.exception("ingestion of %s failed", doc_id)
             await self._status(doc_id, "failed", error=f"internal: {type(exc).__name__}")
             await finish(self.db, row, done=True, last_error=type(exc).__name__)

@@ -106,7 +106,7 @@ class BotRunner:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception:  # broad: one failed round must not stop the runner: logged, the next round retries
                 log.exception("bot runner round failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.poll_s)
@@ -148,7 +148,7 @@ class BotRunner:
             # Cancelled because a human joined: the row is settled, nothing more to post.
             with contextlib.suppress(Exception):
                 await asyncio.shield(finish(self.db, row, done=True, last_error="cancelled: human took over"))
-        except Exception as exc:
+        except Exception as exc:  # broad: any failure of an answer is logged and retried, then given up, never lost
             log.exception("bot answer failed for %s", cid)
             await finish(self.db, row, attempts=row.attempts + 1, last_error=f"{type(exc).__name__}"[:200],
                          done=row.attempts + 1 >= 3)

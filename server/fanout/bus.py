@@ -127,7 +127,7 @@ class RedisBus(Bus):
             for hook in self.on_recovered:
                 try:
                     await hook()
-                except Exception:
+                except Exception:  # broad: one catch-up hook failing must not skip the others
                     log.exception("catch-up after the Redis outage failed")
             return
 

@@ -201,7 +201,7 @@ class Session:
         except asyncio.CancelledError:
             if not self.killing:
                 raise
-        except Exception:
+        except Exception:  # broad: whatever ended a session is logged and answered internal
             log.exception("session %s failed", self.id)
             with contextlib.suppress(_Closing):
                 await self.fatal("internal", "internal error", reconnect=True)
@@ -384,7 +384,7 @@ class Session:
                 raise
             except CLIENT_ERRORS as exc:
                 self.error(as_parley(exc), ref, cmid)
-            except Exception:
+            except Exception:  # broad: one bad frame must not end the session
                 # One bad frame must not end the session: log it, answer it, keep reading.
                 log.exception("frame failed on session %s", self.id)
                 self.error(ParleyError("internal error handling this frame", code="internal"), ref, cmid)
@@ -608,7 +608,7 @@ class Gateway:
                     continue
                 try:
                     await sess.resync(topic[2:], topic, conn.seen[topic])
-                except Exception:
+                except Exception:  # broad: one socket's catch-up failing must not skip the others
                     log.exception("catch-up of %s failed on session %s", topic, sess.id)
 
     async def drain(self) -> None:

@@ -346,7 +346,7 @@ def use_standard_tasks(server: Any) -> None:
     async def guarded(coro: Awaitable[Any]) -> None:
         try:
             await coro
-        except Exception:
+        except Exception:  # broad: the last stop of a request task: log whatever escaped
             log.exception("unhandled error in a request task")
 
     def run_task(coro: Awaitable[Any]) -> None:

@@ -84,9 +84,10 @@ class LiveServer(RestHelpers):
                "PARLEY_PORT": str(self.port),
                "PARLEY_HOST": "127.0.0.1", "PARLEY_SERVER": self.kind}
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], cwd=ROOT, env=env,
-                                     stdout=log, stderr=subprocess.STDOUT)
+        # The child holds its own copy of the descriptor: ours is closed at once.
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], cwd=ROOT, env=env,
+                                         stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
