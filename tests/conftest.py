@@ -4,6 +4,7 @@ PostgreSQL and Redis are expected on their standard loopback ports. Without them
 with the reason shown; under CI=true it fails instead, because CI must run everything."""
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -14,6 +15,24 @@ import pytest
 CI = os.environ.get("CI") == "true"
 PG_ADMIN_DSN = os.environ.get("PARLEY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("PARLEY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(autouse=True)
+def _no_socket_outlives_its_test(request: pytest.FixtureRequest) -> None:
+    """Close the protocol clients an async test left open, on the test's own loop."""
+    if asyncio.iscoroutinefunction(getattr(request.node, "obj", None)):
+        request.getfixturevalue("_close_ws_clients")
+
+
+@pytest.fixture
+async def _close_ws_clients() -> AsyncIterator[None]:
+    yield
+    from tests.support.ws import WsClient
+
+    loop = asyncio.get_running_loop()
+    for client in [c for c in WsClient.opened if c.loop is loop]:
+        with contextlib.suppress(Exception):  # broad: a client already gone is as good as closed
+            await asyncio.wait_for(client.close(), 5)
 
 
 def need(service: str, ok: bool, why: str = "") -> None:
