@@ -76,6 +76,7 @@ class PushSettings(BaseModel):
     worker_poll_s: float = 0.2
     worker_lease_s: float = 60.0
     worker_concurrency: int = 32
+    worker_stop_s: float = 5.0  # at shutdown, the batch in hand may take this long to finish
     max_attempts: int = 8
     backoff_base_s: float = 2.0
     backoff_max_s: float = 3600.0

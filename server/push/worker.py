@@ -74,13 +74,13 @@ class PushWorker:
         self._task = asyncio.get_running_loop().create_task(self.run(self._stop), name="push-worker")
         return self._task
 
-    async def stop(self, timeout_s: float = 5.0) -> None:
-        """From the app's shutdown: finish the batch in hand, then return. Unfinished rows are
-        simply claimed again later (their lease expires)."""
+    async def stop(self) -> None:
+        """From the app's shutdown: finish the batch in hand (``worker_stop_s`` at most), then
+        return. Unfinished rows are simply claimed again later (their lease expires)."""
         self._stop.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(self._task, timeout_s)
+                await asyncio.wait_for(self._task, self.settings.worker_stop_s)
             except TimeoutError:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
