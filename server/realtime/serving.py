@@ -13,6 +13,7 @@ from typing import Any
 from litestar import Litestar
 
 from server.core.settings import Settings
+from server.errors import close_code_for
 
 __all__ = ["SocketifyCompat", "oversize_refusal", "patch_socketify_upgrade", "run_socketify", "run_uvicorn",
            "use_standard_tasks", "uvicorn_ws_options"]
@@ -110,7 +111,7 @@ class _NativeGuard:
         and its abort callback would later find the ``ASGIWebSocket`` garbage-collected (a fatal
         cffi error): refuse it."""
         if self.native is not None and not self.answered and not self.native.aborted:
-            await self.send({"type": "websocket.close", "code": 1011})
+            await self.send({"type": "websocket.close", "code": close_code_for("internal")})
 
 
 def _closure_var(fn: Any, name: str) -> Any:
