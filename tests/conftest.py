@@ -30,9 +30,14 @@ async def _close_ws_clients() -> AsyncIterator[None]:
     from tests.support.ws import WsClient
 
     loop = asyncio.get_running_loop()
-    for client in [c for c in WsClient.opened if c.loop is loop]:
-        with contextlib.suppress(Exception):  # broad: a client already gone is as good as closed
-            await asyncio.wait_for(client.close(), 5)
+    for client in list(WsClient.opened):
+        if client.loop is loop:
+            with contextlib.suppress(Exception):  # broad: a client already gone is as good as closed
+                await asyncio.wait_for(client.close(), 5)
+            client.ws.transport.abort()  # whatever the close handshake did, the socket is closed now
+        if client.loop is loop or client.loop.is_closed():
+            WsClient.opened.discard(client)
+    await asyncio.sleep(0)  # let the transports report connection_lost
 
 
 def need(service: str, ok: bool, why: str = "") -> None:

@@ -3,7 +3,6 @@
 import asyncio
 import json
 import uuid
-import weakref
 from typing import Any, ClassVar
 
 import websockets
@@ -13,7 +12,7 @@ from websockets.asyncio.client import ClientConnection
 class WsClient:
     #: Every client not closed yet: tests/conftest.py closes what a test left open, so no socket
     #: outlives its event loop (an unclosed transport is a ResourceWarning, and so an error).
-    opened: ClassVar["weakref.WeakSet[WsClient]"] = weakref.WeakSet()
+    opened: ClassVar[set["WsClient"]] = set()
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
