@@ -330,7 +330,7 @@ def main() -> None:
                       + (f" (built in {built:.0f} s)" if built is not None else " (reused)"), flush=True)
                 print(f"measuring {n} questions on {kind} ...", flush=True)
                 results[kind] = asyncio.run(measure(srv, kb_id, questions, warmup, llm))
-            except Exception as exc:  # one server failing must not lose the other's figures
+            except Exception as exc:  # noqa: BLE001 (one server failing must not lose the other's figures)
                 print(f"{kind} failed: {exc!r}\n{srv.log()}", file=sys.stderr, flush=True)
                 failures[kind] = f"{type(exc).__name__}: {exc}"[:300]
             finally:

@@ -177,7 +177,7 @@ def start_parley(kind: str, data_dir: Path, core: int | None, env_extra: dict[st
 
     try:
         _wait_ready(srv, ready, timeout)
-    except BaseException:
+    except BaseException:  # broad: cleanup, then re-raised
         srv.stop()
         raise
     return srv
@@ -200,7 +200,7 @@ def start_baseline(work_dir: Path, core: int | None, timeout: float = 20.0) -> S
 
     try:
         _wait_ready(srv, ready, timeout)
-    except BaseException:
+    except BaseException:  # broad: cleanup, then re-raised
         srv.stop()
         raise
     return srv

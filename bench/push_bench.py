@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.core.db import Database
 from server.core.models import Tenant, User, new_id
+from server.core.settings import PushSettings
 from server.push.decision import Candidate, DecisionContext, PastSend, Prefs, decide
 from server.push.engine import PushEngine
 from server.push.models import PushRule, PushTenantConfig
 from server.push.presence import MemoryPresence
 from server.push.providers import DeviceTarget, PushMessage, WebPushProvider
 from server.push.providers.webpush import b64url, generate_vapid_keys
-from server.push.settings import PushSettings
 
 NAMES = [f"evt.{i}" for i in range(20)]
 

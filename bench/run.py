@@ -199,7 +199,7 @@ def guarded(results: dict[str, Any], path: list[str], fn: Any, *a: Any) -> None:
     log(f"{' / '.join(path)} ...")
     try:
         node[path[-1]] = fn(*a)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (one benchmark failing must not lose the others' figures)
         node[path[-1]] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
         log(f"  failed: {type(exc).__name__}: {str(exc)[:300]}")
     node[path[-1]]["wall_s"] = round(time.monotonic() - t0, 1)
@@ -297,7 +297,7 @@ def main() -> int:
             for kind in ("socketify", "uvicorn") if a.pg_uvicorn else ("socketify",):
                 try:
                     db = pg_create()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 (any failure to reach PostgreSQL means: skip it, say why)
                     results.setdefault("persist", {}).setdefault("postgresql", {})[kind] = {
                         "error": f"PostgreSQL unavailable: {type(exc).__name__}: {exc}"}
                     log(f"PostgreSQL unavailable: {exc}")

@@ -66,7 +66,7 @@ async def suggest(
             verdict = check_output(text, canaries=[canary] if canary else [], zh=zh)
             if verdict.ok and verdict.text:
                 drafts.append(Draft(verdict.text, cites))
-        except Exception as exc:  # drafts are optional help: fall back to extractive ones
+        except Exception as exc:  # noqa: BLE001 (drafts are optional help: fall back to extractive ones)
             _log.info("copilot model draft failed: %s", type(exc).__name__)
     for p in passages:
         if len(drafts) >= k:

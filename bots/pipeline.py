@@ -210,7 +210,7 @@ class AnswerPipeline:
                     self._retriever.retrieve(ctx.bot.knowledge_base_id, ctx.text, ctx.bot.top_k),
                     timeout=max(0.0, deadline - self._clock()),
                 )
-            except Exception as exc:  # the port is foreign code (and may time out): contain it
+            except Exception as exc:  # noqa: BLE001 (the port is foreign code (and may time out): contain it)
                 err = RetrievalError(f"{type(exc).__name__}: {exc}"[:200])
                 yield self._handoff(decide_pre_retrieval(_with_fault(inputs, err.code), settings), zh)
                 return
@@ -305,7 +305,7 @@ class AnswerPipeline:
                 queue.put_nowait(("end", None))
             except asyncio.CancelledError:
                 raise
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 (every failure of the producer, whatever it is, must reach the consumer)
                 queue.put_nowait(("error", exc))
 
         task = asyncio.create_task(produce())

@@ -60,7 +60,7 @@ async def summarize(
     try:
         async with asyncio.timeout(timeout_s):
             result = await model.ainvoke(messages)
-    except Exception:  # any provider trouble: the extractive note is good enough
+    except Exception:  # noqa: BLE001 (any provider trouble: the extractive note is good enough)
         return fallback
     text = result.content if isinstance(result.content, str) else ""
     text, _ = clean(text)

@@ -67,7 +67,7 @@ def _child(
         result = ("error", ParseFailed("parsing needed more memory than allowed; the file was refused"))
     except RecursionError:
         result = ("error", ParseFailed("the file is nested too deeply to parse"))
-    except Exception as exc:  # any parser crash becomes a clear refusal
+    except Exception as exc:  # noqa: BLE001 (any parser crash becomes a clear refusal)
         result = ("error", ParseFailed(f"the file could not be parsed ({type(exc).__name__}: {exc})"[:500]))
     try:
         conn.send(result)

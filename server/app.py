@@ -7,13 +7,13 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from litestar import Litestar, Request, Response
+from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.events.emitter import BaseEventEmitterBackend
-from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
+from server import errors
 from server.accounts.plugin import AccountsPlugin
 from server.agent.plugin import AgentPlugin, DemoPlugin
 from server.api.plugin import ApiPlugin
@@ -24,7 +24,6 @@ from server.core.metrics import handoff_label
 from server.core.models import Conversation, OutboxRow
 from server.core.plugin import CorePlugin
 from server.core.settings import Settings
-from server.errors import ParleyError, error_body, status_for_code
 from server.fanout import RedisBus
 from server.fanout.plugin import FanoutPlugin
 from server.handoff.plugin import HandoffPlugin
@@ -110,8 +109,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
         # Everything loaded at start-up lives as long as the process: keep the collector off it, or a
         # full collection over the AI and knowledge stack pauses every socket for a few 100 ms.
         on_startup=[_freeze_gc],
-        exception_handlers={ParleyError: _parley_error, HTTPException: _http_error, RecursionError: _too_deep,
-                            Exception: _internal_error},
+        exception_handlers=errors.exception_handlers(),
         # The JSON schema only: Litestar's documentation UIs load their scripts from CDNs.
         openapi_config=OpenAPIConfig(title="Parley", version="1.0.0", path="/schema",
                                      render_plugins=[JsonRenderPlugin()]),
@@ -148,47 +146,3 @@ def _chat_event_writer(db: Database) -> Callable[[str, Conversation], Awaitable[
                                              "reason": conv.handoff_reason}}))
 
     return write
-
-
-def _parley_error(_req: Request[Any, Any, Any], exc: ParleyError) -> Response[Any]:
-    status = status_for_code(exc.code)
-    headers = {}
-    if exc.retry_after_ms is not None:
-        headers["Retry-After"] = str(max(1, -(-exc.retry_after_ms // 1000)))  # whole seconds, rounded up
-    return Response(error_body(exc.code, exc.detail, field=exc.field, retry_after_ms=exc.retry_after_ms),
-                    status_code=status, headers=headers)
-
-
-def _http_error(_req: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    status = exc.status_code
-    detail = str(exc.detail)
-    if isinstance(exc, ValidationException):
-        extra = exc.extra if isinstance(exc.extra, list) else []
-        field = None
-        if extra and isinstance(extra[0], dict):
-            field = str(extra[0].get("key") or "") or None
-            detail = f"{detail}: {extra[0].get('message', '')}".strip(": ")
-        if "malformed" in detail.lower() or "decode" in detail.lower():
-            return Response(error_body("bad_frame", detail), status_code=400)
-        return Response(error_body("validation_failed", detail, field=field), status_code=422)
-    # A body that does not parse at all is a malformed frame (400); a parsed one that fails
-    # validation is answered above with validation_failed (422).
-    code = {400: "bad_frame", 401: "auth_required", 403: "forbidden", 404: "not_found", 405: "not_found",
-            413: "too_long",
-            415: "unsupported_media_type", 429: "rate_limited", 503: "unavailable"}.get(status)
-    if isinstance(exc, NotAuthorizedException):
-        code = "auth_required"
-    if code is None:
-        code = "validation_failed" if 400 <= status < 500 else "internal"
-    return Response(error_body(code, detail), status_code=status)
-
-
-def _too_deep(_req: Request[Any, Any, Any], _exc: RecursionError) -> Response[Any]:
-    # The JSON decoder recurses once per nesting level: a body nested thousands deep is bad input.
-    return Response(error_body("bad_frame", "JSON nested too deep"), status_code=400)
-
-
-def _internal_error(_req: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.exception("unhandled error", exc_info=exc)
-    return Response(error_body("internal", "internal error"), status_code=500)
-

@@ -27,8 +27,7 @@ def _database(settings: Settings) -> "Database":
     from server.core.secretbox import load_or_create_key, private_dir
 
     private_dir(settings.data_dir)
-    return Database(settings.resolved_database_url(),
-                    secret_box=load_or_create_key(settings.secret_key, settings.data_dir))
+    return Database.from_settings(settings, secret_box=load_or_create_key(settings.secret_key, settings.data_dir))
 
 
 @click.group()
@@ -117,7 +116,6 @@ def worker(data_dir: Path | None) -> None:
     """Run a push delivery worker on its own (scaled-out deployments): it claims outbox rows
     with FOR UPDATE SKIP LOCKED, so several can run beside the servers."""
     from server.migrations import upgrade
-    from server.push.settings import push_settings_from
     from server.push.wiring import PushRuntime
 
     settings = _settings(data_dir=data_dir)
@@ -135,7 +133,7 @@ def worker(data_dir: Path | None) -> None:
 
         db = _database(settings)
         await upgrade(db)
-        runtime = PushRuntime(db, _NoSockets(), push_settings_from(settings))
+        runtime = PushRuntime(db, _NoSockets(), settings.push)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -164,7 +162,7 @@ def export_decisions(data_dir: Path | None, limit: int) -> None:
     settings = _settings(data_dir=data_dir)
 
     async def go() -> None:
-        db = Database(settings.resolved_database_url())
+        db = Database.from_settings(settings)
         async with db.session() as s:
             rows = (await s.exec(select(HandoffLog).order_by(col(HandoffLog.id)).limit(limit))).all()
         for row in rows:

@@ -4,6 +4,7 @@ PostgreSQL and Redis are expected on their standard loopback ports. Without them
 with the reason shown; under CI=true it fails instead, because CI must run everything."""
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -14,6 +15,29 @@ import pytest
 CI = os.environ.get("CI") == "true"
 PG_ADMIN_DSN = os.environ.get("PARLEY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("PARLEY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(autouse=True)
+def _no_socket_outlives_its_test(request: pytest.FixtureRequest) -> None:
+    """Close the protocol clients an async test left open, on the test's own loop."""
+    if asyncio.iscoroutinefunction(getattr(request.node, "obj", None)):
+        request.getfixturevalue("_close_ws_clients")
+
+
+@pytest.fixture
+async def _close_ws_clients() -> AsyncIterator[None]:
+    yield
+    from tests.support.ws import WsClient
+
+    loop = asyncio.get_running_loop()
+    for client in list(WsClient.opened):
+        if client.loop is loop:
+            with contextlib.suppress(Exception):  # broad: a client already gone is as good as closed
+                await asyncio.wait_for(client.close(), 5)
+            client.ws.transport.abort()  # whatever the close handshake did, the socket is closed now
+        if client.loop is loop or client.loop.is_closed():
+            WsClient.opened.discard(client)
+    await asyncio.sleep(0)  # let the transports report connection_lost
 
 
 def need(service: str, ok: bool, why: str = "") -> None:
@@ -35,7 +59,7 @@ async def create_pg_database() -> str:
     """A fresh, empty PostgreSQL database; returns its SQLAlchemy URL."""
     try:
         conn = await _pg_admin()
-    except Exception as exc:
+    except Exception as exc:  # broad: any failure to reach PostgreSQL: skip (or fail under CI), then re-raised
         need("PostgreSQL", False, repr(exc))
         raise
     name = "parley_t_" + uuid.uuid4().hex[:12]
@@ -55,7 +79,7 @@ async def drop_pg_database(url: str) -> None:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
-    except Exception:
+    except Exception:  # noqa: BLE001 (cleanup of a test database: a failure must not hide the test's own result)
         pass
 
 
@@ -79,7 +103,7 @@ async def redis_url() -> str:
     r = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
     try:
         ok = bool(await asyncio.wait_for(r.ping(), 3))
-    except Exception:
+    except Exception:  # noqa: BLE001 (any failure to reach Redis means: skip the Redis tests)
         ok = False
     finally:
         await r.aclose()

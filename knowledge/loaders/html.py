@@ -78,9 +78,8 @@ def _is_hidden(tag: Tag) -> bool:
     return bool(style and _HIDDEN_STYLE.search(str(style)))
 
 
-def load_html(markup: str, *, title: str, source: str) -> ParsedDocument:
-    soup = BeautifulSoup(markup, "html.parser")
-    page_title = clean_text(soup.title.get_text(" ")) if soup.title else ""
+def _drop_invisible(soup: BeautifulSoup) -> None:
+    """Scripts, styles, comments and hidden elements: nothing a reader sees."""
     for tag in soup.find_all(_DROPPED_TAGS):
         tag.decompose()
     for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
@@ -89,6 +88,12 @@ def load_html(markup: str, *, title: str, source: str) -> ParsedDocument:
         # A parent decomposed earlier leaves its children detached; skip those.
         if isinstance(tag, Tag) and tag.attrs is not None and _is_hidden(tag):
             tag.decompose()
+
+
+def load_html(markup: str, *, title: str, source: str) -> ParsedDocument:
+    soup = BeautifulSoup(markup, "html.parser")
+    page_title = clean_text(soup.title.get_text(" ")) if soup.title else ""
+    _drop_invisible(soup)
 
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []

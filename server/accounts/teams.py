@@ -130,7 +130,7 @@ async def delete_team(db: Database, tenant_id: str, team_id: str) -> None:
         team = await s.get(Team, team_id)
         if team is None or team.tenant_id != tenant_id:
             raise NotFound("no such team")
-        await s.exec(delete(TeamMember).where(col(TeamMember.team_id) == team_id))  # type: ignore[call-overload]
+        await s.exec(delete(TeamMember).where(col(TeamMember.team_id) == team_id))
         await s.delete(team)
 
 

@@ -57,7 +57,7 @@ class AgentPlugin(InitPluginProtocol):
                                backoff_max_s=settings.bot_outbox_backoff_max_s),
             poll_s=settings.outbox_poll_s, lease_s=settings.bot_outbox_lease_s, batch=settings.bot_outbox_batch,
             concurrency=settings.bot_outbox_concurrency, canary_refresh_s=settings.canary_refresh_s,
-            foreign_canaries_max=settings.foreign_canaries_max)
+            foreign_canaries_max=settings.foreign_canaries_max, history_turns=settings.bot_history_turns)
         self.ingest_worker = IngestWorker(db, settings, self.knowledge)
         probes["retrieval"] = self.retrieval_ready
 

@@ -58,7 +58,8 @@ async def read_file_part(request: Request[Any, Any, Any], field: str, limit: int
     current: MultipartSegment | None = None
     data = bytearray()
     try:
-        with PushMultipartParser(boundary, max_segment_count=16, max_segment_size=limit) as parser:
+        parts = request.app.state.settings.max_multipart_parts
+        with PushMultipartParser(boundary, max_segment_count=parts, max_segment_size=limit) as parser:
             async for chunk in _bounded(request, limit + MULTIPART_OVERHEAD, "uploads"):
                 for event in parser.parse(chunk):
                     if isinstance(event, MultipartSegment):

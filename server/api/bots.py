@@ -12,7 +12,7 @@ from bots.copilot import suggest
 from bots.errors import BotError
 from server.accounts.auth import Principal
 from server.agent.runner import _turn, tenant_canary
-from server.api.deps import Auth, ChatDep, DbDep, LlmDep, RetrieverDep, require
+from server.api.deps import Auth, ChatDep, DbDep, LlmDep, RetrieverDep, SettingsDep, require
 from server.core.db import Database
 from server.core.models import Bot, KnowledgeBase, Message, Tenant
 from server.errors import BadInput, NotFound
@@ -102,7 +102,8 @@ async def update_bot(principal: Auth, bot_id: FromPath[str],
 
 @get("/v1/conversations/{conversation_id:str}/suggestions")
 async def suggestions(
-    principal: Auth, conversation_id: FromPath[str], db: DbDep, chat: ChatDep, retriever: RetrieverDep, llm: LlmDep
+    principal: Auth, conversation_id: FromPath[str], db: DbDep, chat: ChatDep, retriever: RetrieverDep, llm: LlmDep,
+    settings: SettingsDep,
 ) -> dict[str, Any]:
     require(principal, "agent")
     conv = await chat.get_conversation(principal, conversation_id)
@@ -110,12 +111,12 @@ async def suggestions(
         bot = await s.get(Bot, conv.bot_id) if conv.bot_id else None
         tenant = await s.get(Tenant, conv.tenant_id)
         msgs = list((await s.exec(select(Message).where(Message.conversation_id == conv.id, Message.kind == "text")
-                                  .order_by(col(Message.seq).desc()).limit(20))).all())
+                                  .order_by(col(Message.seq).desc()).limit(settings.bot_history_turns))).all())
     kb_id = bot.knowledge_base_id if bot and bot.knowledge_base_id else ""
     if not kb_id:
         return {"drafts": []}
     assert tenant is not None
-    drafts = await suggest(retriever, kb_id, [_turn(m) for m in reversed(msgs)], llm, k=3,
+    drafts = await suggest(retriever, kb_id, [_turn(m) for m in reversed(msgs)], llm, k=settings.suggestion_count,
                            canary=tenant_canary(tenant.signing_secret))
     return {"drafts": [{"text": d.text, "citations": [c.to_dict() for c in d.citations]} for d in drafts]}
 

@@ -81,7 +81,7 @@ async def add_document(request: Request[Any, Any, Any], principal: Auth, kb_id: 
 
         try:
             name = safe_filename(upload.filename or "upload")
-        except Exception as exc:
+        except (ValueError, TypeError) as exc:
             raise BadInput(f"bad file name: {exc}", field="file") from None
         doc.title, doc.source = title_from_filename(name), f"upload:{name}"
         await enqueue_document(db, settings, doc, "file", upload.data, filename=name,

@@ -94,7 +94,7 @@ async def claim(db: Database, topic: str, *, now: datetime, lease_s: float, limi
             return []
         # Compare and set: on SQLite another process may have read the same rows before our
         # write lock, so only the rows still due when the update runs are ours.
-        won = await s.exec(  # type: ignore[call-overload]
+        won = await s.exec(
             update(OutboxRow).where(col(OutboxRow.id).in_([r.id for r in rows]), *due)
             .values(claimed_until=lease).returning(col(OutboxRow.id)).execution_options(synchronize_session=False))
         ours = {i for (i,) in won.all()}
@@ -110,7 +110,7 @@ async def finish(db: Database, row: OutboxRow, **values: Any) -> bool:
     """Update a claimed row if this worker still holds its lease; False if another took it."""
     values.setdefault("claimed_until", None)
     async with db.write() as s:
-        result = await s.exec(  # type: ignore[call-overload]
+        result = await s.exec(
             update(OutboxRow)
             .where(col(OutboxRow.id) == row.id, col(OutboxRow.claimed_until) == row.claimed_until)
             .values(**values)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.core.settings import Settings
+from server.core.settings import Settings, default
 from server.errors import RateLimited
 
 __all__ = [
@@ -197,11 +197,13 @@ class RedisLimiter(Limiter):
     (the memory fallback): a Redis outage must neither open the gates nor close them."""
 
     def __init__(self, url: str, *, prefix: str = "parley:rl:", fallback: MemoryLimiter | None = None,
-                 client: Any = None, retry_after_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 client: Any = None, retry_after_s: float = default("ratelimit_redis_retry_s"),
+                 timeout_s: float = default("ratelimit_redis_timeout_s"),
+                 clock: Callable[[], float] = time.monotonic) -> None:
         from redis.asyncio import Redis
 
-        self.redis = client if client is not None else Redis.from_url(url, socket_timeout=1.0,
-                                                                       socket_connect_timeout=1.0)
+        self.redis = client if client is not None else Redis.from_url(url, socket_timeout=timeout_s,
+                                                                       socket_connect_timeout=timeout_s)
         self.prefix = prefix
         self.fallback = fallback or MemoryLimiter()
         self._script = self.redis.register_script(_TAKE)
@@ -222,7 +224,7 @@ class RedisLimiter(Limiter):
             args += [c.rule.rate, c.rule.burst, c.bounded_cost]
         try:
             wait = int(await self._script(keys=keys, args=args))
-        except Exception as exc:  # broad: whatever Redis raises, this node's buckets take over
+        except Exception as exc:  # noqa: BLE001 (whatever Redis raises, this node's buckets take over)
             if not self._failing:
                 log.warning("rate limits fall back to this node: Redis failed (%r)", exc)
                 self._failing = True
@@ -240,7 +242,8 @@ class RedisLimiter(Limiter):
 def build_limiter(settings: Settings) -> Limiter:
     memory = MemoryLimiter(max_keys=settings.ratelimit_max_keys)
     if settings.redis_url and settings.ratelimit_backend in ("auto", "redis"):
-        return RedisLimiter(settings.redis_url, fallback=memory)
+        return RedisLimiter(settings.redis_url, fallback=memory, retry_after_s=settings.ratelimit_redis_retry_s,
+                            timeout_s=settings.ratelimit_redis_timeout_s)
     return memory
 
 

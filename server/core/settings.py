@@ -1,12 +1,105 @@
 """The one settings object. Only the composition root and the CLI build it from the environment."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["PushSettings", "Settings", "default"]
+
+
+class PushSettings(BaseModel):
+    """Every limit of the push engine (``server.push``), with safe defaults: the ``push`` field of
+    :class:`Settings`, so ``PARLEY_PUSH__<NAME>`` sets one (``PARLEY_PUSH__MAX_ATTEMPTS=3``,
+    ``PARLEY_PUSH__EGRESS_HOSTS='["push.example.com"]'``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # ingestion
+    max_batch: int = 1000
+    max_properties_bytes: int = 8 * 1024
+    max_name_chars: int = 100
+    max_id_chars: int = 200
+    # an occurred_at further in the future than this is clamped to "now" (client clocks lie)
+    max_clock_skew_s: int = 300
+
+    # frequency budget: one per user across every channel (in-app included)
+    budget_count: int = 5
+    budget_window_s: int = 24 * 3600
+    # categories that never consume or respect the budget (receipts, password resets)
+    budget_exempt_categories: tuple[str, ...] = ("transactional",)
+
+    # support awareness
+    bad_rating_days: int = 14
+    bad_rating_max: int = 2  # a rating <= this (1..5) is "bad"
+    rating_event: str = "conversation.rated"
+
+    # best time: how much history to learn the active hour from
+    best_time_history: int = 500
+    best_time_min_samples: int = 3
+
+    # conversion attribution: a goal event within this of the notification counts
+    conversion_window_s: int = 7 * 24 * 3600
+    # the decision looks at this many of a user's most recent notifications (caps, best time)
+    max_recent_sends: int = 1000
+
+    # templates
+    max_title_chars: int = 120
+    max_body_chars: int = 500
+    max_url_chars: int = 2000
+    copywriter_timeout_s: float = 2.0
+    # template work (server.push.template_sandbox): sizes, steps and time one render may use
+    template_max_source_chars: int = 2000
+    template_max_value_chars: int = 16_000
+    template_max_output_chars: int = 16_000
+    template_max_iterations: int = 2_000
+    template_max_range: int = 1_000
+    template_max_int_bits: int = 256
+    template_budget_s: float = 0.25
+    template_batch_budget_s: float = 2.0  # all renders of one event batch, in one transaction
+    template_threads: int = 2
+
+    # rules
+    max_rules_per_tenant: int = 500
+    max_wait_s: int = 30 * 24 * 3600
+    max_condition_nodes: int = 64
+    max_condition_depth: int = 8
+
+    # chat-derived notifications
+    # a reply the user has not read on any socket this long after it was sent becomes a notification
+    chat_reply_delay_s: float = 60.0
+    chat_reply_max_chars: int = 180
+
+    # worker / delivery
+    worker_batch: int = 100
+    worker_poll_s: float = 0.2
+    worker_lease_s: float = 60.0
+    worker_concurrency: int = 32
+    worker_stop_s: float = 5.0  # at shutdown, the batch in hand may take this long to finish
+    max_attempts: int = 8
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 3600.0
+    max_retry_after_s: float = 24 * 3600.0
+    provider_timeout_s: float = 10.0
+    webpush_ttl_s: int = 24 * 3600
+    webpush_max_payload_bytes: int = 4096
+    vapid_subject: str = "mailto:push@parley.invalid"
+    vapid_token_ttl_s: int = 12 * 3600
+    apns_token_ttl_s: int = 50 * 60  # Apple rejects provider tokens older than one hour
+    # egress (server.push.egress): hosts trusted beyond the known push services (exact, or
+    # "*.example.com" for subdomains, any port); http and loopback only for local test servers
+    egress_hosts: tuple[str, ...] = ()
+    egress_allow_http: bool = False
+    egress_allow_loopback: bool = False
+    egress_max_connections: int = 100  # per provider client
+    egress_max_keepalive: int = 20
+    config_cache_s: float = 10.0
+
+
+def default(name: str) -> Any:
+    """The default of one :class:`Settings` field, for a constructor that tests call bare."""
+    return Settings.model_fields[name].default
 
 
 class Settings(BaseSettings):
@@ -72,6 +165,11 @@ class Settings(BaseSettings):
         description="browser origins allowed on /v1/ws; empty means same host only; '*' allows all",
     )
     shutdown_drain_s: float = 5.0
+    ws_close_timeout_s: float = 1.0  # a close the server starts, once its error/bye frames are out
+    ws_ping_interval_s: float = 20.0  # uvicorn: protocol pings; a peer that misses one is closed
+    ws_idle_timeout_s: int = 60  # socketify: a socket silent this long is closed (uWS needs >= 8)
+    ws_max_backpressure_bytes: int = 4 * 1024 * 1024  # socketify: native fan-out a reader may lag
+    presence_max_conversations: int = 50  # a user's presence reaches the agents of this many conversations
     # How long a session the server ends may take to get its error and bye frames out: a slow
     # consumer's socket is full until it reads again, and the frames saying why must still reach it.
     goodbye_send_timeout_s: float = 5.0
@@ -104,6 +202,7 @@ class Settings(BaseSettings):
     # REST limits
     max_request_bytes: int = 1024 * 1024
     max_upload_bytes: int = 20 * 1024 * 1024
+    max_multipart_parts: int = 16
     history_page_max: int = 200
 
     # attachments (server.attachments.settings.AttachmentSettings): files and images in messages
@@ -140,10 +239,20 @@ class Settings(BaseSettings):
     ingest_outbox_max_attempts: int = Field(default=3, ge=1)
     ingest_outbox_backoff_base_s: float = Field(default=5.0, ge=0)
     ingest_outbox_backoff_max_s: float = Field(default=300.0, ge=0)
-    push_max_attempts: int = Field(default=8, ge=1)
-    push_backoff_base_s: float = Field(default=2.0, ge=0)
-    push_backoff_max_s: float = Field(default=3600.0, ge=0)
+    bot_history_turns: int = 20  # recent messages given to the AI agent (and to copilot drafts)
+    suggestion_count: int = 3  # copilot drafts per request
     db_pool_size: int = 10
+    db_pool_timeout_s: float = 5.0  # PostgreSQL: wait for a pooled connection, then "unavailable"
+    db_connect_timeout_s: float = 5.0
+    db_statement_timeout_s: float = 10.0  # PostgreSQL: asyncpg's command timeout
+    db_lock_timeout_s: float = 30.0  # SQLite: wait for the writer lock
+    db_ping_timeout_s: float = 2.0  # /readyz
+    redis_socket_timeout_s: float = 5.0
+    redis_connect_timeout_s: float = 2.0
+    redis_op_timeout_s: float = 2.0  # one publish, (un)subscribe or health ping of the bus
+    redis_retry_s: float = 0.5  # between attempts to reach Redis again after it was lost
+    ratelimit_redis_timeout_s: float = 1.0  # a rate-limit check waits no longer for Redis ...
+    ratelimit_redis_retry_s: float = 5.0  # ... and after a failure Redis is left alone this long
 
     # AI agent
     llm_base_url: str | None = None
@@ -158,17 +267,8 @@ class Settings(BaseSettings):
     canary_refresh_s: float = Field(default=60.0, gt=0)
     foreign_canaries_max: int = Field(default=10_000, ge=0)
 
-    # push (server.push.settings.PushSettings): a `push_<name>` here overrides that field
-    push_egress_hosts: list[str] = Field(
-        default_factory=list,
-        description="hosts trusted as push endpoints beyond the known push services ('*.example.com' too)",
-    )
-    push_egress_allow_http: bool = False
-    push_egress_allow_loopback: bool = False
-    push_template_max_source_chars: int = 2000
-    push_template_max_output_chars: int = 16_000
-    push_template_max_iterations: int = 2_000
-    push_template_budget_s: float = 0.25
+    # push: every limit of the push engine (PushSettings above), PARLEY_PUSH__<NAME>
+    push: PushSettings = Field(default_factory=PushSettings)
 
     # /metrics: when set, scrapers must send `Authorization: Bearer <token>`
     metrics_token: str | None = None

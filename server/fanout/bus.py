@@ -8,6 +8,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 
+from server.core.settings import Settings, default
 from server.fanout.local import Connection, LocalFanout
 
 __all__ = ["Bus", "MemoryBus", "RedisBus"]
@@ -47,12 +48,17 @@ class MemoryBus(Bus):
 
 
 class RedisBus(Bus):
-    def __init__(self, local: LocalFanout, url: str, *, prefix: str = "parley:") -> None:
+    def __init__(self, local: LocalFanout, url: str, *, prefix: str = "parley:",
+                 socket_timeout_s: float = default("redis_socket_timeout_s"),
+                 connect_timeout_s: float = default("redis_connect_timeout_s"),
+                 op_timeout_s: float = default("redis_op_timeout_s"),
+                 retry_s: float = default("redis_retry_s")) -> None:
         super().__init__(local)
         from litestar.channels.backends.redis import RedisChannelsPubSubBackend
         from redis.asyncio import Redis
 
-        self._redis = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._op_s, self._retry_s = op_timeout_s, retry_s
+        self._redis = Redis.from_url(url, socket_timeout=socket_timeout_s, socket_connect_timeout=connect_timeout_s)
         self._backend = RedisChannelsPubSubBackend(redis=self._redis, key_prefix=prefix.rstrip(":"))
         self._task: asyncio.Task[None] | None = None
         self._health: asyncio.Task[None] | None = None
@@ -61,6 +67,13 @@ class RedisBus(Bus):
         # Set when a publish or the subscription failed: messages may have been lost in between.
         self.degraded = False
         self.on_recovered: list[Callable[[], Awaitable[None]]] = []
+
+    @classmethod
+    def from_settings(cls, local: LocalFanout, settings: Settings) -> "RedisBus":
+        assert settings.redis_url
+        return cls(local, settings.redis_url, socket_timeout_s=settings.redis_socket_timeout_s,
+                   connect_timeout_s=settings.redis_connect_timeout_s, op_timeout_s=settings.redis_op_timeout_s,
+                   retry_s=settings.redis_retry_s)
 
     async def start(self) -> None:
         await self._backend.on_startup()
@@ -79,15 +92,15 @@ class RedisBus(Bus):
 
     async def healthy(self) -> bool:
         try:
-            return bool(await asyncio.wait_for(self._redis.ping(), 2))
-        except Exception:
+            return bool(await asyncio.wait_for(self._redis.ping(), self._op_s))
+        except Exception:  # noqa: BLE001 (whatever Redis raises, it is not healthy)
             return False
 
     async def publish(self, topic: str, data: str) -> None:
         # Losing Redis only delays delivery: clients catch up from the database on resume.
         try:
-            await asyncio.wait_for(self._backend.publish(data.encode(), [topic]), 2)
-        except Exception as exc:
+            await asyncio.wait_for(self._backend.publish(data.encode(), [topic]), self._op_s)
+        except Exception as exc:  # noqa: BLE001 (whatever Redis raises, delivery degrades to database catch-up)
             log.warning("redis publish failed for %s: %s", topic, type(exc).__name__)
             self._degrade()
 
@@ -100,21 +113,21 @@ class RedisBus(Bus):
         """Wait for Redis to answer again, resubscribe, then let every node's sockets catch up
         from the database on what was published while it was gone."""
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(self._retry_s)
             if not await self.healthy():
                 continue
             async with self._lock:
                 try:
                     if self._wanted:
-                        await asyncio.wait_for(self._backend.subscribe(list(self._wanted)), 2)
-                except Exception as exc:
+                        await asyncio.wait_for(self._backend.subscribe(list(self._wanted)), self._op_s)
+                except Exception as exc:  # noqa: BLE001 (whatever Redis raises, the recovery loop tries again)
                     log.warning("redis resubscribe failed (%s); retrying", type(exc).__name__)
                     continue
             self.degraded = False
             for hook in self.on_recovered:
                 try:
                     await hook()
-                except Exception:
+                except Exception:  # broad: one catch-up hook failing must not skip the others
                     log.exception("catch-up after the Redis outage failed")
             return
 
@@ -123,7 +136,7 @@ class RedisBus(Bus):
             async with self._lock:
                 self._wanted.add(topic)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._backend.subscribe([topic]), 2)
+                    await asyncio.wait_for(self._backend.subscribe([topic]), self._op_s)
 
     async def unsubscribe(self, conn: Connection, topic: str) -> None:
         if await self.local.remove(conn, topic):
@@ -138,7 +151,7 @@ class RedisBus(Bus):
         async with self._lock:
             self._wanted.difference_update(topics)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._backend.unsubscribe(topics), 2)
+                await asyncio.wait_for(self._backend.unsubscribe(topics), self._op_s)
 
     async def _pump(self) -> None:
         while True:
@@ -147,7 +160,7 @@ class RedisBus(Bus):
                     await self.local.deliver(channel, payload.decode())
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 (whatever ends the stream, the bus degrades and recovers)
                 log.warning("redis stream lost (%s); recovering", type(exc).__name__)
                 self._degrade()
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(self._retry_s)

@@ -19,7 +19,7 @@ __all__ = ["FanoutPlugin"]
 class FanoutPlugin(InitPluginProtocol):
     def __init__(self, settings: Settings, *, native: bool) -> None:
         local: LocalFanout = NativeFanout() if native else PythonFanout()
-        self.bus: Bus = RedisBus(local, settings.redis_url) if settings.redis_url else MemoryBus(local)
+        self.bus: Bus = RedisBus.from_settings(local, settings) if settings.redis_url else MemoryBus(local)
 
     @asynccontextmanager
     async def _lifespan(self, _app: Litestar) -> AsyncIterator[None]:

@@ -23,7 +23,7 @@ log = logging.getLogger("parley")
 class StoragePlugin(InitPluginProtocol):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+        self.db = Database.from_settings(settings)
 
     @asynccontextmanager
     async def _lifespan(self, _app: Litestar) -> AsyncIterator[None]:

@@ -10,7 +10,7 @@ numbers and strings with strings only, anything else is false.
 """
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from server.errors import BadInput
 
@@ -32,7 +32,7 @@ def validate(cond: Any, *, field: str = "conditions", max_nodes: int = 64, max_d
     _validate(cond, field, 0, count, max_nodes, max_depth)
 
 
-def _fail(field: str, detail: str) -> None:
+def _fail(field: str, detail: str) -> NoReturn:
     raise ConditionError(f"{field}: {detail}", field=field)
 
 
@@ -59,6 +59,11 @@ def _validate(cond: Any, field: str, depth: int, count: list[int], max_nodes: in
             _fail(field, "'not' must be the only key")
         _validate(cond["not"], f"{field}.not", depth + 1, count, max_nodes, max_depth)
         return
+    _validate_leaf(cond, field)
+
+
+def _validate_leaf(cond: Mapping[str, Any], field: str) -> None:
+    """One ``{path, op, value}`` test."""
     extra = set(cond) - {"path", "op", "value"}
     if extra:
         _fail(field, f"unknown key(s) {sorted(extra)}; expected all/any/not or path/op/value")
@@ -75,7 +80,10 @@ def _validate(cond: Any, field: str, depth: int, count: list[int], max_nodes: in
         _fail(f"{field}.op", f"must be one of {list(OPS)}")
     if "value" not in cond:
         _fail(f"{field}.value", "is required")
-    value = cond["value"]
+    _validate_value(op, cond["value"], field)
+
+
+def _validate_value(op: str, value: Any, field: str) -> None:
     if op == "in" and not isinstance(value, list):
         _fail(f"{field}.value", "must be a list for 'in'")
     if op == "exists" and not isinstance(value, bool):
@@ -119,6 +127,11 @@ def evaluate(cond: Mapping[str, Any] | None, data: Mapping[str, Any]) -> bool:
         return bool((got is not _MISSING and got is not None) == want)
     if got is _MISSING:
         return False
+    return _compare(op, got, want)
+
+
+def _compare(op: str, got: Any, want: Any) -> bool:
+    """``got op want`` for a value that is present."""
     if op == "eq":
         return _eq(got, want)
     if op == "ne":

@@ -112,7 +112,19 @@ def pick_best_hour(hours: Sequence[int], reachable: Sequence[int]) -> int | None
 
 def decide(candidate: Candidate, ctx: DecisionContext, now: datetime) -> Decision:
     reasons: list[str] = []
-    c = candidate
+    stopped = _preferences_and_support(candidate, ctx, now, reasons) or _caps(candidate, ctx, now, reasons)
+    if stopped is not None:
+        return stopped
+    at = _quiet_hours(candidate, ctx, _best_time(candidate, ctx, now, reasons), reasons)
+    if candidate.collapse_key:
+        reasons.append(f"collapse: {candidate.collapse_key}")
+    if at <= now:
+        return Decision("send_now", now, reasons)
+    return Decision("send_at", at, reasons)
+
+
+def _preferences_and_support(c: Candidate, ctx: DecisionContext, now: datetime,
+                             reasons: list[str]) -> Decision | None:
     if ctx.duplicate:
         return _suppress(reasons, f"duplicate: dedupe key {c.dedupe_key} already used")
     if "all" in ctx.prefs.opted_out:
@@ -128,8 +140,11 @@ def decide(candidate: Candidate, ctx: DecisionContext, now: datetime) -> Decisio
         if bad is not None and now - bad < timedelta(days=ctx.bad_rating_days):
             return _suppress(reasons, f"support_bad_rating: bad rating within {ctx.bad_rating_days} days")
         reasons.append("support: no open conversation or recent bad rating")
+    return None
 
-    rule_n = budget_n = 0
+
+def _caps(c: Candidate, ctx: DecisionContext, now: datetime, reasons: list[str]) -> Decision | None:
+    """The rule's own cap, then the user's frequency budget (critical ones bypass both)."""
     if c.rule_cap is not None and c.rule_id is not None:
         cap, window = c.rule_cap
         since = now - timedelta(seconds=window)
@@ -141,18 +156,22 @@ def decide(candidate: Candidate, ctx: DecisionContext, now: datetime) -> Decisio
     b_count, b_window = ctx.budget
     if c.category in ctx.budget_exempt:
         reasons.append(f"budget: {c.category} is exempt")
+        return None
+    since = now - timedelta(seconds=b_window)
+    budget_n = sum(
+        1 for p in ctx.recent if p.category not in ctx.budget_exempt and since < p.at <= now
+    )
+    if budget_n >= b_count:
+        if not c.critical:
+            return _suppress(reasons, f"budget: {budget_n}/{b_count} in {b_window}s")
+        reasons.append(f"critical: bypassed frequency budget ({budget_n}/{b_count} in {b_window}s)")
     else:
-        since = now - timedelta(seconds=b_window)
-        budget_n = sum(
-            1 for p in ctx.recent if p.category not in ctx.budget_exempt and since < p.at <= now
-        )
-        if budget_n >= b_count:
-            if not c.critical:
-                return _suppress(reasons, f"budget: {budget_n}/{b_count} in {b_window}s")
-            reasons.append(f"critical: bypassed frequency budget ({budget_n}/{b_count} in {b_window}s)")
-        else:
-            reasons.append(f"budget: {budget_n}/{b_count} in {b_window}s")
+        reasons.append(f"budget: {budget_n}/{b_count} in {b_window}s")
+    return None
 
+
+def _best_time(c: Candidate, ctx: DecisionContext, now: datetime, reasons: list[str]) -> datetime:
+    """When to send: not before ``not_before``, moved to the user's most active hour if allowed."""
     tz = zone(ctx.prefs.timezone)
     at = now if c.not_before is None or c.not_before < now else c.not_before
     if c.max_delay_s > 0:
@@ -167,22 +186,22 @@ def decide(candidate: Candidate, ctx: DecisionContext, now: datetime) -> Decisio
                 reasons.append(f"best_time: local hour {hour:02d} (from {samples} samples)")
         else:
             reasons.append("best_time: not enough history, sending without delay")
+    return at
 
-    if ctx.prefs.quiet_start and ctx.prefs.quiet_end:
-        start, end = parse_hhmm(ctx.prefs.quiet_start), parse_hhmm(ctx.prefs.quiet_end)
-        later = end_of_quiet(at, tz, start, end)
-        if later != at:
-            if c.critical:
-                reasons.append("critical: bypassed quiet hours")
-            else:
-                reasons.append(f"quiet_hours: deferred to {later.isoformat()} ({tz.key})")
-                at = later
 
-    if c.collapse_key:
-        reasons.append(f"collapse: {c.collapse_key}")
-    if at <= now:
-        return Decision("send_now", now, reasons)
-    return Decision("send_at", at, reasons)
+def _quiet_hours(c: Candidate, ctx: DecisionContext, at: datetime, reasons: list[str]) -> datetime:
+    if not (ctx.prefs.quiet_start and ctx.prefs.quiet_end):
+        return at
+    tz = zone(ctx.prefs.timezone)
+    start, end = parse_hhmm(ctx.prefs.quiet_start), parse_hhmm(ctx.prefs.quiet_end)
+    later = end_of_quiet(at, tz, start, end)
+    if later != at:
+        if c.critical:
+            reasons.append("critical: bypassed quiet hours")
+        else:
+            reasons.append(f"quiet_hours: deferred to {later.isoformat()} ({tz.key})")
+            at = later
+    return at
 
 
 def _reachable_hours(start: datetime, limit: datetime, tz: ZoneInfo) -> list[int]:

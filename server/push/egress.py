@@ -30,7 +30,7 @@ from httpcore._backends.auto import AutoBackend
 from knowledge.errors import UnsafeURL
 from knowledge.fetch import Resolver, check_address, system_resolver
 from knowledge.settings import KnowledgeSettings
-from server.push.settings import PushSettings
+from server.core.settings import PushSettings
 
 __all__ = [
     "FCM_TOKEN_HOSTS",
@@ -183,8 +183,11 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport with every connection checked and pinned by ``policy``. Environment
     proxies are ignored: a proxy would connect on our behalf to an unchecked address."""
 
-    def __init__(self, policy: EgressPolicy, *, http2: bool = False,
-                 limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)) -> None:
+    def __init__(self, policy: EgressPolicy, *, http2: bool = False, limits: httpx.Limits | None = None) -> None:
+        if limits is None:
+            ps = PushSettings()
+            limits = httpx.Limits(max_connections=ps.egress_max_connections,
+                                  max_keepalive_connections=ps.egress_max_keepalive)
         super().__init__(http2=http2, limits=limits, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False),

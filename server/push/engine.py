@@ -27,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from server.core.db import Database
 from server.core.models import Conversation, OutboxRow, Participant, User, new_id, utcnow
+from server.core.settings import PushSettings
 from server.errors import BadInput, TooLong
 from server.push.conditions import evaluate
 from server.push.decision import Candidate, Decision, DecisionContext, PastSend, Prefs, SupportState, decide
@@ -36,7 +37,6 @@ from server.push.presence import Presence
 from server.push.providers.base import Provider
 from server.push.providers.webpush import b64url_decode, generate_vapid_keys
 from server.push.quiet_hours import zone
-from server.push.settings import PushSettings
 from server.push.template_sandbox import TemplateLimits
 from server.push.templates import Copywriter, Rendered, TemplateRenderer
 
@@ -354,7 +354,7 @@ class PushEngine:
                                         Notification.category).where(
                 Notification.tenant_id == tenant_id, Notification.user_id == user_id,
                 col(Notification.created_at) >= since, col(Notification.status).in_(_LIVE),
-            ).order_by(col(Notification.created_at).desc()).limit(1000))).all()
+            ).order_by(col(Notification.created_at).desc()).limit(st.max_recent_sends))).all()
             recent = [PastSend(aware(sa or ca), rid, cat) for sa, ca, rid, cat in rows]
             open_conv = (await s.exec(select(Conversation.id).where(
                 Conversation.tenant_id == tenant_id, Conversation.user_id == user_id,

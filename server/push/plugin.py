@@ -13,7 +13,6 @@ from server.core.db import Database
 from server.core.plugin import provide
 from server.core.settings import Settings
 from server.push.routes import push_route_handlers
-from server.push.settings import push_settings_from
 from server.push.wiring import PushRuntime
 
 __all__ = ["PushPlugin"]
@@ -21,7 +20,7 @@ __all__ = ["PushPlugin"]
 
 class PushPlugin(InitPluginProtocol):
     def __init__(self, settings: Settings, db: Database, gateway: Any) -> None:
-        self.runtime = PushRuntime(db, gateway, push_settings_from(settings))
+        self.runtime = PushRuntime(db, gateway, settings.push)
 
     @asynccontextmanager
     async def _lifespan(self, _app: Litestar) -> AsyncIterator[None]:

@@ -3,10 +3,10 @@
 from collections.abc import Mapping
 from typing import Any
 
+from server.core.settings import PushSettings
 from server.errors import BadInput
 from server.push.conditions import validate as validate_conditions
 from server.push.decision import CATEGORIES
-from server.push.settings import PushSettings
 from server.push.templates import TemplateRenderer, validate_template
 
 __all__ = ["RULE_FIELDS", "validate_rule"]
@@ -61,21 +61,7 @@ def validate_rule(body: Mapping[str, Any], settings: PushSettings, renderer: Tem
         if flag in body and not isinstance(body[flag], bool):
             raise _bad(flag, "must be true or false")
     validate_template(renderer, body.get("template"))
-    variants = body.get("variants")
-    if variants is not None:
-        if not isinstance(variants, list) or not 1 <= len(variants) <= 10:
-            raise _bad("variants", "must be a list of 1 to 10 objects")
-        for i, v in enumerate(variants):
-            f = f"variants[{i}]"
-            if not isinstance(v, Mapping):
-                raise _bad(f, "must be an object")
-            _name(v.get("name"), f"{f}.name", 64)
-            _int(v.get("weight", 1), f"{f}.weight", 0, 1000)
-            merged = {"title": v.get("title", body["template"]["title"]),
-                      "body": v.get("body", body["template"]["body"])}
-            if v.get("url") is not None:
-                merged["url"] = v["url"]
-            validate_template(renderer, merged, f)
+    _validate_variants(body, renderer)
     _int(body.get("max_delay_s", 0), "max_delay_s", 0, 7 * 24 * 3600)
     cap = body.get("per_rule_cap")
     if cap is not None:
@@ -89,3 +75,23 @@ def validate_rule(body: Mapping[str, Any], settings: PushSettings, renderer: Tem
     out["cancel_on"] = list(cancel_on)
     out.setdefault("category", category)
     return out
+
+
+def _validate_variants(body: Mapping[str, Any], renderer: TemplateRenderer) -> None:
+    """A/B variants: each a template of its own, over the rule's template for what it leaves out."""
+    variants = body.get("variants")
+    if variants is None:
+        return
+    if not isinstance(variants, list) or not 1 <= len(variants) <= 10:
+        raise _bad("variants", "must be a list of 1 to 10 objects")
+    for i, v in enumerate(variants):
+        f = f"variants[{i}]"
+        if not isinstance(v, Mapping):
+            raise _bad(f, "must be an object")
+        _name(v.get("name"), f"{f}.name", 64)
+        _int(v.get("weight", 1), f"{f}.weight", 0, 1000)
+        merged = {"title": v.get("title", body["template"]["title"]),
+                  "body": v.get("body", body["template"]["body"])}
+        if v.get("url") is not None:
+            merged["url"] = v["url"]
+        validate_template(renderer, merged, f)

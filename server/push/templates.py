@@ -130,7 +130,7 @@ class TemplateRenderer:
         try:
             out = {k: self._one(src.get(k), ctx) for k in _FIELDS}
             fell_back = False
-        except Exception as exc:  # missing data or a refused template must not drop the message
+        except Exception as exc:  # noqa: BLE001 (missing data or a refused template must not drop the message)
             log.info("template fell back: %s", type(exc).__name__)
             out = _fallback(template, src)
             fell_back = True
@@ -213,7 +213,7 @@ class TemplateRenderer:
             raise BadInput(f"{field}: {exc}", field=field) from exc
         except RecursionError as exc:
             raise BadInput(f"{field}: the template recurses too deep", field=field) from exc
-        except Exception:  # noqa: S110  (anything else depends on the data it will get)
+        except Exception:  # noqa: BLE001, S110 (anything else depends on the data it will get)
             pass
 
     async def run(self, fn: Callable[[], _T], field: str = "template") -> _T:
@@ -297,7 +297,7 @@ async def rewrite_or_keep(
             out = await copywriter.rewrite(text, max_len)
     except TimeoutError:
         return text, "copywriter: timed out, kept template"
-    except Exception as exc:  # the copywriter is an untrusted dependency
+    except Exception as exc:  # noqa: BLE001 (the copywriter is an untrusted dependency)
         return text, f"copywriter: {type(exc).__name__}, kept template"
     if not isinstance(out, str) or not out.strip():
         return text, "copywriter: empty answer, kept template"

@@ -7,10 +7,10 @@ import httpx
 
 from knowledge.fetch import Resolver, system_resolver
 from server.core.db import Database
+from server.core.settings import PushSettings
 from server.push.egress import EgressPolicy, GuardedTransport
 from server.push.engine import PushEngine
 from server.push.providers import ApnsProvider, FcmProvider, Provider, WebhookProvider, WebPushProvider
-from server.push.settings import PushSettings
 from server.push.worker import PushWorker
 
 __all__ = ["GatewayPresence", "PushRuntime"]
@@ -35,11 +35,13 @@ class PushRuntime:
         self.settings = settings or PushSettings()
         self.egress = EgressPolicy.from_settings(self.settings, resolver)
         timeout = httpx.Timeout(self.settings.provider_timeout_s)
+        limits = httpx.Limits(max_connections=self.settings.egress_max_connections,
+                              max_keepalive_connections=self.settings.egress_max_keepalive)
         # every connection is checked and pinned by the egress policy; redirects are never followed
         self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False,
-                                        transport=GuardedTransport(self.egress))
+                                        transport=GuardedTransport(self.egress, limits=limits))
         self.h2_client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False,
-                                           transport=GuardedTransport(self.egress, http2=True))
+                                           transport=GuardedTransport(self.egress, http2=True, limits=limits))
         providers: dict[str, Provider] = {
             "webpush": WebPushProvider(self.client, self.settings, egress=self.egress),
             "fcm": FcmProvider(self.client, self.settings, egress=self.egress),

@@ -22,11 +22,11 @@ from sqlmodel import col, select
 from server.core.db import Database
 from server.core.models import OutboxRow, utcnow
 from server.core.outbox import OutboxConsumer, Outcome, RetryPolicy
+from server.core.settings import PushSettings
 from server.push.engine import TOPIC, PushEngine
 from server.push.models import Delivery, Device, Notification, PushTenantConfig, aware
 from server.push.presence import Presence
 from server.push.providers.base import DeliveryResult, DeviceTarget, Provider, PushMessage
-from server.push.settings import PushSettings
 from server.push.templates import rewrite_or_keep
 
 __all__ = ["Outcome", "PushWorker", "in_app_frame", "retry_policy", "run_worker"]
@@ -62,10 +62,10 @@ class PushWorker:
         """The in-process worker (``parley serve``): call from the app's startup."""
         return self.consumer.start()
 
-    async def stop(self, timeout_s: float = 5.0) -> None:
-        """From the app's shutdown: finish the rows in hand, then return. Unfinished rows are
-        simply claimed again later (their lease expires)."""
-        await self.consumer.stop(grace_s=timeout_s)
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """From the app's shutdown: finish the rows in hand (``worker_stop_s`` at most), then
+        return. Unfinished rows are simply claimed again later (their lease expires)."""
+        await self.consumer.stop(grace_s=self.settings.worker_stop_s if timeout_s is None else timeout_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.consumer.run(stop)
@@ -136,7 +136,7 @@ class PushWorker:
                 return await provider.send(target, msg, config)
         except TimeoutError:
             return DeliveryResult.retry("provider timeout")
-        except Exception as exc:  # a provider bug must not lose the notification: retry it
+        except Exception as exc:  # noqa: BLE001 (a provider bug must not lose the notification: retry it)
             return DeliveryResult.retry(f"provider error: {type(exc).__name__}")
 
     async def _ensure_rows(self, tenant_id: str, nid: str, device_ids: list[str]) -> None:

@@ -41,7 +41,17 @@ from server.core.wire import (
     Unsubscribe,
     parse_frame,
 )
-from server.errors import AuthError, BadInput, Conflict, NotFound, ParleyError, RateLimited
+from server.errors import (
+    CLIENT_ERRORS,
+    AuthError,
+    BadInput,
+    Conflict,
+    NotFound,
+    ParleyError,
+    RateLimited,
+    as_parley,
+    close_code_for,
+)
 from server.fanout import Bus, Connection
 
 __all__ = ["Gateway"]
@@ -109,7 +119,7 @@ class Session:
             await self.send_direct({"type": "error", "code": code, "detail": detail, "fatal": True})
         await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.socket.close(code=_close_code(code)), 1.0)
+            await asyncio.wait_for(self.socket.close(code=close_code_for(code)), self.gw.settings.ws_close_timeout_s)
         # A reader that stopped reading leaves the handler blocked in receive(): end it, so the
         # session leaves the gateway and its memory is freed whatever the transport does.
         # (Not at shutdown: a session cut mid-query would only spoil its database connection.)
@@ -130,7 +140,7 @@ class Session:
         await self.send_direct(frame)
         await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.socket.close(code=_close_code(code)), 1.0)
+            await asyncio.wait_for(self.socket.close(code=close_code_for(code)), self.gw.settings.ws_close_timeout_s)
         raise _Closing
 
     def error(self, exc: ParleyError, ref: str | None, client_msg_id: str | None = None,
@@ -191,7 +201,7 @@ class Session:
         except asyncio.CancelledError:
             if not self.killing:
                 raise
-        except Exception:
+        except Exception:  # broad: whatever ended a session is logged and answered internal
             log.exception("session %s failed", self.id)
             with contextlib.suppress(_Closing):
                 await self.fatal("internal", "internal error", reconnect=True)
@@ -372,9 +382,9 @@ class Session:
                 await self._dispatch(frame)
             except _Closing:
                 raise
-            except ParleyError as exc:
-                self.error(exc, ref, cmid)
-            except Exception:
+            except CLIENT_ERRORS as exc:
+                self.error(as_parley(exc), ref, cmid)
+            except Exception:  # broad: one bad frame must not end the session
                 # One bad frame must not end the session: log it, answer it, keep reading.
                 log.exception("frame failed on session %s", self.id)
                 self.error(ParleyError("internal error handling this frame", code="internal"), ref, cmid)
@@ -486,17 +496,6 @@ def _uuid() -> str:
     return str(uuid.uuid4())
 
 
-_CLOSE_CODES = {
-    "auth_timeout": 4001, "auth_required": 4001, "token_invalid": 4001, "token_expired": 4001,
-    "forbidden": 4003, "connection_limit": 4029, "slow_consumer": 4008, "unavailable": 1013,
-    "shutdown": 1001, "internal": 1011, "bad_frame": 1003, "rate_limited": 4029,
-}
-
-
-def _close_code(code: str) -> int:
-    return _CLOSE_CODES.get(code, 1008)
-
-
 class Gateway:
     def __init__(self, settings: Settings, db: Any, chat: ChatService, bus: Bus, metrics: Metrics,
                  *, native: bool = False, limiter: Limiter | None = None) -> None:
@@ -581,7 +580,8 @@ class Gateway:
         async with self.db.session() as s:
             ids = (await s.exec(select(Conversation.id).where(
                 Conversation.tenant_id == p.tenant_id, Conversation.user_id == p.id,
-                col(Conversation.status).in_(("bot", "queued", "assigned"))).limit(50))).all()
+                col(Conversation.status).in_(("bot", "queued", "assigned")))
+                .limit(self.settings.presence_max_conversations))).all()
         for cid in ids:
             await self.bus.publish(topic_agents(cid), frame)
 
@@ -608,7 +608,7 @@ class Gateway:
                     continue
                 try:
                     await sess.resync(topic[2:], topic, conn.seen[topic])
-                except Exception:
+                except Exception:  # broad: one socket's catch-up failing must not skip the others
                     log.exception("catch-up of %s failed on session %s", topic, sess.id)
 
     async def drain(self) -> None:

@@ -26,6 +26,7 @@ class RealtimePlugin(InitPluginProtocol):
     def __init__(self, settings: Settings, db: Database, bus: Bus, metrics: Metrics, limiter: Limiter, *,
                  native: bool, fault_hook: Callable[[str], None] | None = None) -> None:
         self.chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=fault_hook,
+                                chat_push_delay_s=settings.push.chat_reply_delay_s,
                                 max_attachments=settings.attachment_max_per_message)
         self.gateway = Gateway(settings, db, self.chat, bus, metrics, native=native, limiter=limiter)
 

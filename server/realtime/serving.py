@@ -13,6 +13,7 @@ from typing import Any
 from litestar import Litestar
 
 from server.core.settings import Settings
+from server.errors import close_code_for
 
 __all__ = ["SocketifyCompat", "oversize_refusal", "patch_socketify_upgrade", "run_socketify", "run_uvicorn",
            "use_standard_tasks", "uvicorn_ws_options"]
@@ -110,7 +111,7 @@ class _NativeGuard:
         and its abort callback would later find the ``ASGIWebSocket`` garbage-collected (a fatal
         cffi error): refuse it."""
         if self.native is not None and not self.answered and not self.native.aborted:
-            await self.send({"type": "websocket.close", "code": 1011})
+            await self.send({"type": "websocket.close", "code": close_code_for("internal")})
 
 
 def _closure_var(fn: Any, name: str) -> Any:
@@ -258,8 +259,8 @@ def run_uvicorn(app: Litestar, settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         **uvicorn_ws_options(settings),
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_interval_s,
         timeout_graceful_shutdown=int(settings.shutdown_drain_s) or 1,
         log_level="warning",
         lifespan="on",
@@ -279,10 +280,10 @@ def run_socketify(app: Litestar, settings: Settings, *, on_listen: Callable[[], 
             # too_long; larger ones uWS drops from their header (and closes with 1006, in C++,
             # before any callback could answer: uvicorn below does better).
             "max_payload_length": settings.transport_frame_bytes,
-            "idle_timeout": 60,
+            "idle_timeout": settings.ws_idle_timeout_s,
             "compression": False,
             # uWS's own backpressure bound for native topic fan-out: a reader this far behind is closed.
-            "max_backpressure": 4 * 1024 * 1024,
+            "max_backpressure": settings.ws_max_backpressure_bytes,
             "close_on_backpressure_limit": 1,
         },
         lifespan=True,
@@ -346,7 +347,7 @@ def use_standard_tasks(server: Any) -> None:
     async def guarded(coro: Awaitable[Any]) -> None:
         try:
             await coro
-        except Exception:
+        except Exception:  # broad: the last stop of a request task: log whatever escaped
             log.exception("unhandled error in a request task")
 
     def run_task(coro: Awaitable[Any]) -> None:

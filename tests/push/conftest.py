@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from server.core.db import Database
 from server.core.models import Tenant, User, new_id
+from server.core.settings import PushSettings
 from server.push.egress import EgressPolicy
 from server.push.providers.webpush import b64url
-from server.push.settings import PushSettings
 
 PG_DSN = os.environ.get("PARLEY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -14,6 +14,7 @@ import pytest
 from sqlmodel import select
 
 from server.core.db import Database
+from server.core.settings import PushSettings
 from server.errors import BadInput
 from server.push.egress import EgressPolicy, EgressRefused, GuardedTransport
 from server.push.engine import PushEngine
@@ -21,7 +22,6 @@ from server.push.models import Device, PushRule, PushTenantConfig
 from server.push.presence import MemoryPresence
 from server.push.providers import DeviceTarget, FcmProvider, PushMessage, WebhookProvider, WebPushProvider
 from server.push.providers.webpush import generate_vapid_keys
-from server.push.settings import PushSettings
 from server.push.worker import PushWorker
 from tests.push.conftest import SimClock, make_tenant, make_user, new_browser_sub, public_resolver
 from tests.push.test_routes import api  # noqa: F401  (the REST fixture)

@@ -6,21 +6,17 @@ from typing import Any
 
 import httpx
 import pytest
-from litestar import Litestar, Request, Response
+from litestar import Litestar, Request
 from litestar.di import Provide
 
 from server.accounts.auth import Principal
 from server.core.db import Database
-from server.errors import ParleyError, error_body
+from server.errors import exception_handlers
 from server.push.engine import PushEngine
 from server.push.presence import MemoryPresence
 from server.push.routes import push_route_handlers
 from server.push.worker import PushWorker
 from tests.push.conftest import SimClock, local_egress, local_push_settings, make_tenant, make_user, new_browser_sub
-
-
-def _errors(_: Request[Any, Any, Any], exc: ParleyError) -> Response[Any]:
-    return Response(error_body(exc.code, exc.detail, field=exc.field), status_code=exc.status)
 
 
 @pytest.fixture
@@ -43,7 +39,7 @@ async def api(db: Database, clock: SimClock) -> AsyncIterator[tuple[httpx.AsyncC
         dependencies={"db": Provide(lambda: db, sync_to_thread=False),
                       "push_engine": Provide(lambda: engine, sync_to_thread=False),
                       "principal": Provide(principal, sync_to_thread=False)},
-        exception_handlers={ParleyError: _errors},
+        exception_handlers=exception_handlers(),
     )
     # ASGITransport runs the app on the test's own loop (the database pool lives there)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:

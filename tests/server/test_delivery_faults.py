@@ -144,7 +144,7 @@ async def _crash_chain(kind: str, s: Seeded, user: str) -> LiveServer:
                 await asyncio.sleep(0.2)
             await device.disconnect()
             await pipe.close()
-        except BaseException:
+        except BaseException:  # broad: cleanup, then re-raised
             srv.kill()
             raise
         if point is not None:

@@ -113,7 +113,7 @@ class InProcServer(RestHelpers):
         def run() -> None:
             try:
                 asyncio.run(self._server.serve())
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 (the server thread hands whatever ended it to the test)
                 self._error = exc
 
         self._thread = threading.Thread(target=run, name=f"parley-inproc-{self.port}", daemon=True)

@@ -79,14 +79,16 @@ class LiveServer(RestHelpers):
     def __post_init__(self) -> None:
         self.log_path = self.data_dir / f"server-{self.port}.log"
 
-    def start(self, timeout: float = 30.0) -> "LiveServer":
+    def start(self, timeout: float = 90.0) -> "LiveServer":
+        # A cold start imports the AI and knowledge stack: 20-40 s on a loaded 2-core machine.
         env = {**os.environ, "PARLEY_DEMO_KNOWLEDGE": "false", **self.env, "PARLEY_DATA_DIR": str(self.data_dir),
                "PARLEY_PORT": str(self.port),
                "PARLEY_HOST": "127.0.0.1", "PARLEY_SERVER": self.kind}
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], cwd=ROOT, env=env,
-                                     stdout=log, stderr=subprocess.STDOUT)
+        # The child holds its own copy of the descriptor: ours is closed at once.
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], cwd=ROOT, env=env,
+                                         stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

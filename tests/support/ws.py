@@ -3,15 +3,21 @@
 import asyncio
 import json
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 
 class WsClient:
+    #: Every client not closed yet: tests/conftest.py closes what a test left open, so no socket
+    #: outlives its event loop (an unclosed transport is a ResourceWarning, and so an error).
+    opened: ClassVar[set["WsClient"]] = set()
+
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
+        self.loop = asyncio.get_running_loop()
+        WsClient.opened.add(self)
         self.seen: list[dict[str, Any]] = []
         self.backlog: list[dict[str, Any]] = []
 
@@ -75,4 +81,5 @@ class WsClient:
         return await self.expect("ack", client_msg_id=cmid)
 
     async def close(self) -> None:
+        WsClient.opened.discard(self)
         await self.ws.close()

@@ -47,7 +47,7 @@ def browser(pw: "Playwright") -> Iterator["Browser"]:
 def start_server(tmp: Path, *, demo_knowledge: bool) -> LiveServer:
     # the push stub's endpoint host (test_chat_flow.PUSH_STUB) is trusted like a push service
     env = {"PARLEY_DEMO_KNOWLEDGE": "true" if demo_knowledge else "false",
-           "PARLEY_PUSH_EGRESS_HOSTS": '["push.invalid"]',
+           "PARLEY_PUSH__EGRESS_HOSTS": '["push.invalid"]',
            # The XSS suite posts its payloads over REST in a burst; flood limits have their own tests.
            "PARLEY_RATE_PER_USER": "1000", "PARLEY_BURST_PER_USER": "1000",
            "PARLEY_RATE_PER_TENANT": "1000", "PARLEY_BURST_PER_TENANT": "1000"}

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import jwt
 
+from server.core.settings import PushSettings
 from server.push.models import PushTenantConfig
 from server.push.providers.base import DeliveryResult, DeviceTarget, PushMessage, classify_status
-from server.push.settings import PushSettings
 
 __all__ = ["ApnsProvider"]
 

@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import jwt
 
+from server.core.settings import PushSettings
 from server.push.egress import EgressPolicy, EgressRefused, Unresolved
 from server.push.models import PushTenantConfig
 from server.push.providers.base import DeliveryResult, DeviceTarget, PushMessage, classify_status
-from server.push.settings import PushSettings
 
 __all__ = ["FCM_SCOPE", "FcmProvider"]
 
@@ -59,12 +59,10 @@ class FcmProvider:
         self._tokens[tenant_id] = (token, now + float(body.get("expires_in", 3600)))
         return token
 
-    async def send(self, target: DeviceTarget, message: PushMessage, config: PushTenantConfig) -> DeliveryResult:
-        account = config.fcm_service_account
-        if not account or not target.token:
-            return DeliveryResult.permanent("fcm not configured for this tenant" if not account else "no token")
+    async def _token_or_failure(self, tenant_id: str, account: dict[str, Any]) -> str | DeliveryResult:
+        """The tenant's OAuth access token, or why there is none (retry or permanent)."""
         try:
-            token = await self._access_token(config.tenant_id, account)
+            return await self._access_token(tenant_id, account)
         except Unresolved:  # DNS trouble is temporary; a bad answer is not
             return DeliveryResult.retry("dns: the host did not resolve")
         except EgressRefused as exc:
@@ -77,19 +75,15 @@ class FcmProvider:
             return DeliveryResult.permanent(f"oauth rejected: {exc.response.status_code}")
         except (KeyError, ValueError, jwt.PyJWTError) as exc:
             return DeliveryResult.permanent(f"bad service account: {type(exc).__name__}")
-        data = {k: str(v) for k, v in message.data.items()}
-        data["notification_id"] = message.notification_id
-        if message.url:
-            data["url"] = message.url
-        msg: dict[str, Any] = {
-            "token": target.token,
-            "notification": {"title": message.title, "body": message.body},
-            "data": data,
-            "android": {"priority": "HIGH" if message.urgent else "NORMAL", "ttl": f"{message.ttl_s}s"},
-        }
-        if message.collapse_key:
-            msg["android"]["collapse_key"] = message.collapse_key[:64]
-            msg["apns"] = {"headers": {"apns-collapse-id": message.collapse_key[:64]}}
+
+    async def send(self, target: DeviceTarget, message: PushMessage, config: PushTenantConfig) -> DeliveryResult:
+        account = config.fcm_service_account
+        if not account or not target.token:
+            return DeliveryResult.permanent("fcm not configured for this tenant" if not account else "no token")
+        token = await self._token_or_failure(config.tenant_id, account)
+        if isinstance(token, DeliveryResult):
+            return token
+        msg = _fcm_message(target.token, message)
         url = f"{self.base_url}/v1/projects/{account.get('project_id', '')}/messages:send"
         try:
             resp = await self.client.post(url, json={"message": msg},
@@ -112,6 +106,23 @@ class FcmProvider:
         if code in _RETRY and resp.status_code < 500 and resp.status_code != 429:
             return DeliveryResult.retry(f"{resp.status_code} {code}")
         return classify_status(resp, code)
+
+
+def _fcm_message(token: str, message: PushMessage) -> dict[str, Any]:
+    data = {k: str(v) for k, v in message.data.items()}
+    data["notification_id"] = message.notification_id
+    if message.url:
+        data["url"] = message.url
+    msg: dict[str, Any] = {
+        "token": token,
+        "notification": {"title": message.title, "body": message.body},
+        "data": data,
+        "android": {"priority": "HIGH" if message.urgent else "NORMAL", "ttl": f"{message.ttl_s}s"},
+    }
+    if message.collapse_key:
+        msg["android"]["collapse_key"] = message.collapse_key[:64]
+        msg["apns"] = {"headers": {"apns-collapse-id": message.collapse_key[:64]}}
+    return msg
 
 
 def _error_code(resp: httpx.Response) -> str:

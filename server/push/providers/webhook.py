@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 import httpx
 
+from server.core.settings import PushSettings
 from server.push.egress import EgressPolicy, EgressRefused, Unresolved
 from server.push.models import PushTenantConfig
 from server.push.providers.base import DeliveryResult, DeviceTarget, PushMessage, classify_status
-from server.push.settings import PushSettings
 
 __all__ = ["WebhookProvider", "sign", "verify"]
 

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 
+from server.core.settings import PushSettings
 from server.push.egress import EgressPolicy, EgressRefused, Unresolved
 from server.push.models import PushTenantConfig
 from server.push.providers.base import DeliveryResult, DeviceTarget, PushMessage, classify_status
-from server.push.settings import PushSettings
 
 __all__ = ["WebPushProvider", "b64url", "b64url_decode", "encrypt_payload", "generate_vapid_keys", "topic_for"]
 
@@ -105,7 +105,7 @@ class WebPushProvider:
         plaintext = json.dumps(message.payload(), separators=(",", ":"), ensure_ascii=False).encode()
         try:
             body = encrypt_payload(plaintext, keys["p256dh"], keys["auth"])
-        except Exception as exc:  # a malformed client key is the device's fault, not a retry
+        except Exception as exc:  # noqa: BLE001 (a malformed client key is the device's fault, not a retry)
             return DeliveryResult.deactivate(f"bad subscription keys: {type(exc).__name__}")
         if len(body) > self.settings.webpush_max_payload_bytes:
             return DeliveryResult.permanent(f"payload_too_large: {len(body)} bytes")
