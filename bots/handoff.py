@@ -36,6 +36,7 @@ from bots.handoff_rules import (
     ALWAYS_RULES,
     asks_for_callback,
     asks_for_person,
+    first_phrase,
     is_question_about_people,
     matched_rule,
 )
@@ -420,15 +421,6 @@ def _user_turns(history: Sequence[Turn], last: int) -> list[str]:
     return [t.text for t in history if t.role == "user"][-last:]
 
 
-def _matches_topic(norm: str, topic: str) -> bool:
-    t = normalize(topic)
-    if not t:
-        return False
-    if t.isascii():
-        return re.search(rf"\b{re.escape(t)}\b", norm) is not None
-    return t in norm
-
-
 def _is_vip(attributes: Mapping[str, Any], rules: Mapping[str, Sequence[str]]) -> str | None:
     for key, allowed in rules.items():
         value = attributes.get(key)
@@ -465,61 +457,76 @@ def decide_pre_retrieval(inputs: HandoffInputs, settings: HandoffSettings) -> Ha
     if fault is not None:
         return fault
     avail = _humans_available(inputs, settings)
-
-    def handoff(reason: str, detail: str, layer: Layer) -> HandoffDecision:
-        return HandoffDecision("handoff", reason, detail, inputs, layer, avail)
-
-    # (a) rules
-    if inputs.handoff_requested:
-        return handoff("user_request", "handoff.request frame", "rule")
     norm = _norm(inputs.text)
+    vip = _is_vip(inputs.user_attributes, settings.vip_attributes)
+    found = _rule(inputs, settings, norm, vip if avail else None) or _signal(inputs, settings, norm)
+    if found is None:
+        found = _learned(inputs, settings, norm)
+    if found is not None:
+        action, reason, detail, layer = found
+        return HandoffDecision(action, reason, detail, inputs, layer, avail)
+    if vip is not None:
+        return HandoffDecision("answer", "outside_business_hours", f"{vip}: nobody on duty", inputs, "rule", avail)
+    return HandoffDecision("answer", "none", "", inputs, "default", avail)
+
+
+#: (action, reason code, detail, layer) of a layer that decided.
+_Found = tuple[Action, str, str, Layer]
+
+
+def _rule(inputs: HandoffInputs, settings: HandoffSettings, norm: str, vip_on_duty: str | None) -> _Found | None:
+    """(a) rules: the ``handoff.request`` frame, always-rules, topics, requests, callbacks, offers, VIP."""
+    if inputs.handoff_requested:
+        return "handoff", "user_request", "handoff.request frame", "rule"
     rule = matched_rule(norm, settings.rule_phrases)
     if rule is not None:
         name, what = rule
-        return handoff(name if name in ALWAYS_RULES else f"rule:{name}", what, "rule")
-    for topic in settings.human_only_topics:
-        if _matches_topic(norm, topic):
-            return handoff("human_only_topic", topic, "rule")
+        return "handoff", name if name in ALWAYS_RULES else f"rule:{name}", what, "rule"
+    topic = first_phrase(norm, settings.human_only_topics)
+    if topic is not None:
+        return "handoff", "human_only_topic", topic, "rule"
     asked = asks_for_person(norm)
     if asked is not None:
-        return handoff("user_request", asked, "rule")
+        return "handoff", "user_request", asked, "rule"
     if asks_for_callback(norm):
-        return handoff("callback_request", "asked to be called back", "rule")
+        return "handoff", "callback_request", "asked to be called back", "rule"
     if inputs.offered_human_before:
         if is_affirmative(inputs.text):
-            return handoff("offer_accepted", "accepted the offer of a person", "rule")
+            return "handoff", "offer_accepted", "accepted the offer of a person", "rule"
         if _is_decline(inputs.text):
-            return HandoffDecision("answer", "offer_declined", "declined the offer", inputs, "rule", avail)
-    vip = _is_vip(inputs.user_attributes, settings.vip_attributes)
-    if vip is not None and avail:
-        return handoff("vip", vip, "rule")
+            return "answer", "offer_declined", "declined the offer", "rule"
+    if vip_on_duty is not None:
+        return "handoff", "vip", vip_on_duty, "rule"
+    return None
 
-    # (c) signals
+
+def _signal(inputs: HandoffInputs, settings: HandoffSettings, norm: str) -> _Found | None:
+    """(c) signals over the conversation: frustration, repeats, "didn't help", repeated failure."""
     points = frustration_points(inputs.text)
     if points and any(frustration_points(t) for t in _user_turns(inputs.history, 3)):
         points += 1  # frustration that persists across turns escalates
     if points >= settings.frustration_threshold:
-        return handoff("frustration", f"{points} points", "signal")
+        return "handoff", "frustration", f"{points} points", "signal"
     prior = _user_turns(inputs.history, 10)
     repeats = 1 + sum(_similar(inputs.text, p) for p in prior)
     if repeats >= settings.repeat_threshold:
-        return handoff("repeated_question", f"asked {repeats} times", "signal")
+        return "handoff", "repeated_question", f"asked {repeats} times", "signal"
     if _DIDNT_HELP.search(norm):
         count = 1 + sum(bool(_DIDNT_HELP.search(normalize(p))) for p in prior[-6:])
         if count >= settings.didnt_help_threshold:
-            return handoff("didnt_help", f"{count} times", "signal")
+            return "handoff", "didnt_help", f"{count} times", "signal"
     failing = repeated_failure(inputs.text, inputs.history)
     if failing is not None:
-        return handoff("repeated_failure", failing, "signal")
+        return "handoff", "repeated_failure", failing, "signal"
+    return None
 
-    # (l) learned: what the lexicons miss, never a question about how support works.
+
+def _learned(inputs: HandoffInputs, settings: HandoffSettings, norm: str) -> _Found | None:
+    """(l) learned: what the lexicons miss, never a question about how support works."""
     learned = inputs.learned_score
     if learned is not None and learned >= settings.learned_threshold and not is_question_about_people(norm):
-        return handoff("learned", f"p={learned:.3f}", "learned")
-
-    if vip is not None:
-        return HandoffDecision("answer", "outside_business_hours", f"{vip}: nobody on duty", inputs, "rule", avail)
-    return HandoffDecision("answer", "none", "", inputs, "default", avail)
+        return "handoff", "learned", f"p={learned:.3f}", "learned"
+    return None
 
 
 def decide_post_retrieval(pre: HandoffDecision, best_score: float, settings: HandoffSettings) -> HandoffDecision:

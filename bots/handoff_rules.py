@@ -15,12 +15,15 @@ Every pattern runs on :func:`bots.text.normalize`'d text (NFKC, casefolded).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+
+from bots.text import normalize
 
 __all__ = [
     "ALWAYS_RULES",
     "asks_for_callback",
     "asks_for_person",
+    "first_phrase",
     "is_question_about_people",
     "matched_rule",
     "phrase_in",
@@ -108,13 +111,20 @@ ALWAYS_RULES: Mapping[str, tuple[Sequence[re.Pattern[str]], re.Pattern[str]]] = 
 
 
 def phrase_in(norm: str, phrase: str) -> bool:
-    """A tenant phrase: whole words in Latin script, a substring in Chinese."""
-    p = phrase.casefold().strip()
+    """A tenant phrase (or topic) in normalised text: whole words in Latin script, a substring in
+    Chinese. The phrase is normalised like the text (NFKC, casefolded)."""
+    p = normalize(phrase)
     if not p:
         return False
     if p.isascii():
         return re.search(rf"(?<!\w){re.escape(p)}(?!\w)", norm) is not None
     return p in norm
+
+
+def first_phrase(norm: str, phrases: Iterable[str]) -> str | None:
+    """The first of ``phrases`` found in ``norm`` (see :func:`phrase_in`), or None. The one
+    phrase matcher of the policy: tenant rule phrases and human-only topics both use it."""
+    return next((p for p in phrases if phrase_in(norm, p)), None)
 
 
 def is_hypothetical_safety_question(norm: str) -> bool:
@@ -124,23 +134,29 @@ def is_hypothetical_safety_question(norm: str) -> bool:
 
 
 def matched_rule(norm: str, extra: Mapping[str, Sequence[str]]) -> tuple[str, str] | None:
-    """(rule, what matched) of the first always-handoff rule that fires, built-in or tenant."""
-    for name, (patterns, exempt) in ALWAYS_RULES.items():
-        for phrase in extra.get(name, ()):
-            if phrase_in(norm, phrase):
-                return name, phrase
-        if exempt.search(norm) or (name == "safety" and is_hypothetical_safety_question(norm)):
-            continue
-        for pattern in patterns:
-            m = pattern.search(norm)
-            if m:
-                return name, m.group(0)
-    for name, phrases in extra.items():
-        if name in ALWAYS_RULES:
-            continue
-        for phrase in phrases:
-            if phrase_in(norm, phrase):
-                return name, phrase
+    """(rule, what matched) of the first always-handoff rule that fires, built-in or tenant.
+    Built-in rules first (a tenant phrase for ``safety`` counts as safety), then tenant rules."""
+    names = [*ALWAYS_RULES, *(n for n in extra if n not in ALWAYS_RULES)]
+    for name in names:
+        phrase = first_phrase(norm, extra.get(name, ()))
+        if phrase is not None:
+            return name, phrase
+        built_in = _built_in_match(name, norm)
+        if built_in is not None:
+            return name, built_in
+    return None
+
+
+def _built_in_match(name: str, norm: str) -> str | None:
+    if name not in ALWAYS_RULES:
+        return None
+    patterns, exempt = ALWAYS_RULES[name]
+    if exempt.search(norm) or (name == "safety" and is_hypothetical_safety_question(norm)):
+        return None
+    for pattern in patterns:
+        m = pattern.search(norm)
+        if m:
+            return m.group(0)
     return None
 
 
