@@ -76,9 +76,26 @@ _DECLINE = re.compile(
 # (pattern, points). Strong words say the user is angry at the service; mild ones are noise
 # alone and only count together with another signal.
 _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
-    (re.compile(r"\b(?:fuck\w*|shit\w*|wtf|bullshit|damn(?:it)?|crap|pissed|bloody hell)\b"), 2),
+    (re.compile(r"\b(?:fuck\w*|shit\w*|wtf|bullshit|pissed)\b"), 2),
+    # A mild swear at the situation ("damn, flat tyre, how do I fix it?") is no anger at the service.
+    (re.compile(r"\b(?:damn(?:it)?|crap|bloody hell)\b"), 1),
     (re.compile(r"\b(?:useless|pointless|hopeless|pathetic|worthless)\b"), 2),
-    (re.compile(r"\bwast(?:e|ing) (?:of )?(?:my |our )?time\b"), 2),
+    (re.compile(r"\bwast(?:e|ed|ing) (?:of )?(?:my |our |a |an |the )?(?:whole |entire )?(?:time|day|afternoon|"
+                r"morning|evening|hours?|week|weekend)\b"), 2),
+    (
+        re.compile(
+            r"\b(?:losing|lost|running out of|at the end of) (?:my |all )?(?:patience|tether|rope)|wits'? end|"
+            r"beyond a joke|(?:is|are|'s|'re) (?:a |an |such a |an absolute |a complete |a total |a bloody )?"
+            r"(?:joke|farce|nightmare|shambles|circus)\b|"
+            r"(?:nobody|no one|no-one)(?: \w+){0,2} (?:cares?|helps?|bothers?)|"
+            r"(?:third|fourth|fifth|sixth|seventh|tenth|umpteenth|\d+(?:st|nd|rd|th)) time (?:i'?(?:ve|m)|i have|that|"
+            r"asking|explaining|calling|contacting|writing)|can'?t believe how (?:bad|badly|poor|poorly|terrible|awful|"
+            r"useless|slow)|how hard can it be|(?:being|been|getting) ignored|"
+            r"(?:absolutely|utterly|completely|totally|truly|beyond|extremely|incredibly) (?:ridiculous|unacceptable|"
+            r"terrible|awful|absurd|horrible|fed up|disappointed|angry|furious|annoyed|useless|appalling)"
+        ),
+        2,
+    ),
     (re.compile(r"\b(?:stupid|dumb|idiotic) (?:bot|robot|machine|ai|thing|assistant|system)\b"), 2),
     (re.compile(r"\b(?:frustrat\w*|fed up|sick (?:and tired )?of|furious|livid|infuriat\w*)\b"), 2),
     (re.compile(r"\bworst\b|\bi give up\b|\bfor (?:god'?s|heaven'?s|christ'?s) sake\b"), 2),
@@ -108,11 +125,14 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
         re.compile(
             r"垃圾|废物|妈的|他妈|卧槽|我靠|操你|气死|烦死|受不了|浪费(?:我的)?时间|什么破|破机器人|太差劲|滚|坑人|骗子|"
             r"太过分|忍无可忍|什么玩意|坑爹|骗人|欺骗|恶心|够了|无法接受|不能接受|失望透顶|糟透|烂透|没完没了|"
-            r"搞什么鬼|一直没人|没人管|没人理|再也不(?:买|用|来)|忍不了|太离谱|火大|抓狂"
+            r"搞什么鬼|一直没人|没人管|没人理|再也不(?:买|用|来)|忍不了|太离谱|火大|抓狂|太差|真差|很差|套话|说辞|敷衍|"
+            r"有没有人(?:管|负责)|到底管不管|管不管啊|这样对待|寒心|彻底失望|多少遍|好几遍|几遍了|认真点|认真看|无语了|真的无语|"
+            r"浪费了?我?(?:一|半|整|好几|大半)?\S{0,3}(?:时间|天|下午|上午|晚上|小时)"
         ),
         2,
     ),
     (re.compile(r"无语|生气|不满意?|失望|着急|急死|离谱|搞什么|怎么回事|投诉|太慢|差劲|烦|郁闷|崩溃"), 1),
+    (re.compile(r"又(?:多)?(?:扣|收|断|掉|坏)"), 1),  # "again" about a fault: counts beside another word
 ]
 _SHOUT = re.compile(r"[!！]{3,}|[?？][!！]|[!！][?？]|[?？]{3,}")
 
@@ -335,7 +355,7 @@ _STOP_FOR_SIM = frozenset(
         "about",
     ]
 )
-_SIM_ZH_STOP = frozenset("的了吗呢吧啊呀么是在我你他她它们这那有和与及或怎如何什么请问一个到底可以能那")
+_SIM_ZH_STOP = frozenset("的了吗呢吧啊呀么是在我你他她它们这那有和与及或怎如何什么请问一个到底可以能那不没还")
 
 
 def _stem(word: str) -> str:
@@ -378,8 +398,10 @@ _PUSHBACK_STRONG = re.compile(
     r"you(?:'re| are) not (?:understanding|getting|reading|listening)|you don'?t (?:understand|get it|get me)|"
     r"(?:same|identical) (?:answer|reply|response|thing)|(?:already|just) (?:said|told you|asked)|"
     r"i (?:didn'?t|did not) (?:ask|order|say|want)|i asked (?:about|for)|wrong answer|read (?:my|what i)|"
-    r"answer (?:my|the) question|or not\W*$)"
-    r"|没听懂|你没懂|听不懂|不是这个|不是我(?:要|想|问)|我问的是|我是要|我说的是|答非所问|又是这个|一样的(?:回答|答案)|说过了"
+    r"answer (?:my|the) question|or not\W*$|none of (?:this|that|these|those|it|them|your \w+) (?:answers?|helps?|"
+    r"helped|is (?:what|it|relevant)|works?|makes sense))"
+    r"|没听懂|你没懂|听不懂|不是这个|不是我(?:要|想|问)|我问的是|我是要|我说的是|答非所问|又是这个|一样的(?:回答|答案)|说过了|"
+    r"没回答|都不是我"
 )
 _PUSHBACK_WEAK = re.compile(r"^\W*(?:no|nope|nah|wrong|not really|still no|no no|不是|不对|错了|没有)\b")
 
