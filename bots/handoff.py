@@ -127,7 +127,8 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
             r"太过分|忍无可忍|什么玩意|坑爹|骗人|欺骗|恶心|够了|无法接受|不能接受|失望透顶|糟透|烂透|没完没了|"
             r"搞什么鬼|一直没人|没人管|没人理|再也不(?:买|用|来)|忍不了|太离谱|火大|抓狂|太差|真差|很差|套话|说辞|敷衍|"
             r"有没有人(?:管|负责)|到底管不管|管不管啊|这样对待|寒心|彻底失望|多少遍|好几遍|几遍了|认真点|认真看|无语了|真的无语|"
-            r"浪费了?我?(?:一|半|整|好几|大半)?\S{0,3}(?:时间|天|下午|上午|晚上|小时)"
+            r"浪费了?我?(?:一|半|整|好几|大半)?\S{0,3}(?:时间|天|下午|上午|晚上|小时)|"
+            r"第[三四五六七八九十几]次(?:打电话|联系|来问|问|说|找|反映|投诉|解释)"
         ),
         2,
     ),
@@ -543,12 +544,21 @@ def _signal(inputs: HandoffInputs, settings: HandoffSettings, norm: str) -> _Fou
     return None
 
 
+# A short thank-you or acknowledgement ("辛苦了", "got it, cheers") needs nobody, whatever its score.
+_THANKS = re.compile(
+    r"^\W*(?:thanks?|thank you|thx|ty|cheers|great|perfect|nice|cool|ok|okay|got it|noted|brilliant|"
+    r"谢谢|多谢|感谢|辛苦了?|收到|好的|明白|了解|知道了)(?:[\s,.!，。！~～]*\w{0,12}){0,3}[\W_]*$(?<!for nothing)"
+)
+
+
 def _learned(inputs: HandoffInputs, settings: HandoffSettings, norm: str) -> _Found | None:
-    """(l) learned: what the lexicons miss, never a question about how support works."""
+    """(l) learned: what the lexicons miss; never a question about how support works, never a thank-you."""
     learned = inputs.learned_score
-    if learned is not None and learned >= settings.learned_threshold and not is_question_about_people(norm):
-        return "handoff", "learned", f"p={learned:.3f}", "learned"
-    return None
+    if learned is None or learned < settings.learned_threshold:
+        return None
+    if is_question_about_people(norm) or (len(norm) <= 40 and _THANKS.match(norm)):
+        return None
+    return "handoff", "learned", f"p={learned:.3f}", "learned"
 
 
 def decide_post_retrieval(pre: HandoffDecision, best_score: float, settings: HandoffSettings) -> HandoffDecision:

@@ -48,8 +48,10 @@ _SAFETY_EN = re.compile(
     r"(?:really |very |extremely |super |dangerously )?(?:hot|scalding)\b|melt(?:ed|ing)|"
     r"electric(?:al)? shock|(?:shocked|electrocuted|zapped) me|got (?:a |an )?shock (?:from|off|when|touching)|"
     r"(?:got|get|gets|getting) zapped|live (?:wire|cable)s?|exposed wir\w*|(?:looks|is|still) live\b|"
-    r"(?:cable|wire|line|pole)s? (?:is |are |was )?(?:down|hanging|dangling|fallen|fell|snapped)|"
-    r"water\b[^.?!]{0,30}\b(?:extension|socket|plug|power strip|outlet)|blackened|scorch\w*|charred|"
+    r"(?:cable|wire|pole)s? (?:is |are |was )?(?:hanging|dangling|fallen|fell|snapped|lying)|"
+    r"(?:fallen|downed) (?:power |telephone |phone )?(?:cable|wire|line|pole)s?|"
+    r"water\b[^.?!]{0,30}\b(?:extension|socket|plug|power strip|outlet)|"
+    r"(?:extension|socket|plug|power strip|outlet)\b[^.?!]{0,30}\b(?:wet|water)\b|blackened|scorch\w*|charred|"
     r"brakes? (?:failed|fail|failing|gave out|stopped working|not working|don'?t work|doesn'?t work)|"
     r"(?:throttle|accelerator) (?:is |got )?stuck|accelerat\w* (?:on|by) (?:its|it) own|"
     r"snapped (?:off )?(?:mid-ride|while)|crashed|fell off|bleeding|shattered|"
@@ -259,7 +261,7 @@ _EN_ASK = [
     re.compile(r"\blive (?:chat|support)\b"),
     re.compile(rf"\b(?:discuss|go over|go through|sort out|review)\b[^.?!]{{0,40}}\bwith "
                rf"(?:a |an |one of |some |your )*"
-               rf"(?:real |live |actual )?{_WHO}\b"),
+               rf"(?:real |live |actual )?{_WHO}s?\b"),
     re.compile(rf"\bis there (?:a|an|any|some)\s+(?:real |actual |live )?{_WHO}\b[^.?!]{{0,20}}\b(?:i can|to) "
                rf"(?:talk|speak|chat|message|contact|write|reach|call)"),
     re.compile(rf"^\W*(?:(?:a|an|the|real|live|support|service|human|customer)\s+)*{_WHO}\s*(?:please|pls|plz|now|asap|bitte)\b"),

@@ -249,3 +249,112 @@ def test_train_handoff_reproduces_the_shipped_weights(tmp_path: Path) -> None:
     shipped, again = LogisticTurnModel.load(default_model_path()), LogisticTurnModel.load(tmp_path / "m.npz")
     assert np.allclose(shipped.weights, again.weights, atol=1e-4)
     assert again.threshold == pytest.approx(shipped.threshold)
+
+
+# --- structural cues (issue 11 item 4, ai-handoff3): phrasings in none of the labelled sets ------
+@pytest.mark.parametrize(
+    "text",
+    ["I want to go through my bill with one of your advisors", "huuuuman please", "billing team please",
+     "is there an actual person I can write to about my claim", "请安排一位专员跟进", "叫你们主管来一下",
+     "人工，麻烦了", "有没有真人啊"],
+)
+def test_a_request_for_a_person_is_read_from_its_form(text: str) -> None:
+    # A desire or imperative with a person or team in it, squeezed letters, a bare person word.
+    assert _reason(text, best_score=0.9) == "user_request"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["找人工客服通常要等多久", "客服是机器人还是真人", "周末有人工客服吗", "Can a technician come on a Sunday?",
+     "How long is the queue for an advisor usually?"],
+)
+def test_a_question_about_people_with_a_request_word_in_it_is_answered(text: str) -> None:
+    assert _reason(text, best_score=0.8) == "answer:none"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["this phone deal is on fire, is it still on?", "I had bill shock after roaming, what are the rates?",
+     "my wife is a solicitor, can she sign for me?", "my mum can't call me on my new number, why?",
+     "朋友打我电话总是打不通怎么回事", "我老公是律师，合同可以他签吗", "Sue at the shop said I get a discount"],
+)
+def test_words_in_another_sense_do_not_hand_off(text: str) -> None:
+    assert _reason(text, best_score=0.8) == "answer:none"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("can the charger catch fire in a hot car?", "answer:none"),
+        ("插座进水会漏电吗", "answer:none"),
+        ("can you help, my charger is sparking", "safety"),  # a question, but about the user's own charger
+        ("充电器冒烟了，会爆炸吗", "safety"),  # it has happened (了)
+        ("the socket is wet and the power strip sits in the water", "safety"),
+        ("外面电线掉下来了", "safety"),
+    ],
+)
+def test_a_hazard_report_is_told_from_a_question_about_hazards(text: str, reason: str) -> None:
+    assert _reason(text, best_score=0.8) == reason
+
+
+def test_a_safety_report_hands_off_mid_conversation_and_mid_message() -> None:
+    # After the user declined a person and got two good answers, with a harmless learned score, a
+    # hazard mentioned in the middle of a long message still hands off, on the safety rule.
+    history = (*TWO_ANSWERS, Turn("bot", "Shall I get a person?"), Turn("user", "no thanks"))
+    text = ("Thanks, that worked. " * 20) + "Oh and the charger started sparking last night. " + (
+        "Anyway, how do I export my trips? " * 5)
+    d = decide(HandoffInputs(text=text, history=history, best_score=0.9, learned_score=0.01), NONE)
+    assert (d.action, d.reason_code, d.layer) == ("handoff", "safety", "rule")
+    assert "spark" in d.detail
+    # and the record replays to the same decision with no model
+    assert replay([d.to_record()], NONE).changed == 0
+
+
+async def test_a_safety_report_never_reaches_the_model_or_streams() -> None:
+    from bots.testing import ScriptedChatModel
+
+    model = ScriptedChatModel(replies=["Have you tried turning it off and on again? [1]"])
+    scorer = _Scorer(0.0)
+    pipeline = AnswerPipeline(retriever(), model, CircuitBreaker(), scorer=scorer)
+    events = await collect(pipeline, ctx("Quick one: my router is giving off a burning smell, what do I do?",
+                                         history=TWO_ANSWERS))
+    last = terminal(events)
+    assert isinstance(last, Handoff) and last.decision.reason_code == "safety"
+    assert len(events) == 1 and model.calls == [] and scorer.seen == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["this is the sixth time I'm calling about this", "I'm running out of patience with you",
+     "这已经是第四次反映了", "每次都敷衍我", "absolutely unacceptable, the line is down again"],
+)
+def test_frustration_without_a_swear_word_hands_off(text: str) -> None:
+    assert _reason(text, best_score=0.9) == "frustration"
+
+
+def test_a_mild_swear_at_the_situation_is_answered() -> None:
+    assert _reason("damn, I locked myself out of the app, how do I reset the PIN?", best_score=0.8) == "answer:none"
+
+
+def test_none_of_the_answers_helping_hands_off() -> None:
+    assert _reason("none of those help", history=tuple(TWO_ANSWERS), best_score=0.7) == "repeated_failure"
+
+
+def test_a_thank_you_never_hands_off_on_the_learned_score() -> None:
+    for text in ("辛苦了", "thanks, got it!", "收到"):
+        assert _reason(text, learned_score=0.99, best_score=0.8) == "answer:none"
+    assert _reason("thanks for nothing, three weeks and no refund", learned_score=0.99, best_score=0.8) == "learned"
+
+
+def test_only_retired_test_halves_are_trained_on(tmp_path: Path) -> None:
+    from bots.errors import ConfigError
+    from bots.handoff_training import check_trainable_path, default_training_paths
+
+    fresh = tmp_path / "kestrel_handoff_test.jsonl"
+    fresh.write_text('{"_settings": {}}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="reporting only"):
+        check_trainable_path(fresh)
+    for path in default_training_paths():
+        check_trainable_path(path)  # the shipped training sets pass, the retired Voltway test half too
+    res = CliRunner().invoke(bots, ["train-handoff", str(fresh), "--out", str(tmp_path / "m.npz")])
+    assert res.exit_code != 0 and "reporting only" in res.output
