@@ -47,14 +47,16 @@ _SAFETY_EN = re.compile(
     r"overheat\w*|over-heat\w*|too hot to (?:touch|hold)|(?:gets?|got|getting|is|was|became|running) "
     r"(?:really |very |extremely |super |dangerously )?(?:hot|scalding)\b|melt(?:ed|ing)|"
     r"electric(?:al)? shock|(?:shocked|electrocuted|zapped) me|got (?:a |an )?shock (?:from|off|when|touching)|"
-    r"(?:got|get|gets|getting) zapped|live (?:wire|cable)s?|exposed wir\w*|(?:looks|is|still) live\b|"
+    r"(?:got|get|gets|getting) zapped|live (?:wire|cable)s?|exposed wir\w*|"
+    r"(?:wires?|cables?) (?:looks?|is|are|still) live\b|looks live\b|"
     r"(?:cable|wire|pole)s? (?:is |are |was )?(?:hanging|dangling|fallen|fell|snapped|lying)|"
     r"(?:fallen|downed) (?:power |telephone |phone )?(?:cable|wire|line|pole)s?|"
     r"water\b[^.?!]{0,30}\b(?:extension|socket|plug|power strip|outlet)|"
     r"(?:extension|socket|plug|power strip|outlet)\b[^.?!]{0,30}\b(?:wet|water)\b|blackened|scorch\w*|charred|"
     r"brakes? (?:failed|fail|failing|gave out|stopped working|not working|don'?t work|doesn'?t work)|"
     r"(?:throttle|accelerator) (?:is |got )?stuck|accelerat\w* (?:on|by) (?:its|it) own|"
-    r"snapped (?:off )?(?:mid-ride|while)|crashed|fell off|bleeding|shattered|"
+    r"snapped (?:off )?(?:mid-ride|while)|(?:i|we|he|she|they) (?:crashed|fell off|was thrown off)|"
+    r"crashed (?:into|my (?:bike|car|scooter))|(?:glass|door|oven|window)s? (?:has |have )?shattered|bleeding|"
     r"gas leak|leaking gas|carbon monoxide|"
     r"explod\w*|explosion|blew up|"
     r"(?:swollen|swelling|bulging|puffed up|leaking) battery|battery (?:is )?(?:swollen|swelling|bulging|"
@@ -68,7 +70,7 @@ _SAFETY_ZH = re.compile(
     r"漏电|触电|电到|电了我|爆炸|炸了|鼓包|电池膨胀|电池鼓|漏气|煤气味|燃气泄漏|煤气泄漏|融化|熔化|烫伤|受伤|"
     r"漏液|液体(?:漏|流|渗)|漏出(?:液体|来)|渗出|嘶嘶|滋滋|噼啪|啪的一声|砰的一声|巨响|爆响|异响|冒泡|变形|"
     r"电池\S{0,6}(?:裂|鼓|胀|漏|烫)|"
-    r"被电|电了一下|烧黑|熏黑|烧穿|跳闸\S{0,8}烧|烫得|刹车失灵|刹不住|失控|流血|摔伤|撞伤|"
+    r"被电|电了一下|烧黑|熏黑|烧穿|跳闸\S{0,8}烧|烫得|刹车失灵|刹不住|车\S{0,2}失控|流血|摔伤|撞伤|"
     r"电线\S{0,4}(?:掉|断|裸露|垂)|"
     r"安全隐患|危险"
 )
@@ -102,7 +104,9 @@ _LEGAL_EN = re.compile(
     r"sue (?:you|them|your|the|this|for|over)|(?:going to|gonna|will|i'?ll|shall|intend to) sue|suing|sued|lawsuit|"
     r"(?:take|taking) (?:you|this|it|them) to (?:the )?(?:court|ombudsman|regulator|press|media)|see you in court|"
     r"(?:go|going|went) to (?:court|the police|the press|the media)|small claims|court case|formal notice|"
-    r"letter before action|class action|report(?:ing)? (?:you|this|your company|it) to (?:the )?\w+|"
+    r"letter before action|class action|report(?:ing)? (?:you|this|your company|it) to (?:the )?(?:police|authorities|"
+    r"regulator|ombudsman|press|media|ofcom|fcc|ftc|bbb|\w*(?:zentrale|commission|authority|agency|bureau|council|"
+    r"standards))|"
     r"(?:call|calling|contact|contacting) the police|this is (?:fraud|theft|illegal)|fraudulent (?:charge|payment|"
     r"transaction)s?|(?:your|the company'?s) legal (?:department|team)|"
     r"(?:file|filed|filing|open|opened|opening|raise|raised|start|started) (?:a )?(?:dispute|chargeback)|"
@@ -118,7 +122,8 @@ _LEGAL_EN = re.compile(
 _LEGAL_ZH = re.compile(
     r"律师|起诉|告你们|告到|法院|法庭|诉讼|打官司|法律(?:途径|手段|责任|行动|程序)|走法律|"
     r"(?:向|去|到)\S{0,8}投诉|投诉(?:你们|到)|正式投诉|书面投诉|我要投诉|我要举报|举报你们|"
-    r"消协|消费者协会|12315|工商局|市场监管|维权|报警|曝光你们|违法|侵权|拒付|工信部|通信管理局|通管局|申诉|欺诈|涉嫌诈骗"
+    r"消协|消费者协会|12315|工商局|市场监管|维权|报警|曝光你们|违法|侵权|拒付|工信部|通信管理局|通管局|"
+    r"(?:向|去|到)\S{0,8}申诉|申诉到|这是欺诈|欺诈(?:行为|消费者)|你们(?:这是)?欺诈|涉嫌(?:欺诈|诈骗)"
 )
 # "What's your complaints policy?" asks about a process; it is no threat.
 _LEGAL_NOT = re.compile(
@@ -197,21 +202,22 @@ def _built_in_match(name: str, norm: str) -> str | None:
 
 # --- callbacks -------------------------------------------------------------------------------
 _CALLBACK = re.compile(
-    r"\b(?:call(?:ed)? me(?: back)?|call back|callback|ring me|phone me|give me a (?:call|ring)|"
+    r"\b(?:call me(?: back)?|called me back|call back|callback|ring me|phone me|give me a (?:call|ring)|"
     r"(?:someone|somebody|anyone|a person|an agent|you) (?:to |can |could |please )?(?:call|phone|ring|contact) me|"
     r"contact me (?:by|on|via|at) (?:phone|telephone|mobile)|reach me (?:at|on)|"
     r"my (?:phone |mobile |contact )?number is:? ?\+?\d+|(?:prefer|rather have) (?:a )?(?:phone )?call|"
     r"(?:book|arrange|schedule|request|set up) (?:a |an )?(?:phone call|call-?back|call)"
     r"(?! forward| divert| barring| waiting| log| history| record)|"
     r"(?:have|get) (?:an? \w+|someone|somebody|an agent|a person) (?:to )?(?:call|phone|ring) me)\b"
-    r"|回电|回个电话|给我打(?:个)?电话|打(?:个)?电话给我|打给我|致电我|回拨|电话联系我|联系我(?!们)|请来电|来个电话|"
+    r"|回电|回个电话|给我打(?:个)?电话|打(?:个)?电话给我|打给我|致电我|回拨|电话联系我|联系我(?!们|的)|请来电|来个电话|"
     r"打我电话|打我手机|给我来电|电话沟通|电话里说|回访|预约\S{0,4}电话|电话回复"
 )
 # Calls that do not reach the user are a fault to fix, not a request for a call.
 _CALLBACK_NOT = re.compile(
     r"\b(?:api|webhook|function|hook|sdk)s? call|callback url|callback function|回调|"
     r"\b(?:can'?t|cannot|unable to|not able to|couldn'?t|won'?t|never) (?:\w+ )?(?:call|phone|ring|reach) me\b|"
-    r"打不通|打不进|接不到|无法接通|打不了"
+    r"打不通|打不进|接不到|无法接通|打不了|冒充|骚扰|诈骗|推销|陌生(?:号码|电话|人)|"
+    r"\b(?:spam|scam|cold|nuisance|robo) ?calls?\b|pretending to be|(?:keeps?|kept) calling me"
 )
 
 
@@ -233,7 +239,11 @@ _EN_ASK = [
     re.compile(r"\b(?:transfer|connect|escalate|put) me(?: through| over| on)?\s*(?:please|pls|now|asap)?\W*$"),
     re.compile(
         rf"\b(?:connect|transfer|put|pass|hand|route|forward|escalate|switch|redirect|send)\s+"
-        rf"(?:me|this|it|my \w+|us)\b[^.?!]{{0,30}}\b(?:{_WHO[3:-1]}|through|over)\b"
+        rf"(?:me|us)\b[^.?!]{{0,30}}\b(?:{_WHO[3:-1]}|through|over)\b"
+    ),
+    re.compile(
+        rf"\b(?:transfer|pass|hand|escalate|route|forward|send)\s+(?:this|it|my (?:case|ticket|complaint|issue|query|"
+        rf"request|problem))\b[^.?!]{{0,30}}\b(?:{_WHO[3:-1]})\b"
     ),
     re.compile(r"\b(?:real|live|actual|human|flesh and blood)\s+(?:person|human|agent|people|ppl|being|support|rep|"
                r"help|chat|operator|someone)"),

@@ -358,3 +358,16 @@ def test_only_retired_test_halves_are_trained_on(tmp_path: Path) -> None:
         check_trainable_path(path)  # the shipped training sets pass, the retired Voltway test half too
     res = CliRunner().invoke(bots, ["train-handoff", str(fresh), "--out", str(tmp_path / "m.npz")])
     assert res.exit_code != 0 and "reporting only" in res.output
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["the app crashed when I opened it, how do I fix it?", "my screen shattered, how much is a repair?",
+     "someone called me pretending to be from your company, is that you?", "有人冒充客服打给我，是真的吗",
+     "how do I transfer my number over to you?", "号码被停了怎么申诉", "怎么识别欺诈短信", "is the new plan live yet?",
+     "I'll report it to the landlord, but can you tell me when the fibre works start?"],
+)
+def test_telecom_and_app_words_that_sound_like_a_rule_are_answered(text: str) -> None:
+    # A crash of an app, a shattered screen, a scam call, porting a number, an appeal against a
+    # suspension: none is a hazard, a legal threat, a callback or a request for a person.
+    assert _reason(text, best_score=0.8) == "answer:none"
