@@ -104,9 +104,11 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
             r"\b(?:disgrace\w*|appalling|outrageous|disgusting|shocking (?:service|support)|incompetent|"
             r"scam\w*|rip-?off|ripped (?:me )?off|lied to|lying to me|i'?ve had enough|had it with|enough is enough|"
             r"never again|fed-up|beyond (?:a )?joke|shambles|horrendous|atrocious|unbelievable|"
-            r"what a joke|are you kidding|you(?:'re| are) kidding|i'?m done with|done with (?:this|you)|"
+            r"what a joke|are you kidding|you(?:'re| are) kidding|"
+            r"i'?m (?:so |totally |completely |absolutely )?done with|done with (?:this|you)|"
             r"nobody (?:cares|helps|replies|answers|responds)|no one (?:cares|helps|replies|answers|responds)|"
-            r"(?:still )?(?:no|zero) (?:reply|response|answer|help) (?:after|for|in)|you people|straight answer|"
+            r"(?:still )?(?:no|zero) (?:reply|response|answer|help) (?:after|for|in)|you people|"
+            r"(?:straight|simple) answer|"
             r"are you (?:even )?(?:reading|listening)|(?:zero|no) (?:answers|replies|responses)|"
             r"nobody (?:got|gets|has got) back)\b"
         ),
@@ -125,7 +127,7 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
         re.compile(
             r"垃圾|废物|妈的|他妈|卧槽|我靠|操你|气死|烦死|受不了|浪费(?:我的)?时间|什么破|破机器人|太差劲|滚|坑人|骗子|"
             r"太过分|忍无可忍|什么玩意|坑爹|骗人|欺骗|恶心|够了|无法接受|不能接受|失望透顶|糟透|烂透|没完没了|"
-            r"搞什么鬼|一直没人|没人管|没人理|再也不(?:买|用|来)|忍不了|太离谱|火大|抓狂|太差|真差|很差|套话|说辞|敷衍|"
+            r"搞什么鬼|会不会办事|会不会做事|怎么办事的|气人|一直没人|没人管|没人理|再也不(?:买|用|来)|忍不了|太离谱|火大|抓狂|太差|真差|很差|套话|说辞|敷衍|"
             r"有没有人(?:管|负责)|到底管不管|管不管啊|这样对待|寒心|彻底失望|多少遍|好几遍|几遍了|认真点|认真看|无语了|真的无语|"
             r"浪费了?我?(?:一|半|整|好几|大半)?\S{0,3}(?:时间|天|下午|上午|晚上|小时)|"
             r"第[三四五六七八九十几]次(?:打电话|联系|来问|问|说|找|反映|投诉|解释)"

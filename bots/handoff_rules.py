@@ -51,7 +51,11 @@ _SAFETY_EN = re.compile(
     r"(?:wires?|cables?) (?:looks?|is|are|still) live\b|looks live\b|"
     r"(?:cable|wire|pole)s? (?:is |are |was )?(?:hanging|dangling|fallen|fell|snapped|lying)|"
     r"(?:fallen|downed) (?:power |telephone |phone )?(?:cable|wire|line|pole)s?|"
-    r"water\b[^.?!]{0,30}\b(?:extension|socket|plug|power strip|outlet)|"
+    r"water\b[^.?!]{0,40}\b(?:extension|socket|plug|power strip|outlet|light|lamp|fuse ?box|wiring|electrics|"
+    r"meter|switch)|"
+    r"swallow\w*[^.?!]{0,20}\b(?:batter\w*|magnets?|pills?|tablets?|chemicals?|bleach|detergent)|allergic reaction|"
+    r"(?:can'?t|cannot|struggling to) breathe|chest pains?|(?:feels?|feeling|felt) (?:very |really )?(?:dizzy|faint)|"
+    r"passed out|fainted|unconscious|"
     r"(?:extension|socket|plug|power strip|outlet)\b[^.?!]{0,30}\b(?:wet|water)\b|blackened|scorch\w*|charred|"
     r"brakes? (?:failed|fail|failing|gave out|stopped working|not working|don'?t work|doesn'?t work)|"
     r"(?:throttle|accelerator) (?:is |got )?stuck|accelerat\w* (?:on|by) (?:its|it) own|"
@@ -70,7 +74,7 @@ _SAFETY_ZH = re.compile(
     r"漏电|触电|电到|电了我|爆炸|炸了|鼓包|电池膨胀|电池鼓|漏气|煤气味|燃气泄漏|煤气泄漏|融化|熔化|烫伤|受伤|"
     r"漏液|液体(?:漏|流|渗)|漏出(?:液体|来)|渗出|嘶嘶|滋滋|噼啪|啪的一声|砰的一声|巨响|爆响|异响|冒泡|变形|"
     r"电池\S{0,6}(?:裂|鼓|胀|漏|烫)|"
-    r"被电|电了一下|烧黑|熏黑|烧穿|跳闸\S{0,8}烧|烫得|刹车失灵|刹不住|车\S{0,2}失控|流血|摔伤|撞伤|"
+    r"被电|电了一下|吞了|吞下|误食|误服|过敏反应|过敏了|呼吸困难|晕倒|头晕|摔下来|摔倒|摔了一跤|突然加速|烧黑|熏黑|烧穿|跳闸\S{0,8}烧|烫得|刹车失灵|刹不住|车\S{0,2}失控|流血|摔伤|撞伤|"
     r"电线\S{0,4}(?:掉|断|裸露|垂)|"
     r"安全隐患|危险"
 )
@@ -122,7 +126,7 @@ _LEGAL_EN = re.compile(
 _LEGAL_ZH = re.compile(
     r"律师|起诉|告你们|告到|法院|法庭|诉讼|打官司|法律(?:途径|手段|责任|行动|程序)|走法律|"
     r"(?:向|去|到)\S{0,8}投诉|投诉(?:你们|到)|正式投诉|书面投诉|我要投诉|我要举报|举报你们|"
-    r"消协|消费者协会|12315|工商局|市场监管|维权|报警|曝光你们|违法|侵权|拒付|工信部|通信管理局|通管局|"
+    r"消协|消费者协会|12315|工商局|市场监管|维权|报警(?!器)|曝光你们|违法|侵权|拒付|工信部|通信管理局|通管局|"
     r"(?:向|去|到)\S{0,8}申诉|申诉到|这是欺诈|欺诈(?:行为|消费者)|你们(?:这是)?欺诈|涉嫌(?:欺诈|诈骗)"
 )
 # "What's your complaints policy?" asks about a process; it is no threat.
@@ -227,7 +231,9 @@ def asks_for_callback(norm: str) -> bool:
 
 # --- requests for a person -----------------------------------------------------------------------
 _WHO = (
-    r"(?:human|hooman|humn|person|people|ppl|someone|some one|somebody|anyone|anybody|representative|rep|"
+    r"(?:human|hooman|humn|person|people|ppl|(?:whoever|someone|somebody|the person) (?:is )?in charge|"
+    r"person in charge|"
+    r"someone|some one|somebody|anyone|anybody|representative|rep|"
     r"operator|staff|staff member|manager|supervisor|agent|team member|real one|support team|"
     r"customer (?:service|care|support)|colleague|employee|specialist|advisor|adviser|expert|boss|"
     r"member of (?:staff|your team|the team|the support team)|(?:technical|tech|billing|sales|support|service) team|"
@@ -235,7 +241,8 @@ _WHO = (
 )
 _TO = r"(?:to|2|with|w/|w)"
 _EN_ASK = [
-    re.compile(rf"\b(?:talk|speak|chat|spk|tlk|communicate|deal|work)\s+{_TO}\b[^.?!]{{0,30}}\b{_WHO}\b"),
+    re.compile(rf"\b(?:talk|speak|chat|spk|tlk|communicate|deal|work|a word)\s+{_TO}\b[^.?!]{{0,30}}\b{_WHO}s?\b"),
+    re.compile(rf"\bput (?:a|an|the|some)\s+(?:real |live |actual )?{_WHO} on\b"),
     re.compile(r"\b(?:transfer|connect|escalate|put) me(?: through| over| on)?\s*(?:please|pls|now|asap)?\W*$"),
     re.compile(
         rf"\b(?:connect|transfer|put|pass|hand|route|forward|escalate|switch|redirect|send)\s+"
@@ -260,7 +267,7 @@ _EN_ASK = [
                r"\b(?:stop|enough|done with)\b[^.?!]{0,15}\b(?:bot|robot|ai|chatbot|automated)\b"),
     re.compile(rf"^\W*(?:(?:a |an |the |real |live )?{_WHO}(?: please| pls| plz| now| asap| thanks| bitte)?"
                r"[\s,./!?]*)+$"),
-    re.compile(r"\bany ?(?:one|body) (?:there|real|human|home|alive|here)\b|"
+    re.compile(r"\bany ?(?:one|body|humans?|people|persons?) (?:there|real|human|home|alive|here|around|about)\b|"
                r"\bis (?:there )?any ?(?:one|body) (?:i can|to) (?:talk|speak|chat)|"
                r"\b(?:are you|is this) (?:even )?(?:a )?(?:real|human)\??\s*(?:i want|i need|get me|let me)"),
     re.compile(r"\b(?:let me|can i|could i|may i|i'?d like to|i would like to|i wanna|i want to|i need to|"
@@ -279,7 +286,7 @@ _EN_ASK = [
 _ZH_ASK = [
     re.compile(
         r"(?:转|找|接|要|叫|呼叫|请|给我|换|联系|来|派|安排|让|接通)(?:[个位下接到给我你们的一]{0,4})(?:人工|客服|真人|活人|"
-        r"工作人员|专员|真的人|人来|负责人|经理|主管|领导|懂的人|懂行的人|专业的人|售后)"
+        r"工作人员|专员|真的人|人来|负责人|经理|主管|领导|懂的|懂行的|专业的人|售后)"
     ),
     re.compile(r"人工(?:客服|服务|坐席|座席|介入|处理|回复)|真人(?:客服)?|活人"),
     re.compile(r"(?:找|跟|和|同|与)(?:你们的?)?(?:工作人员|客服专员|专员|客服人员|客服|人工|真人|经理|主管|负责人)"),
