@@ -70,7 +70,8 @@ _AFFIRM_EN = re.compile(
 )
 _AFFIRM_ZH = re.compile(r"^(?:好|好的|是|是的|可以|行|要|需要|嗯|对|麻烦|好啊|好吧|当然|转吧|帮我转)")
 _DECLINE = re.compile(
-    r"^(?:no|nope|nah|no thanks|not now|not yet|that's ok|i'm fine|no need|不用|不要|不了|不需要|算了|没事|先不)"
+    r"^(?:(?:haha|lol|oh|ah|hmm|um|well|ha|哈哈|呃|嗯)[\s,.!，。]*)?"
+    r"(?:no|nope|nah|no thanks|not now|not yet|that's ok|i'm fine|no need|不用|不要|不了|不需要|算了|没事|先不)"
 )
 
 # (pattern, points). Strong words say the user is angry at the service; mild ones are noise
@@ -87,7 +88,11 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
             r"\b(?:losing|lost|running out of|at the end of) (?:my |all )?(?:patience|tether|rope)|wits'? end|"
             r"beyond a joke|(?:is|are|'s|'re) (?:a |an |such a |an absolute |a complete |a total |a bloody )?"
             r"(?:joke|farce|nightmare|shambles|circus)\b|"
-            r"(?:nobody|no one|no-one)(?: \w+){0,2} (?:cares?|helps?|bothers?)|"
+            r"(?:nobody|no one|no-one)(?: \w+){0,4} (?:cares?|helps?|bothers?)|"
+            r"(?:explained|told you|said|asked|called|rung|written|chased)(?: this| that| it| you)? (?:\w+ )?"
+            r"(?:three|four|five|six|several|multiple|many|\d+) times|"
+            r"(?:missed|lost|cost me) (?:a |my |the |\w+ ){0,2}(?:interviews?|job|clients?|customers?|flights?|"
+            r"appointments?|day'?s? (?:pay|work)|business)|took (?:the|a) day off|"
             r"(?:third|fourth|fifth|sixth|seventh|tenth|umpteenth|\d+(?:st|nd|rd|th)) time (?:i'?(?:ve|m)|i have|that|"
             r"asking|explaining|calling|contacting|writing)|can'?t believe how (?:bad|badly|poor|poorly|terrible|awful|"
             r"useless|slow)|how hard can it be|(?:being|been|getting) ignored|"
@@ -127,7 +132,8 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
         re.compile(
             r"垃圾|废物|妈的|他妈|卧槽|我靠|操你|气死|烦死|受不了|浪费(?:我的)?时间|什么破|破机器人|太差劲|滚|坑人|骗子|"
             r"太过分|忍无可忍|什么玩意|坑爹|骗人|欺骗|恶心|够了|无法接受|不能接受|失望透顶|糟透|烂透|没完没了|"
-            r"搞什么鬼|会不会办事|会不会做事|怎么办事的|气人|一直没人|没人管|没人理|再也不(?:买|用|来)|忍不了|太离谱|火大|抓狂|太差|真差|很差|套话|说辞|敷衍|"
+            r"搞什么鬼|说了等于没说|像话吗|不像话|你们自己说说|耐心\S{0,4}(?:没了|用完|耗尽)|没耐心|"
+            r"丢了\S{0,3}(?:客户|工作|订单|生意)|耽误了|会不会办事|会不会做事|怎么办事的|气人|一直没人|没人管|没人理|再也不(?:买|用|来)|忍不了|太离谱|火大|抓狂|太差|真差|很差|套话|说辞|敷衍|"
             r"有没有人(?:管|负责)|到底管不管|管不管啊|这样对待|寒心|彻底失望|多少遍|好几遍|几遍了|认真点|认真看|无语了|真的无语|"
             r"浪费了?我?(?:一|半|整|好几|大半)?\S{0,3}(?:时间|天|下午|上午|晚上|小时)|"
             r"第[三四五六七八九十几]次(?:打电话|联系|来问|问|说|找|反映|投诉|解释)"
@@ -136,6 +142,9 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
     ),
     (re.compile(r"无语|生气|不满意?|失望|着急|急死|离谱|搞什么|怎么回事|投诉|太慢|差劲|烦|郁闷|崩溃"), 1),
     (re.compile(r"又(?:多)?(?:扣|收|断|掉|坏)"), 1),  # "again" about a fault: counts beside another word
+    # How long it has lasted, or a phrase said twice for emphasis ("十一天了，十一天！"): beside another sign.
+    (re.compile(r"\bit'?s been (?:\w+ ){1,2}(?:days|weeks|months)\b"
+                r"|[一二三四五六七八九十两几\d]+(?:天|周|个月|星期)\S{0,4}还没|(\S{2,4})[了，,！!。]+\1[！!]"), 1),
 ]
 _SHOUT = re.compile(r"[!！]{3,}|[?？][!！]|[!！][?？]|[?？]{3,}")
 
@@ -406,6 +415,12 @@ _PUSHBACK_STRONG = re.compile(
     r"|没听懂|你没懂|听不懂|不是这个|不是我(?:要|想|问)|我问的是|我是要|我说的是|答非所问|又是这个|一样的(?:回答|答案)|说过了|"
     r"没回答|都不是我"
 )
+# The problem persists after the user did what the bot said ("did that too. still off.", "不行，一样").
+_STILL_FAILING = re.compile(
+    r"\bstill (?:no |not |off\b|down\b|dropping|broken|failing|failed|the same|nothing|doesn'?t|isn'?t|won'?t|can'?t|"
+    r"cannot|disconnect\w*|buffering|slow|crashing|freezing|rebooting|restarting|dead|getting|showing|happening)"
+    r"|还是(?:不|没|断|失败|一样|老样子|重启|掉|卡|慢|连不上|打不通|上不了)|一样[。.!！]*$|依旧|依然"
+)
 _PUSHBACK_WEAK = re.compile(r"^\W*(?:no|nope|nah|wrong|not really|still no|no no|不是|不对|错了|没有)\b")
 
 
@@ -432,7 +447,7 @@ def repeated_failure(text: str, history: Sequence[Turn]) -> str | None:
         return None
     norm = _norm(text)
     failures = _bot_failures(bot_turns)
-    strong = bool(_PUSHBACK_STRONG.search(norm) or _DIDNT_HELP.search(norm))
+    strong = bool(_PUSHBACK_STRONG.search(norm) or _DIDNT_HELP.search(norm) or _STILL_FAILING.search(norm))
     if strong and (failures or len(bot_turns) >= 2):
         return "pushed back after the bot failed" if failures else "pushed back after two answers"
     if failures and _PUSHBACK_WEAK.search(norm) and len(norm) <= 40:

@@ -45,10 +45,12 @@ _SAFETY_EN = re.compile(
     r"(?:battery|charger|cell|pack)\b[^.?!]{0,30}\b(?:puffed|swollen|swelled|bulg\w*|bloated|cracked|"
     r"deformed|leak\w*|hiss\w*)|"
     r"overheat\w*|over-heat\w*|too hot to (?:touch|hold)|(?:gets?|got|getting|is|was|became|running) "
-    r"(?:really |very |extremely |super |dangerously )?(?:hot|scalding)\b|melt(?:ed|ing)|"
+    r"(?:really |very |extremely |super |dangerously |so )?(?:hot|scalding)\b|melt(?:ed|ing)|"
     r"electric(?:al)? shock|(?:shocked|electrocuted|zapped) me|got (?:a |an )?shock (?:from|off|when|touching)|"
     r"(?:got|get|gets|getting) zapped|live (?:wire|cable)s?|exposed wir\w*|"
-    r"(?:wires?|cables?) (?:looks?|is|are|still) live\b|looks live\b|"
+    r"(?:wires?|cables?) (?:looks?|is|are|still) live\b|looks live\b|bare wires?|wires? (?:exposed|bare|sticking out)|"
+    r"(?:pole|mast|tree)s? (?:\w+ )?(?:is |are )?(?:leaning|fallen|down|came down)|"
+    r"(?:line|cable|wire)s? (?:is |are )?(?:hanging|dangling) (?:low|down|loose)|"
     r"(?:cable|wire|pole)s? (?:is |are |was )?(?:hanging|dangling|fallen|fell|snapped|lying)|"
     r"(?:fallen|downed) (?:power |telephone |phone )?(?:cable|wire|line|pole)s?|"
     r"water\b[^.?!]{0,40}\b(?:extension|socket|plug|power strip|outlet|light|lamp|fuse ?box|wiring|electrics|"
@@ -75,7 +77,7 @@ _SAFETY_ZH = re.compile(
     r"漏液|液体(?:漏|流|渗)|漏出(?:液体|来)|渗出|嘶嘶|滋滋|噼啪|啪的一声|砰的一声|巨响|爆响|异响|冒泡|变形|"
     r"电池\S{0,6}(?:裂|鼓|胀|漏|烫)|"
     r"被电|电了一下|吞了|吞下|误食|误服|过敏反应|过敏了|呼吸困难|晕倒|头晕|摔下来|摔倒|摔了一跤|突然加速|烧黑|熏黑|烧穿|跳闸\S{0,8}烧|烫得|刹车失灵|刹不住|车\S{0,2}失控|流血|摔伤|撞伤|"
-    r"电线\S{0,4}(?:掉|断|裸露|垂)|"
+    r"电(?:线|缆)\S{0,4}(?:掉|断|裸露|垂)|裸露\S{0,2}电(?:线|缆)|"
     r"安全隐患|危险"
 )
 # Questions about a safety feature, not a report of a hazard.
@@ -95,8 +97,8 @@ _SAFETY_HYPOTHETICAL_EN = re.compile(
     r"when|which|any)\b[^.!]*\b(?:if|ever|whenever|in case|sometimes|usually|normally|warning signs?|signs?|"
     r"dangerous|safe|risk\w*|likely|prone|possible|cause|happen\w*)\b"
 )
-_YES_NO_EN = re.compile(r"^(?:so |and |but |also |hi,? |hey,? )?(?:can|could|will|would|might|may|is it|is there|"
-                        r"are they|does|do|should)\b")
+_YES_NO_EN = re.compile(r"^(?:so |and |but |also |hi,? |hey,? )?(?:can|could|will|would|might|may|is|are|"
+                        r"does|do|should)\b")
 _REPORT_EN = re.compile(r"\b(?:my|our|mine|just|now|again|keeps?|already|currently)\b")
 _SAFETY_HYPOTHETICAL_ZH = re.compile(
     r"会不会|怎么判断|如何判断|怎样判断|是否会|可能会|为什么会|什么情况下|安全吗|危险吗|有没有危险|有危险吗|如果|万一|"
@@ -125,8 +127,8 @@ _LEGAL_EN = re.compile(
 )
 _LEGAL_ZH = re.compile(
     r"律师|起诉|告你们|告到|法院|法庭|诉讼|打官司|法律(?:途径|手段|责任|行动|程序)|走法律|"
-    r"(?:向|去|到)\S{0,8}投诉|投诉(?:你们|到)|正式投诉|书面投诉|我要投诉|我要举报|举报你们|"
-    r"消协|消费者协会|12315|工商局|市场监管|维权|报警(?!器)|曝光你们|违法|侵权|拒付|工信部|通信管理局|通管局|"
+    r"(?:向|去(?!年)|到)\S{0,8}投诉(?!率|电话|渠道|流程|方式|入口)|投诉(?:你们|到)|正式投诉|书面投诉|我要投诉|我要举报|举报你们|"
+    r"消协|消费者协会|12315|工商局|市场监管|维权|报警(?!器)|12300|12345|曝光你们|违法|侵权|拒付|工信部|通信管理局|通管局|"
     r"(?:向|去|到)\S{0,8}申诉|申诉到|这是欺诈|欺诈(?:行为|消费者)|你们(?:这是)?欺诈|涉嫌(?:欺诈|诈骗)"
 )
 # "What's your complaints policy?" asks about a process; it is no threat.
@@ -296,6 +298,8 @@ _ZH_ASK = [
     re.compile(r"有(?:没有)?(?:活)?人(?:在)?吗|有人在吗|有人吗|不要(?:和|跟)?机器人|不想(?:跟|和)机器人|别(?:用)?机器人|"
                r"不(?:要|想)(?:跟|和)?(?:ai|机器)|我要(?:跟|和|找)人|找个人"),
     re.compile(r"(?:和|跟)(?:人|真人)(?:说话|沟通|聊|谈|对话)"),
+    re.compile(r"(?:安排|派|请|叫|找)[一个位名]{0,3}\S{0,4}(?:专员|客服|工作人员|人工|经理|负责人)\S{0,4}"
+               r"(?:跟我|和我|与我|联系我|对接|沟通)"),
 ]
 # Questions about the bot itself ("are you a human?") and words that only contain a people word.
 _EN_NOT_ASK = re.compile(
@@ -319,12 +323,12 @@ _EN_QUESTION_START = re.compile(
     r"which|who|why|where|can (?:a|an|the|your|my|agents?|humans?|people|staff)|if)\b"
 )
 _ZH_REQUEST_VERB = re.compile(
-    r"转(?!账)|帮我|给我|我要|我想|我需要|联系我|接通|麻烦|请(?:帮|给|转|安排)|请\S{0,2}(?:人工|客服)|现在|马上|立刻|赶紧"
+    r"帮我|给我|我要|我想|我需要|联系我|接通|麻烦|请(?:帮|给|转|安排)|请\S{0,2}(?:人工|客服)|现在|马上|立刻|赶紧"
 )
 _ZH_ABOUT = re.compile(
     r"(?:几点|时间|多久|多长时间|更快|优先|收费|费用|会说|语言|是不是|是否|培训|多少|哪些|工作日|周末|上班|下班|"
     r"在线时间|怎么收|包含|区别|能不能更快|晚上|白天|节假日|一般|通常|平时|排队|要等|外包|自动回复|真人回复|资料|材料|"
-    r"电话是多少|号码|几个|是真人|还是|专属)"
+    r"电话是多少|号码|几个|是真人|还是|专属|休息|放假|假期|周[一二三四五六日天末]|星期[一二三四五六日天]|礼拜)"
 )
 _ZH_QUESTION = re.compile(r"[吗么呢?？]|几|多久|什么|是否|是不是|怎么样|哪|还是|有没有")
 
@@ -349,7 +353,7 @@ def is_question_about_people(norm: str) -> bool:
 
 def asks_for_person(norm: str) -> str | None:
     """What in the message asks for a person, or None. A question *about* people is no request."""
-    zh = norm
+    zh = norm.replace("人公", "人工")  # a common slip of the pinyin keyboard
     if not _ZH_NOT_ASK.search(zh) or re.search(r"转人工|我要人工|找人工|要真人", zh):
         for p in _ZH_ASK:
             m = p.search(zh)

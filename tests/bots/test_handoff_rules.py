@@ -371,3 +371,35 @@ def test_telecom_and_app_words_that_sound_like_a_rule_are_answered(text: str) ->
     # A crash of an app, a shattered screen, a scam call, porting a number, an appeal against a
     # suspension: none is a hazard, a legal threat, a callback or a request for a person.
     assert _reason(text, best_score=0.8) == "answer:none"
+
+
+@pytest.mark.parametrize(
+    ("text", "history"),
+    [
+        ("done that already, still buffering", TWO_ANSWERS),
+        ("试过了，还是连不上", [Turn("user", "电视盒子连不上网"), Turn("bot", "请重启电视盒子 [1]。"),
+                         Turn("user", "重启了"), Turn("bot", "请检查网线是否插好 [1]。")]),
+    ],
+)
+def test_a_problem_that_persists_after_the_bots_answers_hands_off(text: str, history: Sequence[Turn]) -> None:
+    assert _reason(text, history=tuple(history), best_score=0.8) == "repeated_failure"
+
+
+def test_still_in_a_first_question_is_no_failure() -> None:
+    assert _reason("is the offer still on?", best_score=0.8) == "answer:none"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("人工客服周六上班吗", "answer:none"), ("转人工要排队吗？", "answer:none"), ("转人工", "user_request"),
+     ("可以转人公吗", "user_request"), ("I've told you this five times", "frustration"),
+     ("我丢了一个订单，就因为你们没来", "frustration"), ("这样也叫服务？说了等于没说", "frustration"),
+     ("the pole outside is leaning over the road", "safety"), ("我要打12300投诉", "legal"),
+     ("你们去年的投诉处理快吗", "answer:none")],
+)
+def test_kestrel_tuning_kinds_in_fresh_words(text: str, reason: str) -> None:
+    assert _reason(text, best_score=0.8) == reason
+
+
+def test_a_decline_with_a_laugh_is_a_decline() -> None:
+    assert _reason("haha no, I'll read the FAQ", offered_human_before=True, best_score=0.1) == "answer:offer_declined"
