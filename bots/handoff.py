@@ -514,29 +514,33 @@ def decide_pre_retrieval(inputs: HandoffInputs, settings: HandoffSettings) -> Ha
 _Found = tuple[Action, str, str, Layer]
 
 
+def _handoff(reason: str, detail: str, layer: Layer) -> _Found:
+    return "handoff", reason, detail, layer
+
+
 def _rule(inputs: HandoffInputs, settings: HandoffSettings, norm: str, vip_on_duty: str | None) -> _Found | None:
     """(a) rules: the ``handoff.request`` frame, always-rules, topics, requests, callbacks, offers, VIP."""
     if inputs.handoff_requested:
-        return "handoff", "user_request", "handoff.request frame", "rule"
+        return _handoff("user_request", "handoff.request frame", "rule")
     rule = matched_rule(norm, settings.rule_phrases)
     if rule is not None:
         name, what = rule
-        return "handoff", name if name in ALWAYS_RULES else f"rule:{name}", what, "rule"
+        return _handoff(name if name in ALWAYS_RULES else f"rule:{name}", what, "rule")
     topic = first_phrase(norm, settings.human_only_topics)
     if topic is not None:
-        return "handoff", "human_only_topic", topic, "rule"
+        return _handoff("human_only_topic", topic, "rule")
     asked = asks_for_person(norm)
     if asked is not None:
-        return "handoff", "user_request", asked, "rule"
+        return _handoff("user_request", asked, "rule")
     if asks_for_callback(norm):
-        return "handoff", "callback_request", "asked to be called back", "rule"
+        return _handoff("callback_request", "asked to be called back", "rule")
     if inputs.offered_human_before:
         if is_affirmative(inputs.text):
-            return "handoff", "offer_accepted", "accepted the offer of a person", "rule"
+            return _handoff("offer_accepted", "accepted the offer of a person", "rule")
         if _is_decline(inputs.text):
             return "answer", "offer_declined", "declined the offer", "rule"
     if vip_on_duty is not None:
-        return "handoff", "vip", vip_on_duty, "rule"
+        return _handoff("vip", vip_on_duty, "rule")
     return None
 
 
@@ -546,18 +550,18 @@ def _signal(inputs: HandoffInputs, settings: HandoffSettings, norm: str) -> _Fou
     if points and any(frustration_points(t) for t in _user_turns(inputs.history, 3)):
         points += 1  # frustration that persists across turns escalates
     if points >= settings.frustration_threshold:
-        return "handoff", "frustration", f"{points} points", "signal"
+        return _handoff("frustration", f"{points} points", "signal")
     prior = _user_turns(inputs.history, 10)
     repeats = 1 + sum(_similar(inputs.text, p) for p in prior)
     if repeats >= settings.repeat_threshold:
-        return "handoff", "repeated_question", f"asked {repeats} times", "signal"
+        return _handoff("repeated_question", f"asked {repeats} times", "signal")
     if _DIDNT_HELP.search(norm):
         count = 1 + sum(bool(_DIDNT_HELP.search(normalize(p))) for p in prior[-6:])
         if count >= settings.didnt_help_threshold:
-            return "handoff", "didnt_help", f"{count} times", "signal"
+            return _handoff("didnt_help", f"{count} times", "signal")
     failing = repeated_failure(inputs.text, inputs.history)
     if failing is not None:
-        return "handoff", "repeated_failure", failing, "signal"
+        return _handoff("repeated_failure", failing, "signal")
     return None
 
 
@@ -575,7 +579,7 @@ def _learned(inputs: HandoffInputs, settings: HandoffSettings, norm: str) -> _Fo
         return None
     if is_question_about_people(norm) or (len(norm) <= 40 and _THANKS.match(norm)):
         return None
-    return "handoff", "learned", f"p={learned:.3f}", "learned"
+    return _handoff("learned", f"p={learned:.3f}", "learned")
 
 
 def decide_post_retrieval(pre: HandoffDecision, best_score: float, settings: HandoffSettings) -> HandoffDecision:
