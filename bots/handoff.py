@@ -92,7 +92,9 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
             r"(?:explained|told you|said|asked|called|rung|written|chased)(?: this| that| it| you)? (?:\w+ )?"
             r"(?:three|four|five|six|several|multiple|many|\d+) times|"
             r"(?:missed|lost|cost me) (?:a |my |the |\w+ ){0,2}(?:interviews?|job|clients?|customers?|flights?|"
-            r"appointments?|day'?s? (?:pay|work)|business)|took (?:the|a) day off|"
+            r"appointments?|day'?s? (?:pay|work)|business|"
+            r"(?:\w+ )?(?:days?|weeks?|hours?) (?:of )?(?:pay|work|wages|income))|"
+            r"took (?:the|a) day off|"
             r"(?:third|fourth|fifth|sixth|seventh|tenth|umpteenth|\d+(?:st|nd|rd|th)) time (?:i'?(?:ve|m)|i have|that|"
             r"asking|explaining|calling|contacting|writing)|can'?t believe how (?:bad|badly|poor|poorly|terrible|awful|"
             r"useless|slow)|how hard can it be|(?:being|been|getting) ignored|"
@@ -133,7 +135,7 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
             r"垃圾|废物|妈的|他妈|卧槽|我靠|操你|气死|烦死|受不了|浪费(?:我的)?时间|什么破|破机器人|太差劲|滚|坑人|骗子|"
             r"太过分|忍无可忍|什么玩意|坑爹|骗人|欺骗|恶心|够了|无法接受|不能接受|失望透顶|糟透|烂透|没完没了|"
             r"搞什么鬼|说了等于没说|像话吗|不像话|你们自己说说|耐心\S{0,4}(?:没了|用完|耗尽)|没耐心|"
-            r"丢了\S{0,3}(?:客户|工作|订单|生意)|耽误了|会不会办事|会不会做事|怎么办事的|气人|一直没人|没人管|没人理|再也不(?:买|用|来)|忍不了|太离谱|火大|抓狂|太差|真差|很差|套话|说辞|敷衍|"
+            r"丢了\S{0,3}(?:客户|工作|订单|生意)|损失了?\S{0,4}(?:生意|钱|订单|客户|收入)|耽误了|会不会办事|会不会做事|怎么办事的|气人|一直没人|没人管|没人理|再也不(?:买|用|来)|忍不了|太离谱|火大|抓狂|太差|真差|很差|套话|说辞|敷衍|"
             r"有没有人(?:管|负责)|到底管不管|管不管啊|这样对待|寒心|彻底失望|多少遍|好几遍|几遍了|认真点|认真看|无语了|真的无语|"
             r"浪费了?我?(?:一|半|整|好几|大半)?\S{0,3}(?:时间|天|下午|上午|晚上|小时)|"
             r"第[三四五六七八九十几]次(?:打电话|联系|来问|问|说|找|反映|投诉|解释)"
@@ -144,7 +146,10 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
     (re.compile(r"又(?:多)?(?:扣|收|断|掉|坏)"), 1),  # "again" about a fault: counts beside another word
     # How long it has lasted, or a phrase said twice for emphasis ("十一天了，十一天！"): beside another sign.
     (re.compile(r"\bit'?s been (?:\w+ ){1,2}(?:days|weeks|months)\b"
-                r"|[一二三四五六七八九十两几\d]+(?:天|周|个月|星期)\S{0,4}还没|(\S{2,4})[了，,！!。]+\1[！!]"), 1),
+                r"|[一二三四五六七八九十两几\d]+(?:天|周|个月|星期)\S{0,4}还没"), 1),
+    # How long, said again with an exclamation ("two weeks. TWO WEEKS.", "五天了，五天！"): anger, not a typo.
+    (re.compile(r"\b(\w+ (?:days?|weeks?|months?|hours?|times)|(?:day|week|month) \w+)\b[^.?!]{0,40}[.,!]+\s*\1\s*[.!]"
+                r"|([一二三四五六七八九十两几\d]+\S{0,2}(?:天|周|个月|星期|小时|次|遍))[了，,！!。]+\2[！!]"), 2),
 ]
 _SHOUT = re.compile(r"[!！]{3,}|[?？][!！]|[!！][?？]|[?？]{3,}")
 

@@ -136,7 +136,7 @@ _LEGAL_NOT = re.compile(
     r"\b(?:lawyer|attorney)s? (?:plan|tier|edition|template)|legal (?:page|notice)\b|"
     r"\b(?:i'?m|i am|we are|we'?re|as) (?:a |an )?(?:lawyer|attorney|solicitor|law firm)s?\b|"
     r"\b(?:my|our|his|her) (?:\w+ )?(?:is|was|'s) (?:a |an )?(?:lawyer|attorney|solicitor)\b|"
-    r"\blaw (?:firm|office|school)\b|"
+    r"\blaw (?:firm|office|school)\b|\b(?:solicitor|lawyer|attorney)(?:'s|s'|s)? (?:office|firm|practice)\b|"
     r"法院(?:门口|附近|旁边|对面|路)|隐私政策|我是律师|律师事务所|律所|法律条款|"
     r"我(?:爸|妈|哥|姐|弟|妹|朋友|老公|老婆|爱人|家人|同事|先生|太太)\S{0,2}是律师"
 )

@@ -403,3 +403,10 @@ def test_kestrel_tuning_kinds_in_fresh_words(text: str, reason: str) -> None:
 
 def test_a_decline_with_a_laugh_is_a_decline() -> None:
     assert _reason("haha no, I'll read the FAQ", offered_human_before=True, best_score=0.1) == "answer:offer_declined"
+
+
+def test_a_duration_said_twice_is_anger_but_a_doubled_thanks_is_not() -> None:
+    assert _reason("three days. THREE DAYS. and no signal", best_score=0.8) == "frustration"
+    assert _reason("停网三天了，三天！", best_score=0.8) == "frustration"
+    for text in ("谢谢，谢谢！", "好的，好的！", "thank you, thank you!"):
+        assert _reason(text, best_score=0.8) == "answer:none"
