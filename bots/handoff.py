@@ -391,9 +391,15 @@ def _sim_tokens(text: str) -> set[str]:
     return words | chars
 
 
+#: Character-level comparison (quadratic in the length) only for messages up to this long; longer
+#: ones are compared by their words alone, so a long message cannot cost seconds of CPU per turn.
+_SIM_MAX_CHARS = 300
+
+
 def _similar(a: str, b: str) -> bool:
     ka, kb = _key(a), _key(b)
-    if min(len(ka), len(kb)) >= 6 and SequenceMatcher(None, ka, kb, autojunk=False).ratio() >= 0.85:
+    short = min(len(ka), len(kb)) >= 6 and max(len(ka), len(kb)) <= _SIM_MAX_CHARS
+    if short and SequenceMatcher(None, ka, kb, autojunk=False).ratio() >= 0.85:
         return True
     ta, tb = _sim_tokens(a), _sim_tokens(b)
     if min(len(ta), len(tb)) < 2:
