@@ -99,7 +99,8 @@ _SAFETY_HYPOTHETICAL_EN = re.compile(
 )
 _YES_NO_EN = re.compile(r"^(?:so |and |but |also |hi,? |hey,? )?(?:can|could|will|would|might|may|is|are|"
                         r"does|do|should)\b")
-_REPORT_EN = re.compile(r"\b(?:my|our|mine|just|now|again|keeps?|already|currently)\b")
+# Something of the user's, or happening now ("smoke is coming out"): a report, even as a question.
+_REPORT_EN = re.compile(r"\b(?:my|our|mine|just|now|again|keeps?|already|currently)\b|\b(?:is|are) \w+ing\b")
 _SAFETY_HYPOTHETICAL_ZH = re.compile(
     r"会不会|怎么判断|如何判断|怎样判断|是否会|可能会|为什么会|什么情况下|安全吗|危险吗|有没有危险|有危险吗|如果|万一|"
     r"要是|一般|通常|怎么预防|如何预防|注意什么|注意事项|征兆|迹象|症状"

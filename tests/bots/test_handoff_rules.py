@@ -288,6 +288,7 @@ def test_words_in_another_sense_do_not_hand_off(text: str) -> None:
         ("can the charger catch fire in a hot car?", "answer:none"),
         ("插座进水会漏电吗", "answer:none"),
         ("can you help, my charger is sparking", "safety"),  # a question, but about the user's own charger
+        ("is it normal that smoke is coming out of the charger?", "safety"),  # happening now
         ("充电器冒烟了，会爆炸吗", "safety"),  # it has happened (了)
         ("the socket is wet and the power strip sits in the water", "safety"),
         ("外面电线掉下来了", "safety"),
