@@ -171,6 +171,9 @@ def is_hypothetical_safety_question(norm: str) -> bool:
     or a yes/no question with nothing of the user's own in it (no "my", "just", "again"); in
     Chinese a "will it...?" (会…吗) question with no completed event (了) in it."""
     if re.search(r"[\u3400-\u9fff]", norm):
+        clauses = re.split(r"[，,。.!！；;]", norm)
+        if any(_SAFETY_ZH.search(c) for c in clauses[:-1]):
+            return False  # "充电器在冒烟，会爆炸吗": a report, then a question about it
         if _SAFETY_HYPOTHETICAL_ZH.search(norm):
             return True
         will_it = re.search(r"(?:会|能)\S{0,8}[吗么][?？]?$", norm)

@@ -290,6 +290,8 @@ def test_words_in_another_sense_do_not_hand_off(text: str) -> None:
         ("can you help, my charger is sparking", "safety"),  # a question, but about the user's own charger
         ("is it normal that smoke is coming out of the charger?", "safety"),  # happening now
         ("充电器冒烟了，会爆炸吗", "safety"),  # it has happened (了)
+        ("路由器在冒烟，会爆炸吗", "safety"),  # a report, then a question about it
+        ("插头烧焦了，怎么判断还能不能用", "safety"),
         ("the socket is wet and the power strip sits in the water", "safety"),
         ("外面电线掉下来了", "safety"),
     ],
