@@ -5,9 +5,16 @@ threatens to sue must reach a person whatever else the message says. A tenant ad
 phrases per rule through ``HandoffSettings.rule_phrases`` (plain phrases, never regexes: a tenant
 pattern must not be able to stall the event loop).
 
-Requests for a person are told apart from questions *about* people ("does priority support mean
-I reach a person quicker?"): a first-person request form wins, a question about how support works
-without one does not hand off.
+Requests for a person are read from their form: a desire or imperative with a person, team or
+transfer verb in it ("I'd like to discuss my contract with a member of staff", "叫你们主管来"). They
+are told apart from questions *about* people ("does priority support mean I reach a person
+quicker?", "人工客服周日休息吗"): a first-person or imperative form wins; a question about how
+support works (its hours, cost, language, wait) without one does not hand off.
+
+A hazard *report* is told from a question *about* hazards: a conditional or generic question, or a
+yes/no question with nothing of the user's in it and nothing happening now, is a question (ZH: 会…吗
+with no 了, and no hazard in an earlier clause). Words in another sense ("smoking hot", "bill
+shock", "my sister is a lawyer", "the app crashed", a scam call) are exempt.
 
 Every pattern runs on :func:`bots.text.normalize`'d text (NFKC, casefolded).
 """
