@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from bots.attribution import MARKER
 from bots.text import strip_invisible
@@ -197,167 +199,196 @@ def _nums(*values: float | None) -> frozenset[str]:
     return frozenset(canon(v) for v in values if v is not None)
 
 
-def extract_claims(text: str, *, lenient: bool = False) -> list[Claim]:
-    """Claims in ``text`` (already :func:`prepare`-d), in order. ``lenient`` (for passages)
-    also reads standalone number words and "a day"."""
-    taken = bytearray(len(text))
-    out: list[Claim] = []
-    low = text.lower()
-    if len(low) != len(text):  # a few characters lower-case to two; keep offsets exact
-        low = "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
+class _Reader:
+    """One pass of :func:`extract_claims`: the text, its lower-cased twin (same offsets), the
+    spans already taken and the claims found so far."""
 
-    def free(s: int, e: int) -> bool:
-        return not any(taken[s:e])
+    __slots__ = ("lenient", "low", "out", "taken", "text")
 
-    def add(c: Claim) -> None:
-        out.append(c)
-        taken[c.start : c.end] = b"\x01" * (c.end - c.start)
+    def __init__(self, text: str, lenient: bool) -> None:
+        self.text = text
+        self.lenient = lenient
+        self.taken = bytearray(len(text))
+        self.out: list[Claim] = []
+        low = text.lower()
+        if len(low) != len(text):  # a few characters lower-case to two; keep offsets exact
+            low = "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
+        self.low = low
 
-    for m in _NOISE.finditer(low):
-        taken[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
-    if "@" in text:
-        for m in _EMAIL.finditer(text):
-            taken[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
-    for m in MARKER.finditer(text):
-        taken[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
+    def free(self, m: re.Match[str]) -> bool:
+        return not any(self.taken[m.start() : m.end()])
 
-    for m in _DATE.finditer(low):
-        if not free(m.start(), m.end()):
-            continue
+    def take(self, m: re.Match[str]) -> None:
+        self.taken[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
+
+    def add(self, c: Claim) -> None:
+        self.out.append(c)
+        self.taken[c.start : c.end] = b"\x01" * (c.end - c.start)
+
+    def claim(self, kind: str, key: str, m: re.Match[str], **extra: Any) -> Claim:
+        return Claim(kind, key, self.text[m.start() : m.end()], m.start(), m.end(), **extra)
+
+    def unread(self, pattern: re.Pattern[str], *, lower: bool = True) -> Iterator[re.Match[str]]:
+        """Matches of ``pattern`` that no earlier claim (or masked noise) overlaps."""
+        for m in pattern.finditer(self.low if lower else self.text):
+            if self.free(m):
+                yield m
+
+
+def _mask_noise(r: _Reader) -> None:
+    for m in _NOISE.finditer(r.low):
+        r.take(m)
+    if "@" in r.text:
+        for m in _EMAIL.finditer(r.text):
+            r.take(m)
+    for m in MARKER.finditer(r.text):
+        r.take(m)
+
+
+def _month_day(g: dict[str, str | None]) -> tuple[int, int]:
+    if g["m"]:
+        return int(g["m"]), int(g["d"] or 0)
+    if g["zm"]:
+        return int(number_value(g["zm"]) or 0), int(number_value(g["zd"] or "") or 0)
+    name = (g["mon"] or g["mon2"] or "").casefold()[:3]
+    mon = next(i for i, n in enumerate(_MONTHS, start=1) if n.startswith(name))
+    return mon, int(g["d1"] or g["d2"] or 0)
+
+
+def _read_dates(r: _Reader) -> None:
+    for m in r.unread(_DATE):
         g = m.groupdict()
         year: str | None = g["y"] or g["zy"] or g["y1"] or g["y2"]
-        if g["m"]:
-            mon, day = int(g["m"]), int(g["d"])
-        elif g["zm"]:
-            mon, day = int(number_value(g["zm"]) or 0), int(number_value(g["zd"]) or 0)
-        else:
-            name = (g["mon"] or g["mon2"]).casefold()[:3]
-            mon = next(i for i, n in enumerate(_MONTHS, start=1) if n.startswith(name))
-            day = int(g["d1"] or g["d2"])
+        mon, day = _month_day(g)
         if not (1 <= mon <= 12 and 1 <= day <= 31):
             continue
         nums = _nums(float(day), float(mon), float(year) if year else None)
-        add(Claim("date", f"{mon:02d}-{day:02d}", text[m.start() : m.end()], m.start(), m.end(), numbers=nums))
+        r.add(r.claim("date", f"{mon:02d}-{day:02d}", m, numbers=nums))
         if year:
-            out.append(Claim("number", year, year, m.start(), m.end(), numbers=frozenset([year])))
+            r.out.append(Claim("number", year, year, m.start(), m.end(), numbers=frozenset([year])))
 
-    for m in _TIME.finditer(low):
-        if not free(m.start(), m.end()):
-            continue
-        g = m.groupdict()
-        if g["h"] is not None:
-            h, mi = int(g["h"]), int(g["mi"] or 0)
-            pm = g["ap"].casefold().startswith("p")
-            if not 1 <= h <= 12:
-                continue
-            h24 = (h % 12) + (12 if pm else 0)
-        elif g["h2"] is not None:
-            h, mi = int(g["h2"]), int(g["mi2"])
-            h24 = h
-        else:
-            hv = number_value(g["zh"])
-            if hv is None or hv > 24:
-                continue
-            h = int(hv)
-            mi = int(g["zmi"] or (30 if g["half"] else 0))
-            h24 = h + 12 if g["zp"] in ("下午", "晚上") and h < 12 else h
-        add(
-            Claim(
-                "time",
-                f"{h24:02d}:{mi:02d}",
-                text[m.start() : m.end()],
-                m.start(),
-                m.end(),
-                numbers=_nums(h, h24, mi or None),
-            )
-        )
 
-    for m in _PRICE.finditer(low):
-        if not free(m.start(), m.end()):
+def _hour_minute(g: dict[str, str | None]) -> tuple[int, int, int] | None:
+    """(hour as written, hour on a 24-hour clock, minute) of a time match, or None."""
+    if g["h"] is not None:
+        h, mi = int(g["h"]), int(g["mi"] or 0)
+        if not 1 <= h <= 12:
+            return None
+        pm = (g["ap"] or "").casefold().startswith("p")
+        return h, (h % 12) + (12 if pm else 0), mi
+    if g["h2"] is not None:
+        h = int(g["h2"])
+        return h, h, int(g["mi2"] or 0)
+    hv = number_value(g["zh"] or "")
+    if hv is None or hv > 24:
+        return None
+    h = int(hv)
+    mi = int(g["zmi"] or (30 if g["half"] else 0))
+    return h, h + 12 if g["zp"] in ("下午", "晚上") and h < 12 else h, mi
+
+
+def _read_times(r: _Reader) -> None:
+    for m in r.unread(_TIME):
+        hm = _hour_minute(m.groupdict())
+        if hm is None:
             continue
+        h, h24, mi = hm
+        r.add(r.claim("time", f"{h24:02d}:{mi:02d}", m, numbers=_nums(h, h24, mi or None)))
+
+
+def _read_prices(r: _Reader) -> None:
+    for m in r.unread(_PRICE):
         num = m.group("num") or m.group("num2")
         cur = (m.group("cur") or "").casefold()
         family = _CURRENCY_PREFIX.get(cur) if cur else _CURRENCY_SUFFIX.get((m.group("cur2") or "").casefold(), "")
         value = number_value(num)
         if value is None:
             continue
-        add(
-            Claim(
-                "price",
-                canon(value),
-                text[m.start() : m.end()],
-                m.start(),
-                m.end(),
-                unit=family or "",
-                numbers=_nums(value),
-            )
-        )
+        r.add(r.claim("price", canon(value), m, unit=family or "", numbers=_nums(value)))
 
-    for m in _PERCENT.finditer(low):
-        if not free(m.start(), m.end()):
-            continue
+
+def _read_percents(r: _Reader) -> None:
+    for m in r.unread(_PERCENT):
         raw = m.group("num") or m.group("zh")
         value = number_value(raw) if raw else None
         if value is None:
             continue
-        add(Claim("percent", canon(value), text[m.start() : m.end()], m.start(), m.end(), numbers=_nums(value)))
+        r.add(r.claim("percent", canon(value), m, numbers=_nums(value)))
 
-    for m in _DURATION.finditer(low):
-        if not free(m.start(), m.end()):
-            continue
+
+def _unit_seconds(m: re.Match[str]) -> int | None:
+    unit = (m.group("unit") or "").casefold()
+    unit = unit[:-1] if unit.endswith("s") and unit not in ("s",) else unit
+    return _UNIT_SECONDS.get(unit) or _UNIT_SECONDS.get(m.group("zunit") or "")
+
+
+def _read_durations(r: _Reader) -> None:
+    for m in r.unread(_DURATION):
         a = m.group("a")
-        if a.casefold() in ("a", "an") and not lenient:
+        if a.casefold() in ("a", "an") and not r.lenient:
             continue
-        unit = (m.group("unit") or "").casefold()
-        unit = unit[:-1] if unit.endswith("s") and unit not in ("s",) else unit
-        secs = _UNIT_SECONDS.get(unit) or _UNIT_SECONDS.get(m.group("zunit") or "")
+        secs = _unit_seconds(m)
         if secs is None:
             continue
-        values = [number_value(a)]
+        raw_values = [number_value(a)]
         if m.group("b"):
-            values.append(number_value(m.group("b")))
-        if any(v is None for v in values):
+            raw_values.append(number_value(m.group("b")))
+        values = [v for v in raw_values if v is not None]
+        if len(values) != len(raw_values):
             continue
-        for v in values:
-            assert v is not None
-            out.append(
-                Claim("duration", canon(v * secs), text[m.start() : m.end()], m.start(), m.end(), numbers=_nums(v))
-            )
-        taken[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
+        for v in values:  # a range ("3-5 days") claims both ends
+            r.out.append(r.claim("duration", canon(v * secs), m, numbers=_nums(v)))
+        r.take(m)
 
-    for m in _DAY_NAME.finditer(low):
-        if not free(m.start(), m.end()):
-            continue
-        if m.group("zw"):
-            key = "weekday-" + str("一二三四五六日天".index(m.group("zw")) % 7 if m.group("zw") != "天" else 6)
-        elif m.group("w"):
-            wday = m.group("w").casefold()[:3]
-            key = "weekday-" + str(next(i for i, d in enumerate(_WEEKDAYS) if d.startswith(wday)))
-        else:
-            key = "month-" + str(_MONTHS.index(m.group("m").casefold()) + 1)
-        add(Claim("date", key, text[m.start() : m.end()], m.start(), m.end()))
 
-    for m in _CODE.finditer(text):
+def _day_key(m: re.Match[str]) -> str:
+    if m.group("zw"):
+        return "weekday-" + str("一二三四五六日天".index(m.group("zw")) % 7 if m.group("zw") != "天" else 6)
+    if m.group("w"):
+        wday = m.group("w").casefold()[:3]
+        return "weekday-" + str(next(i for i, d in enumerate(_WEEKDAYS) if d.startswith(wday)))
+    return "month-" + str(_MONTHS.index(m.group("m").casefold()) + 1)
+
+
+def _read_day_names(r: _Reader) -> None:
+    for m in r.unread(_DAY_NAME):
+        r.add(r.claim("date", _day_key(m), m))
+
+
+def _read_codes(r: _Reader) -> None:
+    for m in r.unread(_CODE, lower=False):
         word = m.group(0)
-        if not free(m.start(), m.end()) or not re.search(r"\d", word):
+        if not re.search(r"\d", word):
             continue
         squashed = re.sub(r"[\W_]+", "", word).casefold()
-        digits = _nums(*(float(d) for d in re.findall(r"\d+", word)))
-        add(Claim("code", squashed, word, m.start(), m.end(), numbers=digits))
+        r.add(r.claim("code", squashed, m, numbers=_nums(*(float(d) for d in re.findall(r"\d+", word)))))
 
-    for m in _NUMBER.finditer(low):
-        if not free(m.start(), m.end()):
-            continue
+
+def _read_numbers(r: _Reader) -> None:
+    for m in r.unread(_NUMBER):
         raw = m.group(0)
-        if not raw[0].isdigit() and not lenient:
+        if not raw[0].isdigit() and not r.lenient:
             continue  # "one of our agents": number words alone are not claims in an answer
         value = number_value(raw)
         if value is None:
             continue
-        add(Claim("number", canon(value), raw, m.start(), m.end(), numbers=_nums(value)))
+        r.add(Claim("number", canon(value), raw, m.start(), m.end(), numbers=_nums(value)))
 
-    out.extend(_names(text, taken))
-    return sorted(out, key=lambda c: c.start)
+
+#: The readers in the order they claim spans: a span taken by one is not read again.
+_READERS = (_read_dates, _read_times, _read_prices, _read_percents, _read_durations, _read_day_names,
+            _read_codes, _read_numbers)
+
+
+def extract_claims(text: str, *, lenient: bool = False) -> list[Claim]:
+    """Claims in ``text`` (already :func:`prepare`-d), in order. ``lenient`` (for passages)
+    also reads standalone number words and "a day"."""
+    r = _Reader(text, lenient)
+    _mask_noise(r)
+    for read in _READERS:
+        read(r)
+    r.out.extend(_names(text, r.taken))
+    return sorted(r.out, key=lambda c: c.start)
 
 
 def _names(text: str, taken: bytearray) -> list[Claim]:

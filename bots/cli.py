@@ -18,7 +18,7 @@ from bots.config import HandoffSettings
 from bots.errors import BotError
 from bots.evaluation import Confusion, default_set_path, heldout_paths, load_cases, report_handoff
 from bots.handoff_model import default_model_path, shipped_scorer
-from bots.handoff_training import train
+from bots.handoff_training import default_training_paths, train_from_paths
 from bots.replay import load_records, replay
 
 __all__ = ["bots"]
@@ -51,6 +51,8 @@ def eval_handoff(paths: tuple[Path, ...], show_errors: bool, learned: bool, test
         sets = {p.stem: p for p in paths}
     else:
         sets = {"handoff_set": default_set_path()}
+        if (extra := default_set_path().with_name("handoff_extra.jsonl")).exists():
+            sets["handoff_extra"] = extra
         for name, path in heldout_paths().items():
             if name != "test" or test_half:
                 sets[f"heldout_{name}"] = path
@@ -80,18 +82,13 @@ def eval_handoff(paths: tuple[Path, ...], show_errors: bool, learned: bool, test
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the weights (default: the shipped bots/data/handoff_model.npz).")
 def train_handoff(paths: tuple[Path, ...], out: Path | None) -> None:
-    """Reproduce the learned layer's weights from labelled sets (default: the shipped set and the
-    held-out tuning half; never the test half)."""
-    chosen = list(paths) or [default_set_path(), *[p for n, p in heldout_paths().items() if n == "tune"]]
-    if any(p.name == "handoff_test.jsonl" for p in chosen):
-        raise click.ClickException("the held-out test half is for reporting only")
-    cases = []
-    for path in chosen:
-        try:
-            cases.extend(load_cases(path)[0])
-        except BotError as exc:
-            raise click.ClickException(exc.detail) from exc
-    report = train(cases)
+    """Reproduce the learned layer's weights from labelled sets (default: the shipped training sets,
+    see ``bots.handoff_training``; a test half that is not retired is refused)."""
+    chosen = list(paths) or default_training_paths()
+    try:
+        report = train_from_paths(chosen)
+    except BotError as exc:
+        raise click.ClickException(exc.detail) from exc
     target = out or default_model_path()
     report.model.save(target)
     click.echo(f"trained on {report.turns} turns ({report.positives} handoffs) from "

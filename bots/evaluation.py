@@ -6,8 +6,10 @@ The set (``bots/data/handoff_set.jsonl``) is JSON lines: an optional first line
 ``user_attributes``, ``handoff`` (expected: true/false) and optionally the expected ``action``.
 Positive class = the policy hands off. Figures come overall and per ``lang`` and ``category``.
 
-Held-out sets (``bots/data/heldout/handoff_tune.jsonl``, ``handoff_test.jsonl``) share the format;
-the test half is for reporting only, never for tuning.
+``bots/data/handoff_extra.jsonl`` (turns written for training: other businesses, both languages,
+hard negatives) and the held-out sets (``bots/data/heldout/*.jsonl``) share the format. A test half
+is for reporting only, never for tuning, until it is retired to training
+(``bots.handoff_training.RETIRED_TEST_HALVES``).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from bots.handoff_rules import (
     ALWAYS_RULES,
     asks_for_callback,
     asks_for_person,
+    first_phrase,
     is_question_about_people,
     matched_rule,
 )
@@ -69,15 +70,39 @@ _AFFIRM_EN = re.compile(
 )
 _AFFIRM_ZH = re.compile(r"^(?:好|好的|是|是的|可以|行|要|需要|嗯|对|麻烦|好啊|好吧|当然|转吧|帮我转)")
 _DECLINE = re.compile(
-    r"^(?:no|nope|nah|no thanks|not now|not yet|that's ok|i'm fine|no need|不用|不要|不了|不需要|算了|没事|先不)"
+    r"^(?:(?:haha|lol|oh|ah|hmm|um|well|ha|哈哈|呃|嗯)[\s,.!，。]*)?"
+    r"(?:no|nope|nah|no thanks|not now|not yet|that's ok|i'm fine|no need|不用|不要|不了|不需要|算了|没事|先不)"
 )
 
 # (pattern, points). Strong words say the user is angry at the service; mild ones are noise
 # alone and only count together with another signal.
 _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
-    (re.compile(r"\b(?:fuck\w*|shit\w*|wtf|bullshit|damn(?:it)?|crap|pissed|bloody hell)\b"), 2),
+    (re.compile(r"\b(?:fuck\w*|shit\w*|wtf|bullshit|pissed)\b"), 2),
+    # A mild swear at the situation ("damn, flat tyre, how do I fix it?") is no anger at the service.
+    (re.compile(r"\b(?:damn(?:it)?|crap|bloody hell)\b"), 1),
     (re.compile(r"\b(?:useless|pointless|hopeless|pathetic|worthless)\b"), 2),
-    (re.compile(r"\bwast(?:e|ing) (?:of )?(?:my |our )?time\b"), 2),
+    (re.compile(r"\bwast(?:e|ed|ing) (?:of )?(?:my |our |a |an |the )?(?:whole |entire )?(?:time|day|afternoon|"
+                r"morning|evening|hours?|week|weekend)\b"), 2),
+    (
+        re.compile(
+            r"\b(?:losing|lost|running out of|at the end of) (?:my |all )?(?:patience|tether|rope)|wits'? end|"
+            r"beyond a joke|(?:is|are|'s|'re) (?:a |an |such a |an absolute |a complete |a total |a bloody )?"
+            r"(?:joke|farce|nightmare|shambles|circus)\b|"
+            r"(?:nobody|no one|no-one)(?: \w+){0,4} (?:cares?|helps?|bothers?)|"
+            r"(?:explained|told you|said|asked|called|rung|written|chased)(?: this| that| it| you)? (?:\w+ )?"
+            r"(?:three|four|five|six|several|multiple|many|\d+) times|"
+            r"(?:missed|lost|cost me) (?:a |my |the |\w+ ){0,2}(?:interviews?|job|clients?|customers?|flights?|"
+            r"appointments?|day'?s? (?:pay|work)|business|"
+            r"(?:\w+ )?(?:days?|weeks?|hours?) (?:of )?(?:pay|work|wages|income))|"
+            r"took (?:the|a) day off|"
+            r"(?:third|fourth|fifth|sixth|seventh|tenth|umpteenth|\d+(?:st|nd|rd|th)) time (?:i'?(?:ve|m)|i have|that|"
+            r"asking|explaining|calling|contacting|writing)|can'?t believe how (?:bad|badly|poor|poorly|terrible|awful|"
+            r"useless|slow)|how hard can it be|(?:being|been|getting) ignored|"
+            r"(?:absolutely|utterly|completely|totally|truly|beyond|extremely|incredibly) (?:ridiculous|unacceptable|"
+            r"terrible|awful|absurd|horrible|fed up|disappointed|angry|furious|annoyed|useless|appalling)"
+        ),
+        2,
+    ),
     (re.compile(r"\b(?:stupid|dumb|idiotic) (?:bot|robot|machine|ai|thing|assistant|system)\b"), 2),
     (re.compile(r"\b(?:frustrat\w*|fed up|sick (?:and tired )?of|furious|livid|infuriat\w*)\b"), 2),
     (re.compile(r"\bworst\b|\bi give up\b|\bfor (?:god'?s|heaven'?s|christ'?s) sake\b"), 2),
@@ -86,9 +111,11 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
             r"\b(?:disgrace\w*|appalling|outrageous|disgusting|shocking (?:service|support)|incompetent|"
             r"scam\w*|rip-?off|ripped (?:me )?off|lied to|lying to me|i'?ve had enough|had it with|enough is enough|"
             r"never again|fed-up|beyond (?:a )?joke|shambles|horrendous|atrocious|unbelievable|"
-            r"what a joke|are you kidding|you(?:'re| are) kidding|i'?m done with|done with (?:this|you)|"
+            r"what a joke|are you kidding|you(?:'re| are) kidding|"
+            r"i'?m (?:so |totally |completely |absolutely )?done with|done with (?:this|you)|"
             r"nobody (?:cares|helps|replies|answers|responds)|no one (?:cares|helps|replies|answers|responds)|"
-            r"(?:still )?(?:no|zero) (?:reply|response|answer|help) (?:after|for|in)|you people|straight answer|"
+            r"(?:still )?(?:no|zero) (?:reply|response|answer|help) (?:after|for|in)|you people|"
+            r"(?:straight|simple) answer|"
             r"are you (?:even )?(?:reading|listening)|(?:zero|no) (?:answers|replies|responses)|"
             r"nobody (?:got|gets|has got) back)\b"
         ),
@@ -107,11 +134,22 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
         re.compile(
             r"垃圾|废物|妈的|他妈|卧槽|我靠|操你|气死|烦死|受不了|浪费(?:我的)?时间|什么破|破机器人|太差劲|滚|坑人|骗子|"
             r"太过分|忍无可忍|什么玩意|坑爹|骗人|欺骗|恶心|够了|无法接受|不能接受|失望透顶|糟透|烂透|没完没了|"
-            r"搞什么鬼|一直没人|没人管|没人理|再也不(?:买|用|来)|忍不了|太离谱|火大|抓狂"
+            r"搞什么鬼|说了等于没说|像话吗|不像话|你们自己说说|耐心\S{0,4}(?:没了|用完|耗尽)|没耐心|"
+            r"丢了\S{0,3}(?:客户|工作|订单|生意)|损失了?\S{0,4}(?:生意|钱|订单|客户|收入)|耽误了|会不会办事|会不会做事|怎么办事的|气人|一直没人|没人管|没人理|再也不(?:买|用|来)|忍不了|太离谱|火大|抓狂|太差|真差|很差|套话|说辞|敷衍|"
+            r"有没有人(?:管|负责)|到底管不管|管不管啊|这样对待|寒心|彻底失望|多少遍|好几遍|几遍了|认真点|认真看|无语了|真的无语|"
+            r"浪费了?我?(?:一|半|整|好几|大半)?\S{0,3}(?:时间|天|下午|上午|晚上|小时)|"
+            r"第[三四五六七八九十几]次(?:打电话|联系|来问|问|说|找|反映|投诉|解释)"
         ),
         2,
     ),
     (re.compile(r"无语|生气|不满意?|失望|着急|急死|离谱|搞什么|怎么回事|投诉|太慢|差劲|烦|郁闷|崩溃"), 1),
+    (re.compile(r"又(?:多)?(?:扣|收|断|掉|坏)"), 1),  # "again" about a fault: counts beside another word
+    # How long it has lasted, or a phrase said twice for emphasis ("十一天了，十一天！"): beside another sign.
+    (re.compile(r"\bit'?s been (?:\w+ ){1,2}(?:days|weeks|months)\b"
+                r"|[一二三四五六七八九十两几\d]+(?:天|周|个月|星期)\S{0,4}还没"), 1),
+    # How long, said again with an exclamation ("two weeks. TWO WEEKS.", "五天了，五天！"): anger, not a typo.
+    (re.compile(r"\b(\w+ (?:days?|weeks?|months?|hours?|times)|(?:day|week|month) \w+)\b[^.?!]{0,40}[.,!]+\s*\1\s*[.!]"
+                r"|([一二三四五六七八九十两几\d]+\S{0,2}(?:天|周|个月|星期|小时|次|遍))[了，,！!。]+\2[！!]"), 2),
 ]
 _SHOUT = re.compile(r"[!！]{3,}|[?？][!！]|[!！][?？]|[?？]{3,}")
 
@@ -330,7 +368,7 @@ _STOP_FOR_SIM = frozenset(
         "about",
     ]
 )
-_SIM_ZH_STOP = frozenset("的了吗呢吧啊呀么是在我你他她它们这那有和与及或怎如何什么请问一个到底可以能那")
+_SIM_ZH_STOP = frozenset("的了吗呢吧啊呀么是在我你他她它们这那有和与及或怎如何什么请问一个到底可以能那不没还")
 
 
 def _stem(word: str) -> str:
@@ -349,9 +387,15 @@ def _sim_tokens(text: str) -> set[str]:
     return words | chars
 
 
+#: Character-level comparison (quadratic in the length) only for messages up to this long; longer
+#: ones are compared by their words alone, so a long message cannot cost seconds of CPU per turn.
+_SIM_MAX_CHARS = 300
+
+
 def _similar(a: str, b: str) -> bool:
     ka, kb = _key(a), _key(b)
-    if min(len(ka), len(kb)) >= 6 and SequenceMatcher(None, ka, kb, autojunk=False).ratio() >= 0.85:
+    short = min(len(ka), len(kb)) >= 6 and max(len(ka), len(kb)) <= _SIM_MAX_CHARS
+    if short and SequenceMatcher(None, ka, kb, autojunk=False).ratio() >= 0.85:
         return True
     ta, tb = _sim_tokens(a), _sim_tokens(b)
     if min(len(ta), len(tb)) < 2:
@@ -373,8 +417,16 @@ _PUSHBACK_STRONG = re.compile(
     r"you(?:'re| are) not (?:understanding|getting|reading|listening)|you don'?t (?:understand|get it|get me)|"
     r"(?:same|identical) (?:answer|reply|response|thing)|(?:already|just) (?:said|told you|asked)|"
     r"i (?:didn'?t|did not) (?:ask|order|say|want)|i asked (?:about|for)|wrong answer|read (?:my|what i)|"
-    r"answer (?:my|the) question|or not\W*$)"
-    r"|没听懂|你没懂|听不懂|不是这个|不是我(?:要|想|问)|我问的是|我是要|我说的是|答非所问|又是这个|一样的(?:回答|答案)|说过了"
+    r"answer (?:my|the) question|or not\W*$|none of (?:this|that|these|those|it|them|your \w+) (?:answers?|helps?|"
+    r"helped|is (?:what|it|relevant)|works?|makes sense))"
+    r"|没听懂|你没懂|听不懂|不是这个|不是我(?:要|想|问)|我问的是|我是要|我说的是|答非所问|又是这个|一样的(?:回答|答案)|说过了|"
+    r"没回答|都不是我"
+)
+# The problem persists after the user did what the bot said ("did that too. still off.", "不行，一样").
+_STILL_FAILING = re.compile(
+    r"\bstill (?:no |not |off\b|down\b|dropping|broken|failing|failed|the same|nothing|doesn'?t|isn'?t|won'?t|can'?t|"
+    r"cannot|disconnect\w*|buffering|slow|crashing|freezing|rebooting|restarting|dead|getting|showing|happening)"
+    r"|还是(?:不|没|断|失败|一样|老样子|重启|掉|卡|慢|连不上|打不通|上不了)|一样[。.!！]*$|依旧|依然"
 )
 _PUSHBACK_WEAK = re.compile(r"^\W*(?:no|nope|nah|wrong|not really|still no|no no|不是|不对|错了|没有)\b")
 
@@ -402,7 +454,7 @@ def repeated_failure(text: str, history: Sequence[Turn]) -> str | None:
         return None
     norm = _norm(text)
     failures = _bot_failures(bot_turns)
-    strong = bool(_PUSHBACK_STRONG.search(norm) or _DIDNT_HELP.search(norm))
+    strong = bool(_PUSHBACK_STRONG.search(norm) or _DIDNT_HELP.search(norm) or _STILL_FAILING.search(norm))
     if strong and (failures or len(bot_turns) >= 2):
         return "pushed back after the bot failed" if failures else "pushed back after two answers"
     if failures and _PUSHBACK_WEAK.search(norm) and len(norm) <= 40:
@@ -414,15 +466,6 @@ def repeated_failure(text: str, history: Sequence[Turn]) -> str | None:
 
 def _user_turns(history: Sequence[Turn], last: int) -> list[str]:
     return [t.text for t in history if t.role == "user"][-last:]
-
-
-def _matches_topic(norm: str, topic: str) -> bool:
-    t = normalize(topic)
-    if not t:
-        return False
-    if t.isascii():
-        return re.search(rf"\b{re.escape(t)}\b", norm) is not None
-    return t in norm
 
 
 def _is_vip(attributes: Mapping[str, Any], rules: Mapping[str, Sequence[str]]) -> str | None:
@@ -461,61 +504,89 @@ def decide_pre_retrieval(inputs: HandoffInputs, settings: HandoffSettings) -> Ha
     if fault is not None:
         return fault
     avail = _humans_available(inputs, settings)
-
-    def handoff(reason: str, detail: str, layer: Layer) -> HandoffDecision:
-        return HandoffDecision("handoff", reason, detail, inputs, layer, avail)
-
-    # (a) rules
-    if inputs.handoff_requested:
-        return handoff("user_request", "handoff.request frame", "rule")
     norm = _norm(inputs.text)
+    vip = _is_vip(inputs.user_attributes, settings.vip_attributes)
+    found = _rule(inputs, settings, norm, vip if avail else None) or _signal(inputs, settings, norm)
+    if found is None:
+        found = _learned(inputs, settings, norm)
+    if found is not None:
+        action, reason, detail, layer = found
+        return HandoffDecision(action, reason, detail, inputs, layer, avail)
+    if vip is not None:
+        return HandoffDecision("answer", "outside_business_hours", f"{vip}: nobody on duty", inputs, "rule", avail)
+    return HandoffDecision("answer", "none", "", inputs, "default", avail)
+
+
+#: (action, reason code, detail, layer) of a layer that decided.
+_Found = tuple[Action, str, str, Layer]
+
+
+def _handoff(reason: str, detail: str, layer: Layer) -> _Found:
+    return "handoff", reason, detail, layer
+
+
+def _rule(inputs: HandoffInputs, settings: HandoffSettings, norm: str, vip_on_duty: str | None) -> _Found | None:
+    """(a) rules: the ``handoff.request`` frame, always-rules, topics, requests, callbacks, offers, VIP."""
+    if inputs.handoff_requested:
+        return _handoff("user_request", "handoff.request frame", "rule")
     rule = matched_rule(norm, settings.rule_phrases)
     if rule is not None:
         name, what = rule
-        return handoff(name if name in ALWAYS_RULES else f"rule:{name}", what, "rule")
-    for topic in settings.human_only_topics:
-        if _matches_topic(norm, topic):
-            return handoff("human_only_topic", topic, "rule")
+        return _handoff(name if name in ALWAYS_RULES else f"rule:{name}", what, "rule")
+    topic = first_phrase(norm, settings.human_only_topics)
+    if topic is not None:
+        return _handoff("human_only_topic", topic, "rule")
     asked = asks_for_person(norm)
     if asked is not None:
-        return handoff("user_request", asked, "rule")
+        return _handoff("user_request", asked, "rule")
     if asks_for_callback(norm):
-        return handoff("callback_request", "asked to be called back", "rule")
+        return _handoff("callback_request", "asked to be called back", "rule")
     if inputs.offered_human_before:
         if is_affirmative(inputs.text):
-            return handoff("offer_accepted", "accepted the offer of a person", "rule")
+            return _handoff("offer_accepted", "accepted the offer of a person", "rule")
         if _is_decline(inputs.text):
-            return HandoffDecision("answer", "offer_declined", "declined the offer", inputs, "rule", avail)
-    vip = _is_vip(inputs.user_attributes, settings.vip_attributes)
-    if vip is not None and avail:
-        return handoff("vip", vip, "rule")
+            return "answer", "offer_declined", "declined the offer", "rule"
+    if vip_on_duty is not None:
+        return _handoff("vip", vip_on_duty, "rule")
+    return None
 
-    # (c) signals
+
+def _signal(inputs: HandoffInputs, settings: HandoffSettings, norm: str) -> _Found | None:
+    """(c) signals over the conversation: frustration, repeats, "didn't help", repeated failure."""
     points = frustration_points(inputs.text)
     if points and any(frustration_points(t) for t in _user_turns(inputs.history, 3)):
         points += 1  # frustration that persists across turns escalates
     if points >= settings.frustration_threshold:
-        return handoff("frustration", f"{points} points", "signal")
+        return _handoff("frustration", f"{points} points", "signal")
     prior = _user_turns(inputs.history, 10)
     repeats = 1 + sum(_similar(inputs.text, p) for p in prior)
     if repeats >= settings.repeat_threshold:
-        return handoff("repeated_question", f"asked {repeats} times", "signal")
+        return _handoff("repeated_question", f"asked {repeats} times", "signal")
     if _DIDNT_HELP.search(norm):
         count = 1 + sum(bool(_DIDNT_HELP.search(normalize(p))) for p in prior[-6:])
         if count >= settings.didnt_help_threshold:
-            return handoff("didnt_help", f"{count} times", "signal")
+            return _handoff("didnt_help", f"{count} times", "signal")
     failing = repeated_failure(inputs.text, inputs.history)
     if failing is not None:
-        return handoff("repeated_failure", failing, "signal")
+        return _handoff("repeated_failure", failing, "signal")
+    return None
 
-    # (l) learned: what the lexicons miss, never a question about how support works.
+
+# A short thank-you or acknowledgement ("辛苦了", "got it, cheers") needs nobody, whatever its score.
+_THANKS = re.compile(
+    r"^\W*(?:thanks?|thank you|thx|ty|cheers|great|perfect|nice|cool|ok|okay|got it|noted|brilliant|"
+    r"谢谢|多谢|感谢|辛苦了?|收到|好的|明白|了解|知道了)(?:[\s,.!，。！~～]*\w{0,12}){0,3}[\W_]*$(?<!for nothing)"
+)
+
+
+def _learned(inputs: HandoffInputs, settings: HandoffSettings, norm: str) -> _Found | None:
+    """(l) learned: what the lexicons miss; never a question about how support works, never a thank-you."""
     learned = inputs.learned_score
-    if learned is not None and learned >= settings.learned_threshold and not is_question_about_people(norm):
-        return handoff("learned", f"p={learned:.3f}", "learned")
-
-    if vip is not None:
-        return HandoffDecision("answer", "outside_business_hours", f"{vip}: nobody on duty", inputs, "rule", avail)
-    return HandoffDecision("answer", "none", "", inputs, "default", avail)
+    if learned is None or learned < settings.learned_threshold:
+        return None
+    if is_question_about_people(norm) or (len(norm) <= 40 and _THANKS.match(norm)):
+        return None
+    return _handoff("learned", f"p={learned:.3f}", "learned")
 
 
 def decide_post_retrieval(pre: HandoffDecision, best_score: float, settings: HandoffSettings) -> HandoffDecision:

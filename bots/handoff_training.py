@@ -1,7 +1,16 @@
 """Training of the learned handoff layer (``parley bots train-handoff``), numpy only.
 
-Reproduces ``bots/data/handoff_model.npz`` from labelled sets (``bots.evaluation`` format):
-``bots/data/handoff_set.jsonl`` and the tuning half of the held-out set, never its test half.
+Reproduces ``bots/data/handoff_model.npz`` from labelled sets (``bots.evaluation`` format), by
+default :func:`default_training_paths`: ``bots/data/handoff_set.jsonl``, ``bots/data/handoff_extra.jsonl``
+(turns written for training: other businesses, both languages, hard negatives) and both halves of
+the Voltway held-out set, whose test half was reported once (bench/results/handoff_eval.md) and is
+retired to training. Any other test half (``*_test.jsonl``, e.g. a fresh held-out set) is refused::
+
+    python -m bots.handoff_training            # = parley bots train-handoff; writes the shipped npz
+    python -m bots.handoff_training --out /tmp/m.npz bots/data/handoff_set.jsonl ...
+
+Training is deterministic: the embedder is deterministic, folds come from a fixed seed and the
+fit is full-batch gradient descent from zero.
 Only turns whose label the text alone decides are used: cases whose label comes from the
 conversation (repeats, an earlier offer, a VIP attribute, a tenant topic) teach a text model
 nothing true. The threshold is the lowest one whose out-of-fold precision on the training turns
@@ -10,16 +19,46 @@ reaches ``target_precision``, so it is chosen on data the fold's model never saw
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bots.handoff_model import LogisticTurnModel, Vector, embed
+from bots.errors import ConfigError
+from bots.evaluation import default_set_path, load_cases
+from bots.handoff_model import LogisticTurnModel, Vector, default_model_path, embed
 
-__all__ = ["CONTEXT_CATEGORIES", "TrainingReport", "fit_logistic", "train", "trainable"]
+__all__ = [
+    "CONTEXT_CATEGORIES",
+    "TrainingReport",
+    "check_trainable_path",
+    "default_training_paths",
+    "fit_logistic",
+    "train",
+    "train_from_paths",
+    "trainable",
+]
+
+_DATA = Path(__file__).parent / "data"
+#: Test halves already reported and now trained on; every other ``*_test.jsonl`` is refused.
+RETIRED_TEST_HALVES = (_DATA / "heldout" / "handoff_test.jsonl",)
+
+
+def default_training_paths() -> list[Path]:
+    """The labelled sets the shipped weights are trained on (those present in this checkout)."""
+    paths = [default_set_path(), _DATA / "handoff_extra.jsonl", _DATA / "heldout" / "handoff_tune.jsonl",
+             *RETIRED_TEST_HALVES]
+    return [p for p in paths if p.exists()]
+
+
+def check_trainable_path(path: Path) -> None:
+    """Refuse a test half that has not been retired: it is for reporting only."""
+    if path.name.endswith("test.jsonl") and path.resolve() not in {p.resolve() for p in RETIRED_TEST_HALVES}:
+        raise ConfigError(f"{path}: the held-out test half is for reporting only")
 
 #: Categories whose label depends on the conversation or the tenant, not on the turn's words.
 CONTEXT_CATEGORIES = frozenset(
@@ -99,3 +138,35 @@ def train(cases: Sequence[Mapping[str, Any]], *, target_precision: float = 0.97,
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
     model = LogisticTurnModel(w, b, mean.astype(np.float32), spread.astype(np.float32), threshold)
     return TrainingReport(model, len(rows), int(y.sum()), precision, recall, digest)
+
+
+def train_from_paths(paths: Sequence[Path], **kw: Any) -> TrainingReport:
+    """:func:`train` on the cases of ``paths`` (each checked with :func:`check_trainable_path`)."""
+    cases: list[dict[str, Any]] = []
+    for path in paths:
+        check_trainable_path(path)
+        cases.extend(load_cases(path)[0])
+    return train(cases, **kw)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bots.handoff_training", description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="*", type=Path, help="labelled sets (default: the shipped training sets)")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the weights (default: shipped npz)")
+    args = parser.parse_args(argv)
+    paths = list(args.paths) or default_training_paths()
+    try:
+        report = train_from_paths(paths)
+    except ConfigError as exc:
+        parser.error(exc.detail)
+    target = args.out or default_model_path()
+    report.model.save(target)
+    print(f"trained on {report.turns} turns ({report.positives} handoffs) from {', '.join(p.name for p in paths)}; "
+          f"texts sha256 {report.sources}")
+    print(f"out-of-fold at threshold {report.model.threshold:.3f}: precision {report.oof_precision:.3f}, "
+          f"recall {report.oof_recall:.3f}")
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -314,68 +314,23 @@ class AnswerPipeline:
         verdict_recorded = False
         try:
             while True:
-                remaining = deadline - self._clock()
-                try:
-                    if remaining <= 0:
-                        raise TimeoutError
-                    kind, payload = await asyncio.wait_for(queue.get(), timeout=remaining)
-                except TimeoutError:
-                    error = LLMTimeout("answer deadline exceeded")
-                    break
+                kind, payload = await self._next_chunk(queue, deadline)
                 if kind == "delta":
                     safe = sguard.feed(payload)
                     if safe:
                         yield Delta(index, safe)
                         index += 1
-                elif kind == "error":
-                    error = translate_error(payload)
-                    break
-                else:
-                    if not sguard.raw.strip():
-                        error = LLMProtocolError("empty answer")
-                    break
+                    continue
+                error = _stream_error(kind, payload, sguard)
+                break
             if error is not None:
-                if not isinstance(error, LLMError) or error.provider_fault:
-                    self._breaker.record_failure()
-                else:
-                    self._breaker.release()
                 verdict_recorded = True
-                fault = decide_pre_retrieval(_with_fault(decision.inputs, error.code), ctx.bot.handoff)
-                yield self._handoff(fault, zh)
+                yield self._fault_handoff(ctx, decision, error, zh)
                 return
             self._breaker.record_success()
             verdict_recorded = True
-            text, cites = cite_markers(sguard.raw, evidence)
-            verdict = check_output(
-                text,
-                canaries=[ctx.canary],
-                foreign_texts=list(ctx.foreign_canaries),
-                allowed_domains=domains,
-                secret_texts=[prompt.system],
-                zh=zh,
-            )
-            flags = tuple(([verdict.reason] if verdict.reason else []) + verdict.removed)
-            final_text, report = verdict.text, None
-            if not verdict.ok:
-                cites = []
-            else:
-                # A few milliseconds of regex work: off the event loop, so other streams keep going.
-                grounded = await asyncio.to_thread(
-                    ground_answer, verdict.text, evidence, question=ctx.text, allowed_names=(ctx.bot.name,)
-                )
-                report = grounded.report
-                if not report.ok:
-                    # Deltas already shown cannot be unsent: the stored message (same draft_id)
-                    # replaces them with the quoted answer.
-                    yield self._grounded_fallback(ctx, evidence, decision, zh, flags, report)
-                    return
-                final_text, cites = grounded.text, grounded.citations
-                if not sguard.stopped and final_text.startswith(sguard.emitted):
-                    # Flush the held-back tail so the deltas add up to the final text.
-                    rest = final_text[len(sguard.emitted) :]
-                    if rest:
-                        yield Delta(index, rest)
-            yield Final(final_text, cites, decision, flags, "model", report)
+            async for event in self._checked_final(ctx, evidence, decision, zh, prompt.system, sguard, index):
+                yield event
         finally:
             if not task.done():
                 task.cancel()
@@ -384,6 +339,69 @@ class AnswerPipeline:
             if not verdict_recorded:
                 self._breaker.release()
 
+    async def _next_chunk(self, queue: asyncio.Queue[tuple[str, Any]], deadline: float) -> tuple[str, Any]:
+        """The producer's next ``(kind, payload)``, or ``("timeout", None)`` past the deadline."""
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            return "timeout", None
+        try:
+            return await asyncio.wait_for(queue.get(), timeout=remaining)
+        except TimeoutError:
+            return "timeout", None
+
+    def _fault_handoff(self, ctx: AnswerContext, decision: HandoffDecision, error: BotError, zh: bool) -> Handoff:
+        """A failed model answer: count it against the provider (unless the fault is ours) and hand off."""
+        if not isinstance(error, LLMError) or error.provider_fault:
+            self._breaker.record_failure()
+        else:
+            self._breaker.release()
+        fault = decide_pre_retrieval(_with_fault(decision.inputs, error.code), ctx.bot.handoff)
+        return self._handoff(fault, zh)
+
+    async def _checked_final(
+        self,
+        ctx: AnswerContext,
+        evidence: list[Passage],
+        decision: HandoffDecision,
+        zh: bool,
+        system_prompt: str,
+        sguard: StreamGuard,
+        index: int,
+    ) -> AsyncIterator[AnswerEvent]:
+        """The model's whole answer, cited, guarded and grounded: a Final (after the held-back tail
+        of the stream), or the quoted extractive answer when grounding fails."""
+        domains = _domains(evidence)
+        text, cites = cite_markers(sguard.raw, evidence)
+        verdict = check_output(
+            text,
+            canaries=[ctx.canary],
+            foreign_texts=list(ctx.foreign_canaries),
+            allowed_domains=domains,
+            secret_texts=[system_prompt],
+            zh=zh,
+        )
+        flags = tuple(([verdict.reason] if verdict.reason else []) + verdict.removed)
+        final_text, report = verdict.text, None
+        if not verdict.ok:
+            cites = []
+        else:
+            # A few milliseconds of regex work: off the event loop, so other streams keep going.
+            grounded = await asyncio.to_thread(
+                ground_answer, verdict.text, evidence, question=ctx.text, allowed_names=(ctx.bot.name,)
+            )
+            report = grounded.report
+            if not report.ok:
+                # Deltas already shown cannot be unsent: the stored message (same draft_id)
+                # replaces them with the quoted answer.
+                yield self._grounded_fallback(ctx, evidence, decision, zh, flags, report)
+                return
+            final_text, cites = grounded.text, grounded.citations
+            if not sguard.stopped and final_text.startswith(sguard.emitted):
+                # Flush the held-back tail so the deltas add up to the final text.
+                rest = final_text[len(sguard.emitted) :]
+                if rest:
+                    yield Delta(index, rest)
+        yield Final(final_text, cites, decision, flags, "model", report)
 
     def _grounded_fallback(
         self,
@@ -406,6 +424,15 @@ class AnswerPipeline:
         more = tuple(([verdict.reason] if verdict.reason else []) + verdict.removed)
         cites = ans.citations if verdict.ok else []
         return Final(verdict.text, cites, decision, (*flags, "ungrounded", *more), "extractive", report)
+
+
+def _stream_error(kind: str, payload: Any, sguard: StreamGuard) -> BotError | None:
+    """How a model stream ended: None for a whole answer, else the error to hand off with."""
+    if kind == "timeout":
+        return LLMTimeout("answer deadline exceeded")
+    if kind == "error":
+        return translate_error(payload)
+    return LLMProtocolError("empty answer") if not sguard.raw.strip() else None
 
 
 def _with_fault(inputs: HandoffInputs, code: str) -> HandoffInputs:

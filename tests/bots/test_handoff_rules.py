@@ -249,3 +249,167 @@ def test_train_handoff_reproduces_the_shipped_weights(tmp_path: Path) -> None:
     shipped, again = LogisticTurnModel.load(default_model_path()), LogisticTurnModel.load(tmp_path / "m.npz")
     assert np.allclose(shipped.weights, again.weights, atol=1e-4)
     assert again.threshold == pytest.approx(shipped.threshold)
+
+
+# --- structural cues (issue 11 item 4, ai-handoff3): phrasings in none of the labelled sets ------
+@pytest.mark.parametrize(
+    "text",
+    ["I want to go through my bill with one of your advisors", "huuuuman please", "billing team please",
+     "is there an actual person I can write to about my claim", "请安排一位专员跟进", "叫你们主管来一下",
+     "人工，麻烦了", "有没有真人啊"],
+)
+def test_a_request_for_a_person_is_read_from_its_form(text: str) -> None:
+    # A desire or imperative with a person or team in it, squeezed letters, a bare person word.
+    assert _reason(text, best_score=0.9) == "user_request"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["找人工客服通常要等多久", "客服是机器人还是真人", "周末有人工客服吗", "Can a technician come on a Sunday?",
+     "How long is the queue for an advisor usually?"],
+)
+def test_a_question_about_people_with_a_request_word_in_it_is_answered(text: str) -> None:
+    assert _reason(text, best_score=0.8) == "answer:none"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["this phone deal is on fire, is it still on?", "I had bill shock after roaming, what are the rates?",
+     "my wife is a solicitor, can she sign for me?", "my mum can't call me on my new number, why?",
+     "朋友打我电话总是打不通怎么回事", "我老公是律师，合同可以他签吗", "Sue at the shop said I get a discount"],
+)
+def test_words_in_another_sense_do_not_hand_off(text: str) -> None:
+    assert _reason(text, best_score=0.8) == "answer:none"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("can the charger catch fire in a hot car?", "answer:none"),
+        ("插座进水会漏电吗", "answer:none"),
+        ("can you help, my charger is sparking", "safety"),  # a question, but about the user's own charger
+        ("is it normal that smoke is coming out of the charger?", "safety"),  # happening now
+        ("充电器冒烟了，会爆炸吗", "safety"),  # it has happened (了)
+        ("路由器在冒烟，会爆炸吗", "safety"),  # a report, then a question about it
+        ("插头烧焦了，怎么判断还能不能用", "safety"),
+        ("the socket is wet and the power strip sits in the water", "safety"),
+        ("外面电线掉下来了", "safety"),
+    ],
+)
+def test_a_hazard_report_is_told_from_a_question_about_hazards(text: str, reason: str) -> None:
+    assert _reason(text, best_score=0.8) == reason
+
+
+def test_a_safety_report_hands_off_mid_conversation_and_mid_message() -> None:
+    # After the user declined a person and got two good answers, with a harmless learned score, a
+    # hazard mentioned in the middle of a long message still hands off, on the safety rule.
+    history = (*TWO_ANSWERS, Turn("bot", "Shall I get a person?"), Turn("user", "no thanks"))
+    text = ("Thanks, that worked. " * 20) + "Oh and the charger started sparking last night. " + (
+        "Anyway, how do I export my trips? " * 5)
+    d = decide(HandoffInputs(text=text, history=history, best_score=0.9, learned_score=0.01), NONE)
+    assert (d.action, d.reason_code, d.layer) == ("handoff", "safety", "rule")
+    assert "spark" in d.detail
+    # and the record replays to the same decision with no model
+    assert replay([d.to_record()], NONE).changed == 0
+
+
+async def test_a_safety_report_never_reaches_the_model_or_streams() -> None:
+    from bots.testing import ScriptedChatModel
+
+    model = ScriptedChatModel(replies=["Have you tried turning it off and on again? [1]"])
+    scorer = _Scorer(0.0)
+    pipeline = AnswerPipeline(retriever(), model, CircuitBreaker(), scorer=scorer)
+    events = await collect(pipeline, ctx("Quick one: my router is giving off a burning smell, what do I do?",
+                                         history=TWO_ANSWERS))
+    last = terminal(events)
+    assert isinstance(last, Handoff) and last.decision.reason_code == "safety"
+    assert len(events) == 1 and model.calls == [] and scorer.seen == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["this is the sixth time I'm calling about this", "I'm running out of patience with you",
+     "这已经是第四次反映了", "每次都敷衍我", "absolutely unacceptable, the line is down again"],
+)
+def test_frustration_without_a_swear_word_hands_off(text: str) -> None:
+    assert _reason(text, best_score=0.9) == "frustration"
+
+
+def test_a_mild_swear_at_the_situation_is_answered() -> None:
+    assert _reason("damn, I locked myself out of the app, how do I reset the PIN?", best_score=0.8) == "answer:none"
+
+
+def test_none_of_the_answers_helping_hands_off() -> None:
+    assert _reason("none of those help", history=tuple(TWO_ANSWERS), best_score=0.7) == "repeated_failure"
+
+
+def test_a_thank_you_never_hands_off_on_the_learned_score() -> None:
+    for text in ("辛苦了", "thanks, got it!", "收到"):
+        assert _reason(text, learned_score=0.99, best_score=0.8) == "answer:none"
+    assert _reason("thanks for nothing, three weeks and no refund", learned_score=0.99, best_score=0.8) == "learned"
+
+
+def test_only_retired_test_halves_are_trained_on(tmp_path: Path) -> None:
+    from bots.errors import ConfigError
+    from bots.handoff_training import check_trainable_path, default_training_paths
+
+    fresh = tmp_path / "kestrel_handoff_test.jsonl"
+    fresh.write_text('{"_settings": {}}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="reporting only"):
+        check_trainable_path(fresh)
+    for path in default_training_paths():
+        check_trainable_path(path)  # the shipped training sets pass, the retired Voltway test half too
+    res = CliRunner().invoke(bots, ["train-handoff", str(fresh), "--out", str(tmp_path / "m.npz")])
+    assert res.exit_code != 0 and "reporting only" in res.output
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["the app crashed when I opened it, how do I fix it?", "my screen shattered, how much is a repair?",
+     "someone called me pretending to be from your company, is that you?", "有人冒充客服打给我，是真的吗",
+     "how do I transfer my number over to you?", "号码被停了怎么申诉", "怎么识别欺诈短信", "is the new plan live yet?",
+     "I'll report it to the landlord, but can you tell me when the fibre works start?"],
+)
+def test_telecom_and_app_words_that_sound_like_a_rule_are_answered(text: str) -> None:
+    # A crash of an app, a shattered screen, a scam call, porting a number, an appeal against a
+    # suspension: none is a hazard, a legal threat, a callback or a request for a person.
+    assert _reason(text, best_score=0.8) == "answer:none"
+
+
+@pytest.mark.parametrize(
+    ("text", "history"),
+    [
+        ("done that already, still buffering", TWO_ANSWERS),
+        ("试过了，还是连不上", [Turn("user", "电视盒子连不上网"), Turn("bot", "请重启电视盒子 [1]。"),
+                         Turn("user", "重启了"), Turn("bot", "请检查网线是否插好 [1]。")]),
+    ],
+)
+def test_a_problem_that_persists_after_the_bots_answers_hands_off(text: str, history: Sequence[Turn]) -> None:
+    assert _reason(text, history=tuple(history), best_score=0.8) == "repeated_failure"
+
+
+def test_still_in_a_first_question_is_no_failure() -> None:
+    assert _reason("is the offer still on?", best_score=0.8) == "answer:none"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("人工客服周六上班吗", "answer:none"), ("转人工要排队吗？", "answer:none"), ("转人工", "user_request"),
+     ("可以转人公吗", "user_request"), ("I've told you this five times", "frustration"),
+     ("我丢了一个订单，就因为你们没来", "frustration"), ("这样也叫服务？说了等于没说", "frustration"),
+     ("the pole outside is leaning over the road", "safety"), ("我要打12300投诉", "legal"),
+     ("你们去年的投诉处理快吗", "answer:none")],
+)
+def test_kestrel_tuning_kinds_in_fresh_words(text: str, reason: str) -> None:
+    assert _reason(text, best_score=0.8) == reason
+
+
+def test_a_decline_with_a_laugh_is_a_decline() -> None:
+    assert _reason("haha no, I'll read the FAQ", offered_human_before=True, best_score=0.1) == "answer:offer_declined"
+
+
+def test_a_duration_said_twice_is_anger_but_a_doubled_thanks_is_not() -> None:
+    assert _reason("three days. THREE DAYS. and no signal", best_score=0.8) == "frustration"
+    assert _reason("停网三天了，三天！", best_score=0.8) == "frustration"
+    for text in ("谢谢，谢谢！", "好的，好的！", "thank you, thank you!"):
+        assert _reason(text, best_score=0.8) == "answer:none"
