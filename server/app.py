@@ -6,7 +6,7 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -34,20 +34,21 @@ from server.api.knowledge_bases import knowledge_handlers
 from server.api.media import require_declared_body_type
 from server.api.people import people_handlers
 from server.api.stats import stats_handlers
-from server.chat.service import ChatService, topic_agents, topic_conversation
+from server.chat.service import ChatService
 from server.core.db import Database
-from server.core.metrics import Metrics, handoff_label
-from server.core.models import Conversation, OutboxRow
+from server.core.events import Dispatcher
+from server.core.metrics import Metrics
 from server.core.ratelimit import build_limiter
 from server.core.secretbox import load_or_create_key, private_dir, reseal_clear_values
 from server.core.settings import Settings
 from server.errors import ParleyError, error_body, status_for_code
+from server.event_wiring import wire_events
 from server.fanout import Bus, LocalFanout, MemoryBus, NativeFanout, PythonFanout, RedisBus
 from server.handoff.router import Router
 from server.push.routes import push_route_handlers
 from server.push.settings import push_settings_from
 from server.push.wiring import PushRuntime
-from server.realtime.gateway import Gateway, follow
+from server.realtime.gateway import Gateway
 from server.web import web_handlers
 
 __all__ = ["create_app"]
@@ -85,30 +86,14 @@ def _fault_hook(point: str | None) -> Callable[[str], None] | None:
 def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
                fault_point: str | None = None) -> Litestar:
     db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+    events = Dispatcher()
     local: LocalFanout = NativeFanout() if server_kind == "socketify" else PythonFanout()
-    bus: Bus = RedisBus(local, settings.redis_url) if settings.redis_url else MemoryBus(local)
+    bus: Bus = RedisBus(local, settings.redis_url, events=events) if settings.redis_url else MemoryBus(local, events)
     metrics = Metrics()
     chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=_fault_hook(fault_point))
     limiter = build_limiter(settings)
     gateway = Gateway(settings, db, chat, bus, metrics, native=server_kind == "socketify", limiter=limiter)
-    if isinstance(bus, RedisBus):
-        bus.on_recovered.append(gateway.catch_up)
-    router = Router(chat, gateway.online_agents,
-                    on_handoff=lambda reason: metrics.handoffs.labels(handoff_label(reason)).inc())
-    router.on_status.append(metrics.on_router_status)
-    gateway.on_handoff_request = lambda p, cid, reason: router.handoff(p.tenant_id, cid, reason="user_request")
-
-    async def on_status(what: str, conv: Conversation) -> None:
-        if conv.status == "assigned" and conv.assignee_id:
-            await follow(gateway, conv.tenant_id, "agent", conv.assignee_id, topic_agents(conv.id))
-
-    router.on_status.append(on_status)
-
-    async def on_chat(what: str, conv: Conversation) -> None:
-        await follow(gateway, conv.tenant_id, "user", conv.user_id, topic_conversation(conv.id))
-        await on_status(what, conv)
-
-    chat.listeners.append(on_chat)
+    router = Router(chat, gateway.online_agents)
     background: list[asyncio.Task[Any]] = []
     knowledge = build_knowledge(settings)
     retriever = KnowledgeRetriever(knowledge)
@@ -117,7 +102,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
                            answer_deadline_s=settings.answer_deadline_s)
     ingest_worker = IngestWorker(db, settings, knowledge)
     push = PushRuntime(db, gateway, push_settings_from(settings))
-    router.on_status.append(_chat_event_writer(db))
+    wire_events(events, gateway=gateway, router=router, bot_runner=bot_runner, metrics=metrics)
 
     async def retrieval_ready() -> bool:
         # A real retrieval: the embedder and the vector store both answer.
@@ -151,6 +136,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
                     kb_id = await load_demo_kb(db, knowledge, created.tenant.id)
                     log.warning("demo knowledge base %s loaded", kb_id)
         await bus.start()
+        await chat.bridge.start()
         background.append(asyncio.create_task(bot_runner.run(), name="parley-bot-runner"))
         background.append(asyncio.create_task(ingest_worker.run(), name="parley-ingest"))
         background.append(asyncio.create_task(app.state.passwords.warm(), name="parley-password-warm"))
@@ -213,24 +199,6 @@ async def _shutdown(gateway: Gateway, background: list[asyncio.Task[Any]], bus: 
     except Exception:
         log.exception("shutdown failed")
         raise
-
-
-def _chat_event_writer(db: Database) -> Callable[[str, Conversation], Awaitable[None]]:
-    """Handoffs and resolutions enter the push engine's behaviour stream through the outbox."""
-
-    async def write(what: str, conv: Conversation) -> None:
-        name = {"resolve": "conversation.resolved", "claim": "conversation.assigned"}.get(what)
-        if what.startswith("handoff:"):
-            name = "conversation.handoff"
-        if name is None:
-            return
-        async with db.write() as s:
-            s.add(OutboxRow(tenant_id=conv.tenant_id, topic="push", payload={
-                "kind": "chat.event", "event_id": f"{conv.id}:{name}:{conv.last_seq}", "user_id": conv.user_id,
-                "name": name, "properties": {"conversation_id": conv.id, "status": conv.status,
-                                             "reason": conv.handoff_reason}}))
-
-    return write
 
 
 def _build_llm(settings: Settings) -> Any:

@@ -6,24 +6,16 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import WebSocket
 from sqlmodel import col, select
 
 from server.accounts.auth import Principal, token_limits, verify_token
-from server.chat.service import (
-    ChatService,
-    Sender,
-    conversation_json,
-    iso,
-    message_frame,
-    topic_agents,
-    topic_conversation,
-    topic_queue,
-    topic_user,
-)
+from server.chat.events import ConversationEvent
+from server.chat.lifecycle import OPEN_STATUSES, Action, Status
+from server.chat.service import ChatService, Sender, actor_of, conversation_json, iso, message_frame
+from server.core.events import PresenceChanged
 from server.core.metrics import Metrics
 from server.core.models import Conversation, Message, new_id
 from server.core.origins import origin_allowed
@@ -39,12 +31,17 @@ from server.core.wire import (
     Subscribe,
     Typing,
     Unsubscribe,
+    conversation_of,
     parse_frame,
+    topic_agents,
+    topic_conversation,
+    topic_queue,
+    topic_user,
 )
 from server.errors import AuthError, BadInput, Conflict, NotFound, ParleyError, RateLimited
 from server.fanout import Bus, Connection
 
-__all__ = ["Gateway"]
+__all__ = ["Gateway", "Session"]
 
 log = logging.getLogger("parley.gateway")
 
@@ -66,6 +63,9 @@ class Session:
         self.bucket = TokenBucket(gw.settings.rate_per_connection, gw.settings.burst_per_connection)
         self.killing = False
         self.task: asyncio.Task[Any] | None = None
+        # Topics this session was told to follow before its resume was served: they wait.
+        self.resumed = False
+        self._follow_later: list[str] = []
 
     # -- output --------------------------------------------------------------------------
 
@@ -238,23 +238,38 @@ class Session:
         async with self.gw.db.session() as s:
             q = select(Conversation.id, Conversation.last_seq).where(Conversation.tenant_id == p.tenant_id)
             if p.role == "user":
-                q = q.where(Conversation.user_id == p.id, col(Conversation.status).in_(("bot", "queued", "assigned")))
+                q = q.where(Conversation.user_id == p.id, col(Conversation.status).in_(OPEN_STATUSES))
             else:
-                q = q.where(Conversation.assignee_id == p.id, Conversation.status == "assigned")
+                q = q.where(Conversation.assignee_id == p.id, Conversation.status == Status.ASSIGNED)
             own = list((await s.exec(q.limit(self.gw.settings.max_subscriptions))).all())
         if p.role == "agent":
             await bus.subscribe(conn, topic_queue(p.tenant_id))
         for cid, last_seq in own:
             if cid not in resume:
                 topic = self._topic(cid)
-                conn.seen.setdefault(topic, last_seq)
+                conn.resume.start_at(topic, last_seq)
                 await bus.subscribe(conn, topic)
-        await self.gw.presence_changed(p, "online")
         for cid, last_seq in resume.items():
             try:
                 await self._subscribe(cid, last_seq, ref=None, resume=True)
             except ParleyError as exc:
                 self.error(exc, None, conversation_id=cid)
+        self.resumed = True
+        for topic in self._follow_later:
+            await bus.subscribe(conn, topic)
+        self._follow_later.clear()
+        # Online only once the resume is served: what presence triggers (an assignment) then
+        # reaches a session that is ready for it.
+        await self.gw.presence_changed(p, "online")
+
+    async def follow(self, topic: str) -> None:
+        """Follow ``topic`` from now on (a conversation this principal was given)."""
+        if self.conn is None:
+            return
+        if not self.resumed:
+            self._follow_later.append(topic)
+            return
+        await self.gw.bus.subscribe(self.conn, topic)
 
     def _topic(self, conversation_id: str) -> str:
         assert self.principal is not None
@@ -285,7 +300,7 @@ class Session:
                 raise RateLimited(f"replaying {conv.last_seq - after_seq} messages would exceed your replay rate; "
                                   "subscribe again later", retry_after_ms=wait)
         if after_seq is None:
-            conn.seen.setdefault(topic, conv.last_seq)
+            conn.resume.start_at(topic, conv.last_seq)
             await self.gw.bus.subscribe(conn, topic)
             self.push({"type": "subscribed", "conversation_id": cid, "last_seq": conv.last_seq,
                        **({"ref": ref} if ref else {})})
@@ -299,15 +314,13 @@ class Session:
         Live copies of replayed messages that are published later are dropped by the floor."""
         conn = self.conn
         assert conn is not None
-        conn.held[topic] = []
+        conn.resume.hold(topic)
+        last = after_seq
         try:
             await self.gw.bus.subscribe(conn, topic)
             last = await self._replay(cid, after_seq)
         finally:
-            held = conn.held.pop(topic, [])
-        conn.floor[topic] = max(conn.floor.get(topic, 0), last)
-        if last > conn.seen.get(topic, 0):
-            conn.seen[topic] = last
+            held = conn.resume.release(topic, last)
         for data in held:
             conn.offer(data, topic)
         return last
@@ -423,7 +436,9 @@ class Session:
                                                           "participant": self._participant(), "seq": seq})
             case HandoffRequest():
                 conv = await gw.chat.get_conversation(p, frame.conversation_id)
-                conv = await gw.on_handoff_request(p, conv.id, frame.reason)
+                await gw.chat.apply(p.tenant_id, conv.id, Action.HANDOFF, actor_of(p), principal=p,
+                                    reason="user_request")
+                conv = await gw.chat.get_conversation(p, conv.id)  # as the handoff's handlers left it
                 if frame.ref:
                     self.push({"type": "conversation", "conversation": conversation_json(conv), "ref": frame.ref})
             case ConversationStart():
@@ -513,11 +528,6 @@ class Gateway:
         self._pending: dict[str, int] = {}
         self.draining = False
         self.drained = False
-        self.on_handoff_request: Callable[[Principal, str, str | None], Awaitable[Conversation]] = (
-            self._default_handoff)
-
-    async def _default_handoff(self, p: Principal, cid: str, reason: str | None) -> Conversation:
-        return await self.chat.set_status(p, p.tenant_id, cid, "handoff", reason="user_request")
 
     def origin_allowed(self, origin: str | None, host: str | None, scheme: str = "ws") -> bool:
         own = self.settings.public_url or (f"{scheme}://{host}" if host else None)
@@ -575,13 +585,14 @@ class Gateway:
             return
         frame = json.dumps({"type": "presence", "participant": {"kind": p.sender_kind, "id": p.id, "name": p.name},
                             "status": status})
+        await self.chat.events.publish(PresenceChanged(p.tenant_id, p.role, p.id, status == "online"))
         if p.role == "agent":
             await self.bus.publish(topic_queue(p.tenant_id), frame)
             return
         async with self.db.session() as s:
             ids = (await s.exec(select(Conversation.id).where(
                 Conversation.tenant_id == p.tenant_id, Conversation.user_id == p.id,
-                col(Conversation.status).in_(("bot", "queued", "assigned"))).limit(50))).all()
+                col(Conversation.status).in_(OPEN_STATUSES)).limit(50))).all()
         for cid in ids:
             await self.bus.publish(topic_agents(cid), frame)
 
@@ -604,10 +615,11 @@ class Gateway:
             if conn is None or sess.native:
                 continue
             for topic in list(conn.topics):
-                if topic[:2] not in ("c:", "a:") or topic not in conn.seen:
+                cid, seen = conversation_of(topic), conn.resume.seen(topic)
+                if cid is None or seen is None:
                     continue
                 try:
-                    await sess.resync(topic[2:], topic, conn.seen[topic])
+                    await sess.resync(cid, topic, seen)
                 except Exception:
                     log.exception("catch-up of %s failed on session %s", topic, sess.id)
 
@@ -623,8 +635,14 @@ class Gateway:
                              return_exceptions=True)
 
 
-async def follow(gw: Gateway, tenant_id: str, role: str, principal_id: str, topic: str) -> None:
-    """Subscribe every live connection of one principal on this node to ``topic``."""
-    for sess in list(gw.by_principal.get((tenant_id, role, principal_id), ())):
-        if sess.conn is not None:
-            await gw.bus.subscribe(sess.conn, topic)
+    async def follow(self, tenant_id: str, role: str, principal_id: str, topic: str) -> None:
+        """Subscribe every live connection of one principal on this node to ``topic``."""
+        for sess in list(self.by_principal.get((tenant_id, role, principal_id), ())):
+            await sess.follow(topic)
+
+    async def on_conversation_event(self, event: ConversationEvent) -> None:
+        """On every node: the sockets of whoever must follow the conversation now follow it."""
+        for f in event.follow:
+            topic = topic_agents(event.conversation_id) if f.role == "agent" else topic_conversation(
+                event.conversation_id)
+            await self.follow(event.tenant_id, f.role, f.principal_id, topic)
