@@ -137,6 +137,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
                     log.warning("demo knowledge base %s loaded", kb_id)
         await bus.start()
         await chat.bridge.start()
+        await gateway.presence.start()
         background.append(asyncio.create_task(bot_runner.run(), name="parley-bot-runner"))
         background.append(asyncio.create_task(ingest_worker.run(), name="parley-ingest"))
         background.append(asyncio.create_task(app.state.passwords.warm(), name="parley-password-warm"))
@@ -189,6 +190,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
 async def _shutdown(gateway: Gateway, background: list[asyncio.Task[Any]], bus: Bus, db: Database) -> None:
     try:
         await gateway.drain()
+        await gateway.presence.stop()
         for task in background:
             task.cancel()
         for task in background:

@@ -40,6 +40,7 @@ from server.core.wire import (
 )
 from server.errors import AuthError, BadInput, Conflict, NotFound, ParleyError, RateLimited
 from server.fanout import Bus, Connection
+from server.realtime.presence import ClusterPresence
 
 __all__ = ["Gateway", "Session"]
 
@@ -66,6 +67,7 @@ class Session:
         # Topics this session was told to follow before its resume was served: they wait.
         self.resumed = False
         self._follow_later: list[str] = []
+        self.announced = False  # counted in cluster presence
 
     # -- output --------------------------------------------------------------------------
 
@@ -260,7 +262,7 @@ class Session:
         self._follow_later.clear()
         # Online only once the resume is served: what presence triggers (an assignment) then
         # reaches a session that is ready for it.
-        await self.gw.presence_changed(p, "online")
+        await self.gw.came_online(self)
 
     async def follow(self, topic: str) -> None:
         """Follow ``topic`` from now on (a conversation this principal was given)."""
@@ -528,6 +530,8 @@ class Gateway:
         self._pending: dict[str, int] = {}
         self.draining = False
         self.drained = False
+        self.presence = ClusterPresence(bus, heartbeat_s=settings.presence_heartbeat_s,
+                                        ttl_s=settings.presence_ttl_s)
 
     def origin_allowed(self, origin: str | None, host: str | None, scheme: str = "ws") -> bool:
         own = self.settings.public_url or (f"{scheme}://{host}" if host else None)
@@ -552,9 +556,14 @@ class Gateway:
             peers.discard(session)
             if not peers:
                 del self.by_principal[session.conn.key]
-                with contextlib.suppress(Exception):
-                    await self.presence_changed(session.principal, "offline")
         self.metrics.connections.set(len(self.sessions))
+        if session.announced:
+            session.announced = False
+            try:
+                if await self.presence.disconnected(session.conn.key):
+                    await self.presence_changed(session.principal, "offline")
+            except Exception:  # broad on purpose: a closing socket must leave whatever presence does
+                log.exception("presence of closing session %s failed", session.id)
 
     def client_ip(self, socket: WebSocket[Any, Any, Any]) -> str:
         return client_ip(socket.scope.get("client"), socket.headers, self.settings.trusted_proxy_hops)
@@ -575,14 +584,21 @@ class Gateway:
             self._pending.pop(ip, None)
 
     def is_online(self, tenant_id: str, role: str, principal_id: str) -> bool:
-        return (tenant_id, role, principal_id) in self.by_principal
+        """Connected to any node of the cluster."""
+        return self.presence.is_online(tenant_id, role, principal_id)
 
     def online_agents(self, tenant_id: str) -> set[str]:
-        return {k[2] for k in self.by_principal if k[0] == tenant_id and k[1] == "agent"}
+        """Agents connected to any node of the cluster."""
+        return self.presence.online_agents(tenant_id)
+
+    async def came_online(self, session: Session) -> None:
+        assert session.conn is not None and session.principal is not None
+        session.announced = True
+        if await self.presence.connected(session.conn.key):
+            await self.presence_changed(session.principal, "online")
 
     async def presence_changed(self, p: Principal, status: str) -> None:
-        if status == "online" and len(self.by_principal.get((p.tenant_id, p.role, p.id), ())) > 1:
-            return
+        """The principal's first socket in the cluster opened, or its last one closed."""
         frame = json.dumps({"type": "presence", "participant": {"kind": p.sender_kind, "id": p.id, "name": p.name},
                             "status": status})
         await self.chat.events.publish(PresenceChanged(p.tenant_id, p.role, p.id, status == "online"))
@@ -597,14 +613,11 @@ class Gateway:
             await self.bus.publish(topic_agents(cid), frame)
 
     async def deliver_to(self, tenant_id: str, role: str, principal_id: str, frame: dict[str, Any]) -> bool:
-        """Send a frame to every connection of one principal on this node (in-app notifications)."""
-        sessions = self.by_principal.get((tenant_id, role, principal_id))
-        if not sessions:
+        """Send a frame to every connection of one principal, on whichever node (in-app
+        notifications): over the principal's own topic, which each of its sockets follows."""
+        if not self.is_online(tenant_id, role, principal_id):
             return False
-        data = json.dumps(frame)
-        for sess in sessions:
-            if sess.conn is not None:
-                sess.conn.offer(data)
+        await self.bus.publish(topic_user(tenant_id, role, principal_id), json.dumps(frame))
         return True
 
     async def catch_up(self) -> None:
