@@ -29,7 +29,7 @@ from server.chat.events import BotWork, ConversationEvent
 from server.chat.service import ChatService, Sender
 from server.core.db import Database
 from server.core.metrics import Metrics
-from server.core.models import Bot, Conversation, HandoffLog, Message, OutboxRow, Tenant, User, utcnow
+from server.core.models import Bot, Conversation, HandoffLog, Message, OutboxRow, Status, Tenant, User, utcnow
 from server.core.outbox import claim, finish
 from server.core.wire import topic_agents, topic_conversation
 from server.errors import Conflict, Forbidden, NotFound
@@ -167,7 +167,7 @@ class BotRunner:
         async with self.db.session() as s:
             conv = await s.get(Conversation, cid)
             trigger = await s.get(Message, message_id)
-            if conv is None or conv.tenant_id != tenant_id or trigger is None or conv.status != "bot":
+            if conv is None or conv.tenant_id != tenant_id or trigger is None or conv.status != Status.BOT:
                 return None
             tenant = await s.get(Tenant, tenant_id)
             bot = await s.get(Bot, conv.bot_id) if conv.bot_id else None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from server.core.models import Status
 from server.errors import Forbidden
 
 __all__ = [
@@ -28,13 +29,6 @@ __all__ = [
     "TransitionRefused",
     "transition",
 ]
-
-
-class Status(StrEnum):
-    BOT = "bot"
-    QUEUED = "queued"
-    ASSIGNED = "assigned"
-    RESOLVED = "resolved"
 
 
 #: A conversation someone is still working on (the user's sockets follow it, presence reaches it).

@@ -526,7 +526,7 @@ class ChatService:
 
     async def publish_conversation(self, conv: Conversation, *, queue_position: int | None = None) -> None:
         pos = queue_position
-        if pos is None and conv.status == "queued":
+        if pos is None and conv.status == Status.QUEUED:
             pos = await self.queue_position(conv)
         eta = pos * self.eta_per_position_s if pos else None
         extra: dict[str, Any] = {}
