@@ -491,9 +491,10 @@ class ChatService:
                 await _write_push_event(await s.connection(), conv, change, now)
             self._fault("status_before_commit")
         self._fault("status_after_commit")
+        # The new status first, then its notice (clients read "X joined" knowing the assignee).
+        await self._publish_conversation(conv)
         if note is not None:
             await self.publish(Posted(note, True, None))
-        await self._publish_conversation(conv)
         await self.bridge.announce(_event(conv, action, actor, change))
         return conv
 
