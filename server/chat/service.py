@@ -489,10 +489,13 @@ class ChatService:
             if change.push is not None:
                 await s.flush()
                 await _write_push_event(await s.connection(), conv, change, now)
+            # Built inside the transaction: between the commit and the notice's frame no query
+            # may run, or a message committed right after ours (seq + 1) is published first.
+            frame = await self._conversation_frame_in(s, conv)
             self._fault("status_before_commit")
         self._fault("status_after_commit")
         # The new status first, then its notice (clients read "X joined" knowing the assignee).
-        await self._publish_conversation(conv)
+        await self._publish_conversation_frame(conv, frame)
         if note is not None:
             await self.publish(Posted(note, True, None))
         await self.bridge.announce(_event(conv, action, actor, change))
@@ -534,7 +537,25 @@ class ChatService:
         if conv.assignee_id:
             agent = await self.agent(conv.tenant_id, conv.assignee_id)
             extra["assignee_name"] = agent.name if agent else None
-        frame = conversation_frame(conv, queue_position=pos, eta_seconds=eta, **extra)
+        await self._publish_conversation_frame(conv, conversation_frame(conv, queue_position=pos, eta_seconds=eta,
+                                                                        **extra))
+
+    async def _conversation_frame_in(self, s: Any, conv: Conversation) -> str:
+        """``publish_conversation``'s frame, read inside the caller's transaction."""
+        pos: int | None = None
+        if conv.status == Status.QUEUED and conv.queued_at is not None:
+            ahead = (await s.exec(select(func.count()).select_from(Conversation).where(
+                Conversation.tenant_id == conv.tenant_id, Conversation.status == Status.QUEUED,
+                col(Conversation.queued_at) < conv.queued_at))).one()
+            pos = int(ahead) + 1
+        extra: dict[str, Any] = {}
+        if conv.assignee_id:
+            agent = await s.get(Agent, conv.assignee_id)
+            extra["assignee_name"] = agent.name if agent is not None and agent.tenant_id == conv.tenant_id else None
+        eta = pos * self.eta_per_position_s if pos else None
+        return conversation_frame(conv, queue_position=pos, eta_seconds=eta, **extra)
+
+    async def _publish_conversation_frame(self, conv: Conversation, frame: str) -> None:
         # The user's own topic reaches every device of the user; the queue topic every agent.
         # (The conversation topic would give the user a second copy.)
         await self.bus.publish(topic_queue(conv.tenant_id), frame)
