@@ -4,7 +4,7 @@ Nothing else reads settings or chooses infrastructure."""
 import gc
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Literal
 
 from litestar import Litestar
@@ -18,19 +18,14 @@ from server.accounts.plugin import AccountsPlugin
 from server.agent.plugin import AgentPlugin, DemoPlugin
 from server.api.plugin import ApiPlugin
 from server.attachments.plugin import AttachmentsPlugin
-from server.chat.service import topic_agents, topic_conversation
-from server.core.db import Database
-from server.core.metrics import handoff_label
-from server.core.models import Conversation, OutboxRow
 from server.core.plugin import CorePlugin
 from server.core.settings import Settings
-from server.fanout import RedisBus
+from server.event_wiring import wire_events
 from server.fanout.plugin import FanoutPlugin
 from server.handoff.plugin import HandoffPlugin
 from server.handoff.router import Router
 from server.migrations.plugin import StoragePlugin
 from server.push.plugin import PushPlugin
-from server.realtime.gateway import follow
 from server.realtime.plugin import RealtimePlugin
 from server.web import web_handlers
 
@@ -78,27 +73,10 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
                               native=server_kind == "socketify", fault_hook=_fault_hook(fault_point))
     db, bus, chat, gateway, metrics = storage.db, fanout.bus, realtime.chat, realtime.gateway, core.metrics
 
-    # The events between capabilities: wired here and nowhere else.
-    if isinstance(bus, RedisBus):
-        bus.on_recovered.append(gateway.catch_up)
-    router = Router(chat, gateway.online_agents,
-                    on_handoff=lambda reason: metrics.handoffs.labels(handoff_label(reason)).inc())
-    router.on_status.append(metrics.on_router_status)
-    gateway.on_handoff_request = lambda p, cid, reason: router.handoff(p.tenant_id, cid, reason="user_request")
-
-    async def on_status(what: str, conv: Conversation) -> None:
-        if conv.status == "assigned" and conv.assignee_id:
-            await follow(gateway, conv.tenant_id, "agent", conv.assignee_id, topic_agents(conv.id))
-
-    router.on_status.append(on_status)
-
-    async def on_chat(what: str, conv: Conversation) -> None:
-        await follow(gateway, conv.tenant_id, "user", conv.user_id, topic_conversation(conv.id))
-        await on_status(what, conv)
-
-    chat.listeners.append(on_chat)
+    # The events between capabilities: wired in server/event_wiring.py and nowhere else.
+    router = Router(chat, gateway.online_agents)
     agent = AgentPlugin(settings, db, chat, router, metrics, core.background, core.readiness_probes)
-    router.on_status.append(_chat_event_writer(db))
+    wire_events(bus.events, gateway=gateway, router=router, bot_runner=agent.bot_runner, metrics=metrics)
 
     plugins = [core, storage, DemoPlugin(settings, db, agent), fanout, core.background, realtime,
                HandoffPlugin(router), agent, AccountsPlugin(settings, core.background),
@@ -128,21 +106,3 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
 def _freeze_gc() -> None:
     gc.collect()
     gc.freeze()
-
-
-def _chat_event_writer(db: Database) -> Callable[[str, Conversation], Awaitable[None]]:
-    """Handoffs and resolutions enter the push engine's behaviour stream through the outbox."""
-
-    async def write(what: str, conv: Conversation) -> None:
-        name = {"resolve": "conversation.resolved", "claim": "conversation.assigned"}.get(what)
-        if what.startswith("handoff:"):
-            name = "conversation.handoff"
-        if name is None:
-            return
-        async with db.write() as s:
-            s.add(OutboxRow(tenant_id=conv.tenant_id, topic="push", payload={
-                "kind": "chat.event", "event_id": f"{conv.id}:{name}:{conv.last_seq}", "user_id": conv.user_id,
-                "name": name, "properties": {"conversation_id": conv.id, "status": conv.status,
-                                             "reason": conv.handoff_reason}}))
-
-    return write

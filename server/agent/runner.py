@@ -25,11 +25,13 @@ from bots.pipeline import AnswerContext, AnswerPipeline, Delta, Final, Handoff, 
 from bots.ports import Retriever
 from bots.summary import summarize
 from bots.values import Turn
-from server.chat.service import ChatService, Sender, topic_agents, topic_conversation
+from server.chat.events import BotWork, ConversationEvent
+from server.chat.service import ChatService, Sender
 from server.core.db import Database
 from server.core.metrics import Metrics
-from server.core.models import Bot, Conversation, HandoffLog, Message, OutboxRow, Tenant, User
+from server.core.models import Bot, Conversation, HandoffLog, Message, OutboxRow, Status, Tenant, User
 from server.core.outbox import OutboxConsumer, Outcome, RetryPolicy
+from server.core.wire import topic_agents, topic_conversation
 from server.errors import Conflict, Forbidden, NotFound
 from server.handoff.router import Router
 
@@ -92,17 +94,18 @@ class BotRunner:
         # a person) may hand off while the answer to an earlier one still streams.
         self._answering: dict[asyncio.Task[Any], str] = {}
         self._taken_over: set[asyncio.Task[Any]] = set()
-        chat.on_bot_work.append(self.consumer.wake.set)
-        chat.listeners.append(self._on_status)
-        router.summarize = self.summary
 
-    async def _on_status(self, what: str, conv: Conversation) -> None:
-        if conv.status != "bot":
-            # A human took over (or the user asked for one): whatever the bot streams stops now.
-            # The bot's own handoff arrives here from inside its task, which must finish its work.
+    async def on_bot_work(self, _event: BotWork) -> None:
+        self.consumer.wake.set()
+
+    async def on_conversation_event(self, event: ConversationEvent) -> None:
+        """On every node (the answer may stream from any): a human took over, or the user asked
+        for one, so whatever the bot streams into the conversation stops now. The bot's own
+        handoff arrives here from inside its task, which must finish its work."""
+        if event.stop_bot:
             current = asyncio.current_task()
             for task, cid in list(self._answering.items()):
-                if cid == conv.id and task is not current:
+                if cid == event.conversation_id and task is not current:
                     del self._answering[task]
                     if self.streaming.get(cid) is task:
                         del self.streaming[cid]
@@ -150,7 +153,7 @@ class BotRunner:
         async with self.db.session() as s:
             conv = await s.get(Conversation, cid)
             trigger = await s.get(Message, message_id)
-            if conv is None or conv.tenant_id != tenant_id or trigger is None or conv.status != "bot":
+            if conv is None or conv.tenant_id != tenant_id or trigger is None or conv.status != Status.BOT:
                 return None
             tenant = await s.get(Tenant, tenant_id)
             bot = await s.get(Bot, conv.bot_id) if conv.bot_id else None
@@ -254,6 +257,15 @@ class BotRunner:
         async with self.db.write() as s:
             s.add(HandoffLog(tenant_id=tenant_id, conversation_id=cid, action=str(record.get("action")),
                              reason_code=str(record.get("reason_code")), record=_jsonable(record)))
+
+    async def post_summary(self, event: ConversationEvent) -> None:
+        """After a handoff, the agents get a summary of the conversation as a note."""
+        if not event.summarize:
+            return
+        text = await self.summary(event.tenant_id, event.conversation_id)
+        if text:
+            await self.chat.send(event.tenant_id, event.conversation_id,
+                                 Sender("system", "system", "Handoff summary"), text, kind="note")
 
     async def summary(self, tenant_id: str, cid: str) -> str | None:
         async with self.db.session() as s:

@@ -9,6 +9,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from server.accounts.auth import Principal
 from server.api.deps import Auth, ChatDep, GatewayDep, LimiterDep, RouterDep, SettingsDep, require
 from server.chat.service import ChatService, Sender, conversation_json, message_json
+from server.core.models import Status
 from server.core.ratelimit import Charge, Limiter, enforce, tenant_key, user_key
 from server.errors import BadInput
 from server.handoff.router import Router
@@ -64,8 +65,8 @@ async def start(principal: Auth, data: JSONBody[StartConversation], chat: ChatDe
 @get("/v1/conversations")
 async def list_mine(principal: Auth, chat: ChatDep, status: FromQuery[str | None] = None,
                     limit: FromQuery[int] = 50) -> dict[str, Any]:
-    if status is not None and status not in ("bot", "queued", "assigned", "resolved"):
-        raise BadInput("status must be one of bot, queued, assigned, resolved", field="status")
+    if status is not None and status not in set(Status):
+        raise BadInput(f"status must be one of {', '.join(Status)}", field="status")
     if not 1 <= limit <= 200:
         raise BadInput("limit must be 1..200", field="limit")
     convs = await chat.list_conversations(principal, status=status, limit=limit)

@@ -19,16 +19,32 @@ from sqlmodel import col, select
 
 from server.accounts.auth import Principal
 from server.attachments.service import claim_for_message, load_for_message
+from server.chat.events import BotWork, ConversationEvent, EventBridge
+from server.chat.lifecycle import (
+    OPEN_STATUSES,
+    Action,
+    Actor,
+    ActorKind,
+    Change,
+    ConversationState,
+    Status,
+    TransitionRefused,
+    transition,
+)
 from server.core.db import Database
+from server.core.events import Dispatcher
 from server.core.models import Agent, Conversation, Message, OutboxRow, Participant, Tenant, User, utcnow
-from server.errors import BadInput, Conflict, Forbidden, NotFound, TooLong
+from server.core.wire import MESSAGE_PREFIX, topic_agents, topic_conversation, topic_queue, topic_user
+from server.errors import BadInput, Conflict, NotFound, TooLong
 from server.fanout import Bus
 
 __all__ = [
     "MESSAGE_PREFIX",
+    "OPEN_STATUSES",
     "ChatService",
     "Posted",
     "Sender",
+    "actor_of",
     "conversation_frame",
     "conversation_json",
     "iso",
@@ -45,23 +61,6 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 
 
-def topic_conversation(conversation_id: str) -> str:
-    return f"c:{conversation_id}"
-
-
-def topic_agents(conversation_id: str) -> str:
-    """Agent-only events of a conversation (notes, handoff summaries)."""
-    return f"a:{conversation_id}"
-
-
-def topic_queue(tenant_id: str) -> str:
-    return f"q:{tenant_id}"
-
-
-def topic_user(tenant_id: str, role: str, principal_id: str) -> str:
-    return f"u:{tenant_id}:{role}:{principal_id}"
-
-
 @dataclass(frozen=True, slots=True)
 class Sender:
     kind: str  # user | agent | bot | system
@@ -71,6 +70,18 @@ class Sender:
     @classmethod
     def of(cls, p: Principal) -> "Sender":
         return cls(kind=p.sender_kind, id=p.id, name=p.name)
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(ActorKind(self.kind), self.id, self.name)
+
+
+def actor_of(p: Principal | None) -> Actor:
+    """Who acts on a conversation: an agent, a user, or (an admin, the server) the system."""
+    if p is None:
+        return Actor(ActorKind.SYSTEM, "system")
+    kind = {"agent": ActorKind.AGENT, "user": ActorKind.USER}.get(p.role, ActorKind.SYSTEM)
+    return Actor(kind, p.id, p.name)
 
 
 def validate_text(text: str, max_chars: int) -> str:
@@ -112,9 +123,6 @@ def message_json(m: Message) -> dict[str, Any]:
     if m.attachments:
         out["attachments"] = m.attachments
     return out
-
-
-MESSAGE_PREFIX = '{"type": "message", "seq": '
 
 
 def message_frame(m: Message) -> str:
@@ -185,6 +193,7 @@ class Posted:
     message: Message
     created: bool
     changed: Conversation | None  # the conversation, when this message changed its status
+    event: ConversationEvent | None = None  # announced after the message is published
 
 
 class ChatService:
@@ -196,6 +205,7 @@ class ChatService:
         max_text_chars: int = 4000,
         chat_push_delay_s: float = 60.0,
         fault_hook: FaultHook | None = None,
+        events: Dispatcher | None = None,
         max_attachments: int = 10,
     ) -> None:
         self.db = db
@@ -204,9 +214,9 @@ class ChatService:
         self.max_text_chars = max_text_chars
         self.chat_push_delay_s = chat_push_delay_s
         self._fault = fault_hook or (lambda _point: None)
-        self.listeners: list[Callable[[str, Conversation], Any]] = []
-        # Called after a commit that left work for the AI agent (a user message in a bot conversation).
-        self.on_bot_work: list[Callable[[], None]] = []
+        # The node's one event path: conversation events and bot work, after commit.
+        self.events = events or bus.events
+        self.bridge = EventBridge(bus, self.events)
         # A first estimate of the wait per place in the queue, until handling times are measured.
         self.eta_per_position_s = 120
 
@@ -228,19 +238,6 @@ class ChatService:
             return conv.user_id == p.id
         return True
 
-    @staticmethod
-    def may_write(p: Principal, conv: Conversation) -> bool:
-        """The owner rule that claim, resolve and handback follow, for writing: an agent writes
-        into a conversation assigned to them (or last theirs, once resolved), or takes an
-        unowned one (bot or queued) by writing; never into another agent's."""
-        if p.role != "agent":
-            return True
-        if conv.status == "assigned":
-            return conv.assignee_id == p.id
-        if conv.status == "resolved":
-            return conv.last_agent_id in (None, p.id)
-        return True
-
     async def list_conversations(self, p: Principal, *, status: str | None = None,
                                  limit: int = 50) -> list[Conversation]:
         q = select(Conversation).where(Conversation.tenant_id == p.tenant_id)
@@ -248,8 +245,8 @@ class ChatService:
             q = q.where(Conversation.user_id == p.id)
         elif p.role == "agent" and status is None:
             q = q.where(
-                (Conversation.status == "queued")
-                | ((Conversation.assignee_id == p.id) & (Conversation.status == "assigned"))
+                (Conversation.status == Status.QUEUED)
+                | ((Conversation.assignee_id == p.id) & (Conversation.status == Status.ASSIGNED))
             )
         if status is not None:
             q = q.where(Conversation.status == status)
@@ -275,14 +272,14 @@ class ChatService:
             return list((await s.exec(q)).all())
 
     async def queue_position(self, conv: Conversation) -> int | None:
-        if conv.status != "queued" or conv.queued_at is None:
+        if conv.status != Status.QUEUED or conv.queued_at is None:
             return None
         async with self.db.session() as s:
             ahead = (
                 await s.exec(
                     select(func.count()).select_from(Conversation).where(
                         Conversation.tenant_id == conv.tenant_id,
-                        Conversation.status == "queued",
+                        Conversation.status == Status.QUEUED,
                         col(Conversation.queued_at) < conv.queued_at,
                     )
                 )
@@ -312,8 +309,8 @@ class ChatService:
                                                       Bot.is_default == True))).first()  # noqa: E712
             await _ensure_user(s, p.tenant_id, owner, p.name if p.role == "user" else None)
             conv = Conversation(tenant_id=p.tenant_id, user_id=owner, bot_id=bot.id if bot else None,
-                                status="bot" if bot else "queued")
-            if conv.status == "queued":
+                                status=Status.BOT if bot else Status.QUEUED)
+            if conv.status == Status.QUEUED:
                 conv.queued_at = utcnow()
             s.add(conv)
             await s.flush()
@@ -349,8 +346,8 @@ class ChatService:
         elif sender.kind in ("user", "agent"):
             raise BadInput("client_msg_id is required", field="client_msg_id")
         try:
-            msg, changed, created = await self._insert(tenant_id, conversation_id, sender, text, client_msg_id,
-                                                       kind, citations or [], draft_id, principal, attachments)
+            msg, changed, event = await self._insert(tenant_id, conversation_id, sender, text, client_msg_id,
+                                                     kind, citations or [], draft_id, principal, attachments)
         except IntegrityError:
             # A concurrent retry with the same key won the race; answer with its row.
             existing = await self._find_existing(tenant_id, conversation_id, sender, client_msg_id)
@@ -361,9 +358,8 @@ class ChatService:
             if [a["id"] for a in existing.attachments or []] != attachments:
                 raise Conflict("client_msg_id was already used with different attachments") from None
             return Posted(existing, False, None)
-        if created:
-            self._fault("after_commit")
-        return Posted(msg, created, changed)
+        self._fault("after_commit")
+        return Posted(msg, True, changed, event)
 
     async def publish(self, posted: "Posted") -> None:
         if not posted.created:
@@ -378,8 +374,8 @@ class ChatService:
         await self.bus.publish(topic_agents(msg.conversation_id), frame)
         if posted.changed is not None:
             await self._publish_conversation(posted.changed)
-            for listener in self.listeners:
-                await listener("message_status", posted.changed)
+        if posted.event is not None:
+            await self.bridge.announce(posted.event)
 
     async def send(self, tenant_id: str, conversation_id: str, sender: Sender, text: str,
                    **kw: Any) -> Posted:
@@ -407,10 +403,11 @@ class ChatService:
     async def _insert(self, tenant_id: str, conversation_id: str, sender: Sender, text: str,
                       client_msg_id: str | None, kind: str, citations: list[dict[str, Any]],
                       draft_id: str | None, principal: Principal | None, attachments: list[str]
-                      ) -> tuple[Message, Conversation | None, bool]:
+                      ) -> tuple[Message, Conversation | None, ConversationEvent | None]:
         # The hot path runs SQLAlchemy Core statements built once (compiled once, cached): the ORM
         # unit of work cost several milliseconds per message.
         changed: Conversation | None = None
+        event: ConversationEvent | None = None
         bot_work = False
         async with self.db.write() as s:
             conn = await s.connection()
@@ -420,21 +417,28 @@ class ChatService:
                 principal is not None and not self.can_see(principal, conv)
             ):
                 raise NotFound("conversation not found")
-            if principal is not None and not self.may_write(principal, conv):
-                raise Forbidden("this conversation is another agent's; claim it or ask them to hand it over")
-            if sender.kind == "bot" and conv.status != "bot" and kind == "text":
-                raise Forbidden("the AI agent does not post while a human owns the conversation")
             now = utcnow()
-            if sender.kind == "user" and conv.status == "resolved":
-                changed = await self._reopen(s, conv, now)
-            if sender.kind == "agent" and kind == "text" and conv.status in ("queued", "bot"):
-                # An agent who writes takes the conversation, as in every help desk.
-                conv.status, conv.assignee_id, conv.last_agent_id = "assigned", sender.id, sender.id
-                changed = conv
-            if changed is not None:
-                await conn.execute(_UPDATE_STATUS, {
-                    "cid": conv.id, "new_status": conv.status, "new_assignee": conv.assignee_id,
-                    "new_last_agent": conv.last_agent_id, "new_resolved_at": conv.resolved_at})
+            if kind == "text":
+                # Writing is a transition too: an agent takes an unowned conversation, a user
+                # reopens a resolved one, nobody writes into another agent's.
+                cooldown = 0
+                if conv.status == Status.RESOLVED and sender.kind == "user":
+                    tenant = await s.get(Tenant, tenant_id)
+                    cooldown = tenant.reopen_cooldown_s if tenant else 0
+                try:
+                    change = transition(_state(conv, cooldown), Action.WRITE, sender.actor, now)
+                except TransitionRefused:
+                    if principal is not None or sender.kind == "bot":
+                        raise
+                    # A server-side write in an agent's name (no principal) is trusted as before.
+                    change = transition(_state(conv, cooldown), Action.WRITE, Actor(ActorKind.SYSTEM, "system"), now)
+                if change.changed:
+                    _take(conv, change, now)
+                    changed = conv
+                    await conn.execute(_UPDATE_STATUS, {
+                        "cid": conv.id, "new_status": conv.status, "new_assignee": conv.assignee_id,
+                        "new_last_agent": conv.last_agent_id, "new_resolved_at": conv.resolved_at})
+                    event = _event(conv, Action.WRITE, sender.actor, change)
             files = await load_for_message(conn, tenant_id=tenant_id, conversation_id=conversation_id,
                                            sender_kind=sender.kind, sender_id=sender.id, ids=attachments,
                                            max_per_message=self.max_attachments) if attachments else None
@@ -453,7 +457,9 @@ class ChatService:
                 await claim_for_message(conn, msg.id, attachments)
             if sender.kind in ("user", "agent"):
                 await _mark_sender_read(s, conv, sender, seq)
-            if sender.kind == "user" and conv.status == "bot" and kind == "text":
+            if changed is not None:
+                await _write_push_event(conn, conv, change, now)
+            if sender.kind == "user" and conv.status == Status.BOT and kind == "text":
                 bot_work = True
                 await conn.execute(_INSERT_OUTBOX, {
                     "tenant_id": tenant_id, "topic": "bot", "available_at": now, "created_at": now,
@@ -470,56 +476,62 @@ class ChatService:
                                 "seq": seq}})
             self._fault("before_commit")
         if bot_work:
-            for wake in self.on_bot_work:
-                wake()
-        return msg, changed, True
+            await self.events.publish(BotWork(tenant_id, conversation_id))
+        return msg, changed, event
 
-    async def _reopen(self, s: Any, conv: Conversation, now: datetime) -> Conversation:
-        tenant = await s.get(Tenant, conv.tenant_id)
-        cooldown = tenant.reopen_cooldown_s if tenant else 0
-        if conv.last_agent_id and conv.resolved_at and now - _aware(conv.resolved_at) < timedelta(seconds=cooldown):
-            conv.status, conv.assignee_id = "assigned", conv.last_agent_id
-        else:
-            conv.status, conv.assignee_id = "bot", None
-        conv.resolved_at = None
+    async def apply(self, tenant_id: str, conversation_id: str, action: Action, actor: Actor, *,
+                    principal: Principal | None = None, reason: str | None = None,
+                    notice: str | None = None) -> Conversation:
+        """Carry out one transition (``server.chat.lifecycle``) in ONE transaction: the new
+        status, its system message (its seq taken inside the same transaction), its push event in
+        the outbox. Then, after the commit, publish the frames and announce the event."""
+        if action is Action.WRITE:
+            raise BadInput("a write is a message: post it")
+        async with self.db.write() as s:
+            conv = (await s.exec(select(Conversation).where(Conversation.id == conversation_id)
+                                 .with_for_update())).first()
+            if conv is None or conv.tenant_id != tenant_id or (
+                    principal is not None and not self.can_see(principal, conv)):
+                raise NotFound("conversation not found")
+            now = utcnow()
+            change = transition(_state(conv, 0), action, actor, now, reason=reason, notice=notice)
+            if not change.changed:
+                return conv
+            _take(conv, change, now)
+            conv.updated_at = now
+            note: Message | None = None
+            if change.system_text:
+                conv.last_seq += 1
+                note = Message(tenant_id=tenant_id, conversation_id=conv.id, seq=conv.last_seq, kind="system",
+                               sender_kind="system", sender_id="system", sender_name="Parley",
+                               text=validate_text(change.system_text, self.max_text_chars), created_at=now)
+                s.add(note)
+            s.add(conv)
+            if change.push is not None:
+                await s.flush()
+                await _write_push_event(await s.connection(), conv, change, now)
+            # Built inside the transaction: between the commit and the notice's frame no query
+            # may run, or a message committed right after ours (seq + 1) is published first.
+            frame = await self._conversation_frame_in(s, conv)
+            self._fault("status_before_commit")
+        self._fault("status_after_commit")
+        # The new status first, then its notice (clients read "X joined" knowing the assignee).
+        await self._publish_conversation_frame(conv, frame)
+        if note is not None:
+            await self.publish(Posted(note, True, None))
+        await self.bridge.announce(_event(conv, action, actor, change))
         return conv
 
     async def set_status(self, p: Principal | None, tenant_id: str, conversation_id: str, action: str, *,
-                         reason: str | None = None, agent_id: str | None = None) -> Conversation:
+                         reason: str | None = None, agent_id: str | None = None,
+                         notice: str | None = None) -> Conversation:
         """handoff → queued, claim → assigned, resolve → resolved, handback → bot."""
-        async with self.db.write() as s:
-            conv = await s.get(Conversation, conversation_id)
-            if conv is None or conv.tenant_id != tenant_id or (p is not None and not self.can_see(p, conv)):
-                raise NotFound("conversation not found")
-            now = utcnow()
-            if action == "handoff":
-                if conv.status in ("queued", "assigned"):
-                    return conv  # one handoff per decision: repeating it changes nothing
-                conv.status, conv.assignee_id, conv.queued_at = "queued", None, now
-                conv.handoff_reason = (reason or "requested")[:64]
-            elif action == "claim":
-                if conv.status == "assigned" and conv.assignee_id == agent_id:
-                    return conv
-                if conv.status == "assigned":
-                    raise Conflict("conversation is already assigned", code="forbidden")
-                conv.status, conv.assignee_id, conv.last_agent_id = "assigned", agent_id, agent_id
-            elif action == "resolve":
-                if conv.status == "resolved":
-                    return conv
-                conv.status, conv.resolved_at = "resolved", now
-            elif action == "handback":
-                if conv.status == "bot":
-                    return conv
-                conv.status, conv.assignee_id, conv.handoff_reason = "bot", None, None
-                conv.bot_offered_human = False
-            else:
-                raise BadInput(f"unknown action {action!r}")
-            conv.updated_at = now
-            s.add(conv)
-        await self._publish_conversation(conv)
-        for listener in self.listeners:
-            await listener(action, conv)
-        return conv
+        try:
+            what = Action(action)
+        except ValueError:
+            raise BadInput(f"unknown action {action!r}") from None
+        actor = Actor(ActorKind.AGENT, agent_id, p.name if p else None) if agent_id else actor_of(p)
+        return await self.apply(tenant_id, conversation_id, what, actor, principal=p, reason=reason, notice=notice)
 
     async def mark_read(self, p: Principal, conversation_id: str, seq: int) -> int:
         conv = await self.get_conversation(p, conversation_id)
@@ -539,14 +551,32 @@ class ChatService:
 
     async def publish_conversation(self, conv: Conversation, *, queue_position: int | None = None) -> None:
         pos = queue_position
-        if pos is None and conv.status == "queued":
+        if pos is None and conv.status == Status.QUEUED:
             pos = await self.queue_position(conv)
         eta = pos * self.eta_per_position_s if pos else None
         extra: dict[str, Any] = {}
         if conv.assignee_id:
             agent = await self.agent(conv.tenant_id, conv.assignee_id)
             extra["assignee_name"] = agent.name if agent else None
-        frame = conversation_frame(conv, queue_position=pos, eta_seconds=eta, **extra)
+        await self._publish_conversation_frame(conv, conversation_frame(conv, queue_position=pos, eta_seconds=eta,
+                                                                        **extra))
+
+    async def _conversation_frame_in(self, s: Any, conv: Conversation) -> str:
+        """``publish_conversation``'s frame, read inside the caller's transaction."""
+        pos: int | None = None
+        if conv.status == Status.QUEUED and conv.queued_at is not None:
+            ahead = (await s.exec(select(func.count()).select_from(Conversation).where(
+                Conversation.tenant_id == conv.tenant_id, Conversation.status == Status.QUEUED,
+                col(Conversation.queued_at) < conv.queued_at))).one()
+            pos = int(ahead) + 1
+        extra: dict[str, Any] = {}
+        if conv.assignee_id:
+            agent = await s.get(Agent, conv.assignee_id)
+            extra["assignee_name"] = agent.name if agent is not None and agent.tenant_id == conv.tenant_id else None
+        eta = pos * self.eta_per_position_s if pos else None
+        return conversation_frame(conv, queue_position=pos, eta_seconds=eta, **extra)
+
+    async def _publish_conversation_frame(self, conv: Conversation, frame: str) -> None:
         # The user's own topic reaches every device of the user; the queue topic every agent.
         # (The conversation topic would give the user a second copy.)
         await self.bus.publish(topic_queue(conv.tenant_id), frame)
@@ -556,6 +586,43 @@ class ChatService:
         async with self.db.session() as s:
             a = await s.get(Agent, agent_id)
         return a if a is not None and a.tenant_id == tenant_id else None
+
+
+def _state(conv: Conversation, reopen_cooldown_s: int) -> ConversationState:
+    return ConversationState(id=conv.id, tenant_id=conv.tenant_id, user_id=conv.user_id, status=Status(conv.status),
+                             assignee_id=conv.assignee_id, last_agent_id=conv.last_agent_id,
+                             resolved_at=conv.resolved_at, handoff_reason=conv.handoff_reason,
+                             reopen_cooldown_s=reopen_cooldown_s)
+
+
+def _take(conv: Conversation, change: Change, now: datetime) -> None:
+    """Copy a change onto the conversation row."""
+    conv.status, conv.assignee_id, conv.last_agent_id = change.status, change.assignee_id, change.last_agent_id
+    conv.resolved_at, conv.handoff_reason = change.resolved_at, change.handoff_reason
+    if change.queued_at is not None:
+        conv.queued_at = change.queued_at
+    if change.clear_bot_offer:
+        conv.bot_offered_human = False
+
+
+def _event(conv: Conversation, action: Action, actor: Actor, change: Change) -> ConversationEvent:
+    return ConversationEvent(
+        tenant_id=conv.tenant_id, conversation_id=conv.id, user_id=conv.user_id, action=action, actor_id=actor.id,
+        before=change.before, status=change.status, assignee_id=change.assignee_id, reason=change.handoff_reason,
+        follow=change.follow, republish_queue=change.republish_queue, offer_waiting=change.offer_waiting,
+        summarize=change.summarize, stop_bot=change.stop_bot)
+
+
+async def _write_push_event(conn: Any, conv: Conversation, change: Change, now: datetime) -> None:
+    """The push engine's behaviour stream hears of a status change through the outbox, in the
+    transaction of the change itself: no commit in between can lose it."""
+    if change.push is None:
+        return
+    name = change.push.name
+    await conn.execute(_INSERT_OUTBOX, {
+        "tenant_id": conv.tenant_id, "topic": "push", "created_at": now, "available_at": now,
+        "payload": {"kind": "chat.event", "event_id": f"{conv.id}:{name}:{conv.last_seq}", "user_id": conv.user_id,
+                    "name": name, "properties": dict(change.push.properties)}})
 
 
 def _aware(dt: datetime) -> datetime:

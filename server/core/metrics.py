@@ -80,10 +80,10 @@ class Metrics:
                                 registry=self.registry)
         self.tenants = TenantFigures()
 
-    async def on_router_status(self, what: str, conv: Any) -> None:
-        """A ``Router.on_status`` listener: handoffs counted for the conversation's tenant."""
-        if what.startswith("handoff:"):
-            self.tenants.handoff(conv.tenant_id, what.partition(":")[2])
+    def handoff(self, tenant_id: str, reason: str) -> None:
+        """A conversation went to the queue of human agents, for this reason code."""
+        self.handoffs.labels(handoff_label(reason)).inc()
+        self.tenants.handoff(tenant_id, reason)
 
     def bot_answered(self, tenant_id: str) -> None:
         self.bot_answers.inc()

@@ -3,6 +3,7 @@ and every query filters on it."""
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
@@ -21,11 +22,22 @@ __all__ = [
     "Message",
     "OutboxRow",
     "Participant",
+    "Status",
     "Tenant",
     "User",
     "new_id",
     "utcnow",
 ]
+
+
+class Status(StrEnum):
+    """A conversation's status, stored as these strings. Who moves it where is decided by
+    ``server.chat.lifecycle.transition``."""
+
+    BOT = "bot"
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    RESOLVED = "resolved"
 
 
 def new_id() -> str:
@@ -137,7 +149,7 @@ class Conversation(SQLModel, table=True):
     tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=32)
     user_id: str = Field(index=True, max_length=200)
     bot_id: str | None = Field(default=None, max_length=32)
-    status: str = Field(default="bot", max_length=16)
+    status: str = Field(default=Status.BOT.value, max_length=16)
     assignee_id: str | None = Field(default=None, max_length=32, index=True)
     last_agent_id: str | None = Field(default=None, max_length=32)
     handoff_reason: str | None = Field(default=None, max_length=64)

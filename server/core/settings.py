@@ -173,6 +173,10 @@ class Settings(BaseSettings):
     # How long a session the server ends may take to get its error and bye frames out: a slow
     # consumer's socket is full until it reads again, and the frames saying why must still reach it.
     goodbye_send_timeout_s: float = 5.0
+    # Presence across nodes: each node tells the others who is connected to it every heartbeat;
+    # a node silent for the TTL (killed) is forgotten, so its users count as offline.
+    presence_heartbeat_s: float = Field(default=5.0, gt=0)
+    presence_ttl_s: float = Field(default=15.0, gt=0)
 
     # auth
     token_ttl_s: int = 3600

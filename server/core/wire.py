@@ -1,5 +1,7 @@
-"""Client frames of the WebSocket protocol: strict parsing and validation. Every failure is a
-``BadInput`` with the contract's code and, where there is one, the offending field."""
+"""The wire format in one place: client frames of the WebSocket protocol (strict parsing and
+validation; every failure is a ``BadInput`` with the contract's code and, where there is one,
+the offending field), the fan-out topics (build and parse) and the seq prefix of ``message``
+frames that fan-out reads without parsing JSON."""
 
 import json
 import re
@@ -10,6 +12,9 @@ import msgspec
 from server.errors import BadInput, TooLong
 
 __all__ = [
+    "MESSAGE_PREFIX",
+    "TOPIC_EVENTS",
+    "TOPIC_PRESENCE",
     "ClientFrame",
     "ConversationStart",
     "HandoffRequest",
@@ -20,8 +25,74 @@ __all__ = [
     "Subscribe",
     "Typing",
     "Unsubscribe",
+    "conversation_of",
+    "frame_seq",
     "parse_frame",
+    "parse_topic",
+    "topic_agents",
+    "topic_conversation",
+    "topic_queue",
+    "topic_user",
 ]
+
+# ---- topics: what a socket follows on the bus ------------------------------------------------
+
+#: Node-to-node topics (no socket follows them): conversation events and presence.
+TOPIC_EVENTS = "n:events"
+TOPIC_PRESENCE = "n:presence"
+
+
+def topic_conversation(conversation_id: str) -> str:
+    """What the user sees of a conversation (no agent notes)."""
+    return f"c:{conversation_id}"
+
+
+def topic_agents(conversation_id: str) -> str:
+    """Everything of a conversation, agent notes and handoff summaries included."""
+    return f"a:{conversation_id}"
+
+
+def topic_queue(tenant_id: str) -> str:
+    return f"q:{tenant_id}"
+
+
+def topic_user(tenant_id: str, role: str, principal_id: str) -> str:
+    return f"u:{tenant_id}:{role}:{principal_id}"
+
+
+def parse_topic(topic: str) -> tuple[str, str]:
+    """``(kind, rest)``: kind is ``c`` (conversation), ``a`` (agents), ``q``, ``u`` or ``n``."""
+    kind, sep, rest = topic.partition(":")
+    if not sep or kind not in ("c", "a", "q", "u", "n"):
+        raise ValueError(f"not a topic: {topic!r}")
+    return kind, rest
+
+
+def conversation_of(topic: str) -> str | None:
+    """The conversation a ``c:`` or ``a:`` topic belongs to, else None."""
+    kind, rest = parse_topic(topic)
+    return rest if kind in ("c", "a") else None
+
+
+# ---- the seq prefix of message frames ----------------------------------------------------------
+
+#: ``seq`` leads every ``message`` frame so fan-out can read it without parsing JSON.
+MESSAGE_PREFIX = '{"type": "message", "seq": '
+_PREFIX_LEN = len(MESSAGE_PREFIX)
+
+
+def frame_seq(data: str) -> int | None:
+    """The seq of a ``message`` frame, read from its fixed prefix; None for other frames."""
+    if not data.startswith(MESSAGE_PREFIX):
+        return None
+    end = data.find(",", _PREFIX_LEN, _PREFIX_LEN + 24)
+    try:
+        return int(data[_PREFIX_LEN:end])
+    except ValueError:
+        return None
+
+
+# ---- client frames -------------------------------------------------------------------------------
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Ref = Annotated[str, msgspec.Meta(max_length=128)]

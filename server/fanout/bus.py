@@ -1,6 +1,7 @@
 """The bus between nodes. ``MemoryBus`` is one process; ``RedisBus`` bridges Redis pub/sub
 (Litestar's channels Redis backend) into the local fan-out of each node. A node subscribes to
-a Redis channel only while one of its sockets needs that topic."""
+a Redis channel only while one of its sockets needs that topic, or while it ``listen``s to a
+node-to-node topic (conversation events, presence)."""
 
 import asyncio
 import contextlib
@@ -8,6 +9,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 
+from server.core.events import BusRecovered, Dispatcher
 from server.core.settings import Settings, default
 from server.fanout.local import Connection, LocalFanout
 
@@ -15,10 +17,14 @@ __all__ = ["Bus", "MemoryBus", "RedisBus"]
 
 log = logging.getLogger("parley.fanout")
 
+Listener = Callable[[str], Awaitable[None]]
+
 
 class Bus(ABC):
-    def __init__(self, local: LocalFanout) -> None:
+    def __init__(self, local: LocalFanout, events: Dispatcher | None = None) -> None:
         self.local = local
+        self.events = events or Dispatcher()
+        self._listeners: dict[str, list[Listener]] = {}
 
     async def start(self) -> None:
         return None
@@ -41,10 +47,23 @@ class Bus(ABC):
     async def drop(self, conn: Connection) -> None:
         await self.local.remove_all(conn)
 
+    async def listen(self, topic: str, listener: Listener) -> None:
+        """This node hears every frame published on ``topic`` by any node (itself included)."""
+        self._listeners.setdefault(topic, []).append(listener)
+
+    async def _heard(self, topic: str, data: str) -> None:
+        for listener in self._listeners.get(topic, ()):
+            try:
+                await listener(data)
+            except Exception:  # broad on purpose: one bad listener must not stop the bus
+                log.exception("listener of %s failed", topic)
+
 
 class MemoryBus(Bus):
     async def publish(self, topic: str, data: str) -> None:
         await self.local.deliver(topic, data)
+        if topic in self._listeners:
+            await self._heard(topic, data)
 
 
 class RedisBus(Bus):
@@ -52,8 +71,9 @@ class RedisBus(Bus):
                  socket_timeout_s: float = default("redis_socket_timeout_s"),
                  connect_timeout_s: float = default("redis_connect_timeout_s"),
                  op_timeout_s: float = default("redis_op_timeout_s"),
-                 retry_s: float = default("redis_retry_s")) -> None:
-        super().__init__(local)
+                 retry_s: float = default("redis_retry_s"),
+                 events: Dispatcher | None = None) -> None:
+        super().__init__(local, events)
         from litestar.channels.backends.redis import RedisChannelsPubSubBackend
         from redis.asyncio import Redis
 
@@ -66,7 +86,6 @@ class RedisBus(Bus):
         self._wanted: set[str] = set()
         # Set when a publish or the subscription failed: messages may have been lost in between.
         self.degraded = False
-        self.on_recovered: list[Callable[[], Awaitable[None]]] = []
 
     @classmethod
     def from_settings(cls, local: LocalFanout, settings: Settings) -> "RedisBus":
@@ -124,19 +143,27 @@ class RedisBus(Bus):
                     log.warning("redis resubscribe failed (%s); retrying", type(exc).__name__)
                     continue
             self.degraded = False
-            for hook in self.on_recovered:
-                try:
-                    await hook()
-                except Exception:  # broad: one catch-up hook failing must not skip the others
-                    log.exception("catch-up after the Redis outage failed")
+            await self.events.publish(BusRecovered())
             return
 
     async def subscribe(self, conn: Connection, topic: str) -> None:
         if await self.local.add(conn, topic):
-            async with self._lock:
-                self._wanted.add(topic)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._backend.subscribe([topic]), self._op_s)
+            await self._want(topic)
+
+    async def listen(self, topic: str, listener: Listener) -> None:
+        await super().listen(topic, listener)
+        await self._want(topic)
+
+    async def _want(self, topic: str) -> None:
+        async with self._lock:
+            self._wanted.add(topic)
+            try:
+                await asyncio.wait_for(self._backend.subscribe([topic]), self._op_s)
+            except Exception as exc:  # noqa: BLE001 (any failure means this node misses the topic)
+                # Without the subscription this node never hears the topic: recover (resubscribe
+                # everything wanted) and let its sockets catch up from the database.
+                log.warning("redis subscribe to %s failed: %s", topic, type(exc).__name__)
+                self._degrade()
 
     async def unsubscribe(self, conn: Connection, topic: str) -> None:
         if await self.local.remove(conn, topic):
@@ -148,6 +175,9 @@ class RedisBus(Bus):
             await self._forget(emptied)
 
     async def _forget(self, topics: list[str]) -> None:
+        topics = [t for t in topics if t not in self._listeners]
+        if not topics:
+            return
         async with self._lock:
             self._wanted.difference_update(topics)
             with contextlib.suppress(Exception):
@@ -157,7 +187,10 @@ class RedisBus(Bus):
         while True:
             try:
                 async for channel, payload in self._backend.stream_events():
-                    await self.local.deliver(channel, payload.decode())
+                    data = payload.decode()
+                    await self.local.deliver(channel, data)
+                    if channel in self._listeners:
+                        await self._heard(channel, data)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 (whatever ends the stream, the bus degrades and recovers)

@@ -8,14 +8,66 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["Connection", "LocalFanout", "NativeFanout", "PythonFanout", "frame_seq"]
+from server.core.wire import frame_seq
+
+__all__ = ["Connection", "LocalFanout", "NativeFanout", "PythonFanout", "ResumeState", "frame_seq"]
+
+
+class ResumeState:
+    """Where one socket stands in each topic it follows, so a database replay and live frames
+    meet without a gap, a duplicate or a reordering:
+
+    - while a replay runs, live frames of its topic are *held* and let through after it;
+    - the *floor* is the last seq a replay sent: live copies at or below it are dropped;
+    - *seen* is the highest seq the socket was given: where a catch-up starts."""
+
+    __slots__ = ("_floor", "_held", "_seen", "held_max")
+
+    def __init__(self, held_max: int) -> None:
+        self._held: dict[str, list[str]] = {}
+        self._floor: dict[str, int] = {}
+        self._seen: dict[str, int] = {}
+        self.held_max = held_max
+
+    def start_at(self, topic: str, seq: int) -> None:
+        """The socket starts following ``topic`` with everything up to ``seq`` known."""
+        self._seen.setdefault(topic, seq)
+
+    def seen(self, topic: str) -> int | None:
+        return self._seen.get(topic)
+
+    def hold(self, topic: str) -> None:
+        """A replay of ``topic`` begins: live frames wait."""
+        self._held[topic] = []
+
+    def release(self, topic: str, replayed_to: int) -> list[str]:
+        """The replay sent everything up to ``replayed_to``: the held frames, to offer again."""
+        held = self._held.pop(topic, [])
+        self._floor[topic] = max(self._floor.get(topic, 0), replayed_to)
+        if replayed_to > self._seen.get(topic, 0):
+            self._seen[topic] = replayed_to
+        return held
+
+    def admit(self, topic: str, data: str) -> bool:
+        """Whether a live frame goes to the socket now (False: held, or already replayed)."""
+        if self._held:
+            held = self._held.get(topic)
+            if held is not None and len(held) < self.held_max:
+                held.append(data)
+                return False
+        seq = frame_seq(data)
+        if seq is not None:
+            if seq <= self._floor.get(topic, 0):
+                return False
+            if seq > self._seen.get(topic, 0):
+                self._seen[topic] = seq
+        return True
 
 
 class Connection:
     """One accepted socket as fan-out sees it."""
 
-    __slots__ = ("floor", "held", "held_max", "id", "key", "native_send", "on_overflow", "overflowed", "queue",
-                 "seen", "topics")
+    __slots__ = ("id", "key", "native_send", "on_overflow", "overflowed", "queue", "resume", "topics")
 
     def __init__(
         self,
@@ -33,30 +85,14 @@ class Connection:
         self.native_send = native_send
         self.on_overflow = on_overflow
         self.overflowed = False
-        # Topics whose live frames wait while a database replay goes out (see the gateway).
-        self.held: dict[str, list[str]] = {}
-        self.held_max = queue_max
-        # Per topic: the last seq a database replay sent (live copies at or below it are dropped),
-        # and the highest seq this socket was given (where a catch-up starts).
-        self.floor: dict[str, int] = {}
-        self.seen: dict[str, int] = {}
+        self.resume = ResumeState(held_max=queue_max)
 
     def offer(self, data: str, topic: str | None = None) -> bool:
         """Queue a frame without ever blocking the publisher; a full queue marks a slow consumer."""
         if self.overflowed:
             return False
-        if topic is not None:
-            if self.held:
-                held = self.held.get(topic)
-                if held is not None and len(held) < self.held_max:
-                    held.append(data)
-                    return True
-            seq = frame_seq(data)
-            if seq is not None:
-                if seq <= self.floor.get(topic, 0):
-                    return True  # already sent by the replay
-                if seq > self.seen.get(topic, 0):
-                    self.seen[topic] = seq
+        if topic is not None and not self.resume.admit(topic, data):
+            return True
         try:
             self.queue.put_nowait(data)
             return True
@@ -65,21 +101,6 @@ class Connection:
             if self.on_overflow is not None:
                 self.on_overflow(self)
             return False
-
-
-_PREFIX = '{"type": "message", "seq": '
-_PREFIX_LEN = len(_PREFIX)
-
-
-def frame_seq(data: str) -> int | None:
-    """The seq of a ``message`` frame, read from its fixed prefix; None for other frames."""
-    if not data.startswith(_PREFIX):
-        return None
-    end = data.find(",", _PREFIX_LEN, _PREFIX_LEN + 24)
-    try:
-        return int(data[_PREFIX_LEN:end])
-    except ValueError:
-        return None
 
 
 class LocalFanout(ABC):

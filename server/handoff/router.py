@@ -1,17 +1,19 @@
 """Handoff and routing: moving a conversation between the AI agent, the queue and human
 agents. The choice of agent is a pure function; the rest goes through the chat service."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from server.accounts.auth import Principal
-from server.chat.service import ChatService, Sender
+from server.chat.events import ConversationEvent
+from server.chat.lifecycle import Action, Actor, ActorKind, Status, TransitionRefused
+from server.chat.service import ChatService, actor_of
+from server.core.events import PresenceChanged
 from server.core.models import Agent, Conversation
-from server.errors import Conflict, Forbidden
+from server.errors import BadInput, Forbidden
 
 __all__ = ["AgentLoad", "Router", "choose_agent"]
 
@@ -35,58 +37,42 @@ def choose_agent(loads: list[AgentLoad]) -> str | None:
     return min(candidates, key=lambda a: (-a.free, a.active, a.agent_id)).agent_id
 
 
-SummaryFn = Callable[[str, str], Awaitable[str | None]]
-
-
 class Router:
-    def __init__(self, chat: ChatService, online_agents: Callable[[str], set[str]],
-                 on_handoff: Callable[[str], None] | None = None) -> None:
+    """Moves conversations between the AI agent, the queue and human agents. Transitions go
+    through the chat service; what follows them (offering waiting conversations, telling the
+    queue its new places) runs in :meth:`on_conversation_event`, on the node of the write."""
+
+    def __init__(self, chat: ChatService, online_agents: Callable[[str], set[str]]) -> None:
         self.chat = chat
-        self.on_handoff = on_handoff
         self.db = chat.db
         self.online_agents = online_agents
-        self.summarize: SummaryFn | None = None
-        self.on_status: list[Callable[[str, Conversation], Awaitable[Any]]] = []
 
     async def handoff(self, tenant_id: str, conversation_id: str, *, reason: str,
                       notice: str | None = None) -> Conversation:
-        before = await self._get(tenant_id, conversation_id)
-        if before.status in ("queued", "assigned"):
-            return before
-        conv = await self.chat.set_status(None, tenant_id, conversation_id, "handoff", reason=reason)
-        if self.on_handoff is not None:
-            self.on_handoff(reason)
-        if notice:
-            await self.chat.send(tenant_id, conversation_id, Sender("system", "system", "Parley"), notice,
-                                 kind="system")
-        if self.summarize is not None:
-            summary = await self.summarize(tenant_id, conversation_id)
-            if summary:
-                await self.chat.send(tenant_id, conversation_id, Sender("system", "system", "Handoff summary"),
-                                     summary, kind="note")
-        await self._notify(f"handoff:{reason}", conv)
-        await self.assign_waiting(tenant_id)
+        actor = Actor(ActorKind.SYSTEM, "router")
+        await self.chat.apply(tenant_id, conversation_id, Action.HANDOFF, actor, reason=reason, notice=notice)
         return await self._get(tenant_id, conversation_id)
 
     async def agent_action(self, p: Principal, conversation_id: str, action: str) -> Conversation:
         if p.role != "agent":
             raise Forbidden("only agents can do this")
-        conv = await self._get(p.tenant_id, conversation_id)
-        if action in ("resolve", "handback") and conv.status == "assigned" and conv.assignee_id != p.id:
-            raise Conflict("another agent owns this conversation", code="forbidden")
-        conv = await self.chat.set_status(p, p.tenant_id, conversation_id, action, agent_id=p.id)
-        if action == "claim":
-            await self.chat.send(p.tenant_id, conversation_id, Sender("system", "system", "Parley"),
-                                 f"{p.name or 'An agent'} joined the conversation", kind="system")
-        elif action == "handback":
-            await self.chat.send(p.tenant_id, conversation_id, Sender("system", "system", "Parley"),
-                                 "The assistant is back in the conversation", kind="system")
-        await self._notify(action, conv)
-        if action in ("resolve", "handback"):
-            await self.assign_waiting(p.tenant_id)
-        if action == "claim":
-            await self.publish_queue(p.tenant_id)
-        return conv
+        try:
+            what = Action(action)
+        except ValueError:
+            raise BadInput(f"unknown action {action!r}") from None
+        await self._get(p.tenant_id, conversation_id)
+        return await self.chat.apply(p.tenant_id, conversation_id, what, actor_of(p), principal=p)
+
+    async def on_conversation_event(self, event: ConversationEvent) -> None:
+        if event.republish_queue:
+            await self.publish_queue(event.tenant_id)
+        if event.offer_waiting:
+            await self.assign_waiting(event.tenant_id)
+
+    async def on_presence(self, event: PresenceChanged) -> None:
+        """An agent who comes online is offered what waits in the queue."""
+        if event.online and event.role == "agent":
+            await self.assign_waiting(event.tenant_id)
 
     async def assign_waiting(self, tenant_id: str) -> None:
         """Give queued conversations, oldest first, to online agents with free capacity."""
@@ -95,7 +81,7 @@ class Router:
             return
         async with self.db.session() as s:
             waiting = list((await s.exec(
-                select(Conversation).where(Conversation.tenant_id == tenant_id, Conversation.status == "queued")
+                select(Conversation).where(Conversation.tenant_id == tenant_id, Conversation.status == Status.QUEUED)
                 .order_by(col(Conversation.queued_at)).limit(50))).all())
             if not waiting:
                 return
@@ -104,7 +90,7 @@ class Router:
                                                             col(Agent.id).in_(online)))).all())
             counts = dict((await s.exec(
                 select(Conversation.assignee_id, func.count()).where(
-                    Conversation.tenant_id == tenant_id, Conversation.status == "assigned")
+                    Conversation.tenant_id == tenant_id, Conversation.status == Status.ASSIGNED)
                 .group_by(Conversation.assignee_id))).all())
         loads = {a.id: AgentLoad(a.id, int(counts.get(a.id, 0)), a.max_concurrent) for a in agents}
         for conv in waiting:
@@ -115,7 +101,7 @@ class Router:
             p = Principal(tenant_id=tenant_id, role="agent", id=agent_id, name=agent.name)
             try:
                 await self.agent_action(p, conv.id, "claim")
-            except Conflict:
+            except TransitionRefused:
                 continue
             cur = loads[agent_id]
             loads[agent_id] = AgentLoad(agent_id, cur.active + 1, cur.max_concurrent)
@@ -124,7 +110,7 @@ class Router:
         """Tell every waiting user their new place in the queue and the estimated wait."""
         async with self.db.session() as s:
             waiting = list((await s.exec(
-                select(Conversation).where(Conversation.tenant_id == tenant_id, Conversation.status == "queued")
+                select(Conversation).where(Conversation.tenant_id == tenant_id, Conversation.status == Status.QUEUED)
                 .order_by(col(Conversation.queued_at)).limit(500))).all())
         for position, conv in enumerate(waiting, start=1):
             await self.chat.publish_conversation(conv, queue_position=position)
@@ -132,8 +118,3 @@ class Router:
     async def _get(self, tenant_id: str, conversation_id: str) -> Conversation:
         p = Principal(tenant_id=tenant_id, role="admin", id="router")
         return await self.chat.get_conversation(p, conversation_id)
-
-    async def _notify(self, what: str, conv: Conversation) -> None:
-        for fn in self.on_status:
-            await fn(what, conv)
-

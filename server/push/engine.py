@@ -26,7 +26,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from server.core.db import Database
-from server.core.models import Conversation, OutboxRow, Participant, User, new_id, utcnow
+from server.core.models import Conversation, OutboxRow, Participant, Status, User, new_id, utcnow
 from server.core.settings import PushSettings
 from server.errors import BadInput, TooLong
 from server.push.conditions import evaluate
@@ -358,7 +358,7 @@ class PushEngine:
             recent = [PastSend(aware(sa or ca), rid, cat) for sa, ca, rid, cat in rows]
             open_conv = (await s.exec(select(Conversation.id).where(
                 Conversation.tenant_id == tenant_id, Conversation.user_id == user_id,
-                col(Conversation.status).in_(("queued", "assigned"))).limit(1))).first() is not None
+                col(Conversation.status).in_((Status.QUEUED, Status.ASSIGNED))).limit(1))).first() is not None
             last_bad: datetime | None = None
             ratings = (await s.exec(select(Event.properties, Event.occurred_at).where(
                 Event.tenant_id == tenant_id, Event.user_id == user_id, Event.name == st.rating_event,

@@ -1,5 +1,6 @@
-"""Who is online, and the in-app channel. The server implements ``Presence`` over its WebSocket
-hub; ``MemoryPresence`` is the real in-process adapter used by tests and the bench."""
+"""Who is online, and the in-app channel: the port the push engine needs. The server implements
+it over the cluster-wide presence of its gateway (``server.push.wiring.GatewayPresence``);
+``MemoryPresence`` is the real in-process adapter used by tests and the bench."""
 
 from collections import defaultdict
 from typing import Any, Protocol, runtime_checkable

@@ -17,7 +17,8 @@ __all__ = ["GatewayPresence", "PushRuntime"]
 
 
 class GatewayPresence:
-    """``Presence`` over this node's WebSocket gateway: in-app delivery when the user is here."""
+    """``Presence`` over the gateway's cluster-wide view (``server.realtime.presence``): a user
+    connected to any node is online, and the in-app frame reaches them on whichever node."""
 
     def __init__(self, gateway: Any) -> None:
         self.gateway = gateway

@@ -6,24 +6,16 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import WebSocket
 from sqlmodel import col, select
 
 from server.accounts.auth import Principal, token_limits, verify_token
-from server.chat.service import (
-    ChatService,
-    Sender,
-    conversation_json,
-    iso,
-    message_frame,
-    topic_agents,
-    topic_conversation,
-    topic_queue,
-    topic_user,
-)
+from server.chat.events import ConversationEvent
+from server.chat.lifecycle import OPEN_STATUSES, Action, Status
+from server.chat.service import ChatService, Sender, actor_of, conversation_json, iso, message_frame
+from server.core.events import PresenceChanged
 from server.core.metrics import Metrics
 from server.core.models import Conversation, Message, new_id
 from server.core.origins import origin_allowed
@@ -39,7 +31,12 @@ from server.core.wire import (
     Subscribe,
     Typing,
     Unsubscribe,
+    conversation_of,
     parse_frame,
+    topic_agents,
+    topic_conversation,
+    topic_queue,
+    topic_user,
 )
 from server.errors import (
     CLIENT_ERRORS,
@@ -53,8 +50,9 @@ from server.errors import (
     close_code_for,
 )
 from server.fanout import Bus, Connection
+from server.realtime.presence import ClusterPresence
 
-__all__ = ["Gateway"]
+__all__ = ["Gateway", "Session"]
 
 log = logging.getLogger("parley.gateway")
 
@@ -76,6 +74,10 @@ class Session:
         self.bucket = TokenBucket(gw.settings.rate_per_connection, gw.settings.burst_per_connection)
         self.killing = False
         self.task: asyncio.Task[Any] | None = None
+        # Topics this session was told to follow before its resume was served: they wait.
+        self.resumed = False
+        self._follow_later: list[str] = []
+        self.announced = False  # counted in cluster presence
 
     # -- output --------------------------------------------------------------------------
 
@@ -248,23 +250,38 @@ class Session:
         async with self.gw.db.session() as s:
             q = select(Conversation.id, Conversation.last_seq).where(Conversation.tenant_id == p.tenant_id)
             if p.role == "user":
-                q = q.where(Conversation.user_id == p.id, col(Conversation.status).in_(("bot", "queued", "assigned")))
+                q = q.where(Conversation.user_id == p.id, col(Conversation.status).in_(OPEN_STATUSES))
             else:
-                q = q.where(Conversation.assignee_id == p.id, Conversation.status == "assigned")
+                q = q.where(Conversation.assignee_id == p.id, Conversation.status == Status.ASSIGNED)
             own = list((await s.exec(q.limit(self.gw.settings.max_subscriptions))).all())
         if p.role == "agent":
             await bus.subscribe(conn, topic_queue(p.tenant_id))
         for cid, last_seq in own:
             if cid not in resume:
                 topic = self._topic(cid)
-                conn.seen.setdefault(topic, last_seq)
+                conn.resume.start_at(topic, last_seq)
                 await bus.subscribe(conn, topic)
-        await self.gw.presence_changed(p, "online")
         for cid, last_seq in resume.items():
             try:
                 await self._subscribe(cid, last_seq, ref=None, resume=True)
             except ParleyError as exc:
                 self.error(exc, None, conversation_id=cid)
+        self.resumed = True
+        for topic in self._follow_later:
+            await bus.subscribe(conn, topic)
+        self._follow_later.clear()
+        # Online only once the resume is served: what presence triggers (an assignment) then
+        # reaches a session that is ready for it.
+        await self.gw.came_online(self)
+
+    async def follow(self, topic: str) -> None:
+        """Follow ``topic`` from now on (a conversation this principal was given)."""
+        if self.conn is None:
+            return
+        if not self.resumed:
+            self._follow_later.append(topic)
+            return
+        await self.gw.bus.subscribe(self.conn, topic)
 
     def _topic(self, conversation_id: str) -> str:
         assert self.principal is not None
@@ -295,7 +312,7 @@ class Session:
                 raise RateLimited(f"replaying {conv.last_seq - after_seq} messages would exceed your replay rate; "
                                   "subscribe again later", retry_after_ms=wait)
         if after_seq is None:
-            conn.seen.setdefault(topic, conv.last_seq)
+            conn.resume.start_at(topic, conv.last_seq)
             await self.gw.bus.subscribe(conn, topic)
             self.push({"type": "subscribed", "conversation_id": cid, "last_seq": conv.last_seq,
                        **({"ref": ref} if ref else {})})
@@ -309,15 +326,13 @@ class Session:
         Live copies of replayed messages that are published later are dropped by the floor."""
         conn = self.conn
         assert conn is not None
-        conn.held[topic] = []
+        conn.resume.hold(topic)
+        last = after_seq
         try:
             await self.gw.bus.subscribe(conn, topic)
             last = await self._replay(cid, after_seq)
         finally:
-            held = conn.held.pop(topic, [])
-        conn.floor[topic] = max(conn.floor.get(topic, 0), last)
-        if last > conn.seen.get(topic, 0):
-            conn.seen[topic] = last
+            held = conn.resume.release(topic, last)
         for data in held:
             conn.offer(data, topic)
         return last
@@ -433,7 +448,9 @@ class Session:
                                                           "participant": self._participant(), "seq": seq})
             case HandoffRequest():
                 conv = await gw.chat.get_conversation(p, frame.conversation_id)
-                conv = await gw.on_handoff_request(p, conv.id, frame.reason)
+                await gw.chat.apply(p.tenant_id, conv.id, Action.HANDOFF, actor_of(p), principal=p,
+                                    reason="user_request")
+                conv = await gw.chat.get_conversation(p, conv.id)  # as the handoff's handlers left it
                 if frame.ref:
                     self.push({"type": "conversation", "conversation": conversation_json(conv), "ref": frame.ref})
             case ConversationStart():
@@ -512,11 +529,8 @@ class Gateway:
         self._pending: dict[str, int] = {}
         self.draining = False
         self.drained = False
-        self.on_handoff_request: Callable[[Principal, str, str | None], Awaitable[Conversation]] = (
-            self._default_handoff)
-
-    async def _default_handoff(self, p: Principal, cid: str, reason: str | None) -> Conversation:
-        return await self.chat.set_status(p, p.tenant_id, cid, "handoff", reason="user_request")
+        self.presence = ClusterPresence(bus, heartbeat_s=settings.presence_heartbeat_s,
+                                        ttl_s=settings.presence_ttl_s)
 
     def origin_allowed(self, origin: str | None, host: str | None, scheme: str = "ws") -> bool:
         own = self.settings.public_url or (f"{scheme}://{host}" if host else None)
@@ -541,9 +555,14 @@ class Gateway:
             peers.discard(session)
             if not peers:
                 del self.by_principal[session.conn.key]
-                with contextlib.suppress(Exception):
-                    await self.presence_changed(session.principal, "offline")
         self.metrics.connections.set(len(self.sessions))
+        if session.announced:
+            session.announced = False
+            try:
+                if await self.presence.disconnected(session.conn.key):
+                    await self.presence_changed(session.principal, "offline")
+            except Exception:  # broad on purpose: a closing socket must leave whatever presence does
+                log.exception("presence of closing session %s failed", session.id)
 
     def client_ip(self, socket: WebSocket[Any, Any, Any]) -> str:
         return client_ip(socket.scope.get("client"), socket.headers, self.settings.trusted_proxy_hops)
@@ -564,36 +583,41 @@ class Gateway:
             self._pending.pop(ip, None)
 
     def is_online(self, tenant_id: str, role: str, principal_id: str) -> bool:
-        return (tenant_id, role, principal_id) in self.by_principal
+        """Connected to any node of the cluster."""
+        return self.presence.is_online(tenant_id, role, principal_id)
 
     def online_agents(self, tenant_id: str) -> set[str]:
-        return {k[2] for k in self.by_principal if k[0] == tenant_id and k[1] == "agent"}
+        """Agents connected to any node of the cluster."""
+        return self.presence.online_agents(tenant_id)
+
+    async def came_online(self, session: Session) -> None:
+        assert session.conn is not None and session.principal is not None
+        session.announced = True
+        if await self.presence.connected(session.conn.key):
+            await self.presence_changed(session.principal, "online")
 
     async def presence_changed(self, p: Principal, status: str) -> None:
-        if status == "online" and len(self.by_principal.get((p.tenant_id, p.role, p.id), ())) > 1:
-            return
+        """The principal's first socket in the cluster opened, or its last one closed."""
         frame = json.dumps({"type": "presence", "participant": {"kind": p.sender_kind, "id": p.id, "name": p.name},
                             "status": status})
+        await self.chat.events.publish(PresenceChanged(p.tenant_id, p.role, p.id, status == "online"))
         if p.role == "agent":
             await self.bus.publish(topic_queue(p.tenant_id), frame)
             return
         async with self.db.session() as s:
             ids = (await s.exec(select(Conversation.id).where(
                 Conversation.tenant_id == p.tenant_id, Conversation.user_id == p.id,
-                col(Conversation.status).in_(("bot", "queued", "assigned")))
+                col(Conversation.status).in_(OPEN_STATUSES))
                 .limit(self.settings.presence_max_conversations))).all()
         for cid in ids:
             await self.bus.publish(topic_agents(cid), frame)
 
     async def deliver_to(self, tenant_id: str, role: str, principal_id: str, frame: dict[str, Any]) -> bool:
-        """Send a frame to every connection of one principal on this node (in-app notifications)."""
-        sessions = self.by_principal.get((tenant_id, role, principal_id))
-        if not sessions:
+        """Send a frame to every connection of one principal, on whichever node (in-app
+        notifications): over the principal's own topic, which each of its sockets follows."""
+        if not self.is_online(tenant_id, role, principal_id):
             return False
-        data = json.dumps(frame)
-        for sess in sessions:
-            if sess.conn is not None:
-                sess.conn.offer(data)
+        await self.bus.publish(topic_user(tenant_id, role, principal_id), json.dumps(frame))
         return True
 
     async def catch_up(self) -> None:
@@ -604,10 +628,11 @@ class Gateway:
             if conn is None or sess.native:
                 continue
             for topic in list(conn.topics):
-                if topic[:2] not in ("c:", "a:") or topic not in conn.seen:
+                cid, seen = conversation_of(topic), conn.resume.seen(topic)
+                if cid is None or seen is None:
                     continue
                 try:
-                    await sess.resync(topic[2:], topic, conn.seen[topic])
+                    await sess.resync(cid, topic, seen)
                 except Exception:  # broad: one socket's catch-up failing must not skip the others
                     log.exception("catch-up of %s failed on session %s", topic, sess.id)
 
@@ -623,8 +648,14 @@ class Gateway:
                              return_exceptions=True)
 
 
-async def follow(gw: Gateway, tenant_id: str, role: str, principal_id: str, topic: str) -> None:
-    """Subscribe every live connection of one principal on this node to ``topic``."""
-    for sess in list(gw.by_principal.get((tenant_id, role, principal_id), ())):
-        if sess.conn is not None:
-            await gw.bus.subscribe(sess.conn, topic)
+    async def follow(self, tenant_id: str, role: str, principal_id: str, topic: str) -> None:
+        """Subscribe every live connection of one principal on this node to ``topic``."""
+        for sess in list(self.by_principal.get((tenant_id, role, principal_id), ())):
+            await sess.follow(topic)
+
+    async def on_conversation_event(self, event: ConversationEvent) -> None:
+        """On every node: the sockets of whoever must follow the conversation now follow it."""
+        for f in event.follow:
+            topic = topic_agents(event.conversation_id) if f.role == "agent" else topic_conversation(
+                event.conversation_id)
+            await self.follow(event.tenant_id, f.role, f.principal_id, topic)

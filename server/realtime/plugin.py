@@ -32,10 +32,14 @@ class RealtimePlugin(InitPluginProtocol):
 
     @asynccontextmanager
     async def _lifespan(self, _app: Litestar) -> AsyncIterator[None]:
+        # after the bus has started (its plugin comes first): events from other nodes, presence
+        await self.chat.bridge.start()
+        await self.gateway.presence.start()
         try:
             yield
         finally:
             await self.gateway.drain()
+            await self.gateway.presence.stop()
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         gateway = self.gateway

@@ -142,14 +142,14 @@ def test_a_knowledge_error_from_a_route_reaches_the_client_with_its_code(
 
 async def test_a_bots_error_from_a_frame_handler_reaches_the_client_with_its_code(
         srv: InProcServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    async def breaker_open(*_a: Any) -> Any:
+    async def breaker_open(*_a: Any, **_kw: Any) -> Any:
         raise CircuitOpenError("provider breaker open for 30 s")
 
     token = await asyncio.to_thread(srv.token, "err-user")
     client = await WsClient.connect(srv.ws_url, token)
     try:
         cid = await client.start()
-        monkeypatch.setattr(srv.app.state.gateway, "on_handoff_request", breaker_open)
+        monkeypatch.setattr(srv.app.state.chat, "apply", breaker_open)
         await client.send({"type": "handoff.request", "conversation_id": cid, "ref": "h1"})
         err = await client.expect("error", ref="h1")
         assert (err["code"], err["fatal"]) == ("unavailable", False), err
