@@ -64,7 +64,8 @@ def test_dashboard_figures_are_per_tenant_and_need_an_admin(srv: InProcServer) -
         carol = c.post("/v1/tokens", json={"sub": "carol", "role": "user"}).json()["token"]
     _handoff(srv, srv.token("ann"), "the secret project falcon")
     _handoff(srv, carol, "user_request")
-    mine = srv.admin().get("/v1/admin/stats").json()
+    with srv.admin() as c:
+        mine = c.get("/v1/admin/stats").json()
     with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {other.admin_key}"}, timeout=10) as c:
         theirs = c.get("/v1/admin/stats").json()
     assert before["handoffs"] == {}
