@@ -102,11 +102,11 @@ class RedisBus(Bus):
         for task in (self._task, self._health):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(BaseException):  # broad: the pump's own end is not stop()'s
                     await task
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # broad: Redis may be down at shutdown
             await self._backend.on_shutdown()
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # broad: Redis may be down at shutdown
             await self._redis.aclose()  # type: ignore[attr-defined]
 
     async def healthy(self) -> bool:
@@ -180,7 +180,7 @@ class RedisBus(Bus):
             return
         async with self._lock:
             self._wanted.difference_update(topics)
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # broad: a lost unsubscribe leaves an unused channel
                 await asyncio.wait_for(self._backend.unsubscribe(topics), self._op_s)
 
     async def _pump(self) -> None:

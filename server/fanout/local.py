@@ -166,7 +166,7 @@ class NativeFanout(LocalFanout):
         emptied = await super().remove(conn, topic)
         if conn.native_send is not None:
             # The socket may already be gone; its membership is dropped either way.
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # broad: the socket may already be gone
                 await conn.native_send({"type": "websocket.unsubscribe", "topic": topic})
         return emptied
 

@@ -87,7 +87,7 @@ class Session:
         self.conn.offer(json.dumps(frame))
 
     async def send_direct(self, frame: dict[str, Any]) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # broad: the peer may be gone in any way; the session ends regardless
             await asyncio.wait_for(self.socket.send_text(json.dumps(frame)), self.gw.settings.goodbye_send_timeout_s)
 
     async def _write_loop(self) -> None:
@@ -120,7 +120,7 @@ class Session:
         if code != "shutdown":
             await self.send_direct({"type": "error", "code": code, "detail": detail, "fatal": True})
         await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # broad: closing a socket the peer may already have dropped
             await asyncio.wait_for(self.socket.close(code=close_code_for(code)), self.gw.settings.ws_close_timeout_s)
         # A reader that stopped reading leaves the handler blocked in receive(): end it, so the
         # session leaves the gateway and its memory is freed whatever the transport does.
@@ -141,7 +141,7 @@ class Session:
             frame["retry_after_ms"] = retry_after_ms
         await self.send_direct(frame)
         await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # broad: closing a socket the peer may already have dropped
             await asyncio.wait_for(self.socket.close(code=close_code_for(code)), self.gw.settings.ws_close_timeout_s)
         raise _Closing
 

@@ -46,7 +46,7 @@ class ClusterPresence:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # broad: a farewell on a bus that may be down; expiry covers a lost one
             await self._send("bye")
 
     # ---- this node's sockets -------------------------------------------------------------

@@ -250,7 +250,7 @@ def run_uvicorn(app: Litestar, settings: Settings) -> None:
             for srv in self.servers:
                 srv.close()
             gateway.draining = True
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # broad: shutdown goes on whatever a socket's drain raises
                 await asyncio.wait_for(gateway.drain(), settings.shutdown_drain_s)
             await super().shutdown(sockets)
 
@@ -302,7 +302,7 @@ def run_socketify(app: Litestar, settings: Settings, *, on_listen: Callable[[], 
         gateway.draining = True
 
         async def drain() -> None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # broad: shutdown goes on whatever a socket's drain raises
                 await asyncio.wait_for(gateway.drain(), settings.shutdown_drain_s)
             await asyncio.sleep(0.05)
             uws.close()  # closes the listen socket and stops the loop; lifespan shutdown follows
