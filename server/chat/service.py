@@ -207,6 +207,7 @@ class ChatService:
         fault_hook: FaultHook | None = None,
         events: Dispatcher | None = None,
         max_attachments: int = 10,
+        eta_per_position_s: int = 120,
     ) -> None:
         self.db = db
         self.max_attachments = max_attachments
@@ -218,7 +219,7 @@ class ChatService:
         self.events = events or bus.events
         self.bridge = EventBridge(bus, self.events)
         # A first estimate of the wait per place in the queue, until handling times are measured.
-        self.eta_per_position_s = 120
+        self.eta_per_position_s = eta_per_position_s
 
     # ---- reads -------------------------------------------------------------------------
 

@@ -65,7 +65,7 @@ class TenantFigures:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *, max_tenants: int = 10_000) -> None:
         self.registry = CollectorRegistry()
         self.connections = Gauge("parley_ws_connections", "open WebSocket connections", registry=self.registry)
         self.messages = Counter("parley_messages_total", "messages stored", ["sender_kind"], registry=self.registry)
@@ -78,7 +78,7 @@ class Metrics:
         self.bot_answers = Counter("parley_bot_answers_total", "AI answers posted", registry=self.registry)
         self.handoffs = Counter("parley_handoffs_total", "handoffs by reason code", ["reason"],
                                 registry=self.registry)
-        self.tenants = TenantFigures()
+        self.tenants = TenantFigures(max_tenants)
 
     def handoff(self, tenant_id: str, reason: str) -> None:
         """A conversation went to the queue of human agents, for this reason code."""

@@ -65,7 +65,7 @@ class Background(InitPluginProtocol):
 class CorePlugin(InitPluginProtocol):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.metrics = Metrics()
+        self.metrics = Metrics(max_tenants=settings.metrics_max_tenants)
         self.limiter = build_limiter(settings)
         self.readiness_probes: ReadinessProbes = {}
         self.background = Background()

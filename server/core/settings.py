@@ -229,6 +229,13 @@ class Settings(BaseSettings):
 
     # conversations
     reopen_cooldown_s: int = 600
+    # the queue: how many waiting conversations one assignment round offers, how many waiting
+    # users are told their place, and the first estimate of the wait per place
+    queue_assign_batch: int = Field(default=50, ge=1)
+    queue_publish_max: int = Field(default=500, ge=1)
+    queue_eta_per_position_s: int = Field(default=120, ge=0)
+    # /metrics and /v1/admin/stats keep figures for at most this many tenants (least recent dropped)
+    metrics_max_tenants: int = Field(default=10_000, ge=1)
 
     # outbox workers (server.core.outbox): how often an idle worker looks, and each topic's
     # lease, batch, concurrency and retry policy (attempts, then dead letter; backoff with jitter)

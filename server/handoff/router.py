@@ -13,6 +13,7 @@ from server.chat.lifecycle import Action, Actor, ActorKind, Status, TransitionRe
 from server.chat.service import ChatService, actor_of
 from server.core.events import PresenceChanged
 from server.core.models import Agent, Conversation
+from server.core.settings import default
 from server.errors import BadInput, Forbidden
 
 __all__ = ["AgentLoad", "Router", "choose_agent"]
@@ -42,8 +43,12 @@ class Router:
     through the chat service; what follows them (offering waiting conversations, telling the
     queue its new places) runs in :meth:`on_conversation_event`, on the node of the write."""
 
-    def __init__(self, chat: ChatService, online_agents: Callable[[str], set[str]]) -> None:
+    def __init__(self, chat: ChatService, online_agents: Callable[[str], set[str]], *,
+                 assign_batch: int = default("queue_assign_batch"),
+                 publish_max: int = default("queue_publish_max")) -> None:
         self.chat = chat
+        self.assign_batch = assign_batch
+        self.publish_max = publish_max
         self.db = chat.db
         self.online_agents = online_agents
 
@@ -82,7 +87,7 @@ class Router:
         async with self.db.session() as s:
             waiting = list((await s.exec(
                 select(Conversation).where(Conversation.tenant_id == tenant_id, Conversation.status == Status.QUEUED)
-                .order_by(col(Conversation.queued_at)).limit(50))).all())
+                .order_by(col(Conversation.queued_at)).limit(self.assign_batch))).all())
             if not waiting:
                 return
             # a deactivated agent's open socket gets nothing new; capacity is read fresh each time
@@ -111,7 +116,7 @@ class Router:
         async with self.db.session() as s:
             waiting = list((await s.exec(
                 select(Conversation).where(Conversation.tenant_id == tenant_id, Conversation.status == Status.QUEUED)
-                .order_by(col(Conversation.queued_at)).limit(500))).all())
+                .order_by(col(Conversation.queued_at)).limit(self.publish_max))).all())
         for position, conv in enumerate(waiting, start=1):
             await self.chat.publish_conversation(conv, queue_position=position)
 

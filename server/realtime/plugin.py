@@ -27,7 +27,8 @@ class RealtimePlugin(InitPluginProtocol):
                  native: bool, fault_hook: Callable[[str], None] | None = None) -> None:
         self.chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=fault_hook,
                                 chat_push_delay_s=settings.push.chat_reply_delay_s,
-                                max_attachments=settings.attachment_max_per_message)
+                                max_attachments=settings.attachment_max_per_message,
+                                eta_per_position_s=settings.queue_eta_per_position_s)
         self.gateway = Gateway(settings, db, self.chat, bus, metrics, native=native, limiter=limiter)
 
     @asynccontextmanager
