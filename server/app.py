@@ -20,6 +20,7 @@ from server.api.plugin import ApiPlugin
 from server.attachments.plugin import AttachmentsPlugin
 from server.core.plugin import CorePlugin
 from server.core.settings import Settings
+from server.desk.plugin import DeskPlugin
 from server.event_wiring import wire_events
 from server.fanout.plugin import FanoutPlugin
 from server.handoff.plugin import HandoffPlugin
@@ -81,7 +82,8 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
 
     plugins = [core, storage, DemoPlugin(settings, db, agent), fanout, core.background, realtime,
                HandoffPlugin(router), agent, AccountsPlugin(settings, core.background),
-               PushPlugin(settings, db, gateway), ApiPlugin(), AttachmentsPlugin(db, settings)]
+               PushPlugin(settings, db, gateway), ApiPlugin(), AttachmentsPlugin(db, settings),
+               DeskPlugin()]
     return Litestar(
         route_handlers=web_handlers,
         plugins=plugins,

@@ -7,11 +7,12 @@ from litestar import get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from server.accounts.auth import Principal
-from server.api.deps import Auth, ChatDep, GatewayDep, LimiterDep, RouterDep, SettingsDep, require
+from server.api.deps import Auth, ChatDep, DbDep, GatewayDep, LimiterDep, RouterDep, SettingsDep, require
 from server.chat.service import ChatService, Sender, conversation_json, message_json
 from server.core.models import Status
 from server.core.ratelimit import Charge, Limiter, enforce, tenant_key, user_key
-from server.errors import BadInput
+from server.desk.labels import get_label
+from server.errors import BadInput, Forbidden, NotFound
 from server.handoff.router import Router
 from server.realtime.gateway import Gateway
 
@@ -63,13 +64,21 @@ async def start(principal: Auth, data: JSONBody[StartConversation], chat: ChatDe
 
 
 @get("/v1/conversations")
-async def list_mine(principal: Auth, chat: ChatDep, status: FromQuery[str | None] = None,
-                    limit: FromQuery[int] = 50) -> dict[str, Any]:
+async def list_mine(principal: Auth, chat: ChatDep, db: DbDep, status: FromQuery[str | None] = None,
+                    limit: FromQuery[int] = 50, label: FromQuery[str | None] = None) -> dict[str, Any]:
+    """The caller's conversations; ``label`` (a label's id, agents and admins) keeps those carrying it."""
     if status is not None and status not in set(Status):
         raise BadInput(f"status must be one of {', '.join(Status)}", field="status")
     if not 1 <= limit <= 200:
         raise BadInput("limit must be 1..200", field="limit")
-    convs = await chat.list_conversations(principal, status=status, limit=limit)
+    if label is not None:
+        if principal.role == "user":
+            raise Forbidden("the label filter is for agents and admins")
+        try:
+            await get_label(db, principal, label)
+        except NotFound:
+            raise BadInput("no such label", field="label") from None
+    convs = await chat.list_conversations(principal, status=status, limit=limit, label_id=label)
     return {"conversations": [conversation_json(c) for c in convs]}
 
 

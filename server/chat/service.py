@@ -35,6 +35,7 @@ from server.core.db import Database
 from server.core.events import Dispatcher
 from server.core.models import Agent, Conversation, Message, OutboxRow, Participant, Tenant, User, utcnow
 from server.core.wire import MESSAGE_PREFIX, topic_agents, topic_conversation, topic_queue, topic_user
+from server.desk.models import ConversationLabel
 from server.errors import BadInput, Conflict, NotFound, TooLong
 from server.fanout import Bus
 
@@ -240,8 +241,12 @@ class ChatService:
         return True
 
     async def list_conversations(self, p: Principal, *, status: str | None = None,
-                                 limit: int = 50) -> list[Conversation]:
+                                 limit: int = 50, label_id: str | None = None) -> list[Conversation]:
+        """``label_id`` narrows the list to the conversations carrying that label (agents and admins)."""
         q = select(Conversation).where(Conversation.tenant_id == p.tenant_id)
+        if label_id is not None:
+            q = q.where(col(Conversation.id).in_(select(ConversationLabel.conversation_id).where(
+                ConversationLabel.tenant_id == p.tenant_id, ConversationLabel.label_id == label_id)))
         if p.role == "user":
             q = q.where(Conversation.user_id == p.id)
         elif p.role == "agent" and status is None:

@@ -187,6 +187,10 @@ class Settings(BaseSettings):
     agent_token_max_ttl_s: int = 12 * 3600
     min_password_length: int = 10
     max_teams_per_tenant: int = 200
+    # the desk: canned responses per owner (the tenant, or one agent) and a response's length
+    max_canned_responses_per_owner: int = 500
+    canned_response_max_chars: int = 5000
+    max_labels_per_tenant: int = 200
     password_hash_concurrency: int = 2
     password_hash_queue_max: int = 64
     login_rate_per_ip: float = 0.2

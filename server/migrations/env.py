@@ -11,6 +11,7 @@ from sqlmodel import SQLModel
 import server.accounts.teams
 import server.attachments.models
 import server.core.models
+import server.desk.models
 import server.push.models  # noqa: F401
 
 target_metadata = SQLModel.metadata

@@ -8,6 +8,7 @@ from sqlmodel import SQLModel
 
 import server.accounts.teams
 import server.core.models
+import server.desk.models
 import server.push.models  # noqa: F401  (registers the push tables)
 from server.core.db import Database
 from server.migrations import upgrade

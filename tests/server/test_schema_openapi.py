@@ -110,3 +110,18 @@ def test_attachment_paths_and_fields_are_in_the_schema(node: InProcServer) -> No
     send = paths["/v1/conversations/{conversation_id}/messages"]["post"]["requestBody"]["content"]
     send_ref = send["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     assert "attachments" in schema["components"]["schemas"][send_ref]["properties"]
+
+
+def test_desk_paths_are_in_the_schema(node: InProcServer) -> None:
+    schema = httpx.get(node.url + "/schema/openapi.json", timeout=10).json()
+    paths = schema["paths"]
+    assert {"get", "post"} <= set(paths["/v1/canned-responses"])
+    assert {"get", "patch", "delete"} <= set(paths["/v1/canned-responses/{response_id}"])
+    render = paths["/v1/canned-responses/{response_id}/render"]["get"]
+    assert "conversation_id" in {p["name"] for p in render["parameters"] if p["in"] == "query"}
+    assert {"get", "post"} <= set(paths["/v1/labels"])
+    assert {"patch", "delete"} <= set(paths["/v1/labels/{label_id}"])
+    assert "get" in paths["/v1/conversations/{conversation_id}/labels"]
+    assert {"put", "delete"} <= set(paths["/v1/conversations/{conversation_id}/labels/{label_id}"])
+    listing = paths["/v1/conversations"]["get"]
+    assert "label" in {p["name"] for p in listing["parameters"] if p["in"] == "query"}

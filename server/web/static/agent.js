@@ -78,6 +78,7 @@ function start(token, agentId) {
   $("me").hidden = false;
   $("presence").value = "online";
   connect();
+  loadDesk();
 }
 
 // ---- socket ------------------------------------------------------------------------------
@@ -309,6 +310,9 @@ function select(cid) {
   renderHead();
   renderThread();
   renderStaged();
+  closeCanned();
+  renderLabels();
+  loadConvLabels(cid);
   if (!t.loaded) send({ type: "subscribe", conversation_id: cid, after_seq: t.lastSeq, ref: "sub:" + cid });
   $("reply").focus();
 }
@@ -622,6 +626,155 @@ $("suggest").addEventListener("click", async () => {
   } catch (e) {
     clear(list).appendChild(el("li", "error", "Suggestions failed: " + e.message));
   }
+});
+
+// ---- the desk: canned responses on "/", labels on the conversation ------------------------
+const desk = { canned: [], labels: [], convLabels: new Map(), offered: [], active: 0 };
+
+async function loadDesk() {
+  try {
+    desk.canned = (await call("GET", "/v1/canned-responses")).canned_responses || [];
+  } catch (e) {
+    toast("Canned responses failed to load: " + e.message);
+  }
+  try {
+    desk.labels = (await call("GET", "/v1/labels")).labels || [];
+  } catch (e) {
+    toast("Labels failed to load: " + e.message);
+  }
+  renderLabels();
+}
+
+/** The "/word" that ends at the caret (at the start or after a space), or null. */
+function slashToken() {
+  const box = $("reply");
+  const upto = box.value.slice(0, box.selectionStart);
+  const m = /(^|\s)\/([\w-]*)$/.exec(upto);
+  return m ? { start: upto.length - m[2].length - 1, end: upto.length, word: m[2].toLowerCase() } : null;
+}
+
+function closeCanned() {
+  desk.offered = [];
+  clear($("canned")).hidden = true;
+}
+
+function offerCanned() {
+  const tok = slashToken();
+  if (!tok || !st.selected) return closeCanned();
+  desk.offered = desk.canned.filter((c) => c.shortcut.startsWith(tok.word) || c.title.toLowerCase().includes(tok.word));
+  desk.active = 0;
+  const list = clear($("canned"));
+  if (!desk.offered.length) return closeCanned();
+  desk.offered.slice(0, 20).forEach((c, i) => {
+    const li = el("li", i === desk.active ? "active" : "");
+    li.setAttribute("role", "option");
+    li.dataset.testid = "canned-option";
+    li.appendChild(el("span", "shortcut", "/" + c.shortcut));
+    li.appendChild(el("span", "title", c.title));
+    li.appendChild(el("span", "scope", c.scope === "agent" ? "mine" : "team"));
+    li.addEventListener("mousedown", (e) => {
+      e.preventDefault();
+      insertCanned(c);
+    });
+    list.appendChild(li);
+  });
+  list.hidden = false;
+}
+
+function moveCanned(step) {
+  const items = [...$("canned").children];
+  if (!items.length) return;
+  desk.active = (desk.active + step + items.length) % items.length;
+  items.forEach((li, i) => li.classList.toggle("active", i === desk.active));
+}
+
+async function insertCanned(c) {
+  const cid = st.selected;
+  const tok = slashToken();
+  closeCanned();
+  try {
+    const r = await call("GET", `/v1/canned-responses/${encodeURIComponent(c.id)}/render?conversation_id=${encodeURIComponent(cid)}`);
+    if (st.selected !== cid) return;
+    const box = $("reply");
+    const start = tok ? tok.start : box.value.length;
+    const end = tok ? tok.end : box.value.length;
+    box.value = box.value.slice(0, start) + r.text + box.value.slice(end);
+    const caret = start + r.text.length;
+    box.focus();
+    box.setSelectionRange(caret, caret);
+  } catch (e) {
+    toast("Canned response failed: " + e.message);
+  }
+}
+
+$("reply").addEventListener("input", offerCanned);
+$("reply").addEventListener("blur", () => setTimeout(closeCanned, 150));
+$("reply").addEventListener("keydown", (e) => {
+  if ($("canned").hidden || !desk.offered.length) return;
+  if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+    e.preventDefault();
+    moveCanned(e.key === "ArrowDown" ? 1 : -1);
+  } else if ((e.key === "Enter" && !e.ctrlKey && !e.metaKey) || e.key === "Tab") {
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    insertCanned(desk.offered[desk.active]);
+  } else if (e.key === "Escape") {
+    closeCanned();
+  }
+});
+
+const COLOUR = /^#[0-9a-f]{6}$/i;
+
+function renderLabels() {
+  const cid = st.selected;
+  const box = clear($("labels"));
+  const on = (cid && desk.convLabels.get(cid)) || [];
+  for (const l of on) {
+    const chip = el("span", "label-chip", l.name);
+    chip.dataset.testid = "label";
+    chip.style.background = COLOUR.test(l.colour) ? l.colour : "#6b7280";
+    const x = el("button", "", "×");
+    x.type = "button";
+    x.setAttribute("aria-label", "Remove label " + l.name);
+    x.addEventListener("click", () => changeLabel(cid, l.id, "DELETE"));
+    chip.appendChild(x);
+    box.appendChild(chip);
+  }
+  const add = clear($("label-add"));
+  const free = desk.labels.filter((l) => !on.some((o) => o.id === l.id));
+  add.hidden = !cid || !free.length;
+  const first = el("option", "", "+ label");
+  first.value = "";
+  add.appendChild(first);
+  for (const l of free) {
+    const o = el("option", "", l.name);
+    o.value = l.id;
+    add.appendChild(o);
+  }
+}
+
+async function loadConvLabels(cid) {
+  try {
+    desk.convLabels.set(cid, (await call("GET", `/v1/conversations/${encodeURIComponent(cid)}/labels`)).labels || []);
+    if (st.selected === cid) renderLabels();
+  } catch (e) {
+    toast("Labels failed to load: " + e.message);
+  }
+}
+
+async function changeLabel(cid, labelId, method) {
+  try {
+    const r = await call(method, `/v1/conversations/${encodeURIComponent(cid)}/labels/${encodeURIComponent(labelId)}`);
+    desk.convLabels.set(cid, r.labels || []);
+    if (st.selected === cid) renderLabels();
+  } catch (e) {
+    toast("Label not changed: " + e.message);
+  }
+}
+
+$("label-add").addEventListener("change", (e) => {
+  const id = e.target.value;
+  if (id && st.selected) changeLabel(st.selected, id, "PUT");
 });
 
 // ---- debug / test hooks -------------------------------------------------------------------

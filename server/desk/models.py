@@ -1,0 +1,50 @@
+"""The desk's tables: canned responses (a tenant's, or one agent's own), labels a tenant defines,
+and which labels a conversation carries."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from server.core.models import new_id, utcnow
+
+__all__ = ["CannedResponse", "ConversationLabel", "Label"]
+
+
+def _ts() -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class CannedResponse(SQLModel, table=True):
+    """A saved reply. ``agent_id`` None: the tenant's (managed by its admins); else one agent's own."""
+
+    __tablename__ = "canned_responses"
+    __table_args__ = (Index("ix_canned_responses_owner", "tenant_id", "agent_id"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=32)
+    agent_id: str | None = Field(default=None, foreign_key="agents.id", max_length=32)
+    title: str = Field(max_length=200)
+    shortcut: str = Field(max_length=64)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class Label(SQLModel, table=True):
+    __tablename__ = "labels"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=32)
+    name: str = Field(max_length=64)
+    colour: str = Field(max_length=7)
+    created_at: datetime = _ts()
+
+
+class ConversationLabel(SQLModel, table=True):
+    __tablename__ = "conversation_labels"
+    __table_args__ = (Index("ix_conversation_labels_label", "tenant_id", "label_id"),)
+    conversation_id: str = Field(foreign_key="conversations.id", primary_key=True, max_length=32)
+    label_id: str = Field(foreign_key="labels.id", primary_key=True, max_length=32)
+    tenant_id: str = Field(max_length=32)
+    created_at: datetime = _ts()
