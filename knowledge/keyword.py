@@ -123,6 +123,20 @@ _QUESTION_WORDS = frozenset(
         "isnt", "doesnt", "u", "ur", "r",
     ]
 )
+# The same frame in Chinese ("大概要多久", "能不能", "有没有"): words of the question's form, matched as
+# whole phrases inside a run of characters (a word segmenter is not needed for these).
+_CJK_FRAMES = tuple(
+    sorted(
+        [
+            "大概", "大约", "一般", "通常", "到底", "究竟", "是不是", "能不能", "可不可以", "有没有", "要不要",
+            "会不会", "需不需要", "用不用", "贵不贵", "好不好", "行不行", "怎么样", "怎么办", "怎样", "为什么",
+            "一下", "现在", "还能", "还可以", "自己", "需要", "一个", "什么", "如果", "的话", "时候", "请问",
+            "知道", "告诉", "想要", "能好", "办法",
+        ],
+        key=len,
+        reverse=True,
+    )
+)
 _MAX_UNITS = 62
 _K1 = 1.2
 _B = 0.75
@@ -158,6 +172,36 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+def _cjk_frame(run: str) -> int:
+    """Bitmask of the characters of a CJK run that belong to a question-frame phrase."""
+    mask = 0
+    for phrase in _CJK_FRAMES:
+        start = run.find(phrase)
+        while start >= 0:
+            mask |= ((1 << len(phrase)) - 1) << start
+            start = run.find(phrase, start + len(phrase))
+    return mask
+
+
+_WHOLE = "\x01"  # prefix of the index-only terms that mark a code written whole in a chunk
+
+
+def _whole_codes(text: str) -> set[str]:
+    """The code-like terms a text writes as a whole word: ``192`` in "192 号段" but not in
+    "192.168.1.1", where it is a part of another thing."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    out: set[str] = set()
+    for match in _TOKEN.finditer(text):
+        run = match.group()
+        if _IS_CJK.match(run):
+            continue
+        parts = [p for p in re.split(r"[-_./]", run) if p]
+        for term in [run, "".join(parts)] if len(parts) > 1 else parts:
+            if is_exact_term(term):
+                out.add(_WHOLE + term)
+    return out
+
+
 def _query_terms(query: str) -> tuple[dict[str, int], int, set[str]]:
     """Each query term with the bitmask of query units it covers, the mask of content units,
     and the terms that are whole query words (``1550`` inside ``BB-1550-BR`` is not one).
@@ -181,8 +225,9 @@ def _query_terms(query: str) -> tuple[dict[str, int], int, set[str]]:
         run = match.group()
         if _IS_CJK.match(run):
             run = run[: _MAX_UNITS - unit]
+            frame = _cjk_frame(run)
             for offset, char in enumerate(run):
-                if char not in _CJK_STOP:
+                if char not in _CJK_STOP and not frame >> offset & 1:
                     content |= 1 << (unit + offset)
             if len(run) == 1:
                 add(run, 1 << unit)
@@ -250,10 +295,11 @@ class KeywordIndex:
         if chunk_id in self._slot:
             self.remove(chunk_id)
         counts = Counter(tokenize(text))
+        length = sum(counts.values())
+        counts.update(_whole_codes(text))
         slot = len(self._ids)
         self._ids.append(chunk_id)
         self._slot[chunk_id] = slot
-        length = sum(counts.values())
         self._lengths.append(length)
         self._alive.append(1)
         self._live += 1
@@ -371,8 +417,9 @@ class KeywordIndex:
             idf = math.log(1 + max(self._live - df + 0.5, 0.5) / (df + 0.5))
             scores[docs] += idf * tfs * (_K1 + 1) / (tfs + norm[docs])
             covered[docs] |= mask
-            if term in whole_words and is_exact_term(term):
-                exact[docs] = True
+            whole = self._postings.get(_WHOLE + term) if term in whole_words and is_exact_term(term) else None
+            if whole is not None:
+                exact[np.frombuffer(whole[0], dtype=np.uint32)] = True
         scores *= np.frombuffer(bytes(self._alive), dtype=np.uint8)
         candidates = int(np.count_nonzero(scores))
         if candidates == 0:

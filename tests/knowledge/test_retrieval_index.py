@@ -60,3 +60,24 @@ def test_the_top_k_holds_one_chunk_per_document(hash_service: KnowledgeService) 
     found = hash_service.retrieve("kb", "gasket seal", 5, threshold=0.0)
     documents = [h.document_id for h in found.hits]
     assert len(documents) == len(set(documents)) == 5
+
+
+def test_the_frame_of_a_chinese_question_is_no_topic_the_knowledge_base_must_know() -> None:
+    index = KeywordIndex()
+    index.add("transfer", "携号转网：发送短信获取授权码，转网一般 24 小时内完成。")
+    # "大概", "能不能", "有没有" only frame the question; the topic words are all known.
+    assert index.unknown_share("转网大概要多久") == 0.0
+    assert index.unknown_share("能不能转网") == 0.0
+    assert index.unknown_share("有没有授权码") == 0.0
+    assert index.search("转网大概要多久", 1)[0].coverage == 1.0
+    # A topic the page never mentions stays unknown however it is framed.
+    assert index.unknown_share("能不能办宽带") == 1.0
+
+
+def test_a_number_inside_another_code_is_not_the_code_the_question_names() -> None:
+    index = KeywordIndex()
+    index.add("router", "Open 192.168.1.1 in a browser to reach the router.")
+    index.add("kettle", "The AC-2041 kettle boils in two minutes. Call 10086 for help.")
+    assert not index.search("能办192号段的卡吗", 2)[0].exact_term  # a part of an IP address
+    hits = {h.chunk_id: h.exact_term for h in index.search("192.168.1.1 ac2041 10086", 2)}
+    assert hits == {"router": True, "kettle": True}  # written whole, or the same code unhyphenated
