@@ -202,9 +202,10 @@ def _whole_codes(text: str) -> set[str]:
     return out
 
 
-def _query_terms(query: str) -> tuple[dict[str, int], int, set[str]]:
+def _query_terms(query: str) -> tuple[dict[str, int], int, set[str], int]:
     """Each query term with the bitmask of query units it covers, the mask of content units,
-    and the terms that are whole query words (``1550`` inside ``BB-1550-BR`` is not one).
+    the terms that are whole query words (``1550`` inside ``BB-1550-BR`` is not one), and the
+    mask of the units that are Latin words (not CJK characters).
 
     A unit is a CJK character or a Latin word. Coverage counts units, not terms: a Chinese
     question's bigrams that straddle two words ("国需" in "中国需要") match nothing, and
@@ -214,6 +215,7 @@ def _query_terms(query: str) -> tuple[dict[str, int], int, set[str]]:
     terms: dict[str, int] = {}
     whole_words: set[str] = set()
     content = 0
+    latin = 0
     unit = 0
 
     def add(term: str, mask: int) -> None:
@@ -242,13 +244,14 @@ def _query_terms(query: str) -> tuple[dict[str, int], int, set[str]]:
             if part not in _STOPWORDS and unit < _MAX_UNITS:
                 if part not in _QUESTION_WORDS:
                     content |= 1 << unit
+                latin |= 1 << unit
                 add(_stem(part), 1 << unit)
                 unit += 1
         if len(parts) > 1 and unit > start:
             whole = ((1 << unit) - 1) ^ ((1 << start) - 1)
             add(run, whole)
             add("".join(parts), whole)
-    return terms, content, whole_words
+    return terms, content, whole_words, latin
 
 
 class KeywordHit(NamedTuple):
@@ -382,22 +385,30 @@ class KeywordIndex:
         """Share of the query's content units that no chunk contains at all: a question about
         a product or a term this knowledge base never mentions ("E2", "Bosch") is likely
         outside it, however similar its wording is to a page."""
-        raw, content, _whole = _query_terms(query)
+        latin, cjk = self.unknown_shares(query)
+        return latin + cjk
+
+    def unknown_shares(self, query: str) -> tuple[float, float]:
+        """``unknown_share`` split into its Latin words and its CJK characters (each a share of
+        all the content units): an unknown model name in a Chinese question ("S3 什么时候上市")
+        means what it means in an English one, unlike an unknown pair of characters."""
+        raw, content, _whole, latin = _query_terms(query)
         terms = self._known_forms(raw)
         units = content.bit_count()
         if units == 0:
-            return 0.0
+            return 0.0, 0.0
         known = 0
         for term, mask in terms.items():
             if term in self._postings:
                 known |= mask
-        return (content & ~known).bit_count() / units
+        unknown = content & ~known
+        return (unknown & latin).bit_count() / units, (unknown & ~latin).bit_count() / units
 
     def search(self, query: str, k: int) -> list[KeywordHit]:
         """Up to ``k`` hits, best BM25 score first."""
         if self._live == 0:
             return []
-        terms, content, whole_words = _query_terms(query)
+        terms, content, whole_words, _latin = _query_terms(query)
         terms = self._known_forms(terms)
         n = len(self._ids)
         scores = np.zeros(n, dtype=np.float32)

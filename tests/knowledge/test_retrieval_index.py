@@ -2,9 +2,11 @@
 how people type, and the top k holding distinct documents."""
 
 import numpy as np
+import pytest
 
 from knowledge.documents import ParsedDocument, Section
 from knowledge.keyword import KeywordIndex
+from knowledge.scope import ScopeModel, ScopeSignals
 from knowledge.service import KnowledgeService
 from knowledge.store import MemoryIndex, StoredChunk
 
@@ -81,3 +83,17 @@ def test_a_number_inside_another_code_is_not_the_code_the_question_names() -> No
     assert not index.search("能办192号段的卡吗", 2)[0].exact_term  # a part of an IP address
     hits = {h.chunk_id: h.exact_term for h in index.search("192.168.1.1 ac2041 10086", 2)}
     assert hits == {"router": True, "kettle": True}  # written whole, or the same code unhyphenated
+
+
+def test_an_unknown_model_name_in_a_chinese_question_weighs_as_it_does_in_an_english_one() -> None:
+    index = KeywordIndex()
+    index.add("s2", "S2 滑板车已经上市，续航 40 公里。")
+    latin, cjk = index.unknown_shares("S3 滑板车什么时候上市")  # content units: S3, 滑 板 车, 上 市
+    assert (latin, cjk) == (pytest.approx(1 / 6), 0.0)
+    assert index.unknown_shares("S2 滑板车续航多少") == (0.0, 0.0)
+    model = ScopeModel((0.0, 0.0, 0.0, 0.0, 0.0, -6.0, -1.0), 0.0)
+    named = ScopeSignals(0.5, 0.2, 0.8, 0.5, unknown=latin + cjk, cjk=True, unknown_latin=latin)
+    characters = ScopeSignals(0.5, 0.2, 0.8, 0.5, unknown=latin + cjk, cjk=True, unknown_latin=0.0)
+    english = ScopeSignals(0.5, 0.2, 0.8, 0.5, unknown=latin + cjk)
+    assert model.probability(named) == pytest.approx(model.probability(english))
+    assert model.probability(named) < model.probability(characters)
