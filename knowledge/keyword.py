@@ -151,17 +151,34 @@ def _stem(word: str) -> str:
     return word
 
 
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _measure(text: str, number: re.Match[str] | None, run: re.Match[str]) -> str | None:
+    """A number with the CJK unit written right after it ("30 米", "5元", "24小时"): its own term,
+    so "30 米" finds the cable length and not "30 元/天" of a price list."""
+    if number is None or run.start() - number.end() > 1 or text[number.end() : run.start()].strip():
+        return None
+    return number.group() + run.group()[0]
+
+
 def tokenize(text: str) -> list[str]:
     text = unicodedata.normalize("NFKC", text).lower()
     tokens: list[str] = []
+    number: re.Match[str] | None = None
     for match in _TOKEN.finditer(text):
         run = match.group()
         if _IS_CJK.match(run):
+            measure = _measure(text, number, match)
+            if measure:
+                tokens.append(measure)
+            number = None
             if len(run) == 1:
                 tokens.append(run)
             else:
                 tokens.extend(run[i : i + 2] for i in range(len(run) - 1))
             continue
+        number = match if _NUMBER.fullmatch(run) else None
         parts = re.split(r"[-_./]", run)
         if len(parts) > 1:
             tokens.append(run)
@@ -221,11 +238,16 @@ def _query_terms(query: str) -> tuple[dict[str, int], int, set[str], int]:
     def add(term: str, mask: int) -> None:
         terms[term] = terms.get(term, 0) | mask
 
+    number: tuple[re.Match[str], int] | None = None
     for match in _TOKEN.finditer(text):
         if unit >= _MAX_UNITS:
             break
         run = match.group()
         if _IS_CJK.match(run):
+            measure = _measure(text, number[0], match) if number else None
+            if measure and number:
+                add(measure, 1 << number[1] | 1 << unit)
+            number = None
             run = run[: _MAX_UNITS - unit]
             frame = _cjk_frame(run)
             for offset, char in enumerate(run):
@@ -237,6 +259,7 @@ def _query_terms(query: str) -> tuple[dict[str, int], int, set[str], int]:
                 add(run[offset : offset + 2], 0b11 << (unit + offset))
             unit += len(run)
             continue
+        number = (match, unit) if _NUMBER.fullmatch(run) else None
         parts = [p for p in re.split(r"[-_./]", run) if p]
         whole_words.update([run, "".join(parts)] if len(parts) > 1 else parts)
         start = unit

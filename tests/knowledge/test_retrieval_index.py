@@ -97,3 +97,11 @@ def test_an_unknown_model_name_in_a_chinese_question_weighs_as_it_does_in_an_eng
     english = ScopeSignals(0.5, 0.2, 0.8, 0.5, unknown=latin + cjk)
     assert model.probability(named) == pytest.approx(model.probability(english))
     assert model.probability(named) < model.probability(characters)
+
+
+def test_a_number_with_its_chinese_unit_finds_that_measure_not_the_same_number_of_another_unit() -> None:
+    index = KeywordIndex()
+    index.add("prices", "| 日本 | 30 元/天 | 1GB |\n| 韩国 | 30 元/天 | 1GB |\n| 泰国 | 30 元/天 | 2GB |")
+    index.add("cable", "入户走线 30 米以内免费，超过的部分按 5 元/米收取材料费。")
+    assert index.search("30米多少钱", 2)[0].chunk_id == "cable"
+    assert index.search("日本流量包30元一天", 2)[0].chunk_id == "prices"
