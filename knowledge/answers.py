@@ -263,7 +263,9 @@ _ASKS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
     for q, a in (
         (r"\bhow much\b|\bcost|\bprice|\bfee|\bcharge[ds]?\b|\bpay\b|\bexpensive|\bcheap|\bfree\b|"
          r"免费|多少钱|价格|价钱|费用|收费|多少元|贵|便宜|付多少|赔多少",
-         r"[€$£¥]\s?\d|\d\s?(€|eur|euros?|usd|gbp|元|块)|免费|\bfree( of charge)?\b|\bno charge\b"),
+         # "How much cheaper": a discount answers it as well as a price.
+         r"[€$£¥]\s?\d|\d\s?(€|eur|euros?|usd|gbp|元|块)|免费|\bfree( of charge)?\b|\bno charge\b|"
+         r"[\d一二三四五六七八九]\s?折|\d\s?%\s?(off|discount)|\d\s?%\s?(的)?(折扣|优惠)"),
         (r"\bhow (long|soon|quickly)\b|\bwhen\b|\buntil\b|\bby when\b|\bhow many (days|weeks|months|years|hours|"
          r"minutes)|\bdeadline\b|多久|多长时间|几天|什么时候|几个月|几年|多少天|何时|期限",
          _DURATION),

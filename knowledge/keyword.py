@@ -123,6 +123,20 @@ _QUESTION_WORDS = frozenset(
         "isnt", "doesnt", "u", "ur", "r",
     ]
 )
+# The same frame in Chinese ("大概要多久", "能不能", "有没有"): words of the question's form, matched as
+# whole phrases inside a run of characters (a word segmenter is not needed for these).
+_CJK_FRAMES = tuple(
+    sorted(
+        [
+            "大概", "大约", "一般", "通常", "到底", "究竟", "是不是", "能不能", "可不可以", "有没有", "要不要",
+            "会不会", "需不需要", "用不用", "贵不贵", "好不好", "行不行", "怎么样", "怎么办", "怎样", "为什么",
+            "一下", "现在", "还能", "还可以", "自己", "需要", "一个", "什么", "如果", "的话", "时候", "请问",
+            "知道", "告诉", "想要", "能好", "办法",
+        ],
+        key=len,
+        reverse=True,
+    )
+)
 _MAX_UNITS = 62
 _K1 = 1.2
 _B = 0.75
@@ -137,17 +151,34 @@ def _stem(word: str) -> str:
     return word
 
 
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _measure(text: str, number: re.Match[str] | None, run: re.Match[str]) -> str | None:
+    """A number with the CJK unit written right after it ("30 米", "5元", "24小时"): its own term,
+    so "30 米" finds the cable length and not "30 元/天" of a price list."""
+    if number is None or run.start() - number.end() > 1 or text[number.end() : run.start()].strip():
+        return None
+    return number.group() + run.group()[0]
+
+
 def tokenize(text: str) -> list[str]:
     text = unicodedata.normalize("NFKC", text).lower()
     tokens: list[str] = []
+    number: re.Match[str] | None = None
     for match in _TOKEN.finditer(text):
         run = match.group()
         if _IS_CJK.match(run):
+            measure = _measure(text, number, match)
+            if measure:
+                tokens.append(measure)
+            number = None
             if len(run) == 1:
                 tokens.append(run)
             else:
                 tokens.extend(run[i : i + 2] for i in range(len(run) - 1))
             continue
+        number = match if _NUMBER.fullmatch(run) else None
         parts = re.split(r"[-_./]", run)
         if len(parts) > 1:
             tokens.append(run)
@@ -158,9 +189,40 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
-def _query_terms(query: str) -> tuple[dict[str, int], int, set[str]]:
+def _cjk_frame(run: str) -> int:
+    """Bitmask of the characters of a CJK run that belong to a question-frame phrase."""
+    mask = 0
+    for phrase in _CJK_FRAMES:
+        start = run.find(phrase)
+        while start >= 0:
+            mask |= ((1 << len(phrase)) - 1) << start
+            start = run.find(phrase, start + len(phrase))
+    return mask
+
+
+_WHOLE = "\x01"  # prefix of the index-only terms that mark a code written whole in a chunk
+
+
+def _whole_codes(text: str) -> set[str]:
+    """The code-like terms a text writes as a whole word: ``192`` in "192 号段" but not in
+    "192.168.1.1", where it is a part of another thing."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    out: set[str] = set()
+    for match in _TOKEN.finditer(text):
+        run = match.group()
+        if _IS_CJK.match(run):
+            continue
+        parts = [p for p in re.split(r"[-_./]", run) if p]
+        for term in [run, "".join(parts)] if len(parts) > 1 else parts:
+            if is_exact_term(term):
+                out.add(_WHOLE + term)
+    return out
+
+
+def _query_terms(query: str) -> tuple[dict[str, int], int, set[str], int]:
     """Each query term with the bitmask of query units it covers, the mask of content units,
-    and the terms that are whole query words (``1550`` inside ``BB-1550-BR`` is not one).
+    the terms that are whole query words (``1550`` inside ``BB-1550-BR`` is not one), and the
+    mask of the units that are Latin words (not CJK characters).
 
     A unit is a CJK character or a Latin word. Coverage counts units, not terms: a Chinese
     question's bigrams that straddle two words ("国需" in "中国需要") match nothing, and
@@ -170,19 +232,26 @@ def _query_terms(query: str) -> tuple[dict[str, int], int, set[str]]:
     terms: dict[str, int] = {}
     whole_words: set[str] = set()
     content = 0
+    latin = 0
     unit = 0
 
     def add(term: str, mask: int) -> None:
         terms[term] = terms.get(term, 0) | mask
 
+    number: tuple[re.Match[str], int] | None = None
     for match in _TOKEN.finditer(text):
         if unit >= _MAX_UNITS:
             break
         run = match.group()
         if _IS_CJK.match(run):
+            measure = _measure(text, number[0], match) if number else None
+            if measure and number:
+                add(measure, 1 << number[1] | 1 << unit)
+            number = None
             run = run[: _MAX_UNITS - unit]
+            frame = _cjk_frame(run)
             for offset, char in enumerate(run):
-                if char not in _CJK_STOP:
+                if char not in _CJK_STOP and not frame >> offset & 1:
                     content |= 1 << (unit + offset)
             if len(run) == 1:
                 add(run, 1 << unit)
@@ -190,6 +259,7 @@ def _query_terms(query: str) -> tuple[dict[str, int], int, set[str]]:
                 add(run[offset : offset + 2], 0b11 << (unit + offset))
             unit += len(run)
             continue
+        number = (match, unit) if _NUMBER.fullmatch(run) else None
         parts = [p for p in re.split(r"[-_./]", run) if p]
         whole_words.update([run, "".join(parts)] if len(parts) > 1 else parts)
         start = unit
@@ -197,13 +267,14 @@ def _query_terms(query: str) -> tuple[dict[str, int], int, set[str]]:
             if part not in _STOPWORDS and unit < _MAX_UNITS:
                 if part not in _QUESTION_WORDS:
                     content |= 1 << unit
+                latin |= 1 << unit
                 add(_stem(part), 1 << unit)
                 unit += 1
         if len(parts) > 1 and unit > start:
             whole = ((1 << unit) - 1) ^ ((1 << start) - 1)
             add(run, whole)
             add("".join(parts), whole)
-    return terms, content, whole_words
+    return terms, content, whole_words, latin
 
 
 class KeywordHit(NamedTuple):
@@ -250,10 +321,11 @@ class KeywordIndex:
         if chunk_id in self._slot:
             self.remove(chunk_id)
         counts = Counter(tokenize(text))
+        length = sum(counts.values())
+        counts.update(_whole_codes(text))
         slot = len(self._ids)
         self._ids.append(chunk_id)
         self._slot[chunk_id] = slot
-        length = sum(counts.values())
         self._lengths.append(length)
         self._alive.append(1)
         self._live += 1
@@ -336,22 +408,30 @@ class KeywordIndex:
         """Share of the query's content units that no chunk contains at all: a question about
         a product or a term this knowledge base never mentions ("E2", "Bosch") is likely
         outside it, however similar its wording is to a page."""
-        raw, content, _whole = _query_terms(query)
+        latin, cjk = self.unknown_shares(query)
+        return latin + cjk
+
+    def unknown_shares(self, query: str) -> tuple[float, float]:
+        """``unknown_share`` split into its Latin words and its CJK characters (each a share of
+        all the content units): an unknown model name in a Chinese question ("S3 什么时候上市")
+        means what it means in an English one, unlike an unknown pair of characters."""
+        raw, content, _whole, latin = _query_terms(query)
         terms = self._known_forms(raw)
         units = content.bit_count()
         if units == 0:
-            return 0.0
+            return 0.0, 0.0
         known = 0
         for term, mask in terms.items():
             if term in self._postings:
                 known |= mask
-        return (content & ~known).bit_count() / units
+        unknown = content & ~known
+        return (unknown & latin).bit_count() / units, (unknown & ~latin).bit_count() / units
 
     def search(self, query: str, k: int) -> list[KeywordHit]:
         """Up to ``k`` hits, best BM25 score first."""
         if self._live == 0:
             return []
-        terms, content, whole_words = _query_terms(query)
+        terms, content, whole_words, _latin = _query_terms(query)
         terms = self._known_forms(terms)
         n = len(self._ids)
         scores = np.zeros(n, dtype=np.float32)
@@ -371,8 +451,9 @@ class KeywordIndex:
             idf = math.log(1 + max(self._live - df + 0.5, 0.5) / (df + 0.5))
             scores[docs] += idf * tfs * (_K1 + 1) / (tfs + norm[docs])
             covered[docs] |= mask
-            if term in whole_words and is_exact_term(term):
-                exact[docs] = True
+            whole = self._postings.get(_WHOLE + term) if term in whole_words and is_exact_term(term) else None
+            if whole is not None:
+                exact[np.frombuffer(whole[0], dtype=np.uint32)] = True
         scores *= np.frombuffer(bytes(self._alive), dtype=np.uint8)
         candidates = int(np.count_nonzero(scores))
         if candidates == 0:

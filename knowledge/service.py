@@ -279,7 +279,7 @@ class KnowledgeService:
         with self._lock(kb_id):
             memory = self._index(kb_id)
             keyword_hits = memory.keyword.search(query, pool)
-            unknown = memory.keyword.unknown_share(query)
+            unknown = memory.keyword.unknown_shares(query)
             # Chroma's HNSW index answers the top k: an exact scan of an in-memory matrix was
             # slower at 10k and 100k chunks (memory-bound, bench/results/knowledge.md).
             for rank_, chunk in enumerate(self.store.query(kb_id, query_vector, pool), start=1):
@@ -436,7 +436,7 @@ def _signals(
     keyword_hits: Sequence[KeywordHit],
     candidates: dict[str, Candidate],
     cjk: bool,
-    unknown: float,
+    unknown: tuple[float, float],
     documents: dict[str, str],
 ) -> ScopeSignals:
     # Per document: five chunks of the page that answers are not five competitors.
@@ -453,4 +453,6 @@ def _signals(
     coverage = max((kw.coverage for kw in top_keyword), default=0.0)
     keyword_similarity = candidates[keyword_hits[0].chunk_id].similarity or 0.0 if keyword_hits else 0.0
     exact = any(kw.exact_term for kw in top_keyword)
-    return ScopeSignals(best, margin, coverage, keyword_similarity, unknown, exact, cjk)
+    latin_unknown, cjk_unknown = unknown
+    return ScopeSignals(best, margin, coverage, keyword_similarity, latin_unknown + cjk_unknown, exact, cjk,
+                        latin_unknown)

@@ -40,6 +40,23 @@ def test_chinese_questions_ask_for_yuan_and_days(use: MultilingualUSE) -> None:
     assert best(use, "逾期一天罚多少钱", chunk) == ("逾期归还每本每天收取 0.5 元。",)
 
 
+def test_how_much_cheaper_is_answered_by_the_discount(use: MultilingualUSE) -> None:
+    chunk = (
+        "| 会员 | 月费 | 年费 |\n| --- | --- | --- |\n"
+        "| 普通 | 10 元/月 | 108 元/年 |\n| 高级 | 20 元/月 | 216 元/年 |\n\n"
+        "年卡一次性付清，相当于打九折，中途不退差价。月卡按自然月收费。"
+    )
+    assert best(use, "年卡比月卡便宜多少", chunk) == ("年卡一次性付清，相当于打九折，中途不退差价。",)
+    english = (
+        "Membership costs £10 a month or £108 a year.\n"
+        "Paying for a year at once gives 10% off the monthly price.\n"
+        "Members may bring one guest per visit."
+    )
+    assert best(use, "how much cheaper is paying for a year?", english) == (
+        "Paying for a year at once gives 10% off the monthly price.",
+    )
+
+
 def test_a_sentence_that_leans_back_comes_with_the_one_before(use: MultilingualUSE) -> None:
     chunk = (
         "Members can pause their membership for up to two months a year.\n"

@@ -2,9 +2,11 @@
 how people type, and the top k holding distinct documents."""
 
 import numpy as np
+import pytest
 
 from knowledge.documents import ParsedDocument, Section
 from knowledge.keyword import KeywordIndex
+from knowledge.scope import ScopeModel, ScopeSignals
 from knowledge.service import KnowledgeService
 from knowledge.store import MemoryIndex, StoredChunk
 
@@ -60,3 +62,46 @@ def test_the_top_k_holds_one_chunk_per_document(hash_service: KnowledgeService) 
     found = hash_service.retrieve("kb", "gasket seal", 5, threshold=0.0)
     documents = [h.document_id for h in found.hits]
     assert len(documents) == len(set(documents)) == 5
+
+
+def test_the_frame_of_a_chinese_question_is_no_topic_the_knowledge_base_must_know() -> None:
+    index = KeywordIndex()
+    index.add("transfer", "携号转网：发送短信获取授权码，转网一般 24 小时内完成。")
+    # "大概", "能不能", "有没有" only frame the question; the topic words are all known.
+    assert index.unknown_share("转网大概要多久") == 0.0
+    assert index.unknown_share("能不能转网") == 0.0
+    assert index.unknown_share("有没有授权码") == 0.0
+    assert index.search("转网大概要多久", 1)[0].coverage == 1.0
+    # A topic the page never mentions stays unknown however it is framed.
+    assert index.unknown_share("能不能办宽带") == 1.0
+
+
+def test_a_number_inside_another_code_is_not_the_code_the_question_names() -> None:
+    index = KeywordIndex()
+    index.add("router", "Open 192.168.1.1 in a browser to reach the router.")
+    index.add("kettle", "The AC-2041 kettle boils in two minutes. Call 10086 for help.")
+    assert not index.search("能办192号段的卡吗", 2)[0].exact_term  # a part of an IP address
+    hits = {h.chunk_id: h.exact_term for h in index.search("192.168.1.1 ac2041 10086", 2)}
+    assert hits == {"router": True, "kettle": True}  # written whole, or the same code unhyphenated
+
+
+def test_an_unknown_model_name_in_a_chinese_question_weighs_as_it_does_in_an_english_one() -> None:
+    index = KeywordIndex()
+    index.add("s2", "S2 滑板车已经上市，续航 40 公里。")
+    latin, cjk = index.unknown_shares("S3 滑板车什么时候上市")  # content units: S3, 滑 板 车, 上 市
+    assert latin == pytest.approx(1 / 6) and cjk == 0.0
+    assert index.unknown_shares("S2 滑板车续航多少") == (0.0, 0.0)
+    model = ScopeModel((0.0, 0.0, 0.0, 0.0, 0.0, -6.0, -1.0), 0.0)
+    named = ScopeSignals(0.5, 0.2, 0.8, 0.5, unknown=latin + cjk, cjk=True, unknown_latin=latin)
+    characters = ScopeSignals(0.5, 0.2, 0.8, 0.5, unknown=latin + cjk, cjk=True, unknown_latin=0.0)
+    english = ScopeSignals(0.5, 0.2, 0.8, 0.5, unknown=latin + cjk)
+    assert model.probability(named) == pytest.approx(model.probability(english))
+    assert model.probability(named) < model.probability(characters)
+
+
+def test_a_number_with_its_chinese_unit_finds_that_measure_not_the_same_number_of_another_unit() -> None:
+    index = KeywordIndex()
+    index.add("prices", "| 日本 | 30 元/天 | 1GB |\n| 韩国 | 30 元/天 | 1GB |\n| 泰国 | 30 元/天 | 2GB |")
+    index.add("cable", "入户走线 30 米以内免费，超过的部分按 5 元/米收取材料费。")
+    assert index.search("30米多少钱", 2)[0].chunk_id == "cable"
+    assert index.search("日本流量包30元一天", 2)[0].chunk_id == "prices"
