@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from litestar import WebSocket
@@ -172,6 +173,7 @@ class Session:
             frame["retry_after_ms"] = retry_after_ms
         await self.send_direct(frame)
         await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
+        await self._flushed()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.socket.close(code=close_code_for(code)), self.gw.settings.ws_close_timeout_s)
         raise _Closing
@@ -219,7 +221,7 @@ class Session:
                 await self.fatal("connection_limit",
                                  f"at most {s.max_connections_per_user} connections per user")
             self.principal = p
-            buffered = self.socket.scope.get("extensions", {}).get("parley.buffered_amount") if self.native else None
+            buffered = _buffered_amount(self.socket) if self.native else None
             self.conn = Connection(self.id, key, queue_max=s.send_queue_max, on_overflow=self.on_overflow,
                                    native_send=self.socket.send if self.native else None,  # type: ignore[arg-type]
                                    buffered=buffered, buffer_limit=_buffer_limit(s))
@@ -534,6 +536,13 @@ class Session:
 #: kind of frame can be sent without limit.
 _FRAME_COST: dict[type, float] = {Send: 1.0, ConversationStart: 1.0, Subscribe: 1.0, HandoffRequest: 1.0,
                                   Read: 0.5, Typing: 0.2, Unsubscribe: 0.2, Ping: 0.1, Hello: 0.1}
+
+
+def _buffered_amount(socket: WebSocket[Any, Any, Any]) -> Callable[[], int] | None:
+    """socketify's count of bytes uWS holds unsent for the socket (serving.py puts it in the
+    scope's extensions)."""
+    found = (socket.scope.get("extensions") or {}).get("parley.buffered_amount")
+    return found if callable(found) else None
 
 
 def _buffer_limit(s: Settings) -> int:
