@@ -300,7 +300,8 @@ def run_socketify(app: Litestar, settings: Settings, *, on_listen: Callable[[], 
             "max_payload_length": settings.transport_frame_bytes,
             "idle_timeout": settings.ws_idle_timeout_s,
             "compression": False,
-            # uWS's own backpressure bound for native topic fan-out: a reader this far behind is closed.
+            # uWS's own backpressure bound: it would close a reader this far behind without a word;
+            # the gateway ends one itself a few frames before (slow_consumer, then bye).
             "max_backpressure": settings.ws_max_backpressure_bytes,
             "close_on_backpressure_limit": 1,
         },
