@@ -36,6 +36,17 @@ class ResumeState:
     def seen(self, topic: str) -> int | None:
         return self._seen.get(topic)
 
+    def advance(self, topic: str, seq: int) -> None:
+        """The socket was given everything up to ``seq`` by another path (uWS's native topic)."""
+        if seq > self._seen.get(topic, 0):
+            self._seen[topic] = seq
+
+    def holding(self, topic: str) -> bool:
+        return topic in self._held
+
+    def floor(self, topic: str) -> int:
+        return self._floor.get(topic, 0)
+
     def hold(self, topic: str) -> None:
         """A replay of ``topic`` begins: live frames wait."""
         self._held[topic] = []
@@ -67,7 +78,8 @@ class ResumeState:
 class Connection:
     """One accepted socket as fan-out sees it."""
 
-    __slots__ = ("id", "key", "native_send", "on_overflow", "overflowed", "queue", "resume", "topics")
+    __slots__ = ("buffer_limit", "buffered", "id", "key", "native_send", "on_overflow", "overflowed", "python_topics",
+                 "queue", "resume", "topics")
 
     def __init__(
         self,
@@ -77,6 +89,8 @@ class Connection:
         queue_max: int,
         native_send: Callable[[dict[str, Any]], Awaitable[Any]] | None = None,
         on_overflow: Callable[["Connection"], None] | None = None,
+        buffered: Callable[[], int] | None = None,
+        buffer_limit: int = 0,
     ) -> None:
         self.id = conn_id
         self.key = key  # (tenant_id, role, principal id)
@@ -86,6 +100,22 @@ class Connection:
         self.on_overflow = on_overflow
         self.overflowed = False
         self.resume = ResumeState(held_max=queue_max)
+        # Native sockets only: topics still delivered through the queue above (not subscribed in
+        # uWS yet, or taken back for a catch-up), and what uWS holds unsent for the socket.
+        self.python_topics: set[str] = set()
+        self.buffered = buffered
+        self.buffer_limit = buffer_limit
+
+    def backed_up(self) -> bool:
+        """uWS holds more unsent bytes for this socket than it may (a slow consumer)."""
+        return self.buffered is not None and self.buffer_limit > 0 and self.buffered() > self.buffer_limit
+
+    def ready_for_native(self, topic: str, seq: int | None) -> bool:
+        """A topic moves from the queue to uWS only when nothing queued could be overtaken: no
+        replay running, the queue empty (its writer sends synchronously into uWS, in order) and
+        the frame newer than anything a replay sent."""
+        return (not self.overflowed and not self.resume.holding(topic) and self.queue.empty()
+                and (seq is None or seq > self.resume.floor(topic)))
 
     def offer(self, data: str, topic: str | None = None) -> bool:
         """Queue a frame without ever blocking the publisher; a full queue marks a slow consumer."""
@@ -152,31 +182,92 @@ class PythonFanout(LocalFanout):
 
 class NativeFanout(LocalFanout):
     """socketify's ``websocket.subscribe``/``websocket.publish`` ASGI extensions. Membership is
-    mirrored here so the node knows which topics it needs from the bus."""
+    mirrored here so the node knows which topics it needs from the bus.
+
+    A socket joins a topic on the Python path (its queue, with ``ResumeState`` holding live
+    frames during a replay and dropping what the replay sent) and moves to the uWS topic on the
+    first live frame that finds its queue drained and no replay running: the subscribe and the
+    publish happen in that same loop step (socketify's ``send`` calls uWS synchronously), so no
+    frame can overtake one queued before it. A catch-up takes the topic back to the Python path
+    (``to_python``)."""
 
     native = True
 
+    def __init__(self) -> None:
+        super().__init__()
+        # The highest seq published natively on each topic: what every uWS subscriber was given.
+        self.published: dict[str, int] = {}
+
     async def add(self, conn: Connection, topic: str) -> bool:
         first = await super().add(conn, topic)
-        if conn.native_send is not None:
-            await conn.native_send({"type": "websocket.subscribe", "topic": topic})
+        if conn.native_send is not None and topic not in conn.python_topics:
+            conn.python_topics.add(topic)
         return first
 
     async def remove(self, conn: Connection, topic: str) -> bool:
         emptied = await super().remove(conn, topic)
         if conn.native_send is not None:
-            # The socket may already be gone; its membership is dropped either way.
+            was_python = topic in conn.python_topics
+            conn.python_topics.discard(topic)
+            if not was_python:
+                # The socket may already be gone; its membership is dropped either way.
+                with contextlib.suppress(Exception):  # broad: the socket may already be gone
+                    await conn.native_send({"type": "websocket.unsubscribe", "topic": topic})
+        return emptied
+
+    async def to_python(self, conn: Connection, topic: str) -> int | None:
+        """Take ``topic`` of ``conn`` back from uWS to the Python path; returns the last seq the
+        socket was given (where a catch-up starts)."""
+        if conn.native_send is None or topic not in conn.topics:
+            return conn.resume.seen(topic)
+        if topic not in conn.python_topics:
+            conn.python_topics.add(topic)
+            conn.resume.advance(topic, self.published.get(topic, 0))
             with contextlib.suppress(Exception):  # broad: the socket may already be gone
                 await conn.native_send({"type": "websocket.unsubscribe", "topic": topic})
-        return emptied
+        return conn.resume.seen(topic)
+
+    async def detach(self, conn: Connection) -> None:
+        """Nothing more reaches ``conn`` from uWS topics (it is being closed)."""
+        for topic in list(conn.topics):
+            if topic not in conn.python_topics:
+                conn.python_topics.add(topic)
+                with contextlib.suppress(Exception):  # broad: the socket may already be gone
+                    await conn.native_send({"type": "websocket.unsubscribe", "topic": topic})  # type: ignore[misc]
 
     async def deliver(self, topic: str, data: str) -> int:
         members = self.topics.get(topic)
         if not members:
             return 0
+        seq = frame_seq(data)
+        publisher: Connection | None = None
+        native: list[Connection] = []
+        for conn in tuple(members):
+            if conn.native_send is None:
+                conn.offer(data, topic)
+                continue
+            if topic in conn.python_topics:
+                if not conn.ready_for_native(topic, seq):
+                    conn.offer(data, topic)
+                    continue
+                # No await that could suspend from here to the publish below: socketify's send
+                # runs uWS's subscribe and publish synchronously.
+                conn.python_topics.discard(topic)
+                conn.resume.admit(topic, data)
+                await conn.native_send({"type": "websocket.subscribe", "topic": topic})
+            native.append(conn)
+            publisher = conn
+        if publisher is None or publisher.native_send is None:
+            return len(members)
+        if seq is not None and seq > self.published.get(topic, 0):
+            self.published[topic] = seq
         # Any live socket of this process can publish; uWS delivers to every subscriber.
-        for conn in members:
-            if conn.native_send is not None:
-                await conn.native_send({"type": "websocket.publish", "topic": topic, "text": data})
-                return len(members)
-        return 0
+        await publisher.native_send({"type": "websocket.publish", "topic": topic, "text": data})
+        # A reader falling behind is ended by the app (told slow_consumer, then bye) before uWS's
+        # own backpressure limit would close it without a word.
+        for conn in native:
+            if not conn.overflowed and conn.backed_up():
+                conn.overflowed = True
+                if conn.on_overflow is not None:
+                    conn.on_overflow(conn)
+        return len(members)

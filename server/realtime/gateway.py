@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from litestar import WebSocket
@@ -91,8 +92,9 @@ class Session:
             await asyncio.wait_for(self.socket.send_text(json.dumps(frame)), self.gw.settings.goodbye_send_timeout_s)
 
     async def _write_loop(self) -> None:
-        assert self.conn is not None
-        q = self.conn.queue
+        conn = self.conn
+        assert conn is not None
+        q = conn.queue
         send = self.socket.send_text
         while True:
             data = await q.get()
@@ -100,6 +102,19 @@ class Session:
                 return
             await send(data)
             q.task_done()
+            if conn.backed_up():
+                # uWS would drop what it cannot hold: wait until the reader takes some (the queue
+                # fills meanwhile, which makes a reader that never does a slow consumer).
+                await self._drained(conn)
+
+    async def _drained(self, conn: Connection) -> None:
+        deadline = time.monotonic() + self.gw.settings.replay_stall_s
+        while conn.backed_up():
+            if time.monotonic() > deadline and not conn.overflowed:
+                conn.overflowed = True
+                self.on_overflow(conn)
+                return
+            await asyncio.sleep(0.005)
 
     def on_overflow(self, _conn: Connection) -> None:
         if not self.killing:
@@ -117,9 +132,16 @@ class Session:
         self.closed.set()
         if self.writer is not None:
             self.writer.cancel()
+        conn = self.conn
+        if conn is not None:
+            conn.overflowed = True  # nothing more from the queue
+            detach = getattr(self.gw.bus.local, "detach", None)
+            if detach is not None:
+                await detach(conn)  # nothing more from uWS topics
         if code != "shutdown":
             await self.send_direct({"type": "error", "code": code, "detail": detail, "fatal": True})
         await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
+        await self._flushed()
         with contextlib.suppress(Exception):  # broad: closing a socket the peer may already have dropped
             await asyncio.wait_for(self.socket.close(code=close_code_for(code)), self.gw.settings.ws_close_timeout_s)
         # A reader that stopped reading leaves the handler blocked in receive(): end it, so the
@@ -128,6 +150,16 @@ class Session:
         if (code != "shutdown" and self.task is not None and self.task is not asyncio.current_task()
                 and not self.task.done()):
             self.task.cancel()
+
+    async def _flushed(self) -> None:
+        """On socketify, closing drops what uWS still holds for the socket, the error and bye
+        frames included: wait (``goodbye_send_timeout_s`` at most) until the reader took them."""
+        conn = self.conn
+        if conn is None or conn.buffered is None:
+            return
+        deadline = time.monotonic() + self.gw.settings.goodbye_send_timeout_s
+        while conn.buffered() > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
 
     async def fatal(self, code: str, detail: str, *, reconnect: bool = False, ref: str | None = None,
                     retry_after_ms: int | None = None) -> None:
@@ -141,6 +173,7 @@ class Session:
             frame["retry_after_ms"] = retry_after_ms
         await self.send_direct(frame)
         await self.send_direct({"type": "bye", "code": code, "detail": detail, "reconnect": reconnect})
+        await self._flushed()
         with contextlib.suppress(Exception):  # broad: closing a socket the peer may already have dropped
             await asyncio.wait_for(self.socket.close(code=close_code_for(code)), self.gw.settings.ws_close_timeout_s)
         raise _Closing
@@ -188,8 +221,10 @@ class Session:
                 await self.fatal("connection_limit",
                                  f"at most {s.max_connections_per_user} connections per user")
             self.principal = p
+            buffered = _buffered_amount(self.socket) if self.native else None
             self.conn = Connection(self.id, key, queue_max=s.send_queue_max, on_overflow=self.on_overflow,
-                                   native_send=self.socket.send if self.native else None)  # type: ignore[arg-type]
+                                   native_send=self.socket.send if self.native else None,  # type: ignore[arg-type]
+                                   buffered=buffered, buffer_limit=_buffer_limit(s))
             self.writer = asyncio.create_task(self._write_loop())
             self.gw.register(self)
             self.push({"type": "welcome", "connection_id": self.id,
@@ -503,6 +538,19 @@ _FRAME_COST: dict[type, float] = {Send: 1.0, ConversationStart: 1.0, Subscribe: 
                                   Read: 0.5, Typing: 0.2, Unsubscribe: 0.2, Ping: 0.1, Hello: 0.1}
 
 
+def _buffered_amount(socket: WebSocket[Any, Any, Any]) -> Callable[[], int] | None:
+    """socketify's count of bytes uWS holds unsent for the socket (serving.py puts it in the
+    scope's extensions)."""
+    found = (socket.scope.get("extensions") or {}).get("parley.buffered_amount")
+    return found if callable(found) else None
+
+
+def _buffer_limit(s: Settings) -> int:
+    """What uWS may hold unsent for one socket before the app ends it as a slow consumer: below
+    uWS's own limit by room for a few more frames, and for the error and bye frames."""
+    return max(s.ws_max_backpressure_bytes - 4 * s.transport_frame_bytes, s.ws_max_backpressure_bytes // 2)
+
+
 def message_created(m: Message) -> str:
     return iso(m.created_at)
 
@@ -623,13 +671,19 @@ class Gateway:
     async def catch_up(self) -> None:
         """After the bus lost messages (Redis down and back), give every socket of this node what
         it missed, from the database, starting at the last seq it was sent."""
+        to_python = getattr(self.bus.local, "to_python", None)
         for sess in list(self.sessions.values()):
             conn = sess.conn
-            if conn is None or sess.native:
+            if conn is None or sess.closed.is_set():
                 continue
             for topic in list(conn.topics):
-                cid, seen = conversation_of(topic), conn.resume.seen(topic)
-                if cid is None or seen is None:
+                cid = conversation_of(topic)
+                if cid is None:
+                    continue
+                # A native socket's topic comes back to the Python path for the replay (and
+                # moves to uWS again once it is over).
+                seen = await to_python(conn, topic) if to_python is not None else conn.resume.seen(topic)
+                if seen is None:
                     continue
                 try:
                     await sess.resync(cid, topic, seen)

@@ -51,6 +51,9 @@ class SocketifyCompat:
         scope.pop("method", None)
 
         guard = _NativeGuard(receive, send)
+        buffered = guard.buffered_amount()
+        if buffered is not None:
+            scope.setdefault("extensions", {})["parley.buffered_amount"] = buffered
 
         async def fixed_receive() -> MutableMapping[str, Any]:
             if guard.gone_before_upgrade():
@@ -84,6 +87,21 @@ class _NativeGuard:
         self._send = send
         self.upgraded = False
         self.answered = False
+
+    def buffered_amount(self) -> Callable[[], int] | None:
+        """What uWS holds unsent for this socket (its backpressure), 0 once it is gone: the app
+        watches it to end a slow reader itself, with the frames saying why, before uWS's own
+        limit closes it without a word."""
+        native, ssl = self.native, _closure_var(self._send, "ssl")
+        if native is None or ssl is None:
+            return None
+        from socketify.native import lib
+
+        def amount() -> int:
+            ws = native.ws
+            return 0 if ws is None or native.aborted else int(lib.uws_ws_get_buffered_amount(ssl, ws))
+
+        return amount
 
     def gone_before_upgrade(self) -> bool:
         return self.native is not None and self.native.aborted
@@ -282,7 +300,8 @@ def run_socketify(app: Litestar, settings: Settings, *, on_listen: Callable[[], 
             "max_payload_length": settings.transport_frame_bytes,
             "idle_timeout": settings.ws_idle_timeout_s,
             "compression": False,
-            # uWS's own backpressure bound for native topic fan-out: a reader this far behind is closed.
+            # uWS's own backpressure bound: it would close a reader this far behind without a word;
+            # the gateway ends one itself a few frames before (slow_consumer, then bye).
             "max_backpressure": settings.ws_max_backpressure_bytes,
             "close_on_backpressure_limit": 1,
         },

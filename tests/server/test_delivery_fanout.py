@@ -374,10 +374,6 @@ def socketify_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clus
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(strict=True, reason="BUG: on socketify a Redis outage still loses live delivery of what was acked "
-                                       "during it: Gateway.catch_up (gateway.py) skips native sessions "
-                                       "(`if conn is None or sess.native: continue`), and native connections never "
-                                       "record conn.seen")
 async def test_socketify_messages_acked_during_a_redis_outage_reach_live_subscribers(
         socketify_cluster: Cluster) -> None:
     _h, sub, writer, cid, _before, during, back = await _redis_outage_scenario(socketify_cluster)
@@ -468,9 +464,6 @@ async def test_socketify_slow_consumer_is_cut_off_others_flow_and_it_catches_up(
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(strict=True, reason="BUG: on socketify a slow consumer is closed by uWS (serving.py "
-                                       "close_on_backpressure_limit) with no slow_consumer error and no bye frame, "
-                                       "and without a close frame")
 async def test_socketify_slow_consumer_is_told_why(socketify_cluster: Cluster) -> None:
     """QUALITY.md: the slow consumer is told slow_consumer; PROTOCOL.md: an error (fatal) or a
     bye frame comes before every close the server starts."""
@@ -483,11 +476,6 @@ async def test_socketify_slow_consumer_is_told_why(socketify_cluster: Cluster) -
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(strict=True, reason="BUG: on socketify a resume during live traffic reorders and duplicates: live "
-                                       "frames go through uWS topics straight to the socket as soon as "
-                                       "Session.resync subscribes, bypassing Connection.held and .floor (gateway.py "
-                                       "resync, fanout/local.py NativeFanout), so a live seq arrives before the "
-                                       "replayed older ones and again after them")
 async def test_socketify_resume_during_live_traffic_neither_reorders_nor_duplicates(
         socketify_cluster: Cluster) -> None:
     """Three devices resume a 300-message backlog eight times each while two writers keep

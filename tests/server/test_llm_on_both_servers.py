@@ -42,12 +42,19 @@ class FakeOpenAI:
 
     def __enter__(self) -> "FakeOpenAI":
         self.thread.start()
-        asyncio.run_coroutine_threadsafe(asyncio.start_server(self._handle, "127.0.0.1", self.port),
-                                         self.loop).result(5)
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._handle, "127.0.0.1", self.port), self.loop).result(5)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        async def close() -> None:
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
 
 
 @pytest.fixture(scope="module")

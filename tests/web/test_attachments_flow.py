@@ -64,12 +64,13 @@ def test_visitor_pastes_a_screenshot_and_the_agent_sees_the_thumbnail(server: Li
 
     agent = new_page(browser, guard)
     login_agent(agent, server, email)
-    agent.locator("#queue [data-testid=conv]").first.click()
+    # An agent who comes online is given the waiting conversation: it opens from their own list.
+    agent.locator("#mine [data-testid=conv]").first.click()
     agent.locator(".msg-user [data-testid=thumb]").first.wait_for()
     agent.wait_for_function("() => { const i = document.querySelector('.msg-user img.thumb');"
                             " return i && i.complete && i.naturalWidth > 0; }")
     assert agent.locator(".msg-user img.thumb").first.get_attribute("src", timeout=5000).startswith("blob:")
-    agent.locator("[data-testid=claim]").click()
+    assert agent.locator("[data-testid=conv-status]").inner_text() == "assigned to you"
 
     # The agent answers with a PDF through the attach button; the visitor gets a download button.
     pdf = tmp_path / "steps.pdf"
