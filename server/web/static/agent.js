@@ -151,6 +151,7 @@ function onFrame(f) {
       refreshLists();
       break;
     case "conversation.updated":
+      if (st.liveDuringRefresh && f.conversation) st.liveDuringRefresh.add(f.conversation.id);
       upsertConv(f.conversation);
       break;
     case "message":
@@ -229,12 +230,18 @@ $("presence").addEventListener("change", () => {
 
 // ---- conversation lists ------------------------------------------------------------------
 async function refreshLists() {
+  // A conversation the socket updates while this request is in flight (an agent who comes online
+  // is given a waiting conversation at once) is newer than the list's copy: keep the live one.
+  const live = new Set();
+  st.liveDuringRefresh = live;
   try {
     const r = await call("GET", "/v1/conversations?limit=200");
-    for (const c of r.conversations || []) upsertConv(c, true);
+    for (const c of r.conversations || []) if (!live.has(c.id)) upsertConv(c, true);
     renderLists();
     renderHead();
-  } catch (_e) { /* shown by call() when it matters */ }
+  } catch (_e) { /* shown by call() when it matters */ } finally {
+    if (st.liveDuringRefresh === live) st.liveDuringRefresh = null;
+  }
 }
 
 function upsertConv(c, quiet) {
