@@ -84,7 +84,7 @@ class AttachmentService:
         if not data:
             raise BadInput("the file is empty", field="file")
         name = safe_name(filename, cfg.max_name_chars)
-        media = sniff(data)
+        media = await asyncio.to_thread(sniff, data)  # reads up to the whole file (UTF-8 check)
         check_claims(media, filename=name, claimed_type=claimed_type, allowed=cfg.allowed_types)
         att = Attachment(id=attachment_id(), tenant_id=p.tenant_id, conversation_id=conv.id,
                          uploader_kind=p.sender_kind, uploader_id=p.id, name=name, media_type=media,

@@ -21,8 +21,7 @@ from server.core.db import Database
 from server.core.models import Conversation, Message
 from server.errors import BadInput, Conflict, NotFound, ParleyError, TooLong
 from server.fanout import MemoryBus, PythonFanout
-from server.migrations import upgrade
-from tests.conftest import create_pg_database, drop_pg_database
+from tests.support.tenant_db import tenant_database
 
 # One database per backend for the module (each test works in conversations of its own), so
 # the module and its tests share one event loop.
@@ -76,19 +75,8 @@ class World:
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgres"])
 async def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                   ) -> AsyncIterator[tuple[Database, str]]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('chat') / 'parley.db'}"
-    else:
-        url = await create_pg_database()
-    db = Database(url, pool_size=20)
-    try:
-        await upgrade(db)
-        tenant = (await create_tenant(db, "Acme")).tenant
-        yield db, tenant.id
-    finally:
-        await db.dispose()
-        if request.param == "postgres":
-            await drop_pg_database(url)
+    async with tenant_database(request.param, tmp_path_factory.mktemp("chat"), pool_size=20) as backend:
+        yield backend
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import pytest_asyncio
 from sqlmodel import col, select
 
 from server.accounts.auth import Principal
-from server.accounts.tenants import create_tenant
 from server.chat.events import ConversationEvent
 from server.chat.lifecycle import Action, Actor, ActorKind, Follow, Status
 from server.chat.service import ChatService, Sender
@@ -21,8 +20,7 @@ from server.core.events import Dispatcher, PresenceChanged
 from server.core.models import Agent, Conversation, Message, OutboxRow
 from server.fanout import MemoryBus, PythonFanout
 from server.handoff.router import Router
-from server.migrations import upgrade
-from tests.conftest import create_pg_database, drop_pg_database
+from tests.support.tenant_db import tenant_database
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:server"), pytest.mark.asyncio(loop_scope="module")]
 
@@ -34,19 +32,8 @@ class Boom(Exception):
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgres"])
 async def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                   ) -> AsyncIterator[tuple[Database, str]]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('events') / 'parley.db'}"
-    else:
-        url = await create_pg_database()
-    db = Database(url, pool_size=10)
-    try:
-        await upgrade(db)
-        tenant = (await create_tenant(db, "Acme")).tenant
-        yield db, tenant.id
-    finally:
-        await db.dispose()
-        if request.param == "postgres":
-            await drop_pg_database(url)
+    async with tenant_database(request.param, tmp_path_factory.mktemp("events"), pool_size=10) as backend:
+        yield backend
 
 
 def _user(tenant_id: str) -> Principal:
