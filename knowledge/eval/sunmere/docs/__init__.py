@@ -1,0 +1,1 @@
+"""Data only: the Sunmere help-centre documents (a package so the wheel ships them)."""
