@@ -242,14 +242,15 @@ class ChatService:
 
     async def list_conversations(self, p: Principal, *, status: str | None = None,
                                  limit: int = 50, label_id: str | None = None) -> list[Conversation]:
-        """``label_id`` narrows the list to the conversations carrying that label (agents and admins)."""
+        """An agent's list is the queue and their own; ``status`` or ``label_id`` (the conversations carrying
+        that label, agents and admins) asks for all of the tenant's that match instead."""
         q = select(Conversation).where(Conversation.tenant_id == p.tenant_id)
         if label_id is not None:
             q = q.where(col(Conversation.id).in_(select(ConversationLabel.conversation_id).where(
                 ConversationLabel.tenant_id == p.tenant_id, ConversationLabel.label_id == label_id)))
         if p.role == "user":
             q = q.where(Conversation.user_id == p.id)
-        elif p.role == "agent" and status is None:
+        elif p.role == "agent" and status is None and label_id is None:
             q = q.where(
                 (Conversation.status == Status.QUEUED)
                 | ((Conversation.assignee_id == p.id) & (Conversation.status == Status.ASSIGNED))

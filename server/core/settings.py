@@ -191,6 +191,10 @@ class Settings(BaseSettings):
     max_canned_responses_per_owner: int = 500
     canned_response_max_chars: int = 5000
     max_labels_per_tenant: int = 200
+    # agents' search over the tenant's messages: a query's length and words, and results per request
+    search_max_query_chars: int = Field(default=200, ge=1)
+    search_max_terms: int = Field(default=8, ge=1)
+    search_max_results: int = Field(default=50, ge=1)
     password_hash_concurrency: int = 2
     password_hash_queue_max: int = 64
     login_rate_per_ip: float = 0.2

@@ -12,7 +12,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from server.accounts.auth import Principal
 from server.core.db import Database
 from server.core.settings import Settings
-from server.desk import canned, labels
+from server.desk import canned, labels, search
 from server.desk.models import CannedResponse, Label
 
 __all__ = ["desk_handlers"]
@@ -192,3 +192,25 @@ async def delete_conversation_label(principal: PrincipalDep, db: DbDep, conversa
 
 desk_handlers += [get_labels, post_label, patch_label, delete_label, get_conversation_labels,
                   put_conversation_label, delete_conversation_label]
+
+
+class SearchResults(msgspec.Struct):
+    results: list[search.SearchHit]
+
+
+@get("/v1/search")
+async def search_messages(principal: PrincipalDep, db: DbDep, settings: SettingsDep, q: FromQuery[str],
+                          status: FromQuery[str | None] = None, label: FromQuery[str | None] = None,
+                          limit: FromQuery[int | None] = None) -> SearchResults:
+    """The tenant's messages matching ``q``, newest first (agents and admins). Every word must occur (the
+    last also as a prefix); Chinese and other unspaced text matches as a substring. ``status`` and
+    ``label`` (a label's id) narrow the results to conversations in that status or carrying that label."""
+    if label is not None:
+        await labels.get_label(db, principal, label)
+    limits = search.SearchLimits(max_query_chars=settings.search_max_query_chars,
+                                 max_terms=settings.search_max_terms, max_results=settings.search_max_results)
+    hits = await search.search(db, principal, q, limits=limits, status=status, label_id=label, limit=limit)
+    return SearchResults(results=hits)
+
+
+desk_handlers.append(search_messages)

@@ -257,3 +257,17 @@ async def test_socket_frames_on_a_conversation_not_theirs_look_missing(world: Wo
     assert (real["type"], real["code"]) == ("error", "not_found"), real
     assert (missing["type"], missing["code"]) == ("error", "not_found"), missing
     assert real["detail"] == missing["detail"]
+
+
+def test_search_is_for_staff_and_never_crosses_tenants(world: World) -> None:
+    word = "zebracorn" + uuid.uuid4().hex[:6]
+    assert _post(world, "user", world.ids["conv"], f"my {word} is broken").status_code == 201
+    for who, expected in (("user", 403), ("user_b", 403), ("anon", 401)):
+        r = _call(world, who, "GET", f"/v1/search?q={word}")
+        assert r.status_code == expected, r.text
+    for who in ("admin_b", "agent_b"):
+        r = _call(world, who, "GET", f"/v1/search?q={word}")
+        assert (r.status_code, r.json()["results"]) == (200, []), r.text
+    for who in ("admin", "agent"):
+        r = _call(world, who, "GET", f"/v1/search?q={word}")
+        assert [x["conversation_id"] for x in r.json()["results"]] == [world.ids["conv"]], r.text

@@ -93,5 +93,12 @@ def test_every_variable_named_in_the_readme_exists() -> None:
     assert named - known - prefixes == set()
 
 
-if __name__ == "__main__":
-    print(reference())
+def write_readme() -> None:
+    """Put the current reference block into README.md in place of the old one."""
+    path = ROOT / "README.md"
+    readme = path.read_text()
+    path.write_text(readme[:readme.index(BEGIN)] + reference() + readme[readme.index(END) + len(END):])
+
+
+if __name__ == "__main__":  # python -m tests.server.test_settings: rewrites README's settings block
+    write_readme()

@@ -78,3 +78,45 @@ def test_slash_offers_canned_responses_and_inserts_the_rendered_text(server: Liv
         listed = c.get("/v1/conversations", params={"label": label["id"]}).json()["conversations"]
     assert [x["id"] for x in listed] == [conv]
     guard.check()
+
+
+def test_an_agent_finds_a_conversation_by_its_words_and_by_label(server: LiveServer, browser: Any,
+                                                                  tmp_path: Path) -> None:
+    """The console's search: words of a message find its conversation (Chinese too), a label lists the
+    conversations carrying it, and a result opens the conversation."""
+    guard = Guard()
+    _agent_id, token, email = new_agent(server, "Noor")
+    with server.admin() as admin:
+        label = admin.post("/v1/labels", json={"name": "warranty", "colour": "#117733"}).json()
+    convs = {}
+    for who, text in (("visitor-find-1", "the grinder jams after descaling"),
+                      ("visitor-find-2", "保修期是多久"), ("visitor-find-3", "where is my parcel")):
+        v = server.token(who, name=who)
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {v}"}, timeout=10) as c:
+            convs[who] = c.post("/v1/conversations", json={"text": text}).json()["conversation"]["id"]
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10) as c:
+        c.put(f"/v1/conversations/{convs['visitor-find-2']}/labels/{label['id']}").raise_for_status()
+
+    page = new_page(browser, guard)
+    login_agent(page, server, email)
+    found = page.locator("[data-testid=found] [data-testid=found-item]")
+    page.locator("[data-testid=find-q]").fill("grinder descal")
+    page.locator("[data-testid=find-go]").click()
+    found.first.wait_for()
+    assert found.evaluate_all("els => els.map(e => e.dataset.cid)") == [convs["visitor-find-1"]]
+    assert "the grinder jams after descaling" in found.first.inner_text()
+    shot(page, "console-search.png", tmp_path)
+
+    page.locator("[data-testid=find-q]").fill("保修")
+    page.locator("[data-testid=find-go]").click()
+    page.wait_for_function(f"() => [...document.querySelectorAll('[data-testid=found-item]')]"
+                           f".map(e => e.dataset.cid).join() === '{convs['visitor-find-2']}'")
+
+    page.locator("[data-testid=find-q]").fill("")
+    page.locator("[data-testid=find-label]").select_option(label["id"])
+    page.wait_for_function(f"() => [...document.querySelectorAll('[data-testid=found-item]')]"
+                           f".map(e => e.dataset.cid).join() === '{convs['visitor-find-2']}'")
+    found.first.click()
+    page.locator("[data-testid=labels] [data-testid=label]", has_text="warranty").wait_for()
+    assert page.locator("[data-testid=log]").inner_text().count("保修期是多久") == 1
+    guard.check()

@@ -650,6 +650,7 @@ async function loadDesk() {
     toast("Labels failed to load: " + e.message);
   }
   renderLabels();
+  renderFindLabels();
 }
 
 /** The "/word" that ends at the caret (at the start or after a space), or null. */
@@ -782,6 +783,89 @@ async function changeLabel(cid, labelId, method) {
 $("label-add").addEventListener("change", (e) => {
   const id = e.target.value;
   if (id && st.selected) changeLabel(st.selected, id, "PUT");
+});
+
+// ---- find: search the tenant's messages, or list conversations by label and status ----------
+function renderFindLabels() {
+  const sel = $("find-label");
+  const keep = sel.value;
+  clear(sel);
+  const any = el("option", "", "any label");
+  any.value = "";
+  sel.appendChild(any);
+  for (const l of desk.labels) {
+    const o = el("option", "", l.name);
+    o.value = l.id;
+    sel.appendChild(o);
+  }
+  sel.value = desk.labels.some((l) => l.id === keep) ? keep : "";
+}
+
+function foundItem(cid, title, meta, snippet) {
+  const li = el("li", "conv" + (cid === st.selected ? " active" : ""));
+  li.dataset.cid = cid;
+  li.dataset.testid = "found-item";
+  li.appendChild(el("div", "conv-name", title));
+  li.appendChild(el("div", "conv-meta", meta));
+  if (snippet) li.appendChild(el("div", "found-snippet", snippet));
+  li.addEventListener("click", () => select(cid));
+  return li;
+}
+
+async function find() {
+  const q = $("find-q").value.trim();
+  const status = $("find-status").value;
+  const label = $("find-label").value;
+  const params = new URLSearchParams();
+  if (status) params.set("status", status);
+  if (label) params.set("label", label);
+  const list = clear($("found"));
+  $("found-box").hidden = false;
+  let items = [];
+  try {
+    if (q) {
+      params.set("q", q);
+      const r = await call("GET", "/v1/search?" + params);
+      for (const h of r.results || []) {
+        // a hit's conversation may be outside the live lists (resolved, another agent's)
+        if (!st.convs.has(h.conversation_id)) {
+          upsertConv({ id: h.conversation_id, status: h.status, user_id: h.user_id, assignee: h.assignee_id }, true);
+        }
+        const who = h.sender_kind === "user" ? "visitor" : h.sender_name || h.sender_kind;
+        items.push(foundItem(h.conversation_id, "Visitor " + String(h.user_id).slice(-6),
+          h.status + " · " + who + " · " + fmtTime(h.created_at), h.text.slice(0, 160)));
+      }
+    } else if (status || label) {
+      params.set("limit", "200");
+      const r = await call("GET", "/v1/conversations?" + params);
+      for (const c of r.conversations || []) {
+        if (!st.convs.has(c.id)) upsertConv(c, true);
+        items.push(foundItem(c.id, "Visitor " + String(c.user_id || "").slice(-6), c.status, ""));
+      }
+    } else {
+      $("found-box").hidden = true;
+      return;
+    }
+  } catch (e) {
+    toast("Search failed: " + e.message);
+    items = [];
+  }
+  for (const li of items) list.appendChild(li);
+  if (!items.length) list.appendChild(el("li", "empty", "Nothing found."));
+  $("found-count").textContent = String(items.length);
+}
+
+$("find").addEventListener("submit", (e) => {
+  e.preventDefault();
+  find();
+});
+$("find-label").addEventListener("change", find);
+$("find-status").addEventListener("change", find);
+$("found-close").addEventListener("click", () => {
+  $("find-q").value = "";
+  $("find-status").value = "";
+  $("find-label").value = "";
+  $("found-box").hidden = true;
 });
 
 // ---- debug / test hooks -------------------------------------------------------------------
