@@ -65,6 +65,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "NotFound",
+    "NotRateable",
     "ParleyError",
     "RateLimited",
     "TooLong",
@@ -104,6 +105,7 @@ CODES: dict[str, Code] = {
     "unsupported_media_type": Code(415),
     "idempotency_key_reused": Code(409),
     "invalid_cursor": Code(409),
+    "not_rateable": Code(409),
     "resync_required": Code(409),
     "rate_limited": Code(429, 4029),
     "connection_limit": Code(429, 4029),
@@ -163,6 +165,12 @@ class TooLong(BadInput):
 
 class Conflict(ParleyError):
     code = "idempotency_key_reused"
+
+
+class NotRateable(ParleyError):
+    """A conversation is rated once it is resolved, or once the AI agent has answered in it."""
+
+    code = "not_rateable"
 
 
 class RateLimited(ParleyError):

@@ -70,6 +70,9 @@ class Tenant(SQLModel, table=True):
     # None: the server's settings (user_token_max_ttl_s, agent_token_max_ttl_s)
     user_token_max_ttl_s: int | None = None
     agent_token_max_ttl_s: int | None = None
+    # The widget's rating question and its thanks (None: the server's csat_question / csat_thanks)
+    csat_question: str | None = Field(default=None, max_length=300)
+    csat_thanks: str | None = Field(default=None, max_length=300)
     created_at: datetime = _ts()
 
 

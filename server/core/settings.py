@@ -191,6 +191,10 @@ class Settings(BaseSettings):
     max_canned_responses_per_owner: int = 500
     canned_response_max_chars: int = 5000
     max_labels_per_tenant: int = 200
+    # CSAT: the widget's default wording (a tenant may set its own) and a comment's length
+    csat_question: str = Field(default="How would you rate this conversation?", max_length=300)
+    csat_thanks: str = Field(default="Thank you for your feedback!", max_length=300)
+    csat_comment_max_chars: int = Field(default=1000, ge=0)
     # agents' search over the tenant's messages: a query's length and words, and results per request
     search_max_query_chars: int = Field(default=200, ge=1)
     search_max_terms: int = Field(default=8, ge=1)

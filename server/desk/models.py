@@ -1,15 +1,15 @@
 """The desk's tables: canned responses (a tenant's, or one agent's own), labels a tenant defines,
-and which labels a conversation carries."""
+which labels a conversation carries, and the end user's rating of a conversation (CSAT)."""
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from server.core.models import new_id, utcnow
 
-__all__ = ["CannedResponse", "ConversationLabel", "Label"]
+__all__ = ["CannedResponse", "ConversationLabel", "Label", "Rating"]
 
 
 def _ts() -> Any:
@@ -48,3 +48,25 @@ class ConversationLabel(SQLModel, table=True):
     label_id: str = Field(foreign_key="labels.id", primary_key=True, max_length=32)
     tenant_id: str = Field(max_length=32)
     created_at: datetime = _ts()
+
+
+class Rating(SQLModel, table=True):
+    """The end user's rating of a conversation (1-5 and a comment) with who had resolved it when it was
+    rated: ``resolver_kind`` "human" (``resolver_id`` the agent) or "ai" (``resolver_id`` the bot). One per
+    conversation and kind: the AI's answers and a person's resolution of the same conversation are rated
+    apart; rating the same kind again replaces the rating."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (UniqueConstraint("conversation_id", "resolver_kind"),
+                      Index("ix_ratings_tenant_created", "tenant_id", "created_at"),
+                      CheckConstraint("score BETWEEN 1 AND 5", name="ck_ratings_score"))
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=32)
+    conversation_id: str = Field(foreign_key="conversations.id", max_length=32)
+    user_id: str = Field(max_length=200)
+    score: int
+    comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    resolver_kind: str = Field(max_length=8)
+    resolver_id: str | None = Field(default=None, max_length=32)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()

@@ -12,8 +12,8 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from server.accounts.auth import Principal
 from server.core.db import Database
 from server.core.settings import Settings
-from server.desk import canned, labels, search
-from server.desk.models import CannedResponse, Label
+from server.desk import canned, csat, labels, search
+from server.desk.models import CannedResponse, Label, Rating
 
 __all__ = ["desk_handlers"]
 
@@ -214,3 +214,93 @@ async def search_messages(principal: PrincipalDep, db: DbDep, settings: Settings
 
 
 desk_handlers.append(search_messages)
+
+
+Comment = Annotated[str, msgspec.Meta(max_length=100_000)]  # the stored limit is csat_comment_max_chars
+Wording = Annotated[str, msgspec.Meta(max_length=300)]
+
+
+class RatingIn(msgspec.Struct, forbid_unknown_fields=True):
+    score: int
+    comment: Comment | None = None
+
+
+class RatingOut(msgspec.Struct):
+    conversation_id: str
+    score: int
+    comment: str | None
+    resolver_kind: str  # "human" or "ai"
+    resolver_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WordingIn(msgspec.Struct, forbid_unknown_fields=True):
+    question: Wording | None = None
+    thanks: Wording | None = None
+
+
+class WordingOut(msgspec.Struct):
+    question: str
+    thanks: str
+
+
+def _rating(r: Rating) -> RatingOut:
+    return RatingOut(conversation_id=r.conversation_id, score=r.score, comment=r.comment,
+                     resolver_kind=r.resolver_kind, resolver_id=r.resolver_id, created_at=r.created_at,
+                     updated_at=r.updated_at)
+
+
+def _default_wording(settings: Settings) -> csat.Wording:
+    return csat.Wording(question=settings.csat_question, thanks=settings.csat_thanks)
+
+
+@put("/v1/conversations/{conversation_id:str}/rating", status_code=200)
+async def put_rating(principal: PrincipalDep, db: DbDep, settings: SettingsDep, conversation_id: FromPath[str],
+                     data: JSONBody[RatingIn]) -> RatingOut:
+    """The conversation's end user rates it, 1-5 with an optional comment, once it is resolved or the AI
+    agent has answered in it (else 409 ``not_rateable``). The AI's answers and a person's resolution are
+    rated apart (``resolver_kind``); rating the same again replaces that rating."""
+    return _rating(await csat.rate(db, principal, conversation_id, data.score, data.comment,
+                                   max_comment_chars=settings.csat_comment_max_chars))
+
+
+@get("/v1/conversations/{conversation_id:str}/rating")
+async def get_rating(principal: PrincipalDep, db: DbDep, conversation_id: FromPath[str]) -> RatingOut:
+    """The latest rating (its end user, the tenant's agents and admins); 404 when not rated."""
+    return _rating(await csat.get_rating(db, principal, conversation_id))
+
+
+@get("/v1/csat/wording")
+async def get_wording(principal: PrincipalDep, db: DbDep, settings: SettingsDep) -> WordingOut:
+    """The rating question and thanks the widget shows (the tenant's own, or the server's)."""
+    w = await csat.wording(db, principal.tenant_id, _default_wording(settings))
+    return WordingOut(question=w.question, thanks=w.thanks)
+
+
+@put("/v1/csat/wording", status_code=200)
+async def put_wording(principal: PrincipalDep, db: DbDep, settings: SettingsDep,
+                      data: JSONBody[WordingIn]) -> WordingOut:
+    """An admin sets the tenant's wording; a blank or missing field goes back to the server's."""
+    await csat.set_wording(db, principal, data.question, data.thanks)
+    w = await csat.wording(db, principal.tenant_id, _default_wording(settings))
+    return WordingOut(question=w.question, thanks=w.thanks)
+
+
+class CsatOut(msgspec.Struct):
+    days: int
+    ai: csat.Figures
+    human: csat.Figures
+    by_agent: list[csat.AgentFigures]
+    recent: list[RatingOut]
+
+
+@get("/v1/admin/csat")
+async def get_csat(principal: PrincipalDep, db: DbDep, days: FromQuery[int] = 30) -> CsatOut:
+    """The tenant's CSAT of the last ``days`` days: AI beside human (ratings, average, ``satisfied`` = the
+    share of 4 and 5, distribution), by agent, and the latest ratings with their comments."""
+    s = await csat.summary(db, principal, days=days)
+    return CsatOut(days=s.days, ai=s.ai, human=s.human, by_agent=s.by_agent, recent=[_rating(r) for r in s.recent])
+
+
+desk_handlers += [put_rating, get_rating, get_wording, put_wording, get_csat]

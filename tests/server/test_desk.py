@@ -18,6 +18,7 @@ from sqlmodel import select
 from server.accounts.tenants import create_tenant
 from server.desk.models import CannedResponse
 from tests.conftest import create_pg_database, drop_pg_database
+from tests.support.http import err
 from tests.support.inproc import FAST, InProcServer, make_settings
 
 
@@ -63,11 +64,6 @@ def w(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) 
         srv.stop()
         if url:
             asyncio.run(drop_pg_database(url))
-
-
-def err(r: httpx.Response) -> tuple[int, str, str | None]:
-    e = r.json()["error"]
-    return r.status_code, e["code"], e.get("field")
 
 
 def make(w: World, token: str, shortcut: str, text: str, title: str = "Greeting") -> dict[str, Any]:

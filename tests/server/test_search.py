@@ -17,6 +17,7 @@ from sqlalchemy import delete, update
 from server.accounts.tenants import create_tenant
 from server.core.models import Message
 from tests.conftest import create_pg_database, drop_pg_database
+from tests.support.http import err
 from tests.support.inproc import FAST, InProcServer, make_settings
 
 
@@ -84,11 +85,6 @@ def hits(w: World, token: str | None = None, **params: Any) -> list[tuple[str, s
     r = search(w, token or w.agent, **params)
     assert r.status_code == 200, r.text
     return [(x["conversation_id"], x["text"]) for x in r.json()["results"]]
-
-
-def err(r: httpx.Response) -> tuple[int, str, str | None]:
-    e = r.json()["error"]
-    return r.status_code, e["code"], e.get("field")
 
 
 def test_words_and_a_prefix_find_the_message_in_its_tenant_only(w: World) -> None:

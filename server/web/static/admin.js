@@ -137,6 +137,32 @@ async function pollMetrics() {
   spark();
 }
 
+function csatLine(f) {
+  if (!f.ratings) return "no ratings yet";
+  return Math.round(100 * f.satisfied) + "% satisfied · " + f.average.toFixed(2) + " / 5 · " + f.ratings + " ratings";
+}
+
+async function pollCsat() {
+  let s;
+  try {
+    s = await call("GET", "/v1/admin/csat?days=30");
+  } catch (_e) {
+    return;
+  }
+  for (const kind of ["ai", "human"]) {
+    $("csat-" + kind).textContent = csatLine(s[kind]);
+    bars($("csat-" + kind + "-bars"), ["5", "4", "3", "2", "1"].map((k) => [k + " ★", s[kind].distribution[k] || 0]));
+  }
+  bars($("csat-agents"), s.by_agent.map((a) => [a.name + " (" + a.average.toFixed(1) + " ★)", a.ratings]));
+  const list = clear($("csat-recent"));
+  for (const r of s.recent.filter((x) => x.comment).slice(0, 8)) {
+    const li = el("li", "", r.score + " ★ · " + (r.resolver_kind === "ai" ? "AI" : "human") + " · " + r.comment);
+    li.dataset.testid = "csat-comment";
+    list.appendChild(li);
+  }
+  if (!list.children.length) list.appendChild(el("li", "muted", "No comments yet."));
+}
+
 async function pollPushTotals() {
   try {
     const { rules } = await call("GET", "/v1/push/rules");
@@ -775,6 +801,8 @@ function boot() {
   pollPushTotals().then(pollMetrics);
   timers.push(setInterval(pollMetrics, 3000));
   timers.push(setInterval(pollPushTotals, 10000));
+  pollCsat();
+  timers.push(setInterval(pollCsat, 10000));
   const tab = location.hash.slice(1);
   showTab(["dashboard", "knowledge", "bots", "push", "agents", "teams"].includes(tab) ? tab : "dashboard");
 }

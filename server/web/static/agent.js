@@ -320,6 +320,7 @@ function select(cid) {
   closeCanned();
   renderLabels();
   loadConvLabels(cid);
+  loadRating(cid);
   if (!t.loaded) send({ type: "subscribe", conversation_id: cid, after_seq: t.lastSeq, ref: "sub:" + cid });
   $("reply").focus();
 }
@@ -867,6 +868,23 @@ $("found-close").addEventListener("click", () => {
   $("find-label").value = "";
   $("found-box").hidden = true;
 });
+
+// ---- CSAT: the visitor's rating of the conversation, with who it rated ------------------------
+async function loadRating(cid) {
+  const box = $("conv-rating");
+  box.hidden = true;
+  let r;
+  try {
+    r = await call("GET", `/v1/conversations/${encodeURIComponent(cid)}/rating`);
+  } catch (_e) {
+    return; // 404: not rated
+  }
+  if (st.selected !== cid) return;
+  const who = r.resolver_kind === "ai" ? "the AI" : "a person";
+  box.textContent = "· rated " + "★".repeat(r.score) + "☆".repeat(5 - r.score) + " (" + who + ")" +
+    (r.comment ? " “" + r.comment + "”" : "");
+  box.hidden = false;
+}
 
 // ---- debug / test hooks -------------------------------------------------------------------
 window.__console = {

@@ -150,6 +150,47 @@
   typing.hidden = true;
   typing.dataset.testid = "typing";
 
+  // CSAT: a rating card once a person resolved the conversation, a "Rate this chat" link once the AI answered
+  const csat = el("div", "pw-csat");
+  csat.hidden = true;
+  csat.dataset.testid = "csat";
+  const csatAsk = el("button", "pw-csat-ask", "Rate this chat");
+  csatAsk.type = "button";
+  csatAsk.hidden = true;
+  csatAsk.dataset.testid = "csat-ask";
+  const csatQuestion = el("div", "pw-csat-q", "How would you rate this conversation?");
+  const csatStars = el("div", "pw-csat-stars");
+  csatStars.setAttribute("role", "radiogroup");
+  const csatComment = el("textarea", "pw-csat-comment");
+  csatComment.rows = 2;
+  csatComment.placeholder = "Anything to add? (optional)";
+  csatComment.setAttribute("aria-label", "Comment");
+  csatComment.maxLength = 1000;
+  csatComment.dataset.testid = "csat-comment";
+  const csatSend = el("button", "pw-csat-send", "Send rating");
+  csatSend.type = "button";
+  csatSend.disabled = true;
+  csatSend.dataset.testid = "csat-send";
+  const csatThanks = el("div", "pw-csat-thanks");
+  csatThanks.hidden = true;
+  csatThanks.dataset.testid = "csat-thanks";
+  csat.append(csatQuestion, csatStars, csatComment, csatSend);
+  const csatState = { score: 0, rated: null, wording: null, loaded: false, open: false };
+  for (let i = 1; i <= 5; i++) {
+    const b = el("button", "pw-csat-star", "★");
+    b.type = "button";
+    b.dataset.score = String(i);
+    b.dataset.testid = "csat-star";
+    b.setAttribute("role", "radio");
+    b.setAttribute("aria-label", i + " of 5");
+    b.addEventListener("click", () => {
+      csatState.score = i;
+      for (const x of csatStars.children) x.classList.toggle("on", Number(x.dataset.score) <= i);
+      csatSend.disabled = false;
+    });
+    csatStars.appendChild(b);
+  }
+
   const actions = el("div", "pw-actions");
   const human = el("button", "pw-human", "Talk to a human");
   human.dataset.testid = "human";
@@ -179,7 +220,7 @@
   toast.hidden = true;
   toast.dataset.testid = "toast";
 
-  panel.append(head, banner, queueBox, log, typing, actions, form, toast);
+  panel.append(head, banner, queueBox, log, typing, csat, csatThanks, csatAsk, actions, form, toast);
   root.append(panel, launcher);
 
   function mount() {
@@ -240,7 +281,60 @@
     } else {
       owner.textContent = "Assistant · AI";
     }
+    renderCsat();
   }
+
+  // ---- CSAT ----------------------------------------------------------------------------
+  // "resolved:<time>" or "ai": what a rating would rate now; a new resolution asks again.
+  function csatEpisode() {
+    const c = st.conv;
+    if (!c) return null;
+    if (c.status === "resolved") return "resolved:" + (c.resolved_at || c.updated_at || "");
+    if (c.status === "bot" && [...st.messages.values()].some((m) => m.sender && m.sender.kind === "bot")) return "ai";
+    return null;
+  }
+  function renderCsat() {
+    const episode = csatEpisode();
+    const rated = episode !== null && csatState.rated === episode;
+    const auto = episode !== null && episode !== "ai";
+    const show = episode !== null && !rated && (auto || csatState.open);
+    // the card shows in the tenant's words: once they are loaded
+    if (show && !csatState.loaded) loadWording();
+    csat.hidden = !show || !csatState.loaded;
+    csatAsk.hidden = episode !== "ai" || rated || csatState.open;
+  }
+  function loadWording() {
+    if (csatState.wording) return;
+    csatState.wording = api("GET", "/v1/csat/wording").then((w) => {
+      csatQuestion.textContent = w.question;
+      csatThanks.textContent = w.thanks;
+    }).catch(() => { /* the built-in words stay */ }).then(() => {
+      csatState.loaded = true;
+      renderCsat();
+    });
+  }
+  csatAsk.addEventListener("click", () => {
+    csatState.open = true;
+    renderCsat();
+  });
+  csatSend.addEventListener("click", async () => {
+    if (!csatState.score || !st.cid) return;
+    const episode = csatEpisode();
+    csatSend.disabled = true;
+    try {
+      await api("PUT", "/v1/conversations/" + encodeURIComponent(st.cid) + "/rating",
+        { score: csatState.score, comment: csatComment.value.trim() || null });
+      csatState.rated = episode;
+      csatState.open = false;
+      csatComment.value = "";
+      csatThanks.hidden = false;
+      setTimeout(() => (csatThanks.hidden = true), 6000);
+      renderCsat();
+    } catch (e) {
+      showToast("Your rating was not sent: " + e.message);
+      csatSend.disabled = false;
+    }
+  });
   function applyConversation(c) {
     if (!c || (st.cid && c.id !== st.cid)) return;
     const prev = st.conv || {};
