@@ -1,14 +1,16 @@
-"""Tokens: admin-minted JWTs, anonymous widget sessions, agent login."""
+"""Tokens: admin-minted JWTs, widget sessions (anonymous, or a user the business vouched for), agent login,
+the tenant's token policy and identity-verification secret."""
 
 import secrets
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Request, post, put
+from litestar import Request, get, post, put
 from litestar.params import JSONBody
 from sqlmodel import select
 
 from server.accounts.auth import issue_token, max_token_ttl, token_limits
+from server.accounts.identity import Claim, new_identity_secret, verify_identity
 from server.api.deps import Auth, DbDep, GatewayDep, LimiterDep, LoginGuardDep, PasswordsDep, SettingsDep, require
 from server.core.models import Agent, Tenant, User
 from server.core.ratelimit import Charge, client_ip, enforce, ip_key, tenant_key
@@ -30,6 +32,10 @@ class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
 class WidgetSessionRequest(msgspec.Struct):
     widget_key: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     name: Name | None = None
+    # who the visitor is, vouched for by the business's backend (server.accounts.identity)
+    user_id: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    user_hash: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    user_jwt: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
 
 
 class LoginRequest(msgspec.Struct):
@@ -69,11 +75,70 @@ async def widget_session(request: Request[Any, Any, Any], data: JSONBody[WidgetS
             raise AuthError("unknown widget key", code="token_invalid")
         await enforce(limiter, Charge(limits.widget_sessions_tenant, tenant_key(tenant.id)),
                       detail="too many new sessions for this site")
-        user_id = "anon_" + secrets.token_urlsafe(12)
-        s.add(User(tenant_id=tenant.id, external_id=user_id, name=data.name, anonymous=True))
-    ttl = min(settings.widget_token_ttl_s, max_token_ttl(tenant, "user", token_limits(settings)))
-    return {"token": issue_token(tenant, sub=user_id, role="user", ttl_s=ttl, name=data.name or "Visitor"),
-            "user_id": user_id, "tenant_id": tenant.id, "expires_in": ttl}
+        max_ttl = max_token_ttl(tenant, "user", token_limits(settings))
+        who = verify_identity(Claim(data.user_id, data.user_hash, data.user_jwt), secret=tenant.identity_secret,
+                              required=tenant.identity_verification_required, name=data.name, max_ttl_s=max_ttl)
+        if who is None:
+            user_id, name = "anon_" + secrets.token_urlsafe(12), data.name
+            s.add(User(tenant_id=tenant.id, external_id=user_id, name=name, anonymous=True))
+        else:
+            user_id, name = who.user_id, who.name or data.name
+            await _known_user(s, tenant.id, user_id, name)
+    ttl = min(settings.widget_token_ttl_s, max_ttl)
+    return {"token": issue_token(tenant, sub=user_id, role="user", ttl_s=ttl, name=name or "Visitor"),
+            "user_id": user_id, "tenant_id": tenant.id, "expires_in": ttl,
+            "identified": who is not None, "verified": who is not None and who.verified}
+
+
+async def _known_user(s: Any, tenant_id: str, user_id: str, name: str | None) -> None:
+    """The visitor the business vouched for: their user row, made on first sight."""
+    user = (await s.exec(select(User).where(User.tenant_id == tenant_id, User.external_id == user_id))).first()
+    if user is None:
+        s.add(User(tenant_id=tenant_id, external_id=user_id, name=name))
+    elif name and user.name != name:
+        user.name = name
+        s.add(user)
+
+
+class IdentityPolicy(msgspec.Struct, forbid_unknown_fields=True):
+    required: bool
+
+
+@get("/v1/tenant/identity")
+async def get_identity(principal: Auth, db: DbDep) -> dict[str, Any]:
+    """The tenant's identity secret (made on first read) and whether verification is required (admins)."""
+    require(principal, "admin")
+    async with db.write() as s:
+        tenant = await s.get(Tenant, principal.tenant_id)
+        assert tenant is not None
+        if tenant.identity_secret is None:
+            tenant.identity_secret = new_identity_secret()
+            s.add(tenant)
+    return {"secret": tenant.identity_secret, "required": tenant.identity_verification_required}
+
+
+@put("/v1/tenant/identity")
+async def put_identity(principal: Auth, data: JSONBody[IdentityPolicy], db: DbDep) -> dict[str, Any]:
+    """Require verification (an unsigned id gets an anonymous session), or not (admins)."""
+    require(principal, "admin")
+    async with db.write() as s:
+        tenant = await s.get(Tenant, principal.tenant_id)
+        assert tenant is not None
+        tenant.identity_verification_required = data.required
+        s.add(tenant)
+    return {"required": data.required}
+
+
+@post("/v1/tenant/identity/rotate", status_code=200)
+async def rotate_identity(principal: Auth, db: DbDep) -> dict[str, Any]:
+    """A new identity secret; hashes and JWTs made with the old one no longer identify anyone (admins)."""
+    require(principal, "admin")
+    async with db.write() as s:
+        tenant = await s.get(Tenant, principal.tenant_id)
+        assert tenant is not None
+        tenant.identity_secret = new_identity_secret()
+        s.add(tenant)
+    return {"secret": tenant.identity_secret, "required": tenant.identity_verification_required}
 
 
 @post("/v1/auth/login", status_code=200)
@@ -148,4 +213,5 @@ async def put_token_policy(principal: Auth, data: JSONBody[TokenPolicy], db: DbD
     return _policy(tenant, settings)
 
 
-auth_handlers = [mint_token, widget_session, login, revoke_tokens, put_token_policy]
+auth_handlers = [mint_token, widget_session, login, revoke_tokens, put_token_policy, get_identity, put_identity,
+                 rotate_identity]

@@ -70,6 +70,10 @@ class Tenant(SQLModel, table=True):
     # None: the server's settings (user_token_max_ttl_s, agent_token_max_ttl_s)
     user_token_max_ttl_s: int | None = None
     agent_token_max_ttl_s: int | None = None
+    # Identity verification for the widget (server.accounts.identity): the secret the business's backend
+    # signs user ids with (None until an admin first reads it), and whether an unsigned id is refused
+    identity_secret: str | None = Field(default=None, sa_column=Column(Sealed, nullable=True))
+    identity_verification_required: bool = Field(default=True, sa_column_kwargs={"server_default": sa_true()})
     # The widget's rating question and its thanks (None: the server's csat_question / csat_thanks)
     csat_question: str | None = Field(default=None, max_length=300)
     csat_thanks: str | None = Field(default=None, max_length=300)

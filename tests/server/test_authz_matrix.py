@@ -84,6 +84,9 @@ ADMIN_ONLY = [
     ("GET", "/v1/agents", None),
     ("GET", "/v1/teams", None),
     ("POST", "/v1/teams", {"name": "t"}),
+    ("GET", "/v1/tenant/identity", None),
+    ("PUT", "/v1/tenant/identity", {"required": False}),
+    ("POST", "/v1/tenant/identity/rotate", None),
 ]
 
 

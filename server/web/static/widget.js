@@ -12,6 +12,15 @@
   const base = new URL(script.src, location.href).origin;
   const wsUrl = base.replace(/^http/, "ws") + "/v1/ws";
   const storeKey = "parley:" + widgetKey;
+  // Who the visitor is, when the business's page says so (identity verification: README): data-user-id
+  // with data-user-hash (HMAC-SHA256 of the id with the tenant's identity secret), or data-user-jwt.
+  const identity = {
+    user_id: script.dataset.userId || undefined,
+    user_hash: script.dataset.userHash || undefined,
+    user_jwt: script.dataset.userJwt || undefined,
+    name: script.dataset.userName || undefined,
+  };
+  const identityKey = identity.user_jwt ? "jwt:" + identity.user_jwt : identity.user_id ? "id:" + identity.user_id : "";
 
   // ---- safe rendering ------------------------------------------------------------------
   function el(tag, cls, text) {
@@ -72,12 +81,14 @@
     }
   }
   function save() {
-    const data = { token: st.token, userId: st.userId, conversationId: st.cid };
+    const data = { token: st.token, userId: st.userId, conversationId: st.cid, identity: identityKey };
     try {
       localStorage.setItem(storeKey, JSON.stringify(data));
     } catch (_e) { /* private mode */ }
   }
-  const saved = load();
+  // a session saved for someone else (another user signed in on this page, or signed out) is not reused
+  const stored = load();
+  const saved = (stored.identity || "") === identityKey ? stored : {};
   const st = {
     token: saved.token || null,
     userId: saved.userId || null,
@@ -619,7 +630,7 @@
   function ensureSession() {
     if (st.token) return Promise.resolve();
     if (!sessionRequest) {
-      sessionRequest = api("POST", "/v1/widget/session", { widget_key: widgetKey })
+      sessionRequest = api("POST", "/v1/widget/session", Object.assign({ widget_key: widgetKey }, identity))
         .then((r) => {
           st.token = r.token;
           st.userId = r.user_id;
