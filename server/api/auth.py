@@ -11,13 +11,17 @@ from sqlmodel import select
 
 from server.accounts.auth import issue_token, max_token_ttl, token_limits
 from server.accounts.identity import Claim, new_identity_secret, verify_identity
+from server.accounts.login_guard import LoginGuard
+from server.accounts.mfa import check_second_factor
+from server.accounts.passwords import PasswordHashing
 from server.api.deps import Auth, DbDep, GatewayDep, LimiterDep, LoginGuardDep, PasswordsDep, SettingsDep, require
+from server.core.db import Database
 from server.core.models import Agent, Tenant, User
 from server.core.ratelimit import Charge, client_ip, enforce, ip_key, tenant_key
 from server.core.settings import Settings
-from server.errors import AuthError, BadInput
+from server.errors import AuthError, BadInput, Forbidden
 
-__all__ = ["auth_handlers"]
+__all__ = ["agent_by_password", "auth_handlers", "second_factor"]
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -42,6 +46,7 @@ class LoginRequest(msgspec.Struct):
     email: Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
     tenant_id: str | None = None
+    otp: Annotated[str, msgspec.Meta(max_length=32)] | None = None  # a TOTP or recovery code
 
 
 @post("/v1/tokens", status_code=201)
@@ -141,33 +146,57 @@ async def rotate_identity(principal: Auth, db: DbDep) -> dict[str, Any]:
     return {"secret": tenant.identity_secret, "required": tenant.identity_verification_required}
 
 
-@post("/v1/auth/login", status_code=200)
-async def login(request: Request[Any, Any, Any], data: JSONBody[LoginRequest], db: DbDep, settings: SettingsDep,
-                login_guard: LoginGuardDep, passwords: PasswordsDep) -> dict[str, Any]:
-    guard = login_guard
-    account = guard.account_key(data.email)
+async def agent_by_password(request: Request[Any, Any, Any], email: str, password: str, tenant_id: str | None,
+                            db: Database, guard: LoginGuard, passwords: PasswordHashing) -> Agent:
+    """The active agent with this email and password (the login guard counting failures), or ``AuthError``."""
+    account = guard.account_key(email)
     guard.check(request.client.host if request.client else "unknown", account)
     async with db.session() as s:
-        q = select(Agent).where(Agent.email == data.email.lower())
-        if data.tenant_id:
-            q = q.where(Agent.tenant_id == data.tenant_id)
+        q = select(Agent).where(Agent.email == email.lower())
+        if tenant_id:
+            q = q.where(Agent.tenant_id == tenant_id)
         agents = list((await s.exec(q)).all())
     match = None
     active = [a for a in agents if a.active]
     for agent in active:
-        if await passwords.verify(agent.password_hash, data.password):
+        if await passwords.verify(agent.password_hash, password):
             match = agent
             break
     if not active:
         # as slow as a wrong password for a known email: timing must not reveal which exist
-        await passwords.verify_dummy(data.password)
+        await passwords.verify_dummy(password)
     if match is None:
         guard.failed(account)
         raise AuthError("wrong email or password", code="token_invalid")
-    guard.succeeded(account)
-    async with db.session() as s:
-        tenant = await s.get(Tenant, match.tenant_id)
-    assert tenant is not None
+    return match
+
+
+def second_factor(agent: Agent, code: str, guard: LoginGuard, email: str, *, secret: str | None = None) -> None:
+    """``AuthError`` (counted as a failed sign-in) unless ``code`` is the agent's TOTP or recovery code."""
+    if not check_second_factor(agent, code, secret=secret):
+        guard.failed(guard.account_key(email))
+        raise AuthError("wrong two-factor code", code="token_invalid", field="otp")
+
+
+@post("/v1/auth/login", status_code=200)
+async def login(request: Request[Any, Any, Any], data: JSONBody[LoginRequest], db: DbDep, settings: SettingsDep,
+                login_guard: LoginGuardDep, passwords: PasswordsDep) -> dict[str, Any]:
+    """An agent signs in with email and password, and ``otp`` (an authenticator's code or a recovery code)
+    once two-factor sign-in is on: 401 ``auth_required`` with ``field: "otp"`` asks for it."""
+    found = await agent_by_password(request, data.email, data.password, data.tenant_id, db, login_guard, passwords)
+    async with db.write() as s:
+        match = await s.get(Agent, found.id)
+        tenant = await s.get(Tenant, found.tenant_id)
+        assert match is not None and tenant is not None
+        if match.totp_enabled:
+            if not data.otp:
+                raise AuthError("a two-factor code is needed", code="auth_required", field="otp")
+            second_factor(match, data.otp, login_guard, data.email)
+            s.add(match)
+        elif tenant.mfa_required:
+            raise Forbidden("this organisation requires two-factor sign-in: set up an authenticator first",
+                            field="mfa_enrollment")
+    login_guard.succeeded(login_guard.account_key(data.email))
     ttl = min(settings.token_ttl_s, max_token_ttl(tenant, "agent", token_limits(settings)))
     return {"token": issue_token(tenant, sub=match.id, role="agent", ttl_s=ttl, name=match.name,
                                  agent_version=match.token_version),

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy import true as sa_true
 from sqlmodel import Field, SQLModel
 
@@ -74,6 +75,8 @@ class Tenant(SQLModel, table=True):
     # signs user ids with (None until an admin first reads it), and whether an unsigned id is refused
     identity_secret: str | None = Field(default=None, sa_column=Column(Sealed, nullable=True))
     identity_verification_required: bool = Field(default=True, sa_column_kwargs={"server_default": sa_true()})
+    # Agents must sign in with a second factor (server.accounts.mfa)
+    mfa_required: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
     # The widget's rating question and its thanks (None: the server's csat_question / csat_thanks)
     csat_question: str | None = Field(default=None, max_length=300)
     csat_thanks: str | None = Field(default=None, max_length=300)
@@ -110,6 +113,13 @@ class Agent(SQLModel, table=True):
     active: bool = Field(default=True, sa_column_kwargs={"server_default": sa_true()})
     # Tokens carry ``akv``; a password reset or deactivation raises it and voids the agent's tokens.
     token_version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    # Two-factor sign-in (server.accounts.mfa): the TOTP secret (sealed; set while enrolling, in use
+    # once enabled), the last time step used (a code never works twice), recovery codes' SHA-256
+    totp_secret: str | None = Field(default=None, sa_column=Column(Sealed, nullable=True))
+    totp_enabled: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
+    totp_last_step: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    recovery_codes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False,
+                                                                               server_default="[]"))
     created_at: datetime = _ts()
 
 

@@ -87,6 +87,8 @@ ADMIN_ONLY = [
     ("GET", "/v1/tenant/identity", None),
     ("PUT", "/v1/tenant/identity", {"required": False}),
     ("POST", "/v1/tenant/identity/rotate", None),
+    ("GET", "/v1/tenant/mfa", None),
+    ("PUT", "/v1/tenant/mfa", {"required": True}),
 ]
 
 

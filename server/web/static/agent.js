@@ -56,15 +56,64 @@ function logout(msg) {
   showLogin(msg);
 }
 
+function credentials() {
+  return { email: $("email").value, password: $("password").value };
+}
+
 $("login-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   $("login-error").textContent = "";
+  const body = credentials();
+  if (!$("otp-row").hidden && $("otp").value.trim()) body.otp = $("otp").value.trim();
   try {
-    const r = await api(null, "POST", "/v1/auth/login", { email: $("email").value, password: $("password").value });
+    const r = await api(null, "POST", "/v1/auth/login", body);
     sessionStorage.setItem(SESSION, JSON.stringify({ token: r.token, agentId: r.agent_id }));
+    $("otp").value = "";
     start(r.token, r.agent_id);
   } catch (err) {
+    if (err.field === "otp") {
+      // two-factor sign-in is on for this account: ask for the code
+      $("otp-row").hidden = false;
+      $("otp").value = "";
+      $("otp").focus();
+    }
+    if (err.field === "mfa_enrollment") startEnrolment();
     $("login-error").textContent = err.message || "Sign in failed";
+  }
+});
+
+// ---- two-factor sign-in: enrol an authenticator with the password and a first code ---------
+async function startEnrolment() {
+  try {
+    const r = await api(null, "POST", "/v1/auth/mfa/enroll", credentials());
+    $("mfa-secret").textContent = r.secret;
+    $("mfa-uri").href = r.otpauth_uri;
+    $("mfa-codes").hidden = true;
+    $("mfa-enrol").hidden = false;
+    $("mfa-code").focus();
+  } catch (err) {
+    $("login-error").textContent = err.message || "Could not start two-factor sign-in";
+  }
+}
+$("mfa-setup").addEventListener("click", () => {
+  $("login-error").textContent = "";
+  if (!$("email").value || !$("password").value) {
+    $("login-error").textContent = "Enter your email and password first.";
+    return;
+  }
+  startEnrolment();
+});
+$("mfa-confirm").addEventListener("click", async () => {
+  try {
+    const r = await api(null, "POST", "/v1/auth/mfa/confirm", Object.assign(credentials(), { otp: $("mfa-code").value.trim() }));
+    const list = clear($("mfa-code-list"));
+    for (const c of r.recovery_codes) list.appendChild(el("li", "", c));
+    $("mfa-codes").hidden = false;
+    $("otp-row").hidden = false;
+    $("login-error").textContent = "";
+    $("otp").focus();
+  } catch (err) {
+    $("login-error").textContent = err.message || "That code did not work";
   }
 });
 $("logout").addEventListener("click", () => logout());

@@ -71,10 +71,11 @@ export function clear(node) {
 }
 
 export class ApiError extends Error {
-  constructor(status, code, detail) {
+  constructor(status, code, detail, field) {
     super(detail || code || String(status));
     this.status = status;
     this.code = code;
+    this.field = field;
   }
 }
 
@@ -89,6 +90,9 @@ export async function api(token, method, path, body) {
   }
   const r = await fetch(path, { method, headers, body: payload });
   const data = r.status === 204 ? {} : await r.json().catch(() => ({}));
-  if (!r.ok) throw new ApiError(r.status, data.error && data.error.code, data.error && data.error.detail);
+  if (!r.ok) {
+    const e = data.error || {};
+    throw new ApiError(r.status, e.code, e.detail, e.field);
+  }
   return data;
 }
