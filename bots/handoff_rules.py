@@ -31,6 +31,7 @@ __all__ = [
     "asks_for_callback",
     "asks_for_person",
     "first_phrase",
+    "is_hypothetical_safety_question",
     "is_question_about_people",
     "matched_rule",
     "phrase_in",
@@ -60,6 +61,9 @@ _SAFETY_EN = re.compile(
     r"(?:line|cable|wire)s? (?:is |are )?(?:hanging|dangling) (?:low|down|loose)|"
     r"(?:cable|wire|pole)s? (?:is |are |was )?(?:hanging|dangling|fallen|fell|snapped|lying)|"
     r"(?:fallen|downed) (?:power |telephone |phone )?(?:cable|wire|line|pole)s?|"
+    r"(?:cable|wire|line|pole|mast|post)s?\b[^.?!]{0,40}\b(?:come|fallen|gone|blown|came|fell|blew) "
+    r"(?:down|over|loose)|"
+    r"(?:got|get|gets|getting|gave (?:me|him|her|us)|felt) (?:a )?(?:jolt|zap|tingle)\b|"
     r"water\b[^.?!]{0,40}\b(?:extension|socket|plug|power strip|outlet|light|lamp|fuse ?box|wiring|electrics|"
     r"meter|switch)|"
     r"swallow\w*[^.?!]{0,20}\b(?:batter\w*|magnets?|pills?|tablets?|chemicals?|bleach|detergent)|allergic reaction|"
@@ -84,7 +88,8 @@ _SAFETY_ZH = re.compile(
     r"漏液|液体(?:漏|流|渗)|漏出(?:液体|来)|渗出|嘶嘶|滋滋|噼啪|啪的一声|砰的一声|巨响|爆响|异响|冒泡|变形|"
     r"电池\S{0,6}(?:裂|鼓|胀|漏|烫)|"
     r"被电|电了一下|吞了|吞下|误食|误服|过敏反应|过敏了|呼吸困难|晕倒|头晕|摔下来|摔倒|摔了一跤|突然加速|烧黑|熏黑|烧穿|跳闸\S{0,8}烧|烫得|刹车失灵|刹不住|车\S{0,2}失控|流血|摔伤|撞伤|"
-    r"电(?:线|缆)\S{0,4}(?:掉|断|裸露|垂)|裸露\S{0,2}电(?:线|缆)|"
+    r"(?:水|漏水|渗水)\S{0,8}(?:灯|插座|插头|电线|电箱|电表|开关|配电|电器)|电(?:线|缆)\S{0,4}(?:掉|断|裸露|垂|露在外|露出|外露)|裸露\S{0,2}电(?:线|缆)|线\S{0,3}垂得?\S{0,2}低|"
+    r"(?:电线杆|线杆|电杆|杆子)\S{0,3}(?:歪|倒|断|折)|冒了?\S{0,3}火|"
     r"安全隐患|危险"
 )
 # Questions about a safety feature, not a report of a hazard.
@@ -93,7 +98,8 @@ _SAFETY_NOT = re.compile(
     r"fire-?resistant|flame-?retardant|smoke (?:detector|alarm)s?|no smoking|"
     r"quit smoking|smoking area|safety (?:certificat\w*|standard|rating|feature|data sheet)|smoke test\w*|"
     r"smoking hot|(?:deals?|offers?|prices?|sales?) (?:is |are )?on fire|fire (?:tv|stick|tablet|sale)|firewall|"
-    r"sparks? (?:loyalty|tier|plan|points|rewards?|members?\w*|card)|(?:bill|sticker|price) shock)\b"
+    r"sparks? (?:loyalty|tier|plan|points|rewards?|members?\w*|card)|(?:bill|sticker|price) shock|"
+    r"(?:price|cost|rate|fee|bill|charge|speed|ping|latency|rental)s?\b[^.?!]{0,30}\b(?:come|gone|came|went) down)\b"
     r"|防过热|过热保护|防火|阻燃|防爆|防\S{0,3}(?:漏电|触电|爆|火|水)\S{0,2}保护|如何避免|怎么避免|怎样避免|防止|"
     r"烟雾报警|禁止吸烟|爆款|火锅|火爆|热点"
 )
@@ -225,7 +231,8 @@ _CALLBACK = re.compile(
     r"my (?:phone |mobile |contact )?number is:? ?\+?\d+|(?:prefer|rather have) (?:a )?(?:phone )?call|"
     r"(?:book|arrange|schedule|request|set up) (?:a |an )?(?:phone call|call-?back|call)"
     r"(?! forward| divert| barring| waiting| log| history| record)|"
-    r"(?:have|get) (?:an? \w+|someone|somebody|an agent|a person) (?:to )?(?:call|phone|ring) me)\b"
+    r"(?:have|get) (?:an? \w+|someone|somebody|an agent|a person) (?:to )?(?:call|phone|ring) me|"
+    r"(?:one of (?:you|your \w+)|someone|somebody|anyone)\b[^.?!]{0,25}\b(?:call|phone|ring)(?: or \w+)? me)\b"
     r"|回电|回个电话|给我打(?:个)?电话|打(?:个)?电话给我|打给我|致电我|回拨|电话联系我|联系我(?!们|的)|请来电|来个电话|"
     r"打我电话|打我手机|给我来电|电话沟通|电话里说|回访|预约\S{0,4}电话|电话回复"
 )
@@ -270,7 +277,7 @@ _EN_ASK = [
     re.compile(
         r"\b(?:need|want|get|give|have|reach|see|like|prefer|bring|find)\s+(?:me\s+)?(?:a|an|to a|some|the|"
         r"your)?\s*(?:real |live |actual |proper )?(?:human|hooman|person|representative|rep|operator|"
-        r"supervisor|manager|somebody|someone)\b"
+        r"supervisor|manager|somebody|someone|staff|member of staff|someone real)\b"
     ),
     re.compile(r"\b(?:need|want|get|reach|see)\s+(?:a|an|the)\s+(?:support |service |human |live )?agent\b"),
     re.compile(r"\b(?:a|an|your|customer service|support|sales) representative\b"),
@@ -289,12 +296,19 @@ _EN_ASK = [
                rf"(?:to\s+)?(?:talk|speak|chat|get|reach|contact)\s+(?:{_TO}\s+)?(?:a |an |the |some )?"
                rf"(?:real |live |actual )?{_WHO}\b"),
     re.compile(r"\blive (?:chat|support)\b"),
+    re.compile(r"\b(?:can|could|would|will) (?:someone|somebody|anyone|anybody|a (?:real )?(?:person|human)|one of "
+               r"(?:you|your \w+))\b[^.?!]{0,40}\b(?:help me|assist me|look into (?:this|it)|get back to me|contact me|"
+               r"(?:message|email|text|chat (?:to|with))(?: or \w+)? me|"
+               r"deal with (?:this|it|me)|sort (?:this|it) out for me|take (?:this|it) over)\b"),
+    re.compile(r"\blet me (?:talk|speak|chat) (?:to|with) (?:them|him|her|someone|somebody)\b"),
     re.compile(rf"\b(?:discuss|go over|go through|sort out|review)\b[^.?!]{{0,40}}\bwith "
                rf"(?:a |an |one of |some |your )*"
                rf"(?:real |live |actual )?{_WHO}s?\b"),
-    re.compile(rf"\bis there (?:a|an|any|some)\s+(?:real |actual |live )?{_WHO}\b[^.?!]{{0,20}}\b(?:i can|to) "
+    re.compile(rf"\bis there (?:a|an|any|some)\s+(?:real |actual |live )?{_WHO}\b[^.?!]{{0,20}}\b(?:i can|i could|to) "
                rf"(?:talk|speak|chat|message|contact|write|reach|call)"),
-    re.compile(rf"^\W*(?:(?:a|an|the|real|live|support|service|human|customer)\s+)*{_WHO}\s*(?:please|pls|plz|now|asap|bitte)\b"),
+    re.compile(rf"^\W*(?:(?:a|an|the|real|live|support|service|human|customer)\s+)*(?:{_WHO}\s+)?{_WHO}\W*"
+               rf"(?:please|pls|plz|now|asap|bitte)\b"),
+    re.compile(rf"^\W*(?:[\w'-]+\s+){{0,2}}{_WHO}s?\W*(?:please|pls|plz|now|asap|bitte)\W*$"),
 ]
 _ZH_ASK = [
     re.compile(
@@ -309,6 +323,7 @@ _ZH_ASK = [
     re.compile(r"有(?:没有)?(?:活)?人(?:在)?吗|有人在吗|有人吗|不要(?:和|跟)?机器人|不想(?:跟|和)机器人|别(?:用)?机器人|"
                r"不(?:要|想)(?:跟|和)?(?:ai|机器)|我要(?:跟|和|找)人|找个人"),
     re.compile(r"(?:和|跟)(?:人|真人)(?:说话|沟通|聊|谈|对话)"),
+    re.compile(r"(?:帮我|给我|请|麻烦)转[^，,。？?！!]{0,8}(?:人工|客服)"),
     re.compile(r"(?:安排|派|请|叫|找)[一个位名]{0,3}\S{0,4}(?:专员|客服|工作人员|人工|经理|负责人)\S{0,4}"
                r"(?:跟我|和我|与我|联系我|对接|沟通)"),
 ]
@@ -327,18 +342,20 @@ _EN_FIRST_PERSON = re.compile(
     r"\bhow (?:do|can) i (?:reach|contact|get|talk|speak)\b|"
     r"\bis there (?:a|an|any|some)\s*(?:one|body)?\b[^?]{0,30}\b(?:i can|i could|to (?:talk|speak|chat)|"
     r"available|there|who can|online)\b|"
-    r"\bcan you (?:connect|transfer|get|put)\b|\bi'?m (?:asking|requesting)\b"
+    r"\bcan you (?:connect|transfer|get|put)\b|\bi'?m (?:asking|requesting)\b|"
+    r"\bis it possible (?:for me )?to (?:talk|speak|chat|get|reach)\b|\binstead\b|"
+    r"\b(?:can|could|would) (?:someone|somebody|anyone|anybody)\b[^.?!]{0,40}\b(?:help|assist|contact|call) me\b"
 )
 _EN_QUESTION_START = re.compile(
     r"^(?:so |and |but |also |ok,? |hi,? |hey,? )?(?:does|do|did|will|would|is|are|was|were|how|what|when|"
     r"which|who|why|where|can (?:a|an|the|your|my|agents?|humans?|people|staff)|if)\b"
 )
 _ZH_REQUEST_VERB = re.compile(
-    r"帮我|给我|我要|我想|我需要|联系我|接通|麻烦|请(?:帮|给|转|安排)|请\S{0,2}(?:人工|客服)|现在|马上|立刻|赶紧"
+    r"帮我|给我|我要|我想|我需要|联系我|(?<!才能)(?<!才可以)接通|麻烦|请(?:帮|给|转|安排)|请\S{0,2}(?:人工|客服)|现在|马上|立刻|赶紧"
 )
 _ZH_ABOUT = re.compile(
     r"(?:几点|时间|多久|多长时间|更快|优先|收费|费用|会说|语言|是不是|是否|培训|多少|哪些|工作日|周末|上班|下班|"
-    r"在线时间|怎么收|包含|区别|能不能更快|晚上|白天|节假日|一般|通常|平时|排队|要等|外包|自动回复|真人回复|资料|材料|"
+    r"在线时间|\d+小时|全天|几小时|怎么收|包含|区别|能不能更快|晚上|白天|节假日|一般|通常|平时|排队|要等|外包|自动回复|真人回复|资料|材料|"
     r"电话是多少|号码|几个|是真人|还是|专属|休息|放假|假期|周[一二三四五六日天末]|星期[一二三四五六日天]|礼拜)"
 )
 _ZH_QUESTION = re.compile(r"[吗么呢?？]|几|多久|什么|是否|是不是|怎么样|哪|还是|有没有")
