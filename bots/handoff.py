@@ -99,6 +99,9 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
             r"(?:three|four|five|six|several|multiple|many|\d+) times|"
             r"(?:losing|lose|lost) (?:\w+ )?(?:money|business|customers|clients|income|sales|orders|bookings)|"
             r"(?:hours|days|weeks|months) of my life|(?:getting|gotten|got|going|gone) nowhere|"
+            r"(?:missed|miss|missing) (?:my |our |the |a )?(?:\w+'?s )?(?:wedding|funeral|birthday|exam|operation|"
+            r"surgery|interview|graduation)|"
+            r"(?:nobody|no one|no-one) (?:has |have |ever )?(?:called|rung|phoned|emailed|written|come|got) back|"
             r"(?:nobody|no one|no-one) (?:will |can |would |has |ever )?"
             r"(?:tell|explain|answer|respond|reply|get back)\w*|"
             r"(?:taken|took|take|taking|booked|used) (?:\w+ ){0,2}(?:leave|days? off|time off|holiday)\b|"
@@ -154,13 +157,21 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
             r"浪费了?我?(?:一|半|整|好几|大半)?\S{0,3}(?:时间|天|下午|上午|晚上|小时)|"
             r"第[三四五六七八九十几]次(?:打电话|联系|来问|问|说|找|反映|投诉|解释)|"
             r"(?:说|问|讲|解释|打|联系|反映|催)了?(?:[三四五六七八九十几]|好几|好多|无数)(?:遍|次)|"
-            r"亏钱|赔钱|亏损|请了\S{0,3}假|白等|白跑|(?:一点|毫无|没有任何|没有一点)进展|进展都没有|"
+            r"亏钱|赔钱|亏损|请了\S{0,3}假|白等|白跑|错过了?\S{0,6}(?:婚礼|葬礼|面试|考试|手术|生日|毕业)|"
+            r"(?:一点|毫无|没有任何|没有一点)进展|进展都没有|"
             r"没人(?:给我|跟我|和我)?(?:解释|回复|回答|处理|联系|说明|告诉)"
         ),
         2,
     ),
     (re.compile(r"无语|生气|不满意?|失望|着急|急死|离谱|搞什么|怎么回事|投诉|太慢|差劲|烦|郁闷|崩溃"), 1),
     (re.compile(r"又(?:多)?(?:扣|收|断|掉|坏)"), 1),  # "again" about a fault: counts beside another word
+    # Harm done or a need unmet ("broke my ...", "can't pay rent"), and being left with it: beside another sign.
+    (re.compile(r"\b(?:broke|broken|damaged|smashed|ruined|scratched|dented|lost) (?:my|our)\b|"
+                r"\bcan'?t (?:pay (?:my |the )?(?:rent|bills?|mortgage)|afford|feed|get to work|go to work|work)\b|"
+                r"(?:摔坏|弄坏|损坏|刮花|弄丢)了?(?:我|我们)|(?:房租|房贷|账单)\S{0,3}(?:交不了|付不了|交不上)|"
+                r"付不起"), 1),
+    (re.compile(r"\b(?:just|then) (?:left|walked off|drove off|hung up)\b|人就走了|就走了|挂了?我?电话"), 1),
+    (re.compile(r"\bfor (?:\w+ )?(?:days|weeks|months)\b|^[一二三四五六七八九十两几\d]+(?:天|周|个?月|个?星期)了"), 1),
     # Someone who depends on the service, and going without it for days: each counts beside the other.
     (re.compile(r"\b(?:my (?:mother|father|mum|mom|dad|gran\w*|grandmother|grandfather|baby|newborn|elderly \w+|"
                 r"disabled \w+|\w+ who is (?:disabled|ill|pregnant))|(?:is|am|'m|are) (?:\d{2}|pregnant|disabled|"
@@ -173,8 +184,9 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
                 r"|[一二三四五六七八九十两几\d]+(?:天|周|个月|星期)\S{0,4}还没"), 1),
     # How long, said again with an exclamation ("two weeks. TWO WEEKS.", "五天了，五天！"): anger, not a typo.
     (re.compile(r"\b(\w+ (?:days?|weeks?|months?|hours?|times)|(?:day|week|month) \w+)\b[^.?!]{0,40}[.,!]+\s*\1\s*[.!]"
-                r"|\b(\w+) (?:days?|weeks?|months?|hours?|times)\b[^.?!]{0,40}[.,!]+\s*\2\s*[.!]"
-                r"|([一二三四五六七八九十两几\d]+\S{0,2}(?:天|周|个月|星期|小时|次|遍))[了，,！!。]+\3[！!]"), 2),
+                r"|\b(\w+ (?:days|weeks|months|hours|times))[.!]+\s*\2\b"
+                r"|\b(\w+) (?:days?|weeks?|months?|hours?|times)\b[^.?!]{0,40}[.,!]+\s*\3\s*[.!]"
+                r"|([一二三四五六七八九十两几\d]+\S{0,2}(?:天|周|个月|星期|小时|次|遍))[了，,！!。]+\4[！!]"), 2),
 ]
 _SHOUT = re.compile(r"[!！]{3,}|[?？][!！]|[!！][?？]|[?？]{3,}")
 
@@ -476,7 +488,8 @@ _QUESTION = re.compile(
     r"吗|怎么|如何|多少|几[点天个时号]|哪|什么|是否|能否|可不可以|能不能|要不要|有没有|呢$"
 )
 _ACK = re.compile(
-    r"\b(?:ok|okay|great|perfect|thanks?|thank you|thx|cheers|got it|makes sense|found it|done|worked|works now|"
+    r"\b(?:ok|okay|great|perfect|thanks?|thank you|thx|cheers|got it|makes sense|found it|appreciate\w*|"
+    r"done(?! (?:that|it|this|all|both|everything))|worked|works now|"
     r"fixed|sorted|that'?s it|brilliant|lovely|cool|nice)\b|谢|好的|明白|了解|可以了|行了|搞定|好了|成功了|找到了"
 )
 # Something in the turn says the trouble is the same as before ("still", "again", "already", "no", 还是, 又).
@@ -675,6 +688,14 @@ _THANKS = re.compile(
 CONTEXT_THRESHOLD_FACTOR = 0.5
 
 
+# Praise, or a complaint denied: what the learned layer must not read as one.
+_PRAISE = re.compile(
+    r"\bno complaints?\b|\bnot (?:a )?complain\w*|\bnothing to complain|\bnot a complaint\b|"
+    r"\b(?:brilliant|lovely|great job|excellent|fantastic|very helpful|so helpful|really helpful|professional)\b|"
+    r"没(?:什么|有)\S{0,2}投诉|不是(?:要)?投诉|很专业|很好|很棒|非常好|非常专业|点赞|表扬"
+)
+
+
 def _learned(inputs: HandoffInputs, settings: HandoffSettings, norm: str) -> _Found | None:
     """(l) learned: what the lexicons miss; never a question about how support works, never a thank-you.
     The threshold is lower when the conversation shows trouble (the detail names it)."""
@@ -685,6 +706,8 @@ def _learned(inputs: HandoffInputs, settings: HandoffSettings, norm: str) -> _Fo
         return None
     if is_hypothetical_safety_question(norm):
         return None  # "what if ...", "会不会...": a general question; a hazard happening now is a rule's
+    if _PRAISE.search(norm) and frustration_points(inputs.text) < 2:
+        return None  # "no complaints, the crew were brilliant": the words of a complaint, none made
     if learned >= settings.learned_threshold:
         return _handoff("learned", f"p={learned:.3f}", "learned")
     trouble = conversation_trouble(inputs.text, inputs.history)

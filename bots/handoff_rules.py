@@ -59,14 +59,16 @@ _SAFETY_EN = re.compile(
     r"(?:wires?|cables?) (?:looks?|is|are|still) live\b|looks live\b|bare wires?|wires? (?:exposed|bare|sticking out)|"
     r"(?:pole|mast|tree)s? (?:\w+ )?(?:is |are )?(?:leaning|fallen|down|came down)|"
     r"(?:line|cable|wire)s? (?:is |are )?(?:hanging|dangling) (?:low|down|loose)|"
-    r"(?:cable|wire|pole)s? (?:is |are |was )?(?:hanging|dangling|fallen|fell|snapped|lying)|"
+    r"(?:cable|wire|wiring|pole)s?\b[^.?!]{0,30}\b(?:hanging|dangling|fallen|fell|snapped|lying|sticking) "
+    r"?(?:out|down|loose|off)?|"
     r"(?:fallen|downed) (?:power |telephone |phone )?(?:cable|wire|line|pole)s?|"
     r"(?:cable|wire|line|pole|mast|post)s?\b[^.?!]{0,40}\b(?:come|fallen|gone|blown|came|fell|blew) "
     r"(?:down|over|loose)|"
     r"(?:got|get|gets|getting|gave (?:me|him|her|us)|felt) (?:a )?(?:jolt|zap|tingle)\b|"
     r"water\b[^.?!]{0,40}\b(?:extension|socket|plug|power strip|outlet|light|lamp|fuse ?box|wiring|electrics|"
     r"meter|switch)|"
-    r"swallow\w*[^.?!]{0,20}\b(?:batter\w*|magnets?|pills?|tablets?|chemicals?|bleach|detergent)|allergic reaction|"
+    r"(?:swallow\w*|ate|eaten|chewed|licked)\b[^.?!]{0,20}\b(?:batter\w*|magnets?|pills?|tablets?|chemicals?|bleach|"
+    r"detergent|capsules?|medicines?|medication)|allergic reaction|"
     r"(?:can'?t|cannot|struggling to) breathe|chest pains?|(?:feels?|feeling|felt) (?:very |really )?(?:dizzy|faint)|"
     r"passed out|fainted|unconscious|"
     r"(?:extension|socket|plug|power strip|outlet)\b[^.?!]{0,30}\b(?:wet|water)\b|blackened|scorch\w*|charred|"
@@ -88,7 +90,8 @@ _SAFETY_ZH = re.compile(
     r"漏液|液体(?:漏|流|渗)|漏出(?:液体|来)|渗出|嘶嘶|滋滋|噼啪|啪的一声|砰的一声|巨响|爆响|异响|冒泡|变形|"
     r"电池\S{0,6}(?:裂|鼓|胀|漏|烫)|"
     r"被电|电了一下|吞了|吞下|误食|误服|过敏反应|过敏了|呼吸困难|晕倒|头晕|摔下来|摔倒|摔了一跤|突然加速|烧黑|熏黑|烧穿|跳闸\S{0,8}烧|烫得|刹车失灵|刹不住|车\S{0,2}失控|流血|摔伤|撞伤|"
-    r"(?:水|漏水|渗水)\S{0,8}(?:灯|插座|插头|电线|电箱|电表|开关|配电|电器)|电(?:线|缆)\S{0,4}(?:掉|断|裸露|垂|露在外|露出|外露)|裸露\S{0,2}电(?:线|缆)|线\S{0,3}垂得?\S{0,2}低|"
+    r"(?:水|漏水|渗水)\S{0,8}(?:灯|插座|插头|插线板|排插|插排|电源|电线|电箱|电表|开关|配电|电器)|冒\S{0,2}烟|"
+    r"误吃|吃了\S{0,8}(?:药|电池|磁铁|干燥剂)|电(?:线|缆)\S{0,4}(?:掉|断|裸露|垂|露在外|露出|外露)|裸露\S{0,2}电(?:线|缆)|线\S{0,3}垂得?\S{0,2}低|"
     r"(?:电线杆|线杆|电杆|杆子)\S{0,3}(?:歪|倒|断|折)|冒了?\S{0,3}火|"
     r"安全隐患|危险"
 )
@@ -124,9 +127,10 @@ _LEGAL_EN = re.compile(
     r"sue (?:you|them|your|the|this|for|over)|(?:going to|gonna|will|i'?ll|shall|intend to) sue|suing|sued|lawsuit|"
     r"(?:take|taking) (?:you|this|it|them) to (?:the )?(?:court|ombudsman|regulator|press|media)|see you in court|"
     r"(?:go|going|went) to (?:court|the police|the press|the media)|small claims|court case|formal notice|"
-    r"letter before action|class action|report(?:ing)? (?:you|this|your company|it) to (?:the )?(?:police|authorities|"
-    r"regulator|ombudsman|press|media|ofcom|fcc|ftc|bbb|\w*(?:zentrale|commission|authority|agency|bureau|council|"
-    r"standards))|"
+    r"letter before action|class action|(?:report(?:ing)?|escalat(?:e|ing)|refer(?:ring)?) "
+    r"(?:you|this|your company|it|the matter|my complaint) to (?:the )?(?:police|authorities|"
+    r"regulator|ombudsman|press|media|ofcom|fcc|ftc|bbb|"
+    r"(?:\w+ ){0,2}\w*(?:zentrale|commission|authority|agency|bureau|council|standards))|"
     r"(?:call|calling|contact|contacting) the police|this is (?:fraud|theft|illegal)|fraudulent (?:charge|payment|"
     r"transaction)s?|(?:your|the company'?s) legal (?:department|team)|"
     r"(?:file|filed|filing|open|opened|opening|raise|raised|start|started) (?:a )?(?:dispute|chargeback)|"
@@ -257,6 +261,7 @@ _WHO = (
     r"operator|staff|staff member|manager|supervisor|agent|team member|real one|support team|"
     r"customer (?:service|care|support)|colleague|employee|specialist|advisor|adviser|expert|boss|"
     r"member of (?:staff|your team|the team|the support team)|(?:technical|tech|billing|sales|support|service) team|"
+    r"(?:your|the) \w+ (?:team|department|desk)|"
     r"rengong|ren gong|kefu|mitarbeiter|humano|agente|conseiller)"
 )
 _TO = r"(?:to|2|with|w/|w)"
@@ -287,7 +292,8 @@ _EN_ASK = [
                r"\b(?:stop|enough|done with)\b[^.?!]{0,15}\b(?:bot|robot|ai|chatbot|automated)\b"),
     re.compile(rf"^\W*(?:(?:a |an |the |real |live )?{_WHO}(?: please| pls| plz| now| asap| thanks| bitte)?"
                r"[\s,./!?]*)+$"),
-    re.compile(r"\bany ?(?:one|body|humans?|people|persons?) (?:there|real|human|home|alive|here|around|about)\b|"
+    re.compile(r"\bany ?(?:one|body|humans?|people|persons?|staff|agents?) (?:there|real|human|home|alive|here|around|"
+               r"about|online|available|on)\b|"
                r"\bis (?:there )?any ?(?:one|body) (?:i can|to) (?:talk|speak|chat)|"
                r"\b(?:are you|is this) (?:even )?(?:a )?(?:real|human)\??\s*(?:i want|i need|get me|let me)"),
     re.compile(r"\b(?:let me|can i|could i|may i|i'?d like to|i would like to|i wanna|i want to|i need to|"
@@ -301,7 +307,8 @@ _EN_ASK = [
                r"(?:message|email|text|chat (?:to|with))(?: or \w+)? me|"
                r"deal with (?:this|it|me)|sort (?:this|it) out for me|take (?:this|it) over)\b"),
     re.compile(r"\blet me (?:talk|speak|chat) (?:to|with) (?:them|him|her|someone|somebody)\b"),
-    re.compile(rf"\b(?:discuss|go over|go through|sort out|review)\b[^.?!]{{0,40}}\bwith "
+    re.compile(rf"\b(?:discuss|go over|go through|sort out|review|raise|take (?:this |it |that )?up|talk about|"
+               rf"deal with)\b[^.?!]{{0,40}}\bwith "
                rf"(?:a |an |one of |some |your )*"
                rf"(?:real |live |actual )?{_WHO}s?\b"),
     re.compile(rf"\bis there (?:a|an|any|some)\s+(?:real |actual |live )?{_WHO}\b[^.?!]{{0,20}}\b(?:i can|i could|to) "

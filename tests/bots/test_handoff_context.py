@@ -193,6 +193,18 @@ def test_leave_one_business_out_reports_rules_and_learned_per_business(
     ("charged twice and no one will explain it", "frustration"),
     ("为了等安装我请了一天假", "frustration"),
     ("这个问题我已经反映了好几次", "frustration"),
+    ("the puppy ate two of the capsules from the parcel", "safety"),
+    ("the wiring behind the new panel is sticking out of the plaster", "safety"),
+    ("洗碗机漏水，旁边就是排插", "safety"),
+    ("空调外机冒白烟", "safety"),
+    ("I'm escalating this to the energy regulatory authority", "legal"),
+    ("put me through to your accounts department", "user_request"),
+    ("any agents available?", "user_request"),
+    ("I want to take this up with someone at head office", "user_request"),
+    ("because of you I missed my daughter's graduation", "frustration"),
+    ("three weeks. three weeks without a reply", "frustration"),
+    ("the fitter scratched my floor and then just left", "frustration"),
+    ("十天了，房租都交不了", "frustration"),
 ])
 def test_kinds_of_misses_hand_off_in_fresh_words(text: str, reason: str) -> None:
     assert _decide(text) == ("handoff", reason)
@@ -204,6 +216,15 @@ def test_kinds_of_misses_hand_off_in_fresh_words(text: str, reason: str) -> None
     "is it possible to pay by card?",
     "can someone else use my account?",
     "the technician was great, please pass on my thanks",
+    "what's the price of a replacement cable?",
+    "can I pause my membership for two weeks?",
 ])
+
 def test_questions_about_people_and_ordinary_ones_are_answered(text: str) -> None:
     assert _decide(text) == ("answer", "none")
+
+
+@pytest.mark.parametrize("text", ["no complaints at all, the fitter was really professional",
+                                  "没有什么要投诉的，工程师非常专业"])
+def test_the_learned_layer_does_not_read_praise_as_a_complaint(text: str) -> None:
+    assert _decide(text, (), learned=0.999) == ("answer", "none")
