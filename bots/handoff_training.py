@@ -6,7 +6,8 @@ default :func:`default_training_paths`: the own sets ``bots/data/handoff_set.jso
 negatives) and ``bots/data/handoff_fresh.jsonl`` and ``handoff_fresh2.jsonl`` (eight other fields
 each, written as fresh checks and measured once before they were trained on), both halves of the
 Voltway held-out set and both halves of the Kestrel one. Their test halves were reported
-(Kestrel's twice) and are retired to training; any other test half (``*_test.jsonl``, e.g. a fresh held-out set) is refused::
+(Kestrel's twice) and are retired to training; any other test half (``*_test.jsonl``, e.g. a fresh
+held-out set) is refused::
 
     python -m bots.handoff_training            # = parley bots train-handoff; writes the shipped npz
     python -m bots.handoff_training --out /tmp/m.npz bots/data/handoff_set.jsonl ...
