@@ -37,6 +37,7 @@ from bots.handoff_rules import (
     asks_for_callback,
     asks_for_person,
     first_phrase,
+    in_another_sense,
     is_hypothetical_safety_question,
     is_question_about_people,
     matched_rule,
@@ -171,7 +172,15 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
                 r"(?:摔坏|弄坏|损坏|刮花|弄丢)了?(?:我|我们)|(?:房租|房贷|账单)\S{0,3}(?:交不了|付不了|交不上)|"
                 r"付不起"), 1),
     (re.compile(r"\b(?:just|then) (?:left|walked off|drove off|hung up)\b|人就走了|就走了|挂了?我?电话"), 1),
-    (re.compile(r"\bfor (?:\w+ )?(?:days|weeks|months)\b|^[一二三四五六七八九十两几\d]+(?:天|周|个?月|个?星期)了"), 1),
+    (re.compile(r"\bfor (?:\w+ )?(?:days|weeks|months)\b|^[一二三四五六七八九十两几\d]+(?:天|周|个?月|个?星期)了|"
+                r"(?:坏|断|停|没)了?[一二三四五六七八九十两几\d]+(?:天|周|个?月|个?星期)"), 1),
+    (re.compile(r"\b(?:small|young|little) (?:kids|children|ones)\b|\bkids at home\b|"
+                r"出不了门|下不了楼|没法出门|孩子还小|"
+                r"\b(?:second|third|fourth|fifth|sixth|\d+(?:nd|rd|th)) time\b|第[二三四五六七八九十几\d]+次|"
+                r"\b(?:wedding|funeral|reception|ceremony|party|event)\b[^.?!]{0,40}\b(?:in an hour|today|tonight|"
+                r"tomorrow|in \w+ (?:hours?|minutes))|"
+                r"(?:婚礼|葬礼|婚宴|典礼|宴会)\S{0,12}(?:小时后|今天|明天|马上|就要)"), 1),
+    (re.compile(r"\bnever (?:delivered|arrived|came|turned up|showed up)\b|没送到|没送来|没人来"), 1),
     # Someone who depends on the service, and going without it for days: each counts beside the other.
     (re.compile(r"\b(?:my (?:mother|father|mum|mom|dad|gran\w*|grandmother|grandfather|baby|newborn|elderly \w+|"
                 r"disabled \w+|\w+ who is (?:disabled|ill|pregnant))|(?:is|am|'m|are) (?:\d{2}|pregnant|disabled|"
@@ -186,7 +195,10 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
     (re.compile(r"\b(\w+ (?:days?|weeks?|months?|hours?|times)|(?:day|week|month) \w+)\b[^.?!]{0,40}[.,!]+\s*\1\s*[.!]"
                 r"|\b(\w+ (?:days|weeks|months|hours|times))[.!]+\s*\2\b"
                 r"|\b(\w+) (?:days?|weeks?|months?|hours?|times)\b[^.?!]{0,40}[.,!]+\s*\3\s*[.!]"
-                r"|([一二三四五六七八九十两几\d]+\S{0,2}(?:天|周|个月|星期|小时|次|遍))[了，,！!。]+\4[！!]"), 2),
+                r"|([一二三四五六七八九十两几\d]+\S{0,2}(?:天|周|个月|星期|小时|次|遍))[了，,！!。]+\4[！!]"
+                r"|\b((?:second|third|fourth|fifth|sixth|\w+teen|two|three|four|five|six|seven|eight|nine|ten|eleven|"
+                r"twelve|twenty|\d+)\w* \w+)\b[^?]{0,60}[.!]\s*\5\s*[.!]"
+                r"|(第[二三四五六七八九十几\d]+次)\S{0,20}[，,。.!！]\6[！!。]"), 2),
 ]
 _SHOUT = re.compile(r"[!！]{3,}|[?？][!！]|[!！][?？]|[?？]{3,}")
 
@@ -525,8 +537,8 @@ def conversation_trouble(text: str, history: Sequence[Turn]) -> str | None:
         return "the bot could not answer twice"
     users = _user_turns(history, 2)
     reporting = _reports_trouble(text)
-    if len(bot_turns) >= 2 and reporting and users and _reports_trouble(users[-1]) and not _QUESTION.search(
-            _norm(bot_turns[-1].text)):
+    if len(bot_turns) >= 2 and reporting and users and _reports_trouble(users[-1]) and not re.search(
+            r"[?？]", bot_turns[-1].text):
         return "the trouble persists after two answers"
     if reporting and any(_BOT_OFFERED.search(normalize(t.text)) for t in bot_turns[-3:]):
         return "went on after an offer of a person"
@@ -704,7 +716,7 @@ def _learned(inputs: HandoffInputs, settings: HandoffSettings, norm: str) -> _Fo
         return None
     if is_question_about_people(norm) or (len(norm) <= 40 and _THANKS.match(norm)):
         return None
-    if is_hypothetical_safety_question(norm):
+    if is_hypothetical_safety_question(norm) or in_another_sense(norm):
         return None  # "what if ...", "会不会...": a general question; a hazard happening now is a rule's
     if _PRAISE.search(norm) and frustration_points(inputs.text) < 2:
         return None  # "no complaints, the crew were brilliant": the words of a complaint, none made

@@ -31,6 +31,7 @@ __all__ = [
     "asks_for_callback",
     "asks_for_person",
     "first_phrase",
+    "in_another_sense",
     "is_hypothetical_safety_question",
     "is_question_about_people",
     "matched_rule",
@@ -71,11 +72,18 @@ _SAFETY_EN = re.compile(
     r"detergent|capsules?|medicines?|medication)|allergic reaction|"
     r"(?:can'?t|cannot|struggling to) breathe|chest pains?|(?:feels?|feeling|felt) (?:very |really )?(?:dizzy|faint)|"
     r"passed out|fainted|unconscious|"
-    r"(?:extension|socket|plug|power strip|outlet)\b[^.?!]{0,30}\b(?:wet|water)\b|blackened|scorch\w*|charred|"
+    r"(?:extension|socket|plug|power strip|outlet|electrics|wiring|fuse ?box|consumer unit|switch|meter)\b[^.?!]{0,30}"
+    r"\b(?:wet|water)\b|blackened|scorch\w*|charred|"
     r"brakes? (?:failed|fail|failing|gave out|stopped working|not working|don'?t work|doesn'?t work)|"
     r"(?:throttle|accelerator) (?:is |got )?stuck|accelerat\w* (?:on|by) (?:its|it) own|"
     r"snapped (?:off )?(?:mid-ride|while)|(?:i|we|he|she|they) (?:crashed|fell off|was thrown off)|"
-    r"crashed (?:into|my (?:bike|car|scooter))|(?:glass|door|oven|window)s? (?:has |have )?shattered|bleeding|"
+    r"crashed (?:into|my (?:bike|car|scooter))|(?:glass|door|oven|window)\w*\b[^.?!]{0,15}\b(?:shattered|"
+    r"exploded|burst)\b|bleeding|"
+    r"(?:stuck|trapped) (?:inside|in (?:the |a |an )?(?:lift|elevator|car|room|building|garage|cabin|shower))|"
+    r"(?:someone|somebody|people|person|neighbour|neighbor|child|kid|son|daughter|baby|mum|mom|dad|man|woman) "
+    r"(?:is |are |got |was )?(?:stuck|trapped) (?:inside|in (?:the|a|an|there)|between)|"
+    r"leak\w* (?:\w+ )?(?:chemicals?|acid|liquid|fluid)|"
+    r"(?:hands?|skin|eyes?|fingers?) (?:are |is )?(?:stinging|burning|blistering)|"
     r"gas leak|leaking gas|carbon monoxide|"
     r"explod\w*|explosion|blew up|"
     r"(?:swollen|swelling|bulging|puffed up|leaking) battery|battery (?:is )?(?:swollen|swelling|bulging|"
@@ -90,7 +98,8 @@ _SAFETY_ZH = re.compile(
     r"漏液|液体(?:漏|流|渗)|漏出(?:液体|来)|渗出|嘶嘶|滋滋|噼啪|啪的一声|砰的一声|巨响|爆响|异响|冒泡|变形|"
     r"电池\S{0,6}(?:裂|鼓|胀|漏|烫)|"
     r"被电|电了一下|吞了|吞下|误食|误服|过敏反应|过敏了|呼吸困难|晕倒|头晕|摔下来|摔倒|摔了一跤|突然加速|烧黑|熏黑|烧穿|跳闸\S{0,8}烧|烫得|刹车失灵|刹不住|车\S{0,2}失控|流血|摔伤|撞伤|"
-    r"(?:水|漏水|渗水)\S{0,8}(?:灯|插座|插头|插线板|排插|插排|电源|电线|电箱|电表|开关|配电|电器)|冒\S{0,2}烟|"
+    r"(?:水|漏水|渗水)\S{0,8}(?:灯|插座|插头|插线板|排插|插排|电源|电线|电箱|电表|开关|配电|电器|电闸|电箱|总闸)|冒\S{0,2}烟|困人|被困|困在|炸裂|爆裂|"
+    r"(?:皮肤|手|眼睛)\S{0,3}(?:刺痛|灼伤|灼痛|起泡)|化学品?\S{0,4}(?:漏|洒)|"
     r"误吃|吃了\S{0,8}(?:药|电池|磁铁|干燥剂)|电(?:线|缆)\S{0,4}(?:掉|断|裸露|垂|露在外|露出|外露)|裸露\S{0,2}电(?:线|缆)|线\S{0,3}垂得?\S{0,2}低|"
     r"(?:电线杆|线杆|电杆|杆子)\S{0,3}(?:歪|倒|断|折)|冒了?\S{0,3}火|"
     r"安全隐患|危险"
@@ -152,7 +161,8 @@ _LEGAL_ZH = re.compile(
 # "What's your complaints policy?" asks about a process; it is no threat.
 _LEGAL_NOT = re.compile(
     r"\b(?:lawyer|attorney)s? (?:plan|tier|edition|template)|legal (?:page|notice)\b|"
-    r"\b(?:i'?m|i am|we are|we'?re|as) (?:a |an )?(?:lawyer|attorney|solicitor|law firm)s?\b|"
+    r"\b(?:i'?m|i am|we are|we'?re|as) (?:a |an )?(?:lawyer|attorney|solicitor|barrister|paralegal|judge|notary|"
+    r"law firm)s?\b|"
     r"\b(?:my|our|his|her) (?:\w+ )?(?:is|was|'s) (?:a |an )?(?:lawyer|attorney|solicitor)\b|"
     r"\blaw (?:firm|office|school)\b|\b(?:solicitor|lawyer|attorney)(?:'s|s'|s)? (?:office|firm|practice)\b|"
     r"法院(?:门口|附近|旁边|对面|路)|隐私政策|我是律师|律师事务所|律所|法律条款|"
@@ -164,6 +174,12 @@ ALWAYS_RULES: Mapping[str, tuple[Sequence[re.Pattern[str]], re.Pattern[str]]] = 
     "safety": ((_SAFETY_EN, _SAFETY_ZH), _SAFETY_NOT),
     "legal": ((_LEGAL_EN, _LEGAL_ZH), _LEGAL_NOT),
 }
+
+
+def in_another_sense(norm: str) -> bool:
+    """Safety or legal words used in another sense ("smoke detector", "I'm a barrister"): what the
+    rules exempt, the learned layer must not hand off for either."""
+    return bool(_SAFETY_NOT.search(norm) or _LEGAL_NOT.search(norm))
 
 
 def phrase_in(norm: str, phrase: str) -> bool:
@@ -255,7 +271,9 @@ def asks_for_callback(norm: str) -> bool:
 
 # --- requests for a person -----------------------------------------------------------------------
 _WHO = (
-    r"(?:human|hooman|humn|person|people|ppl|(?:whoever|someone|somebody|the person) (?:is )?in charge|"
+    r"(?:human|hooman|humn|person|people|ppl|(?:whoever|someone|somebody|the person) (?:is )?in charge|whoever|"
+    r"(?:claims? |case |account |service |customer )?(?:handler|caseworker|case worker|case manager|account manager|"
+    r"advisor|adviser|consultant|coordinator|officer|clerk)|"
     r"person in charge|"
     r"someone|some one|somebody|anyone|anybody|representative|rep|"
     r"operator|staff|staff member|manager|supervisor|agent|team member|real one|support team|"
@@ -269,6 +287,7 @@ _EN_ASK = [
     re.compile(rf"\b(?:talk|speak|chat|spk|tlk|communicate|deal|work|a word)\s+{_TO}\b[^.?!]{{0,30}}\b{_WHO}s?\b"),
     re.compile(rf"\bput (?:a|an|the|some)\s+(?:real |live |actual )?{_WHO} on\b"),
     re.compile(r"\b(?:transfer|connect|escalate|put) me(?: through| over| on)?\s*(?:please|pls|now|asap)?\W*$"),
+    re.compile(r"\b(?:be|get) (?:put|transferred|connected|passed|handed) (?:through |over )?to\b"),
     re.compile(
         rf"\b(?:connect|transfer|put|pass|hand|route|forward|escalate|switch|redirect|send)\s+"
         rf"(?:me|us)\b[^.?!]{{0,30}}\b(?:{_WHO[3:-1]}|through|over)\b"
@@ -324,6 +343,7 @@ _ZH_ASK = [
     ),
     re.compile(r"人工(?:客服|服务|坐席|座席|介入|处理|回复)|真人(?:客服)?|活人"),
     re.compile(r"(?:找|跟|和|同|与)(?:你们的?)?(?:工作人员|客服专员|专员|客服人员|客服|人工|真人|经理|主管|负责人)"),
+    re.compile(r"(?:找|跟|和|同|与|叫)(?:你们)?\S{0,4}(?:负责的人|管事的|能做主的|说了算的)"),
     re.compile(r"^(?:人工|真人|客服|转人工|人工客服|找人工|我要人工)(?:[\s,，!！。.?？~～]*(?:人工|真人|客服|转人工))*"
                r"[\s,，!！。.?？~～啊呀吧]*(?:谢谢|谢啦|麻烦了?|拜托了?|快点|马上)?[\s,，!！。.?？~～啊呀吧]*$"),
     re.compile(r"有没有(?:人工|真人|客服|活人)(?:服务)?(?:[啊呀啦呢吗?？!！,，]|$)"),
@@ -372,6 +392,11 @@ _EN_PEOPLE = re.compile(rf"\b{_WHO}s?\b|\b(?:support|service|team|phone|call|cha
 _ZH_PEOPLE = re.compile(r"人工|客服|真人|工作人员|专员|经理|主管|人员|电话|团队|有人")
 
 
+# "... if I call?": how support works when the user contacts it, not a request now.
+_EN_ABOUT_IF = re.compile(r"\bif (?:i|we) (?:call|phone|ring|ask|write|email|contact|request|choose)\b")
+_EN_URGENT = re.compile(r"\b(?:please|pls|plz|now|asap|right away|immediately)\b")
+
+
 def is_question_about_people(norm: str) -> bool:
     """A question about how people/support work, with no request for one in it."""
     if re.search(r"[\u3400-\u9fff]", norm):
@@ -381,6 +406,8 @@ def is_question_about_people(norm: str) -> bool:
             and _ZH_PEOPLE.search(norm)
             and not _ZH_REQUEST_VERB.search(norm)
         )
+    if _EN_ABOUT_IF.search(norm) and _EN_PEOPLE.search(norm) and not _EN_URGENT.search(norm):
+        return True
     return bool(
         _EN_QUESTION_START.search(norm) and _EN_PEOPLE.search(norm) and not _EN_FIRST_PERSON.search(norm)
     )

@@ -3,8 +3,9 @@
 Reproduces ``bots/data/handoff_model.npz`` from labelled sets (``bots.evaluation`` format), by
 default :func:`default_training_paths`: the own sets ``bots/data/handoff_set.jsonl``,
 ``bots/data/handoff_extra.jsonl`` (turns written for training: other businesses, both languages, hard
-negatives) and ``bots/data/handoff_fresh.jsonl`` and ``handoff_fresh2.jsonl`` (eight other fields
-each, written as fresh checks and measured once before they were trained on), both halves of the
+negatives) and ``bots/data/handoff_fresh.jsonl``, ``handoff_fresh2.jsonl`` and ``handoff_fresh3.jsonl``
+(eight to ten other fields each, written as fresh checks and measured once before they were trained
+on), both halves of the
 Voltway held-out set and both halves of the Kestrel one. Their test halves were reported
 (Kestrel's twice) and are retired to training; any other test half (``*_test.jsonl``, e.g. a fresh
 held-out set) is refused::
@@ -59,7 +60,8 @@ RETIRED_TEST_HALVES = (_DATA / "heldout" / "handoff_test.jsonl", _DATA / "heldou
 def default_training_paths() -> list[Path]:
     """The labelled sets the shipped weights are trained on (those present in this checkout)."""
     paths = [default_set_path(), _DATA / "handoff_extra.jsonl", _DATA / "handoff_fresh.jsonl",
-             _DATA / "handoff_fresh2.jsonl", _DATA / "heldout" / "handoff_tune.jsonl",
+             _DATA / "handoff_fresh2.jsonl", _DATA / "handoff_fresh3.jsonl",
+             _DATA / "heldout" / "handoff_tune.jsonl",
              _DATA / "heldout" / "kestrel_handoff_tune.jsonl",
              *RETIRED_TEST_HALVES]
     return [p for p in paths if p.exists()]

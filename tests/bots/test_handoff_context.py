@@ -205,6 +205,14 @@ def test_leave_one_business_out_reports_rules_and_learned_per_business(
     ("three weeks. three weeks without a reply", "frustration"),
     ("the fitter scratched my floor and then just left", "frustration"),
     ("十天了，房租都交不了", "frustration"),
+    ("my son is trapped in the lift at the station car park", "safety"),
+    ("the glass shower door has just shattered everywhere", "safety"),
+    ("the meter cupboard is soaking wet after the leak", "safety"),
+    ("车库卷帘门把人困在里面了", "safety"),
+    ("I'm being passed around, can I be transferred to a case manager", "user_request"),
+    ("我要找你们能做主的人", "user_request"),
+    ("second time the engineer hasn't turned up. SECOND TIME.", "frustration"),
+    ("暖气停了两周，孩子还小", "frustration"),
 ])
 def test_kinds_of_misses_hand_off_in_fresh_words(text: str, reason: str) -> None:
     assert _decide(text) == ("handoff", reason)
@@ -218,6 +226,7 @@ def test_kinds_of_misses_hand_off_in_fresh_words(text: str, reason: str) -> None
     "the technician was great, please pass on my thanks",
     "what's the price of a replacement cable?",
     "can I pause my membership for two weeks?",
+    "could I speak to an advisor in French if I phone?",
 ])
 
 def test_questions_about_people_and_ordinary_ones_are_answered(text: str) -> None:
@@ -225,6 +234,6 @@ def test_questions_about_people_and_ordinary_ones_are_answered(text: str) -> Non
 
 
 @pytest.mark.parametrize("text", ["no complaints at all, the fitter was really professional",
-                                  "没有什么要投诉的，工程师非常专业"])
+                                  "没有什么要投诉的，工程师非常专业", "I'm a barrister, can I book a room for two?"])
 def test_the_learned_layer_does_not_read_praise_as_a_complaint(text: str) -> None:
     assert _decide(text, (), learned=0.999) == ("answer", "none")
