@@ -164,6 +164,8 @@ _LEGAL_NOT = re.compile(
     r"\b(?:i'?m|i am|we are|we'?re|as) (?:a |an )?(?:lawyer|attorney|solicitor|barrister|paralegal|judge|notary|"
     r"law firm)s?\b|"
     r"\b(?:my|our|his|her) (?:\w+ )?(?:is|was|'s) (?:a |an )?(?:lawyer|attorney|solicitor)\b|"
+    r"\b(?:my|our|a) (?:lawyer|solicitor|attorney|barrister) (?:friend|mate|colleague|neighbou?r|cousin|brother|sister|"
+    r"dad|mum|mom|father|mother|wife|husband|partner)s?\b|"
     r"\blaw (?:firm|office|school)\b|\b(?:solicitor|lawyer|attorney)(?:'s|s'|s)? (?:office|firm|practice)\b|"
     r"法院(?:门口|附近|旁边|对面|路)|隐私政策|我是律师|律师事务所|律所|法律条款|"
     r"我(?:爸|妈|哥|姐|弟|妹|朋友|老公|老婆|爱人|家人|同事|先生|太太)\S{0,2}是律师"
@@ -266,7 +268,11 @@ _CALLBACK_NOT = re.compile(
 
 
 def asks_for_callback(norm: str) -> bool:
-    return bool(_CALLBACK.search(norm)) and not _CALLBACK_NOT.search(norm)
+    """A request to be called; a question about the phone line ("预约电话节假日有人接吗", nobody to
+    call the user in it) is none."""
+    if not _CALLBACK.search(norm) or _CALLBACK_NOT.search(norm):
+        return False
+    return bool(re.search(r"\bme\b|我", norm)) or not is_question_about_people(norm)
 
 
 # --- requests for a person -----------------------------------------------------------------------
@@ -311,7 +317,8 @@ _EN_ASK = [
                r"\b(?:stop|enough|done with)\b[^.?!]{0,15}\b(?:bot|robot|ai|chatbot|automated)\b"),
     re.compile(rf"^\W*(?:(?:a |an |the |real |live )?{_WHO}(?: please| pls| plz| now| asap| thanks| bitte)?"
                r"[\s,./!?]*)+$"),
-    re.compile(r"\bany ?(?:one|body|humans?|people|persons?|staff|agents?) (?:there|real|human|home|alive|here|around|"
+    re.compile(r"\bany ?(?:one|body|humans?|people|persons?|staff|agents?) (?:from (?:your |the )?\w+ )?"
+               r"(?:there|real|human|home|alive|here|around|"
                r"about|online|available|on)\b|"
                r"\bis (?:there )?any ?(?:one|body) (?:i can|to) (?:talk|speak|chat)|"
                r"\b(?:are you|is this) (?:even )?(?:a )?(?:real|human)\??\s*(?:i want|i need|get me|let me)"),
@@ -370,6 +377,7 @@ _EN_FIRST_PERSON = re.compile(
     r"\bis there (?:a|an|any|some)\s*(?:one|body)?\b[^?]{0,30}\b(?:i can|i could|to (?:talk|speak|chat)|"
     r"available|there|who can|online)\b|"
     r"\bcan you (?:connect|transfer|get|put)\b|\bi'?m (?:asking|requesting)\b|"
+    r"\b(?:around|available|online|free) to (?:help|talk|chat|speak)\b|"
     r"\bis it possible (?:for me )?to (?:talk|speak|chat|get|reach)\b|\binstead\b|"
     r"\b(?:can|could|would) (?:someone|somebody|anyone|anybody)\b[^.?!]{0,40}\b(?:help|assist|contact|call) me\b"
 )

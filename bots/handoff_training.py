@@ -8,7 +8,8 @@ negatives) and ``bots/data/handoff_fresh.jsonl``, ``handoff_fresh2.jsonl`` and `
 on), both halves of the
 Voltway held-out set and both halves of the Kestrel one. Their test halves were reported
 (Kestrel's twice) and are retired to training; any other test half (``*_test.jsonl``, e.g. a fresh
-held-out set) is refused::
+held-out set, or ``bots/data/handoff_fresh4_test.jsonl``, the own check written after the last tuning
+round and kept out of training) is refused::
 
     python -m bots.handoff_training            # = parley bots train-handoff; writes the shipped npz
     python -m bots.handoff_training --out /tmp/m.npz bots/data/handoff_set.jsonl ...

@@ -213,6 +213,8 @@ def test_leave_one_business_out_reports_rules_and_learned_per_business(
     ("我要找你们能做主的人", "user_request"),
     ("second time the engineer hasn't turned up. SECOND TIME.", "frustration"),
     ("暖气停了两周，孩子还小", "frustration"),
+    ("is anyone from the office online to help?", "user_request"),
+    ("could the depot ring me about the delivery", "callback_request"),
 ])
 def test_kinds_of_misses_hand_off_in_fresh_words(text: str, reason: str) -> None:
     assert _decide(text) == ("handoff", reason)
@@ -227,6 +229,8 @@ def test_kinds_of_misses_hand_off_in_fresh_words(text: str, reason: str) -> None
     "what's the price of a replacement cable?",
     "can I pause my membership for two weeks?",
     "could I speak to an advisor in French if I phone?",
+    "客服电话春节期间有人接吗",
+    "my solicitor neighbour told me about your app",
 ])
 
 def test_questions_about_people_and_ordinary_ones_are_answered(text: str) -> None:
