@@ -181,6 +181,9 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
                 r"tomorrow|in \w+ (?:hours?|minutes))|"
                 r"(?:婚礼|葬礼|婚宴|典礼|宴会)\S{0,12}(?:小时后|今天|明天|马上|就要)"), 1),
     (re.compile(r"\bnever (?:delivered|arrived|came|turned up|showed up)\b|没送到|没送来|没人来"), 1),
+    (re.compile(r"\b(?:hasn'?t|haven'?t|has not|have not|not) (?:replied|responded|answered|called back|got back|"
+                r"been in touch)\b[^.?!]{0,20}\b(?:in|for) (?:a|an|over a|\w+) (?:days?|weeks?|months?)\b|"
+                r"[一二三四五六七八九十两几\d]+(?:天|周|个?星期|个?月)(?:都|了)?没(?:人)?(?:回复|回音|联系|答复)"), 1),
     # Someone who depends on the service, and going without it for days: each counts beside the other.
     (re.compile(r"\b(?:my (?:mother|father|mum|mom|dad|gran\w*|grandmother|grandfather|baby|newborn|elderly \w+|"
                 r"disabled \w+|\w+ who is (?:disabled|ill|pregnant))|(?:is|am|'m|are) (?:\d{2}|pregnant|disabled|"

@@ -215,6 +215,11 @@ def test_leave_one_business_out_reports_rules_and_learned_per_business(
     ("暖气停了两周，孩子还小", "frustration"),
     ("is anyone from the office online to help?", "user_request"),
     ("could the depot ring me about the delivery", "callback_request"),
+    ("a slate slid off the roof and nearly hit my neighbour", "safety"),
+    ("there's an acrid smell coming from the cupboard under the stairs", "safety"),
+    ("the fuse board smells hot", "safety"),
+    ("阳台的支架松动了，随时要掉", "safety"),
+    ("nobody has been in touch for two weeks, it is unacceptable", "frustration"),
 ])
 def test_kinds_of_misses_hand_off_in_fresh_words(text: str, reason: str) -> None:
     assert _decide(text) == ("handoff", reason)
@@ -231,6 +236,9 @@ def test_kinds_of_misses_hand_off_in_fresh_words(text: str, reason: str) -> None
     "could I speak to an advisor in French if I phone?",
     "客服电话春节期间有人接吗",
     "my solicitor neighbour told me about your app",
+    "is a chemical smell normal from a new carpet?",
+    "who do I talk to about group bookings, you or the venue?",
+    "the discount came off my bill, thanks",
 ])
 
 def test_questions_about_people_and_ordinary_ones_are_answered(text: str) -> None:
