@@ -104,8 +104,10 @@ class HandoffSettings:
     #: another key names a rule of the tenant's own (reason code ``rule:<name>``). Phrases, not regexes.
     rule_phrases: Mapping[str, Sequence[str]] = field(default_factory=dict)
     #: Probability from the learned turn classifier at or above which the bot hands off (> 1 turns
-    #: the learned layer off). Chosen for precision on the tuning data (``bots/handoff_model.py``).
-    learned_threshold: float = 0.9
+    #: the learned layer off). Chosen by cross-validation across businesses (train on the others,
+    #: score the one left out: ``python -m bots.handoff_training --leave-one-out``); in a conversation
+    #: that already shows trouble the policy uses half of it (``bots.handoff.CONTEXT_THRESHOLD_FACTOR``).
+    learned_threshold: float = 0.8
 
     def __post_init__(self) -> None:
         if self.frustration_threshold < 1 or self.repeat_threshold < 2 or self.didnt_help_threshold < 1:

@@ -37,6 +37,8 @@ from bots.handoff_rules import (
     asks_for_callback,
     asks_for_person,
     first_phrase,
+    in_another_sense,
+    is_hypothetical_safety_question,
     is_question_about_people,
     matched_rule,
 )
@@ -44,10 +46,12 @@ from bots.text import normalize
 from bots.values import Turn
 
 __all__ = [
+    "CONTEXT_THRESHOLD_FACTOR",
     "POLICY_VERSION",
     "Action",
     "HandoffDecision",
     "HandoffInputs",
+    "conversation_trouble",
     "decide",
     "decide_fault",
     "decide_post_retrieval",
@@ -57,7 +61,7 @@ __all__ = [
     "is_human_request",
 ]
 
-POLICY_VERSION = "2026.12"
+POLICY_VERSION = "2026.12.2"
 
 Action = Literal["answer", "offer_human", "handoff"]
 Layer = Literal["fault", "rule", "signal", "learned", "evidence", "default"]
@@ -71,7 +75,10 @@ _AFFIRM_EN = re.compile(
 _AFFIRM_ZH = re.compile(r"^(?:好|好的|是|是的|可以|行|要|需要|嗯|对|麻烦|好啊|好吧|当然|转吧|帮我转)")
 _DECLINE = re.compile(
     r"^(?:(?:haha|lol|oh|ah|hmm|um|well|ha|哈哈|呃|嗯)[\s,.!，。]*)?"
-    r"(?:no|nope|nah|no thanks|not now|not yet|that's ok|i'm fine|no need|不用|不要|不了|不需要|算了|没事|先不)"
+    r"(?:(?:暂时|暂且|先|现在|目前|还)(?=不))?"
+    r"(?:no|nope|nah|no thanks|not now|not yet|not (?:right )?now|not at the moment|(?:maybe |perhaps )?later|"
+    r"that's ok|i'm fine|no need|"
+    r"不用|不要|不了|不需要|算了|没事|先不)"
 )
 
 # (pattern, points). Strong words say the user is angry at the service; mild ones are noise
@@ -91,6 +98,17 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
             r"(?:nobody|no one|no-one)(?: \w+){0,4} (?:cares?|helps?|bothers?)|"
             r"(?:explained|told you|said|asked|called|rung|written|chased)(?: this| that| it| you)? (?:\w+ )?"
             r"(?:three|four|five|six|several|multiple|many|\d+) times|"
+            r"(?:losing|lose|lost) (?:\w+ )?(?:money|business|customers|clients|income|sales|orders|bookings)|"
+            r"(?:hours|days|weeks|months) of my life|(?:getting|gotten|got|going|gone) nowhere|"
+            r"(?:missed|miss|missing) (?:my |our |the |a )?(?:\w+'?s )?(?:wedding|funeral|birthday|exam|operation|"
+            r"surgery|interview|graduation)|"
+            r"(?:nobody|no one|no-one) (?:has |have |ever )?(?:called|rung|phoned|emailed|written|come|got) back|"
+            r"(?:nobody|no one|no-one) (?:will |can |would |has |ever )?"
+            r"(?:tell|explain|answer|respond|reply|get back)\w*|"
+            r"(?:taken|took|take|taking|booked|used) (?:\w+ ){0,2}(?:leave|days? off|time off|holiday)\b|"
+            r"(?:two|three|four|five|six|\d+) (?:\w+ )?(?:cancelled|missed|no-?shows?|visits|appointments)\b"
+            r"[^?]{0,20}[.!]\s*"
+            r"(?:two|three|four|five|six|\d+)\s*[.!]|patience (?:has |is )?(?:\w+ )?(?:run out|gone|worn thin|ran out)|"
             r"(?:missed|lost|cost me) (?:a |my |the |\w+ ){0,2}(?:interviews?|job|clients?|customers?|flights?|"
             r"appointments?|day'?s? (?:pay|work)|business|"
             r"(?:\w+ )?(?:days?|weeks?|hours?) (?:of )?(?:pay|work|wages|income))|"
@@ -138,18 +156,52 @@ _FRUSTRATION: list[tuple[re.Pattern[str], int]] = [
             r"丢了\S{0,3}(?:客户|工作|订单|生意)|损失了?\S{0,4}(?:生意|钱|订单|客户|收入)|耽误了|会不会办事|会不会做事|怎么办事的|气人|一直没人|没人管|没人理|再也不(?:买|用|来)|忍不了|太离谱|火大|抓狂|太差|真差|很差|套话|说辞|敷衍|"
             r"有没有人(?:管|负责)|到底管不管|管不管啊|这样对待|寒心|彻底失望|多少遍|好几遍|几遍了|认真点|认真看|无语了|真的无语|"
             r"浪费了?我?(?:一|半|整|好几|大半)?\S{0,3}(?:时间|天|下午|上午|晚上|小时)|"
-            r"第[三四五六七八九十几]次(?:打电话|联系|来问|问|说|找|反映|投诉|解释)"
+            r"第[三四五六七八九十几]次(?:打电话|联系|来问|问|说|找|反映|投诉|解释)|"
+            r"(?:说|问|讲|解释|打|联系|反映|催)了?(?:[三四五六七八九十几]|好几|好多|无数)(?:遍|次)|"
+            r"亏钱|赔钱|亏损|请了\S{0,3}假|白等|白跑|错过了?\S{0,6}(?:婚礼|葬礼|面试|考试|手术|生日|毕业)|"
+            r"(?:一点|毫无|没有任何|没有一点)进展|进展都没有|"
+            r"没人(?:给我|跟我|和我)?(?:解释|回复|回答|处理|联系|说明|告诉)"
         ),
         2,
     ),
     (re.compile(r"无语|生气|不满意?|失望|着急|急死|离谱|搞什么|怎么回事|投诉|太慢|差劲|烦|郁闷|崩溃"), 1),
     (re.compile(r"又(?:多)?(?:扣|收|断|掉|坏)"), 1),  # "again" about a fault: counts beside another word
+    # Harm done or a need unmet ("broke my ...", "can't pay rent"), and being left with it: beside another sign.
+    (re.compile(r"\b(?:broke|broken|damaged|smashed|ruined|scratched|dented|lost) (?:my|our)\b|"
+                r"\bcan'?t (?:pay (?:my |the )?(?:rent|bills?|mortgage)|afford|feed|get to work|go to work|work)\b|"
+                r"(?:摔坏|弄坏|损坏|刮花|弄丢)了?(?:我|我们)|(?:房租|房贷|账单)\S{0,3}(?:交不了|付不了|交不上)|"
+                r"付不起"), 1),
+    (re.compile(r"\b(?:just|then) (?:left|walked off|drove off|hung up)\b|人就走了|就走了|挂了?我?电话"), 1),
+    (re.compile(r"\bfor (?:\w+ )?(?:days|weeks|months)\b|^[一二三四五六七八九十两几\d]+(?:天|周|个?月|个?星期)了|"
+                r"(?:坏|断|停|没)了?[一二三四五六七八九十两几\d]+(?:天|周|个?月|个?星期)"), 1),
+    (re.compile(r"\b(?:small|young|little) (?:kids|children|ones)\b|\bkids at home\b|"
+                r"出不了门|下不了楼|没法出门|孩子还小|"
+                r"\b(?:second|third|fourth|fifth|sixth|\d+(?:nd|rd|th)) time\b|第[二三四五六七八九十几\d]+次|"
+                r"\b(?:wedding|funeral|reception|ceremony|party|event)\b[^.?!]{0,40}\b(?:in an hour|today|tonight|"
+                r"tomorrow|in \w+ (?:hours?|minutes))|"
+                r"(?:婚礼|葬礼|婚宴|典礼|宴会)\S{0,12}(?:小时后|今天|明天|马上|就要)"), 1),
+    (re.compile(r"\bnever (?:delivered|arrived|came|turned up|showed up)\b|没送到|没送来|没人来"), 1),
+    (re.compile(r"\b(?:hasn'?t|haven'?t|has not|have not|not) (?:replied|responded|answered|called back|got back|"
+                r"been in touch)\b[^.?!]{0,20}\b(?:in|for) (?:a|an|over a|\w+) (?:days?|weeks?|months?)\b|"
+                r"[一二三四五六七八九十两几\d]+(?:天|周|个?星期|个?月)(?:都|了)?没(?:人)?(?:回复|回音|联系|答复)"), 1),
+    # Someone who depends on the service, and going without it for days: each counts beside the other.
+    (re.compile(r"\b(?:my (?:mother|father|mum|mom|dad|gran\w*|grandmother|grandfather|baby|newborn|elderly \w+|"
+                r"disabled \w+|\w+ who is (?:disabled|ill|pregnant))|(?:is|am|'m|are) (?:\d{2}|pregnant|disabled|"
+                r"housebound|on oxygen)\b)|我(?:妈|爸|母亲|父亲|奶奶|爷爷|外婆|姥姥)\S{0,4}[七八九]十|[七八九]十多岁|"
+                r"宝宝|婴儿|孕妇|残疾|卧床"), 1),
+    (re.compile(r"\bwithout (?:any )?(?:\w+ ){0,2}for (?:a |an |over a |more than a |\w+ )?(?:days?|weeks?|months?)\b"
+                r"|[一二三四五六七八九十两几\d]+个?(?:天|周|星期|礼拜|月)(?:都|了)?没(?:有)?\S{1,4}了"), 1),
     # How long it has lasted, or a phrase said twice for emphasis ("十一天了，十一天！"): beside another sign.
     (re.compile(r"\bit'?s been (?:\w+ ){1,2}(?:days|weeks|months)\b"
                 r"|[一二三四五六七八九十两几\d]+(?:天|周|个月|星期)\S{0,4}还没"), 1),
     # How long, said again with an exclamation ("two weeks. TWO WEEKS.", "五天了，五天！"): anger, not a typo.
     (re.compile(r"\b(\w+ (?:days?|weeks?|months?|hours?|times)|(?:day|week|month) \w+)\b[^.?!]{0,40}[.,!]+\s*\1\s*[.!]"
-                r"|([一二三四五六七八九十两几\d]+\S{0,2}(?:天|周|个月|星期|小时|次|遍))[了，,！!。]+\2[！!]"), 2),
+                r"|\b(\w+ (?:days|weeks|months|hours|times))[.!]+\s*\2\b"
+                r"|\b(\w+) (?:days?|weeks?|months?|hours?|times)\b[^.?!]{0,40}[.,!]+\s*\3\s*[.!]"
+                r"|([一二三四五六七八九十两几\d]+\S{0,2}(?:天|周|个月|星期|小时|次|遍))[了，,！!。]+\4[！!]"
+                r"|\b((?:second|third|fourth|fifth|sixth|\w+teen|two|three|four|five|six|seven|eight|nine|ten|eleven|"
+                r"twelve|twenty|\d+)\w* \w+)\b[^?]{0,60}[.!]\s*\5\s*[.!]"
+                r"|(第[二三四五六七八九十几\d]+次)\S{0,20}[，,。.!！]\6[！!。]"), 2),
 ]
 _SHOUT = re.compile(r"[!！]{3,}|[?？][!！]|[!！][?？]|[?？]{3,}")
 
@@ -444,6 +496,71 @@ def _bot_failures(history: Sequence[Turn]) -> int:
     return failed
 
 
+# A question (EN/ZH) or an acknowledgement: what a user says who is not reporting the same trouble.
+_QUESTION = re.compile(
+    r"[?？]|^\W*(?:so |and |but |ok,? |okay,? |also |then |wait,? |great,? |cool,? )?(?:how|what|when|where|which|who|"
+    r"why|is|are|can|could|do|does|did|will|would|should|shall|may|any)\b(?! (?:that|it|this|all|both|everything)\b)|"
+    r"吗|怎么|如何|多少|几[点天个时号]|哪|什么|是否|能否|可不可以|能不能|要不要|有没有|呢$"
+)
+_ACK = re.compile(
+    r"\b(?:ok|okay|great|perfect|thanks?|thank you|thx|cheers|got it|makes sense|found it|appreciate\w*|"
+    r"done(?! (?:that|it|this|all|both|everything))|worked|works now|"
+    r"fixed|sorted|that'?s it|brilliant|lovely|cool|nice)\b|谢|好的|明白|了解|可以了|行了|搞定|好了|成功了|找到了"
+)
+# Something in the turn says the trouble is the same as before ("still", "again", "already", "no", 还是, 又).
+_PERSISTS = re.compile(
+    r"\b(?:still|again|already|same|nothing|never|not|no|nope|keeps?|anymore|either|yet|circles|loop)\b|n'?t\b|"
+    r"还是|又|已经|也(?:是|试|没|不)|没|不|仍|依然|依旧|一样|照样"
+)
+# The bot's own offer of a person, in its earlier turns.
+_BOT_OFFERED = re.compile(
+    r"\b(?:would you like|shall i|should i|do you want|want me to|can i|may i)\b[^.?!]{0,40}\b(?:person|someone|"
+    r"somebody|human|agent|colleague|team|staff|connect you|transfer you|put you through)\b|"
+    r"转接?人工|联系\S{0,8}(?:工作人员|客服|同事)|要不要我\S{0,10}(?:人工|工作人员|客服|同事)|需要\S{0,6}(?:转|联系)\S{0,6}人工"
+)
+
+
+def _reports_trouble(text: str) -> bool:
+    """A statement (no question, no thank-you): the user reporting, not asking something new."""
+    norm = _norm(text)
+    return not _QUESTION.search(norm) and not _ACK.search(norm)
+
+
+def conversation_trouble(text: str, history: Sequence[Turn]) -> str | None:
+    """What in the conversation (not in this turn's words) shows the bot failing this user, or None.
+
+    Features that carry over to any business: the bot gave up twice; the user keeps reporting the
+    same trouble after two answers (two statements in a row, no question, no thanks, the bot asked
+    nothing); a person was offered and the user went on reporting trouble; frustration in an earlier
+    turn. The learned layer hands off at a lower probability when one is present."""
+    bot_turns = [t for t in history if t.role == "bot"]
+    if not bot_turns:
+        return None
+    if _bot_failures(bot_turns[-4:]) >= 2:
+        return "the bot could not answer twice"
+    users = _user_turns(history, 2)
+    reporting = _reports_trouble(text)
+    if len(bot_turns) >= 2 and reporting and users and _reports_trouble(users[-1]) and not re.search(
+            r"[?？]", bot_turns[-1].text):
+        return "the trouble persists after two answers"
+    if reporting and any(_BOT_OFFERED.search(normalize(t.text)) for t in bot_turns[-3:]):
+        return "went on after an offer of a person"
+    if reporting and any(frustration_points(u) for u in users):
+        return "frustrated earlier"
+    return None
+
+
+def persisting_trouble(text: str, history: Sequence[Turn]) -> bool:
+    """After two answers the user reports the same trouble again in other words ("already did all of
+    that", "连着WiFi呢，还是同样的错误"): a statement after a statement, with a word saying it persists."""
+    if conversation_trouble(text, history) != "the trouble persists after two answers":
+        return False
+    norm = _norm(text)
+    # A bare "no" says too little alone (it may answer a question of the bot's own).
+    substantial = len(re.findall(r"[a-z0-9']+", norm)) >= 3 or len(re.findall(r"[\u3400-\u9fff]", norm)) >= 4
+    return substantial and bool(_PERSISTS.search(norm))
+
+
 def repeated_failure(text: str, history: Sequence[Turn]) -> str | None:
     """Why the conversation shows the bot failing this user again, or None.
 
@@ -461,6 +578,8 @@ def repeated_failure(text: str, history: Sequence[Turn]) -> str | None:
         return "said no after the bot failed"
     if failures and any(_similar(text, p) for p in _user_turns(history, 6)):
         return "asked again after the bot failed"
+    if persisting_trouble(text, history):
+        return "the trouble persists after two answers"
     return None
 
 
@@ -579,14 +698,37 @@ _THANKS = re.compile(
 )
 
 
+#: In a conversation that already shows trouble (:func:`conversation_trouble`) the learned layer
+#: hands off at this fraction of ``learned_threshold``: the words and the conversation together.
+CONTEXT_THRESHOLD_FACTOR = 0.5
+
+
+# Praise, or a complaint denied: what the learned layer must not read as one.
+_PRAISE = re.compile(
+    r"\bno complaints?\b|\bnot (?:a )?complain\w*|\bnothing to complain|\bnot a complaint\b|"
+    r"\b(?:brilliant|lovely|great job|excellent|fantastic|very helpful|so helpful|really helpful|professional)\b|"
+    r"没(?:什么|有)\S{0,2}投诉|不是(?:要)?投诉|很专业|很好|很棒|非常好|非常专业|点赞|表扬"
+)
+
+
 def _learned(inputs: HandoffInputs, settings: HandoffSettings, norm: str) -> _Found | None:
-    """(l) learned: what the lexicons miss; never a question about how support works, never a thank-you."""
+    """(l) learned: what the lexicons miss; never a question about how support works, never a thank-you.
+    The threshold is lower when the conversation shows trouble (the detail names it)."""
     learned = inputs.learned_score
-    if learned is None or learned < settings.learned_threshold:
+    if learned is None or settings.learned_threshold > 1.0:
         return None
     if is_question_about_people(norm) or (len(norm) <= 40 and _THANKS.match(norm)):
         return None
-    return _handoff("learned", f"p={learned:.3f}", "learned")
+    if is_hypothetical_safety_question(norm) or in_another_sense(norm):
+        return None  # "what if ...", "会不会...": a general question; a hazard happening now is a rule's
+    if _PRAISE.search(norm) and frustration_points(inputs.text) < 2:
+        return None  # "no complaints, the crew were brilliant": the words of a complaint, none made
+    if learned >= settings.learned_threshold:
+        return _handoff("learned", f"p={learned:.3f}", "learned")
+    trouble = conversation_trouble(inputs.text, inputs.history)
+    if trouble is not None and learned >= settings.learned_threshold * CONTEXT_THRESHOLD_FACTOR:
+        return _handoff("learned", f"p={learned:.3f} in context: {trouble}", "learned")
+    return None
 
 
 def decide_post_retrieval(pre: HandoffDecision, best_score: float, settings: HandoffSettings) -> HandoffDecision:

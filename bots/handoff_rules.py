@@ -31,6 +31,8 @@ __all__ = [
     "asks_for_callback",
     "asks_for_person",
     "first_phrase",
+    "in_another_sense",
+    "is_hypothetical_safety_question",
     "is_question_about_people",
     "matched_rule",
     "phrase_in",
@@ -42,7 +44,12 @@ _SAFETY_EN = re.compile(
     r"with|and|black|white) smoke\b|smoking|smoky|smoke (?:from|out of)|smell(?:s|ed|ing)? (?:of |like )?"
     r"(?:something(?:'s| is)? )?(?:smoke|burning|burnt|gas|plastic burning|melting)|"
     r"burning (?:smell|odou?r|plastic)|smells? (?:weird|funny|strange|odd|of burning)|"
-    r"(?:weird|funny|strange|odd) smell|burnt (?:smell|odou?r|plastic)|smells? burnt|"
+    r"(?:weird|funny|strange|odd|chemical|acrid|toxic|pungent) (?:smell|odou?r)|"
+    r"burnt (?:smell|odou?r|plastic)|smells? burnt|"
+    r"smells? (?:of |like )?(?:chemicals?|acrid|toxic|hot\b)|"
+    r"(?:roof|tile|slate|panel|gutter|chimney|bracket|mount)s?\b[^.?!]{0,25}\b(?:loose|flapping|hanging off|"
+    r"falling off|fell off|blown off|came off|come off)|"
+    r"(?:nearly|almost) (?:hit|fell on|landed on) (?:me|my|him|her|someone|us)|"
     r"sparks?|sparking|sparked|arcing|"
     r"caught fire|catch(?:es|ing)? fire|on fire|fire hazard|started a fire|flames?|(?:there'?s|there is|there was|"
     r"a|small|big) fire\b|fire (?:broke out|started)|"
@@ -58,18 +65,30 @@ _SAFETY_EN = re.compile(
     r"(?:wires?|cables?) (?:looks?|is|are|still) live\b|looks live\b|bare wires?|wires? (?:exposed|bare|sticking out)|"
     r"(?:pole|mast|tree)s? (?:\w+ )?(?:is |are )?(?:leaning|fallen|down|came down)|"
     r"(?:line|cable|wire)s? (?:is |are )?(?:hanging|dangling) (?:low|down|loose)|"
-    r"(?:cable|wire|pole)s? (?:is |are |was )?(?:hanging|dangling|fallen|fell|snapped|lying)|"
+    r"(?:cable|wire|wiring|pole)s?\b[^.?!]{0,30}\b(?:hanging|dangling|fallen|fell|snapped|lying|sticking) "
+    r"?(?:out|down|loose|off)?|"
     r"(?:fallen|downed) (?:power |telephone |phone )?(?:cable|wire|line|pole)s?|"
+    r"(?:cable|wire|line|pole|mast|post)s?\b[^.?!]{0,40}\b(?:come|fallen|gone|blown|came|fell|blew) "
+    r"(?:down|over|loose)|"
+    r"(?:got|get|gets|getting|gave (?:me|him|her|us)|felt) (?:a )?(?:jolt|zap|tingle)\b|"
     r"water\b[^.?!]{0,40}\b(?:extension|socket|plug|power strip|outlet|light|lamp|fuse ?box|wiring|electrics|"
     r"meter|switch)|"
-    r"swallow\w*[^.?!]{0,20}\b(?:batter\w*|magnets?|pills?|tablets?|chemicals?|bleach|detergent)|allergic reaction|"
+    r"(?:swallow\w*|ate|eaten|chewed|licked)\b[^.?!]{0,20}\b(?:batter\w*|magnets?|pills?|tablets?|chemicals?|bleach|"
+    r"detergent|capsules?|medicines?|medication)|allergic reaction|"
     r"(?:can'?t|cannot|struggling to) breathe|chest pains?|(?:feels?|feeling|felt) (?:very |really )?(?:dizzy|faint)|"
     r"passed out|fainted|unconscious|"
-    r"(?:extension|socket|plug|power strip|outlet)\b[^.?!]{0,30}\b(?:wet|water)\b|blackened|scorch\w*|charred|"
+    r"(?:extension|socket|plug|power strip|outlet|electrics|wiring|fuse ?box|consumer unit|switch|meter)\b[^.?!]{0,30}"
+    r"\b(?:wet|water)\b|blackened|scorch\w*|charred|"
     r"brakes? (?:failed|fail|failing|gave out|stopped working|not working|don'?t work|doesn'?t work)|"
     r"(?:throttle|accelerator) (?:is |got )?stuck|accelerat\w* (?:on|by) (?:its|it) own|"
     r"snapped (?:off )?(?:mid-ride|while)|(?:i|we|he|she|they) (?:crashed|fell off|was thrown off)|"
-    r"crashed (?:into|my (?:bike|car|scooter))|(?:glass|door|oven|window)s? (?:has |have )?shattered|bleeding|"
+    r"crashed (?:into|my (?:bike|car|scooter))|(?:glass|door|oven|window)\w*\b[^.?!]{0,15}\b(?:shattered|"
+    r"exploded|burst)\b|bleeding|"
+    r"(?:stuck|trapped) (?:inside|in (?:the |a |an )?(?:lift|elevator|car|room|building|garage|cabin|shower))|"
+    r"(?:someone|somebody|people|person|neighbour|neighbor|child|kid|son|daughter|baby|mum|mom|dad|man|woman) "
+    r"(?:is |are |got |was )?(?:stuck|trapped) (?:inside|in (?:the|a|an|there)|between)|"
+    r"leak\w* (?:\w+ )?(?:chemicals?|acid|liquid|fluid)|"
+    r"(?:hands?|skin|eyes?|fingers?) (?:are |is )?(?:stinging|burning|blistering)|"
     r"gas leak|leaking gas|carbon monoxide|"
     r"explod\w*|explosion|blew up|"
     r"(?:swollen|swelling|bulging|puffed up|leaking) battery|battery (?:is )?(?:swollen|swelling|bulging|"
@@ -84,7 +103,11 @@ _SAFETY_ZH = re.compile(
     r"漏液|液体(?:漏|流|渗)|漏出(?:液体|来)|渗出|嘶嘶|滋滋|噼啪|啪的一声|砰的一声|巨响|爆响|异响|冒泡|变形|"
     r"电池\S{0,6}(?:裂|鼓|胀|漏|烫)|"
     r"被电|电了一下|吞了|吞下|误食|误服|过敏反应|过敏了|呼吸困难|晕倒|头晕|摔下来|摔倒|摔了一跤|突然加速|烧黑|熏黑|烧穿|跳闸\S{0,8}烧|烫得|刹车失灵|刹不住|车\S{0,2}失控|流血|摔伤|撞伤|"
-    r"电(?:线|缆)\S{0,4}(?:掉|断|裸露|垂)|裸露\S{0,2}电(?:线|缆)|"
+    r"(?:水|漏水|渗水)\S{0,8}(?:灯|插座|插头|插线板|排插|插排|电源|电线|电箱|电表|开关|配电|电器|电闸|电箱|总闸)|冒\S{0,2}烟|刺鼻|化学味|插座\S{0,3}(?:黑|焦)|差点砸|砸到|"
+    r"(?:屋顶|瓦|支架|板子|面板)\S{0,6}(?:松了|松动|掉了|掉下|要掉|晃)|困人|被困|困在|炸裂|爆裂|"
+    r"(?:皮肤|手|眼睛)\S{0,3}(?:刺痛|灼伤|灼痛|起泡)|化学品?\S{0,4}(?:漏|洒)|"
+    r"误吃|吃了\S{0,8}(?:药|电池|磁铁|干燥剂)|电(?:线|缆)\S{0,4}(?:掉|断|裸露|垂|露在外|露出|外露)|裸露\S{0,2}电(?:线|缆)|线\S{0,3}垂得?\S{0,2}低|"
+    r"(?:电线杆|线杆|电杆|杆子)\S{0,3}(?:歪|倒|断|折)|冒了?\S{0,3}火|"
     r"安全隐患|危险"
 )
 # Questions about a safety feature, not a report of a hazard.
@@ -93,7 +116,8 @@ _SAFETY_NOT = re.compile(
     r"fire-?resistant|flame-?retardant|smoke (?:detector|alarm)s?|no smoking|"
     r"quit smoking|smoking area|safety (?:certificat\w*|standard|rating|feature|data sheet)|smoke test\w*|"
     r"smoking hot|(?:deals?|offers?|prices?|sales?) (?:is |are )?on fire|fire (?:tv|stick|tablet|sale)|firewall|"
-    r"sparks? (?:loyalty|tier|plan|points|rewards?|members?\w*|card)|(?:bill|sticker|price) shock)\b"
+    r"sparks? (?:loyalty|tier|plan|points|rewards?|members?\w*|card)|(?:bill|sticker|price) shock|"
+    r"(?:price|cost|rate|fee|bill|charge|speed|ping|latency|rental)s?\b[^.?!]{0,30}\b(?:come|gone|came|went) down)\b"
     r"|防过热|过热保护|防火|阻燃|防爆|防\S{0,3}(?:漏电|触电|爆|火|水)\S{0,2}保护|如何避免|怎么避免|怎样避免|防止|"
     r"烟雾报警|禁止吸烟|爆款|火锅|火爆|热点"
 )
@@ -118,9 +142,10 @@ _LEGAL_EN = re.compile(
     r"sue (?:you|them|your|the|this|for|over)|(?:going to|gonna|will|i'?ll|shall|intend to) sue|suing|sued|lawsuit|"
     r"(?:take|taking) (?:you|this|it|them) to (?:the )?(?:court|ombudsman|regulator|press|media)|see you in court|"
     r"(?:go|going|went) to (?:court|the police|the press|the media)|small claims|court case|formal notice|"
-    r"letter before action|class action|report(?:ing)? (?:you|this|your company|it) to (?:the )?(?:police|authorities|"
-    r"regulator|ombudsman|press|media|ofcom|fcc|ftc|bbb|\w*(?:zentrale|commission|authority|agency|bureau|council|"
-    r"standards))|"
+    r"letter before action|class action|(?:report(?:ing)?|escalat(?:e|ing)|refer(?:ring)?) "
+    r"(?:you|this|your company|it|the matter|my complaint) to (?:the )?(?:police|authorities|"
+    r"regulator|ombudsman|press|media|ofcom|fcc|ftc|bbb|"
+    r"(?:\w+ ){0,2}\w*(?:zentrale|commission|authority|agency|bureau|council|standards))|"
     r"(?:call|calling|contact|contacting) the police|this is (?:fraud|theft|illegal)|fraudulent (?:charge|payment|"
     r"transaction)s?|(?:your|the company'?s) legal (?:department|team)|"
     r"(?:file|filed|filing|open|opened|opening|raise|raised|start|started) (?:a )?(?:dispute|chargeback)|"
@@ -142,8 +167,11 @@ _LEGAL_ZH = re.compile(
 # "What's your complaints policy?" asks about a process; it is no threat.
 _LEGAL_NOT = re.compile(
     r"\b(?:lawyer|attorney)s? (?:plan|tier|edition|template)|legal (?:page|notice)\b|"
-    r"\b(?:i'?m|i am|we are|we'?re|as) (?:a |an )?(?:lawyer|attorney|solicitor|law firm)s?\b|"
+    r"\b(?:i'?m|i am|we are|we'?re|as) (?:a |an )?(?:lawyer|attorney|solicitor|barrister|paralegal|judge|notary|"
+    r"law firm)s?\b|"
     r"\b(?:my|our|his|her) (?:\w+ )?(?:is|was|'s) (?:a |an )?(?:lawyer|attorney|solicitor)\b|"
+    r"\b(?:my|our|a) (?:lawyer|solicitor|attorney|barrister) (?:friend|mate|colleague|neighbou?r|cousin|brother|sister|"
+    r"dad|mum|mom|father|mother|wife|husband|partner)s?\b|"
     r"\blaw (?:firm|office|school)\b|\b(?:solicitor|lawyer|attorney)(?:'s|s'|s)? (?:office|firm|practice)\b|"
     r"法院(?:门口|附近|旁边|对面|路)|隐私政策|我是律师|律师事务所|律所|法律条款|"
     r"我(?:爸|妈|哥|姐|弟|妹|朋友|老公|老婆|爱人|家人|同事|先生|太太)\S{0,2}是律师"
@@ -154,6 +182,12 @@ ALWAYS_RULES: Mapping[str, tuple[Sequence[re.Pattern[str]], re.Pattern[str]]] = 
     "safety": ((_SAFETY_EN, _SAFETY_ZH), _SAFETY_NOT),
     "legal": ((_LEGAL_EN, _LEGAL_ZH), _LEGAL_NOT),
 }
+
+
+def in_another_sense(norm: str) -> bool:
+    """Safety or legal words used in another sense ("smoke detector", "I'm a barrister"): what the
+    rules exempt, the learned layer must not hand off for either."""
+    return bool(_SAFETY_NOT.search(norm) or _LEGAL_NOT.search(norm))
 
 
 def phrase_in(norm: str, phrase: str) -> bool:
@@ -225,7 +259,8 @@ _CALLBACK = re.compile(
     r"my (?:phone |mobile |contact )?number is:? ?\+?\d+|(?:prefer|rather have) (?:a )?(?:phone )?call|"
     r"(?:book|arrange|schedule|request|set up) (?:a |an )?(?:phone call|call-?back|call)"
     r"(?! forward| divert| barring| waiting| log| history| record)|"
-    r"(?:have|get) (?:an? \w+|someone|somebody|an agent|a person) (?:to )?(?:call|phone|ring) me)\b"
+    r"(?:have|get) (?:an? \w+|someone|somebody|an agent|a person) (?:to )?(?:call|phone|ring) me|"
+    r"(?:one of (?:you|your \w+)|someone|somebody|anyone)\b[^.?!]{0,25}\b(?:call|phone|ring)(?: or \w+)? me)\b"
     r"|回电|回个电话|给我打(?:个)?电话|打(?:个)?电话给我|打给我|致电我|回拨|电话联系我|联系我(?!们|的)|请来电|来个电话|"
     r"打我电话|打我手机|给我来电|电话沟通|电话里说|回访|预约\S{0,4}电话|电话回复"
 )
@@ -239,17 +274,24 @@ _CALLBACK_NOT = re.compile(
 
 
 def asks_for_callback(norm: str) -> bool:
-    return bool(_CALLBACK.search(norm)) and not _CALLBACK_NOT.search(norm)
+    """A request to be called; a question about the phone line ("预约电话节假日有人接吗", nobody to
+    call the user in it) is none."""
+    if not _CALLBACK.search(norm) or _CALLBACK_NOT.search(norm):
+        return False
+    return bool(re.search(r"\bme\b|我", norm)) or not is_question_about_people(norm)
 
 
 # --- requests for a person -----------------------------------------------------------------------
 _WHO = (
-    r"(?:human|hooman|humn|person|people|ppl|(?:whoever|someone|somebody|the person) (?:is )?in charge|"
+    r"(?:human|hooman|humn|person|people|ppl|(?:whoever|someone|somebody|the person) (?:is )?in charge|whoever|"
+    r"(?:claims? |case |account |service |customer )?(?:handler|caseworker|case worker|case manager|account manager|"
+    r"advisor|adviser|consultant|coordinator|officer|clerk)|"
     r"person in charge|"
     r"someone|some one|somebody|anyone|anybody|representative|rep|"
     r"operator|staff|staff member|manager|supervisor|agent|team member|real one|support team|"
     r"customer (?:service|care|support)|colleague|employee|specialist|advisor|adviser|expert|boss|"
     r"member of (?:staff|your team|the team|the support team)|(?:technical|tech|billing|sales|support|service) team|"
+    r"(?:your|the) \w+ (?:team|department|desk)|"
     r"rengong|ren gong|kefu|mitarbeiter|humano|agente|conseiller)"
 )
 _TO = r"(?:to|2|with|w/|w)"
@@ -257,6 +299,7 @@ _EN_ASK = [
     re.compile(rf"\b(?:talk|speak|chat|spk|tlk|communicate|deal|work|a word)\s+{_TO}\b[^.?!]{{0,30}}\b{_WHO}s?\b"),
     re.compile(rf"\bput (?:a|an|the|some)\s+(?:real |live |actual )?{_WHO} on\b"),
     re.compile(r"\b(?:transfer|connect|escalate|put) me(?: through| over| on)?\s*(?:please|pls|now|asap)?\W*$"),
+    re.compile(r"\b(?:be|get) (?:put|transferred|connected|passed|handed) (?:through |over )?to\b"),
     re.compile(
         rf"\b(?:connect|transfer|put|pass|hand|route|forward|escalate|switch|redirect|send)\s+"
         rf"(?:me|us)\b[^.?!]{{0,30}}\b(?:{_WHO[3:-1]}|through|over)\b"
@@ -270,7 +313,7 @@ _EN_ASK = [
     re.compile(
         r"\b(?:need|want|get|give|have|reach|see|like|prefer|bring|find)\s+(?:me\s+)?(?:a|an|to a|some|the|"
         r"your)?\s*(?:real |live |actual |proper )?(?:human|hooman|person|representative|rep|operator|"
-        r"supervisor|manager|somebody|someone)\b"
+        r"supervisor|manager|somebody|someone|staff|member of staff|someone real)\b"
     ),
     re.compile(r"\b(?:need|want|get|reach|see)\s+(?:a|an|the)\s+(?:support |service |human |live )?agent\b"),
     re.compile(r"\b(?:a|an|your|customer service|support|sales) representative\b"),
@@ -280,7 +323,9 @@ _EN_ASK = [
                r"\b(?:stop|enough|done with)\b[^.?!]{0,15}\b(?:bot|robot|ai|chatbot|automated)\b"),
     re.compile(rf"^\W*(?:(?:a |an |the |real |live )?{_WHO}(?: please| pls| plz| now| asap| thanks| bitte)?"
                r"[\s,./!?]*)+$"),
-    re.compile(r"\bany ?(?:one|body|humans?|people|persons?) (?:there|real|human|home|alive|here|around|about)\b|"
+    re.compile(r"\bany ?(?:one|body|humans?|people|persons?|staff|agents?) (?:from (?:your |the )?\w+ )?"
+               r"(?:there|real|human|home|alive|here|around|"
+               r"about|online|available|on)\b|"
                r"\bis (?:there )?any ?(?:one|body) (?:i can|to) (?:talk|speak|chat)|"
                r"\b(?:are you|is this) (?:even )?(?:a )?(?:real|human)\??\s*(?:i want|i need|get me|let me)"),
     re.compile(r"\b(?:let me|can i|could i|may i|i'?d like to|i would like to|i wanna|i want to|i need to|"
@@ -289,12 +334,20 @@ _EN_ASK = [
                rf"(?:to\s+)?(?:talk|speak|chat|get|reach|contact)\s+(?:{_TO}\s+)?(?:a |an |the |some )?"
                rf"(?:real |live |actual )?{_WHO}\b"),
     re.compile(r"\blive (?:chat|support)\b"),
-    re.compile(rf"\b(?:discuss|go over|go through|sort out|review)\b[^.?!]{{0,40}}\bwith "
+    re.compile(r"\b(?:can|could|would|will) (?:someone|somebody|anyone|anybody|a (?:real )?(?:person|human)|one of "
+               r"(?:you|your \w+))\b[^.?!]{0,40}\b(?:help me|assist me|look into (?:this|it)|get back to me|contact me|"
+               r"(?:message|email|text|chat (?:to|with))(?: or \w+)? me|"
+               r"deal with (?:this|it|me)|sort (?:this|it) out for me|take (?:this|it) over)\b"),
+    re.compile(r"\blet me (?:talk|speak|chat) (?:to|with) (?:them|him|her|someone|somebody)\b"),
+    re.compile(rf"\b(?:discuss|go over|go through|sort out|review|raise|take (?:this |it |that )?up|talk about|"
+               rf"deal with)\b[^.?!]{{0,40}}\bwith "
                rf"(?:a |an |one of |some |your )*"
                rf"(?:real |live |actual )?{_WHO}s?\b"),
-    re.compile(rf"\bis there (?:a|an|any|some)\s+(?:real |actual |live )?{_WHO}\b[^.?!]{{0,20}}\b(?:i can|to) "
+    re.compile(rf"\bis there (?:a|an|any|some)\s+(?:real |actual |live )?{_WHO}\b[^.?!]{{0,20}}\b(?:i can|i could|to) "
                rf"(?:talk|speak|chat|message|contact|write|reach|call)"),
-    re.compile(rf"^\W*(?:(?:a|an|the|real|live|support|service|human|customer)\s+)*{_WHO}\s*(?:please|pls|plz|now|asap|bitte)\b"),
+    re.compile(rf"^\W*(?:(?:a|an|the|real|live|support|service|human|customer)\s+)*(?:{_WHO}\s+)?{_WHO}\W*"
+               rf"(?:please|pls|plz|now|asap|bitte)\b"),
+    re.compile(rf"^\W*(?:[\w'-]+\s+){{0,2}}{_WHO}s?\W*(?:please|pls|plz|now|asap|bitte)\W*$"),
 ]
 _ZH_ASK = [
     re.compile(
@@ -303,12 +356,14 @@ _ZH_ASK = [
     ),
     re.compile(r"人工(?:客服|服务|坐席|座席|介入|处理|回复)|真人(?:客服)?|活人"),
     re.compile(r"(?:找|跟|和|同|与)(?:你们的?)?(?:工作人员|客服专员|专员|客服人员|客服|人工|真人|经理|主管|负责人)"),
+    re.compile(r"(?:找|跟|和|同|与|叫)(?:你们)?\S{0,4}(?:负责的人|管事的|能做主的|说了算的)"),
     re.compile(r"^(?:人工|真人|客服|转人工|人工客服|找人工|我要人工)(?:[\s,，!！。.?？~～]*(?:人工|真人|客服|转人工))*"
                r"[\s,，!！。.?？~～啊呀吧]*(?:谢谢|谢啦|麻烦了?|拜托了?|快点|马上)?[\s,，!！。.?？~～啊呀吧]*$"),
     re.compile(r"有没有(?:人工|真人|客服|活人)(?:服务)?(?:[啊呀啦呢吗?？!！,，]|$)"),
     re.compile(r"有(?:没有)?(?:活)?人(?:在)?吗|有人在吗|有人吗|不要(?:和|跟)?机器人|不想(?:跟|和)机器人|别(?:用)?机器人|"
                r"不(?:要|想)(?:跟|和)?(?:ai|机器)|我要(?:跟|和|找)人|找个人"),
     re.compile(r"(?:和|跟)(?:人|真人)(?:说话|沟通|聊|谈|对话)"),
+    re.compile(r"(?:帮我|给我|请|麻烦)转[^，,。？?！!]{0,8}(?:人工|客服)"),
     re.compile(r"(?:安排|派|请|叫|找)[一个位名]{0,3}\S{0,4}(?:专员|客服|工作人员|人工|经理|负责人)\S{0,4}"
                r"(?:跟我|和我|与我|联系我|对接|沟通)"),
 ]
@@ -327,18 +382,21 @@ _EN_FIRST_PERSON = re.compile(
     r"\bhow (?:do|can) i (?:reach|contact|get|talk|speak)\b|"
     r"\bis there (?:a|an|any|some)\s*(?:one|body)?\b[^?]{0,30}\b(?:i can|i could|to (?:talk|speak|chat)|"
     r"available|there|who can|online)\b|"
-    r"\bcan you (?:connect|transfer|get|put)\b|\bi'?m (?:asking|requesting)\b"
+    r"\bcan you (?:connect|transfer|get|put)\b|\bi'?m (?:asking|requesting)\b|"
+    r"\b(?:around|available|online|free) to (?:help|talk|chat|speak)\b|"
+    r"\bis it possible (?:for me )?to (?:talk|speak|chat|get|reach)\b|\binstead\b|"
+    r"\b(?:can|could|would) (?:someone|somebody|anyone|anybody)\b[^.?!]{0,40}\b(?:help|assist|contact|call) me\b"
 )
 _EN_QUESTION_START = re.compile(
     r"^(?:so |and |but |also |ok,? |hi,? |hey,? )?(?:does|do|did|will|would|is|are|was|were|how|what|when|"
     r"which|who|why|where|can (?:a|an|the|your|my|agents?|humans?|people|staff)|if)\b"
 )
 _ZH_REQUEST_VERB = re.compile(
-    r"帮我|给我|我要|我想|我需要|联系我|接通|麻烦|请(?:帮|给|转|安排)|请\S{0,2}(?:人工|客服)|现在|马上|立刻|赶紧"
+    r"帮我|给我|我要|我想|我需要|联系我|(?<!才能)(?<!才可以)接通|麻烦|请(?:帮|给|转|安排)|请\S{0,2}(?:人工|客服)|现在|马上|立刻|赶紧"
 )
 _ZH_ABOUT = re.compile(
     r"(?:几点|时间|多久|多长时间|更快|优先|收费|费用|会说|语言|是不是|是否|培训|多少|哪些|工作日|周末|上班|下班|"
-    r"在线时间|怎么收|包含|区别|能不能更快|晚上|白天|节假日|一般|通常|平时|排队|要等|外包|自动回复|真人回复|资料|材料|"
+    r"在线时间|\d+小时|全天|几小时|怎么收|包含|区别|能不能更快|晚上|白天|节假日|一般|通常|平时|排队|要等|外包|自动回复|真人回复|资料|材料|"
     r"电话是多少|号码|几个|是真人|还是|专属|休息|放假|假期|周[一二三四五六日天末]|星期[一二三四五六日天]|礼拜)"
 )
 _ZH_QUESTION = re.compile(r"[吗么呢?？]|几|多久|什么|是否|是不是|怎么样|哪|还是|有没有")
@@ -346,6 +404,11 @@ _ZH_QUESTION = re.compile(r"[吗么呢?？]|几|多久|什么|是否|是不是|�
 
 _EN_PEOPLE = re.compile(rf"\b{_WHO}s?\b|\b(?:support|service|team|phone|call|chat)\b")
 _ZH_PEOPLE = re.compile(r"人工|客服|真人|工作人员|专员|经理|主管|人员|电话|团队|有人")
+
+
+# "... if I call?": how support works when the user contacts it, not a request now.
+_EN_ABOUT_IF = re.compile(r"\bif (?:i|we) (?:call|phone|ring|ask|write|email|contact|request|choose)\b")
+_EN_URGENT = re.compile(r"\b(?:please|pls|plz|now|asap|right away|immediately)\b")
 
 
 def is_question_about_people(norm: str) -> bool:
@@ -357,6 +420,8 @@ def is_question_about_people(norm: str) -> bool:
             and _ZH_PEOPLE.search(norm)
             and not _ZH_REQUEST_VERB.search(norm)
         )
+    if _EN_ABOUT_IF.search(norm) and _EN_PEOPLE.search(norm) and not _EN_URGENT.search(norm):
+        return True
     return bool(
         _EN_QUESTION_START.search(norm) and _EN_PEOPLE.search(norm) and not _EN_FIRST_PERSON.search(norm)
     )
