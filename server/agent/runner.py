@@ -153,8 +153,9 @@ class BotRunner:
         async with self.db.session() as s:
             conv = await s.get(Conversation, cid)
             trigger = await s.get(Message, message_id)
-            if conv is None or conv.tenant_id != tenant_id or trigger is None or conv.status != Status.BOT:
-                return None
+            if (conv is None or conv.tenant_id != tenant_id or trigger is None or conv.status != Status.BOT
+                    or trigger.deleted_at is not None):
+                return None  # (a question its sender deleted before the answer is not answered)
             tenant = await s.get(Tenant, tenant_id)
             bot = await s.get(Bot, conv.bot_id) if conv.bot_id else None
             if trigger.seq < conv.last_seq:
@@ -165,7 +166,7 @@ class BotRunner:
                     return None
             history = list((await s.exec(
                 select(Message).where(Message.conversation_id == cid, Message.seq < trigger.seq,
-                                      Message.kind == "text")
+                                      Message.kind == "text", col(Message.deleted_at).is_(None))
                 .order_by(col(Message.seq).desc()).limit(self.history_turns))).all())
             user = (await s.exec(select(User).where(User.tenant_id == tenant_id,
                                                     User.external_id == conv.user_id))).first()
@@ -270,7 +271,8 @@ class BotRunner:
     async def summary(self, tenant_id: str, cid: str) -> str | None:
         async with self.db.session() as s:
             conv = await s.get(Conversation, cid)
-            msgs = list((await s.exec(select(Message).where(Message.conversation_id == cid, Message.kind == "text")
+            msgs = list((await s.exec(select(Message).where(Message.conversation_id == cid, Message.kind == "text",
+                                                            col(Message.deleted_at).is_(None))
                                       .order_by(col(Message.seq).desc()).limit(self.history_turns))).all())
         reason = conv.handoff_reason if conv else None
         return await summarize([_turn(m) for m in reversed(msgs)], self.model, reason=reason)
