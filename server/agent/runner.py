@@ -22,6 +22,7 @@ from bots.circuit import CircuitBreaker
 from bots.config import BotConfig, HandoffSettings
 from bots.errors import BotError
 from bots.pipeline import AnswerContext, AnswerPipeline, Delta, Final, Handoff, Offer
+from bots.replies import Choice
 from bots.ports import Retriever
 from bots.summary import summarize
 from bots.values import Turn
@@ -213,11 +214,11 @@ class BotRunner:
                 case Final():
                     await self._log(tenant_id, cid, event.decision.to_record() if event.decision else None)
                     cites = [c.to_dict() for c in event.citations]
-                    await self._post(tenant_id, cid, sender, event.text, cmid, draft_id, cites)
+                    await self._post(tenant_id, cid, sender, event.text, cmid, draft_id, cites, event.choices)
                     self.metrics.bot_answered(tenant_id)
                 case Offer():
                     await self._log(tenant_id, cid, event.decision.to_record())
-                    if await self._post(tenant_id, cid, sender, event.text, cmid, draft_id, []):
+                    if await self._post(tenant_id, cid, sender, event.text, cmid, draft_id, [], event.choices):
                         await self._mark_offered(cid)
                 case Handoff():
                     await self._log(tenant_id, cid, event.decision.to_record())
@@ -237,10 +238,12 @@ class BotRunner:
         return tuple(c for tid, c in self._canaries.items() if tid != tenant_id)
 
     async def _post(self, tenant_id: str, cid: str, sender: Sender, text: str, cmid: str, draft_id: str,
-                    citations: list[dict[str, Any]]) -> bool:
+                    citations: list[dict[str, Any]], choices: tuple[Choice, ...] = ()) -> bool:
+        """``choices``: quick-reply buttons under the message (server.chat.rich)."""
+        rich = {"quick_replies": [{"label": c.label, "value": c.value} for c in choices]} if choices else None
         try:
             await self.chat.send(tenant_id, cid, sender, text, client_msg_id=cmid, draft_id=draft_id,
-                                 citations=citations)
+                                 citations=citations, rich=rich)
             return True
         except (Forbidden, NotFound, Conflict):
             return False  # a human owns the conversation now, or it is gone
