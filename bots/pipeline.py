@@ -210,11 +210,9 @@ class AnswerPipeline:
             if pre.action == "handoff":
                 yield self._handoff(pre, zh)
                 return
-            if pre.reason_code == "offer_declined":
-                yield Final(decline_ack(zh), [], pre, mode="fixed")
-                return
-            if is_thanks(ctx.text):
-                yield Final(thanks_ack(zh), [], pre, mode="fixed")
+            fixed = _fixed_reply(pre, ctx.text, zh)
+            if fixed is not None:
+                yield fixed
                 return
             if pre.reason_code in _LEARNABLE and settings.learned_threshold <= 1.0:
                 # Only what the rules let through is scored, beside retrieval rather than before it.
@@ -459,3 +457,12 @@ def _with_feedback(event: AnswerEvent, zh: bool) -> AnswerEvent:
     if isinstance(event, Final) and event.citations:
         return replace(event, choices=feedback_choices(zh))
     return event
+
+
+def _fixed_reply(pre: HandoffDecision, text: str, zh: bool) -> Final | None:
+    """A reply that needs no search: the offer declined, or a thank-you."""
+    if pre.reason_code == "offer_declined":
+        return Final(decline_ack(zh), [], pre, mode="fixed")
+    if is_thanks(text):
+        return Final(thanks_ack(zh), [], pre, mode="fixed")
+    return None

@@ -22,8 +22,8 @@ from bots.circuit import CircuitBreaker
 from bots.config import BotConfig, HandoffSettings
 from bots.errors import BotError
 from bots.pipeline import AnswerContext, AnswerPipeline, Delta, Final, Handoff, Offer
-from bots.replies import Choice
 from bots.ports import Retriever
+from bots.replies import Choice
 from bots.summary import summarize
 from bots.values import Turn
 from server.chat.events import BotWork, ConversationEvent
