@@ -235,7 +235,9 @@ class Session:
             self.gw.register(self)
             self.push({"type": "welcome", "connection_id": self.id,
                        "me": {"id": p.id, "role": p.role, "name": p.name},
-                       "limits": {"max_frame_bytes": s.max_frame_bytes, "max_text_chars": s.max_text_chars},
+                       "limits": {"max_frame_bytes": s.max_frame_bytes, "max_text_chars": s.max_text_chars,
+                                  "edit_window_s": s.message_edit_window_s,
+                                  "reaction_emojis": list(self.gw.reactions.allowed)},
                        **({"ref": hello.ref} if hello.ref else {})})
             await self._initial_subscriptions(p, hello.resume)
             await self._loop()
