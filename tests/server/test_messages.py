@@ -22,6 +22,7 @@ from server.chat.models import MessageReaction, MessageRevision
 from server.chat.service import Sender
 from server.core.models import Conversation, Message, utcnow
 from tests.conftest import create_pg_database, drop_pg_database
+from tests.server.attachment_files import PDF
 from tests.support.inproc import InProcServer, make_settings
 from tests.support.ws import WsClient
 
@@ -214,6 +215,25 @@ async def test_a_delete_for_everyone_blanks_the_message_everywhere_but_the_audit
         assert err(c.delete(f"/v1/conversations/{cid}/messages/{ack['message_id']}"))[:2] == (409, "message_deleted")
         r = c.put(f"/v1/conversations/{cid}/messages/{ack['message_id']}/reactions/👍")
         assert err(r)[:2] == (409, "message_deleted")
+
+
+def test_the_files_of_a_deleted_message_are_served_no_more(w: World) -> None:
+    alice = w.user()
+    cid = start(w, alice)
+    with w.client(alice) as c:
+        up = c.post(f"/v1/conversations/{cid}/attachments", files={"file": ("steps.pdf", PDF, "application/pdf")})
+        assert up.status_code == 201, up.text
+        aid = up.json()["attachment"]["id"]
+        sent = c.post(f"/v1/conversations/{cid}/messages",
+                      json={"client_msg_id": str(uuid.uuid4()), "text": "see the file", "attachments": [aid]}).json()
+        assert c.get(f"/v1/attachments/{aid}").status_code == 200
+        assert c.delete(f"/v1/conversations/{cid}/messages/{sent['message_id']}").status_code == 200
+        assert err(c.get(f"/v1/attachments/{aid}"))[:2] == (404, "not_found")
+    with w.client(w.dana) as c:
+        assert err(c.get(f"/v1/attachments/{aid}"))[:2] == (404, "not_found")
+        revs = c.get(f"/v1/conversations/{cid}/messages/{sent['message_id']}/revisions").json()["revisions"]
+    assert revs[0]["attachments"][0]["id"] == aid  # the audit still says what was sent
+    assert "attachments" not in by_id(w, alice, cid, sent["message_id"])
 
 
 def test_edits_that_are_not_allowed_are_refused_and_change_nothing(w: World) -> None:
