@@ -37,7 +37,16 @@ from bots.handoff_model import TurnScorer, shipped_scorer_if_ready
 from bots.llm import translate_error
 from bots.ports import Passage, Retriever
 from bots.prompt import build_messages, cite_markers
-from bots.replies import decline_ack, handoff_notice, offer_text
+from bots.replies import (
+    Choice,
+    decline_ack,
+    feedback_choices,
+    handoff_notice,
+    is_thanks,
+    offer_choices,
+    offer_text,
+    thanks_ack,
+)
 from bots.text import is_chinese
 from bots.values import Citation, Turn
 
@@ -85,12 +94,15 @@ class Final:
     mode: str = "model"
     #: The claim check of a model's answer (``reason_code`` says why it fell back, if it did).
     grounding: GroundingReport | None = None
+    #: Quick replies under the answer ("That helped" / "I still need help" under a cited one).
+    choices: tuple[Choice, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Offer:
     text: str
     decision: HandoffDecision
+    choices: tuple[Choice, ...] = ()  # "Yes, connect me" / "No thanks"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +210,9 @@ class AnswerPipeline:
             if pre.action == "handoff":
                 yield self._handoff(pre, zh)
                 return
-            if pre.reason_code == "offer_declined":
-                yield Final(decline_ack(zh), [], pre, mode="fixed")
+            fixed = _fixed_reply(pre, ctx.text, zh)
+            if fixed is not None:
+                yield fixed
                 return
             if pre.reason_code in _LEARNABLE and settings.learned_threshold <= 1.0:
                 # Only what the rules let through is scored, beside retrieval rather than before it.
@@ -227,18 +240,18 @@ class AnswerPipeline:
                 yield self._handoff(post, zh)
                 return
             if post.action == "offer_human":
-                yield Offer(offer_text(zh), post)
+                yield Offer(offer_text(zh), post, offer_choices(zh))
                 return
             evidence = [p for p in passages if p.score >= settings.score_threshold]
 
             if self._model is None:
                 async for ev in self._extractive(ctx, evidence, post, zh):
-                    yield ev
+                    yield _with_feedback(ev, zh)
                 return
 
             probe_taken = False  # _generate owns the breaker verdict from here on
             async for ev in self._generate(ctx, evidence, post, zh, deadline):
-                yield ev
+                yield _with_feedback(ev, zh)
         finally:
             if scoring is not None and not scoring.done():
                 scoring.cancel()
@@ -437,3 +450,19 @@ def _stream_error(kind: str, payload: Any, sguard: StreamGuard) -> BotError | No
 
 def _with_fault(inputs: HandoffInputs, code: str) -> HandoffInputs:
     return replace(inputs, fault=code)
+
+
+def _with_feedback(event: AnswerEvent, zh: bool) -> AnswerEvent:
+    """An answer from the knowledge base (it cites) asks whether it helped."""
+    if isinstance(event, Final) and event.citations:
+        return replace(event, choices=feedback_choices(zh))
+    return event
+
+
+def _fixed_reply(pre: HandoffDecision, text: str, zh: bool) -> Final | None:
+    """A reply that needs no search: the offer declined, or a thank-you."""
+    if pre.reason_code == "offer_declined":
+        return Final(decline_ack(zh), [], pre, mode="fixed")
+    if is_thanks(text):
+        return Final(thanks_ack(zh), [], pre, mode="fixed")
+    return None

@@ -7,7 +7,8 @@
     ├── NotFound             not_found                                                  -> 404
     ├── BadInput             bad_frame, unknown_type, validation_failed, empty_message  -> 400 / 422
     │   └── TooLong          too_long                                                   -> 413
-    ├── Conflict             idempotency_key_reused, invalid_cursor, resync_required    -> 409
+    ├── Conflict             idempotency_key_reused, invalid_cursor, resync_required,   -> 409
+    │                        edit_window_closed, message_deleted
     ├── RateLimited          rate_limited, connection_limit (retry_after_ms)            -> 429
     ├── Unavailable          unavailable (retry_after_ms)                               -> 503
     └── (anything else)      internal                                                   -> 500
@@ -107,6 +108,8 @@ CODES: dict[str, Code] = {
     "invalid_cursor": Code(409),
     "not_rateable": Code(409),
     "resync_required": Code(409),
+    "edit_window_closed": Code(409),
+    "message_deleted": Code(409),
     "rate_limited": Code(429, 4029),
     "connection_limit": Code(429, 4029),
     "slow_consumer": Code(429, 4008),

@@ -23,6 +23,7 @@ from bots.config import BotConfig, HandoffSettings
 from bots.errors import BotError
 from bots.pipeline import AnswerContext, AnswerPipeline, Delta, Final, Handoff, Offer
 from bots.ports import Retriever
+from bots.replies import Choice
 from bots.summary import summarize
 from bots.values import Turn
 from server.chat.events import BotWork, ConversationEvent
@@ -153,8 +154,9 @@ class BotRunner:
         async with self.db.session() as s:
             conv = await s.get(Conversation, cid)
             trigger = await s.get(Message, message_id)
-            if conv is None or conv.tenant_id != tenant_id or trigger is None or conv.status != Status.BOT:
-                return None
+            if (conv is None or conv.tenant_id != tenant_id or trigger is None or conv.status != Status.BOT
+                    or trigger.deleted_at is not None):
+                return None  # (a question its sender deleted before the answer is not answered)
             tenant = await s.get(Tenant, tenant_id)
             bot = await s.get(Bot, conv.bot_id) if conv.bot_id else None
             if trigger.seq < conv.last_seq:
@@ -165,7 +167,7 @@ class BotRunner:
                     return None
             history = list((await s.exec(
                 select(Message).where(Message.conversation_id == cid, Message.seq < trigger.seq,
-                                      Message.kind == "text")
+                                      Message.kind == "text", col(Message.deleted_at).is_(None))
                 .order_by(col(Message.seq).desc()).limit(self.history_turns))).all())
             user = (await s.exec(select(User).where(User.tenant_id == tenant_id,
                                                     User.external_id == conv.user_id))).first()
@@ -212,11 +214,11 @@ class BotRunner:
                 case Final():
                     await self._log(tenant_id, cid, event.decision.to_record() if event.decision else None)
                     cites = [c.to_dict() for c in event.citations]
-                    await self._post(tenant_id, cid, sender, event.text, cmid, draft_id, cites)
+                    await self._post(tenant_id, cid, sender, event.text, cmid, draft_id, cites, event.choices)
                     self.metrics.bot_answered(tenant_id)
                 case Offer():
                     await self._log(tenant_id, cid, event.decision.to_record())
-                    if await self._post(tenant_id, cid, sender, event.text, cmid, draft_id, []):
+                    if await self._post(tenant_id, cid, sender, event.text, cmid, draft_id, [], event.choices):
                         await self._mark_offered(cid)
                 case Handoff():
                     await self._log(tenant_id, cid, event.decision.to_record())
@@ -236,10 +238,12 @@ class BotRunner:
         return tuple(c for tid, c in self._canaries.items() if tid != tenant_id)
 
     async def _post(self, tenant_id: str, cid: str, sender: Sender, text: str, cmid: str, draft_id: str,
-                    citations: list[dict[str, Any]]) -> bool:
+                    citations: list[dict[str, Any]], choices: tuple[Choice, ...] = ()) -> bool:
+        """``choices``: quick-reply buttons under the message (server.chat.rich)."""
+        rich = {"quick_replies": [{"label": c.label, "value": c.value} for c in choices]} if choices else None
         try:
             await self.chat.send(tenant_id, cid, sender, text, client_msg_id=cmid, draft_id=draft_id,
-                                 citations=citations)
+                                 citations=citations, rich=rich)
             return True
         except (Forbidden, NotFound, Conflict):
             return False  # a human owns the conversation now, or it is gone
@@ -270,7 +274,8 @@ class BotRunner:
     async def summary(self, tenant_id: str, cid: str) -> str | None:
         async with self.db.session() as s:
             conv = await s.get(Conversation, cid)
-            msgs = list((await s.exec(select(Message).where(Message.conversation_id == cid, Message.kind == "text")
+            msgs = list((await s.exec(select(Message).where(Message.conversation_id == cid, Message.kind == "text",
+                                                            col(Message.deleted_at).is_(None))
                                       .order_by(col(Message.seq).desc()).limit(self.history_turns))).all())
         reason = conv.handoff_reason if conv else None
         return await summarize([_turn(m) for m in reversed(msgs)], self.model, reason=reason)

@@ -110,7 +110,8 @@ async def suggestions(
     async with db.session() as s:
         bot = await s.get(Bot, conv.bot_id) if conv.bot_id else None
         tenant = await s.get(Tenant, conv.tenant_id)
-        msgs = list((await s.exec(select(Message).where(Message.conversation_id == conv.id, Message.kind == "text")
+        msgs = list((await s.exec(select(Message).where(Message.conversation_id == conv.id, Message.kind == "text",
+                                                        col(Message.deleted_at).is_(None))
                                   .order_by(col(Message.seq).desc()).limit(settings.bot_history_turns))).all())
     kb_id = bot.knowledge_base_id if bot and bot.knowledge_base_id else ""
     if not kb_id:

@@ -33,6 +33,8 @@ class PostMessage(msgspec.Struct, forbid_unknown_fields=True):
     text: str
     client_msg_id: str
     attachments: Annotated[list[AttachmentId], msgspec.Meta(max_length=100)] | None = None  # ids of uploads
+    reply_to: Annotated[str, msgspec.Meta(max_length=64)] | None = None  # the id of the message it quotes
+    rich: dict[str, Any] | None = None  # quick replies, a card or a form (agents; server.chat.rich)
 
 
 class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
@@ -84,12 +86,15 @@ async def list_mine(principal: Auth, chat: ChatDep, db: DbDep, status: FromQuery
 
 @get("/v1/conversations/{conversation_id:str}/messages")
 async def history(principal: Auth, conversation_id: FromPath[str], settings: SettingsDep, chat: ChatDep,
-                  after_seq: FromQuery[int] = 0, limit: FromQuery[int] = 100) -> dict[str, Any]:
+                  gateway: GatewayDep, after_seq: FromQuery[int] = 0, limit: FromQuery[int] = 100) -> dict[str, Any]:
+    """Oldest first; each message as it is now (``edited_at``, ``deleted``) with its ``reactions``."""
     cap = settings.history_page_max
     if not 1 <= limit <= cap:
         raise BadInput(f"limit must be 1..{cap}", field="limit")
     msgs = await chat.history(principal, conversation_id, after_seq=after_seq, limit=limit)
-    return {"messages": [message_json(m) for m in msgs],
+    reactions = await gateway.reactions.summaries(principal, [m.id for m in msgs])
+    return {"messages": [{**message_json(m), **({"reactions": reactions[m.id]} if m.id in reactions else {})}
+                         for m in msgs],
             "next_after_seq": msgs[-1].seq if msgs else after_seq}
 
 
@@ -100,7 +105,7 @@ async def post_message(principal: Auth, conversation_id: FromPath[str], data: JS
     await _charge_message(limiter, gateway, principal)
     posted = await chat.post_message(principal.tenant_id, conversation_id, Sender.of(principal), data.text,
                                      client_msg_id=data.client_msg_id, principal=principal,
-                                     attachments=data.attachments)
+                                     attachments=data.attachments, reply_to=data.reply_to, rich=data.rich)
     m = posted.message
     await chat.publish(posted)
     return {"client_msg_id": m.client_msg_id, "conversation_id": m.conversation_id, "message_id": m.id,

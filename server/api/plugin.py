@@ -13,6 +13,7 @@ from server.api.deps import get_principal
 from server.api.health import health_handlers
 from server.api.knowledge_bases import knowledge_handlers
 from server.api.media import require_declared_body_type
+from server.api.messages import message_handlers
 from server.api.mfa import mfa_handlers
 from server.api.people import people_handlers
 from server.api.stats import stats_handlers
@@ -25,7 +26,7 @@ class ApiPlugin(InitPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.route_handlers.extend([*health_handlers, *auth_handlers, *people_handlers,
                                           *conversation_handlers, *knowledge_handlers, *mfa_handlers, *bot_handlers,
-                                          *stats_handlers, *agent_handlers, *team_handlers])
+                                          *stats_handlers, *agent_handlers, *team_handlers, *message_handlers])
         app_config.dependencies["principal"] = Provide(get_principal)
         app_config.before_request = require_declared_body_type
         return app_config

@@ -139,6 +139,8 @@ class AttachmentService:
             raise NotFound("attachment not found")
         if p.role == "user" and msg is not None and msg.kind == "note":
             raise NotFound("attachment not found")
+        if msg is not None and msg.deleted_at is not None:
+            raise NotFound("attachment not found")  # deleted for everyone (the file stays for the audit)
         return att
 
     async def delete_unsent(self, p: Principal, attachment_id_: str) -> None:

@@ -31,6 +31,8 @@ from server.chat.lifecycle import (
     TransitionRefused,
     transition,
 )
+from server.chat.replies import quote_for
+from server.chat.rich import validate_rich
 from server.core.db import Database
 from server.core.events import Dispatcher
 from server.core.models import Agent, Conversation, Message, OutboxRow, Participant, Tenant, User, utcnow
@@ -121,8 +123,17 @@ def message_json(m: Message) -> dict[str, Any]:
         out["client_msg_id"] = m.client_msg_id
     if m.draft_id:
         out["draft_id"] = m.draft_id
-    if m.attachments:
+    if m.attachments and m.deleted_at is None:
         out["attachments"] = m.attachments
+    if m.reply_to_id is not None and m.quote:
+        out["reply_to"] = m.quote
+    if m.rich and m.deleted_at is None:
+        out["rich"] = m.rich
+    if m.edited_at is not None:
+        out["edited_at"] = _iso(m.edited_at)
+    if m.deleted_at is not None:
+        out["deleted"] = True
+        out["deleted_at"] = _iso(m.deleted_at)
     return out
 
 
@@ -339,10 +350,13 @@ class ChatService:
         draft_id: str | None = None,
         principal: Principal | None = None,
         attachments: list[str] | None = None,
+        reply_to: str | None = None,
+        rich: dict[str, Any] | None = None,
     ) -> Posted:
         """Store one message (one transaction). A repeated ``client_msg_id`` returns the original
         with ``created=False``. Nothing is published here: the caller acks, then ``publish``es.
-        ``attachments`` are ids of files this sender uploaded into this conversation."""
+        ``attachments`` are ids of files this sender uploaded into this conversation; ``reply_to``
+        the id of the message of this conversation it quotes; ``rich`` its buttons, card or form."""
         attachments = list(attachments or [])
         if attachments and isinstance(text, str) and not text.strip():
             text = ""  # a file alone is a message
@@ -352,9 +366,11 @@ class ChatService:
             client_msg_id = validate_client_msg_id(client_msg_id)
         elif sender.kind in ("user", "agent"):
             raise BadInput("client_msg_id is required", field="client_msg_id")
+        extra = await self._extra(tenant_id, conversation_id, sender, principal, kind, reply_to, rich)
         try:
             msg, changed, event = await self._insert(tenant_id, conversation_id, sender, text, client_msg_id,
-                                                     kind, citations or [], draft_id, principal, attachments)
+                                                     kind, citations or [], draft_id, principal, attachments,
+                                                     extra)
         except IntegrityError:
             # A concurrent retry with the same key won the race; answer with its row.
             existing = await self._find_existing(tenant_id, conversation_id, sender, client_msg_id)
@@ -367,6 +383,19 @@ class ChatService:
             return Posted(existing, False, None)
         self._fault("after_commit")
         return Posted(msg, True, changed, event)
+
+    async def _extra(self, tenant_id: str, conversation_id: str, sender: Sender, principal: Principal | None,
+                     kind: str, reply_to: str | None, rich: dict[str, Any] | None) -> dict[str, Any]:
+        """The new message's quote and rich content (server.chat.replies, server.chat.rich)."""
+        extra: dict[str, Any] = {}
+        if rich is not None:
+            extra["rich"] = validate_rich(rich, sender.kind)
+        if reply_to is not None:
+            if principal is not None:
+                await self.get_conversation(principal, conversation_id)
+            extra["quote"] = await quote_for(self.db, tenant_id, conversation_id, reply_to, kind=kind)
+            extra["reply_to_id"] = reply_to
+        return extra
 
     async def publish(self, posted: "Posted") -> None:
         if not posted.created:
@@ -409,7 +438,8 @@ class ChatService:
 
     async def _insert(self, tenant_id: str, conversation_id: str, sender: Sender, text: str,
                       client_msg_id: str | None, kind: str, citations: list[dict[str, Any]],
-                      draft_id: str | None, principal: Principal | None, attachments: list[str]
+                      draft_id: str | None, principal: Principal | None, attachments: list[str],
+                      extra: dict[str, Any] | None = None,
                       ) -> tuple[Message, Conversation | None, ConversationEvent | None]:
         # The hot path runs SQLAlchemy Core statements built once (compiled once, cached): the ORM
         # unit of work cost several milliseconds per message.
@@ -455,7 +485,7 @@ class ChatService:
                 tenant_id=tenant_id, conversation_id=conversation_id, seq=seq, kind=kind,
                 sender_kind=sender.kind, sender_id=sender.id, sender_name=sender.name, text=text,
                 citations=citations, client_msg_id=client_msg_id, draft_id=draft_id, created_at=now,
-                attachments=files,
+                attachments=files, **(extra or {}),
             )
             # No duplicate lookup first: the unique key on client_msg_id refuses a repeat here, and
             # post_message answers it with the original row (the rollback undoes the seq).

@@ -209,6 +209,15 @@ class Message(SQLModel, table=True):
     # What the message carries about its files (server.attachments): a summary each, or None.
     attachments: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = _ts()
+    # Changed by its sender after it was sent (server.chat.edits): the current text is ``text``, the
+    # earlier ones are in ``message_revisions``; a deleted message keeps its row, with no text.
+    edited_at: datetime | None = _ts_opt()
+    deleted_at: datetime | None = _ts_opt()
+    # A quoted reply (server.chat.replies): the message replied to, and what the quote shows of it.
+    reply_to_id: str | None = Field(default=None, max_length=32)
+    quote: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Quick replies, a card or a short form (server.chat.rich), sent by a bot or an agent.
+    rich: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class OutboxRow(SQLModel, table=True):

@@ -199,6 +199,13 @@ class Settings(BaseSettings):
     search_max_query_chars: int = Field(default=200, ge=1)
     search_max_terms: int = Field(default=8, ge=1)
     search_max_results: int = Field(default=50, ge=1)
+    # messages people expect (server.chat): how long a sender may edit or delete a message, and
+    # the emoji a reaction may be (a bounded allow-list; anything else is refused)
+    message_edit_window_s: int = Field(default=900, ge=0, description="seconds after sending that its sender "
+                                       "may edit or delete a message")
+    reaction_emojis: list[str] = Field(
+        default_factory=lambda: ["👍", "👎", "❤️", "😂", "😮", "😢", "🎉", "🙏", "✅", "👀"],
+        max_length=64, description="the emoji a reaction may be, each at most 32 characters")
     password_hash_concurrency: int = 2
     password_hash_queue_max: int = 64
     login_rate_per_ip: float = 0.2

@@ -19,7 +19,11 @@ __all__ = [
     "ConversationStart",
     "HandoffRequest",
     "Hello",
+    "MessageDelete",
+    "MessageEdit",
     "Ping",
+    "ReactionAdd",
+    "ReactionRemove",
     "Read",
     "Send",
     "Subscribe",
@@ -128,6 +132,31 @@ class Send(_Frame, tag="send", frozen=True):
     client_msg_id: Id | None = None
     text: str | None = None
     attachments: Annotated[list[Id], msgspec.Meta(max_length=100)] | None = None  # ids of uploads
+    reply_to: Id | None = None  # the id of the message of this conversation it quotes
+    rich: dict[str, Any] | None = None  # quick replies, a card or a form (bots and agents; server.chat.rich)
+
+
+class MessageEdit(_Frame, tag="message.edit", frozen=True):
+    conversation_id: Id = ""
+    message_id: Id = ""
+    text: str | None = None
+
+
+class MessageDelete(_Frame, tag="message.delete", frozen=True):
+    conversation_id: Id = ""
+    message_id: Id = ""
+
+
+class ReactionAdd(_Frame, tag="reaction.add", frozen=True):
+    conversation_id: Id = ""
+    message_id: Id = ""
+    emoji: str | None = None  # checked against the allow-list by server.chat.reactions
+
+
+class ReactionRemove(_Frame, tag="reaction.remove", frozen=True):
+    conversation_id: Id = ""
+    message_id: Id = ""
+    emoji: str | None = None
 
 
 class Typing(_Frame, tag="typing", frozen=True):
@@ -149,9 +178,11 @@ class Ping(_Frame, tag="ping", frozen=True):
     pass
 
 
-ClientFrame = Hello | ConversationStart | Subscribe | Unsubscribe | Send | Typing | Read | HandoffRequest | Ping
+ClientFrame = (Hello | ConversationStart | Subscribe | Unsubscribe | Send | Typing | Read | HandoffRequest | Ping
+               | MessageEdit | MessageDelete | ReactionAdd | ReactionRemove)
 _TYPES = {
     "hello", "conversation.start", "subscribe", "unsubscribe", "send", "typing", "read", "handoff.request", "ping",
+    "message.edit", "message.delete", "reaction.add", "reaction.remove",
 }
 _REQUIRED = {
     "subscribe": ("conversation_id",),
@@ -160,6 +191,10 @@ _REQUIRED = {
     "typing": ("conversation_id",),
     "read": ("conversation_id", "seq"),
     "handoff.request": ("conversation_id",),
+    "message.edit": ("conversation_id", "message_id", "text"),
+    "message.delete": ("conversation_id", "message_id"),
+    "reaction.add": ("conversation_id", "message_id", "emoji"),
+    "reaction.remove": ("conversation_id", "message_id", "emoji"),
     "hello": ("token",),
 }
 _FIELD = re.compile(r"`\$\.([A-Za-z_\.]+)")

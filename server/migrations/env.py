@@ -10,6 +10,7 @@ from sqlmodel import SQLModel
 
 import server.accounts.teams
 import server.attachments.models
+import server.chat.models
 import server.core.models
 import server.desk.models
 import server.push.models  # noqa: F401

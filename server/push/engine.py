@@ -26,7 +26,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from server.core.db import Database
-from server.core.models import Conversation, OutboxRow, Participant, Status, User, new_id, utcnow
+from server.core.models import Conversation, Message, OutboxRow, Participant, Status, User, new_id, utcnow
 from server.core.settings import PushSettings
 from server.errors import BadInput, TooLong
 from server.push.conditions import evaluate
@@ -505,14 +505,19 @@ class PushEngine:
             read_seq = (await s.exec(select(Participant.read_seq).where(
                 Participant.conversation_id == conv_id, Participant.kind == "user",
                 Participant.participant_id == user_id))).first()
+            # The reply as it is now: deleted by its sender meanwhile, or edited.
+            msg = await s.get(Message, str(payload.get("message_id") or ""))
         if read_seq is not None and read_seq >= seq:
             return "read"
+        if msg is not None and msg.deleted_at is not None:
+            return "deleted"
         if self.presence.is_online(tenant_id, user_id):
             return "online"  # they are in the chat and will see it there
         sender = str(payload.get("sender_name") or "Support")
         tenant_name = str(payload.get("tenant_name") or "")
         who = f"{sender} from {tenant_name}" if tenant_name and tenant_name != sender else sender
-        text = " ".join(str(payload.get("text") or "").split())
+        current = msg.text if msg is not None and msg.edited_at is not None else payload.get("text")
+        text = " ".join(str(current or "").split())
         limit = self.settings.chat_reply_max_chars
         body = text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
         now = self.now()

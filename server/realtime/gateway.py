@@ -13,9 +13,11 @@ from litestar import WebSocket
 from sqlmodel import col, select
 
 from server.accounts.auth import Principal, token_limits, verify_token
+from server.chat.edits import MessageEdits
 from server.chat.events import ConversationEvent
 from server.chat.lifecycle import OPEN_STATUSES, Action, Status
-from server.chat.service import ChatService, Sender, actor_of, conversation_json, iso, message_frame
+from server.chat.reactions import Reactions
+from server.chat.service import ChatService, Sender, actor_of, conversation_json, iso, message_frame, message_json
 from server.core.events import PresenceChanged
 from server.core.metrics import Metrics
 from server.core.models import Conversation, Message, new_id
@@ -26,7 +28,11 @@ from server.core.wire import (
     ConversationStart,
     HandoffRequest,
     Hello,
+    MessageDelete,
+    MessageEdit,
     Ping,
+    ReactionAdd,
+    ReactionRemove,
     Read,
     Send,
     Subscribe,
@@ -229,7 +235,9 @@ class Session:
             self.gw.register(self)
             self.push({"type": "welcome", "connection_id": self.id,
                        "me": {"id": p.id, "role": p.role, "name": p.name},
-                       "limits": {"max_frame_bytes": s.max_frame_bytes, "max_text_chars": s.max_text_chars},
+                       "limits": {"max_frame_bytes": s.max_frame_bytes, "max_text_chars": s.max_text_chars,
+                                  "edit_window_s": s.message_edit_window_s,
+                                  "reaction_emojis": list(self.gw.reactions.allowed)},
                        **({"ref": hello.ref} if hello.ref else {})})
             await self._initial_subscriptions(p, hello.resume)
             await self._loop()
@@ -451,7 +459,8 @@ class Session:
                 t0 = time.perf_counter()
                 posted = await gw.chat.post_message(
                     p.tenant_id, frame.conversation_id, Sender.of(p), frame.text or "",
-                    client_msg_id=frame.client_msg_id, principal=p, attachments=frame.attachments)
+                    client_msg_id=frame.client_msg_id, principal=p, attachments=frame.attachments,
+                    reply_to=frame.reply_to, rich=frame.rich)
                 m = posted.message
                 self.push({"type": "ack", "client_msg_id": m.client_msg_id, "conversation_id": m.conversation_id,
                            "message_id": m.id, "seq": m.seq, "created_at": message_created(m),
@@ -497,8 +506,29 @@ class Session:
                 if frame.text:
                     await self._dispatch(Send(conversation_id=conv.id, text=frame.text, ref=frame.ref,
                                               client_msg_id=frame.client_msg_id or _uuid()))
+            case MessageEdit() | MessageDelete() | ReactionAdd() | ReactionRemove():
+                await self._change_message(frame)
             case Hello():
                 raise BadInput("already authenticated", code="bad_frame")
+
+    async def _change_message(self, frame: MessageEdit | MessageDelete | ReactionAdd | ReactionRemove) -> None:
+        """Edit, delete, react: answered with the frame every side gets (and the ``ref``)."""
+        p, gw = self.principal, self.gw
+        assert p is not None
+        ref = {"ref": frame.ref} if frame.ref else {}
+        match frame:
+            case MessageEdit():
+                m = await gw.edits.edit(p, frame.conversation_id, frame.message_id, frame.text or "")
+                self.push({"type": "message.edited", "conversation_id": m.conversation_id,
+                           "message": message_json(m), **ref})
+            case MessageDelete():
+                m = await gw.edits.delete(p, frame.conversation_id, frame.message_id)
+                self.push({"type": "message.deleted", "conversation_id": m.conversation_id, "message_id": m.id,
+                           "seq": m.seq, "deleted_at": iso(m.deleted_at) if m.deleted_at else None, **ref})
+            case ReactionAdd() | ReactionRemove():
+                out = await gw.reactions.set(p, frame.conversation_id, frame.message_id, frame.emoji,
+                                             active=isinstance(frame, ReactionAdd))
+                self.push({**out, **ref})
 
     async def _relay(self, cid: str, frame: dict[str, Any]) -> None:
         data = json.dumps(frame)
@@ -535,7 +565,8 @@ class Session:
 #: What a frame costs against the rate limits (a send is 1). Every frame costs something, so no
 #: kind of frame can be sent without limit.
 _FRAME_COST: dict[type, float] = {Send: 1.0, ConversationStart: 1.0, Subscribe: 1.0, HandoffRequest: 1.0,
-                                  Read: 0.5, Typing: 0.2, Unsubscribe: 0.2, Ping: 0.1, Hello: 0.1}
+                                  Read: 0.5, Typing: 0.2, Unsubscribe: 0.2, Ping: 0.1, Hello: 0.1,
+                                  MessageEdit: 1.0, MessageDelete: 1.0, ReactionAdd: 1.0, ReactionRemove: 1.0}
 
 
 def _buffered_amount(socket: WebSocket[Any, Any, Any]) -> Callable[[], int] | None:
@@ -579,6 +610,9 @@ class Gateway:
         self.drained = False
         self.presence = ClusterPresence(bus, heartbeat_s=settings.presence_heartbeat_s,
                                         ttl_s=settings.presence_ttl_s)
+        # Changes to sent messages, over the socket and REST alike (server.chat.edits, .reactions).
+        self.edits = MessageEdits(chat, window_s=settings.message_edit_window_s)
+        self.reactions = Reactions(chat, allowed=settings.reaction_emojis)
 
     def origin_allowed(self, origin: str | None, host: str | None, scheme: str = "ws") -> bool:
         own = self.settings.public_url or (f"{scheme}://{host}" if host else None)

@@ -175,3 +175,30 @@ def test_extractive_helpers() -> None:
     text = "Shipping to Canada 需要五到七个工作日 costs $11.95."
     assert "".join(stream_pieces(text)) == text
     assert PASSAGES
+
+
+async def test_offers_and_cited_answers_carry_quick_replies_that_the_policy_understands() -> None:
+    """The buttons under an offer and under an answer send texts the pipeline reads as meant."""
+    r = retriever()
+    pipeline = AnswerPipeline(r, None, CircuitBreaker())
+    offer = terminal(await collect(pipeline, ctx("Do you sell sailing boats?")))
+    assert isinstance(offer, Offer) and [c.label for c in offer.choices] == ["Yes, connect me", "No thanks"]
+    yes, no = (c.value for c in offer.choices)
+    accepted = terminal(await collect(pipeline, ctx(yes, offered_human_before=True)))
+    assert isinstance(accepted, Handoff)
+    declined = terminal(await collect(pipeline, ctx(no, offered_human_before=True)))
+    assert isinstance(declined, Final) and declined.decision is not None
+    assert declined.decision.reason_code == "offer_declined" and declined.choices == ()
+
+    answer = terminal(await collect(pipeline, ctx("How much does shipping to Canada cost?")))
+    assert isinstance(answer, Final) and answer.citations
+    assert [c.label for c in answer.choices] == ["That helped", "I still need help"]
+    helped, still = (c.value for c in answer.choices)
+    n = len(r.queries)
+    thanked = terminal(await collect(pipeline, ctx(helped)))
+    assert isinstance(thanked, Final) and thanked.mode == "fixed" and "Glad" in thanked.text
+    assert len(r.queries) == n  # nothing looked up for a thank-you
+    assert isinstance(terminal(await collect(pipeline, ctx(still))), Handoff)
+    zh = terminal(await collect(pipeline, ctx("忘记密码怎么办？")))
+    assert isinstance(zh, Final) and [c.label for c in zh.choices] == ["有帮助", "还需要帮助"]
+    assert isinstance(terminal(await collect(pipeline, ctx(zh.choices[1].value))), Handoff)

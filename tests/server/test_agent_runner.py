@@ -158,3 +158,23 @@ async def test_a_safety_report_sent_while_the_bot_streams_hands_off_and_stops_th
     assert not [m for m in history if m["sender"]["kind"] == "bot" and "word1" in str(m["text"])]  # type: ignore[index]
     assert update["conversation"]["handoff_reason"] == "safety"
     await user.close()
+
+
+async def test_an_answer_asks_whether_it_helped_and_the_button_hands_off(server: InProcServer) -> None:
+    """The AI's cited answer carries "That helped" / "I still need help" quick replies; pressing
+    one sends its value as the user's message, which the handoff policy reads as meant."""
+    user = await WsClient.connect(server.ws_url, server.token(f"u-{uuid.uuid4().hex[:6]}"))
+    try:
+        cid = await user.start("How do I descale?")
+        answer = (await user.expect("message", timeout=30, conversation_id=cid))["message"]
+        while answer["sender"]["kind"] != "bot":
+            answer = (await user.expect("message", timeout=30, conversation_id=cid))["message"]
+        buttons = answer["rich"]["quick_replies"]
+        assert [b["label"] for b in buttons] == ["That helped", "I still need help"]
+        await user.say(cid, buttons[1]["value"])
+        update = await user.expect("conversation.updated", timeout=15)
+        while update["conversation"]["status"] != "queued":
+            update = await user.expect("conversation.updated", timeout=15)
+    finally:
+        await user.close()
+    assert update["conversation"]["handoff_reason"] == "user_request"

@@ -52,6 +52,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         ids: dict[str, str] = {}
         ua = {"Authorization": f"Bearer {tokens['user']}"}
         ids["conv"] = c.post("/v1/conversations", json={}, headers=ua).json()["conversation"]["id"]
+        ids["msg"] = c.post(f"/v1/conversations/{ids['conv']}/messages", headers=ua,
+                            json={"client_msg_id": str(uuid.uuid4()), "text": "mine"}).json()["message_id"]
         ub = {"Authorization": f"Bearer {tokens['user_b']}"}
         ids["conv_b"] = c.post("/v1/conversations", json={}, headers=ub).json()["conversation"]["id"]
         ids["kb_b"] = c.post("/v1/knowledge-bases", json={"name": "B"}, headers=h_b).json()["id"]
@@ -109,7 +111,16 @@ OTHER_TENANT = [
     ("POST", "/v1/conversations/{conv}/resolve", None),
     ("POST", "/v1/conversations/{conv}/handback", None),
     ("GET", "/v1/conversations/{conv}/suggestions", None),
+    # the messages people expect (docs/protocol.md)
+    ("PATCH", "/v1/conversations/{conv}/messages/{msg}", {"text": "changed"}),
+    ("DELETE", "/v1/conversations/{conv}/messages/{msg}", None),
+    ("GET", "/v1/conversations/{conv}/messages/{msg}/revisions", None),
+    ("PUT", "/v1/conversations/{conv}/messages/{msg}/reactions/👍", None),
+    ("DELETE", "/v1/conversations/{conv}/messages/{msg}/reactions/👍", None),
+    ("GET", "/v1/conversations/{conv}/reads", None),
 ]
+MESSAGE_ROUTES = OTHER_TENANT[7:]
+USER_MESSAGE_ROUTES = [r for r in MESSAGE_ROUTES if "revisions" not in r[1]]  # (the audit is 403 to every user)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), OTHER_TENANT)
@@ -123,7 +134,7 @@ def test_another_tenants_conversation_looks_missing(world: World, who: str, meth
     assert (r.status_code, r.json()["error"]["code"]) == (missing.status_code, missing.json()["error"]["code"])
 
 
-@pytest.mark.parametrize(("method", "path", "body"), OTHER_TENANT[:3])
+@pytest.mark.parametrize(("method", "path", "body"), OTHER_TENANT[:3] + USER_MESSAGE_ROUTES)
 def test_another_users_conversation_looks_missing(world: World, method: str, path: str, body: Any) -> None:
     r = _call(world, "user2", method, path, body)
     assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
@@ -140,6 +151,24 @@ def test_another_users_conversation_looks_missing(world: World, method: str, pat
 def test_admin_of_one_tenant_cannot_reach_another(world: World, method: str, path: str) -> None:
     r = _call(world, "admin", method, path)
     assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize(("who", "method", "path", "body"), [
+    # another member's message: only its sender changes it; the audit is not for end users
+    ("agent", "PATCH", "/v1/conversations/{conv}/messages/{msg}", {"text": "changed"}),
+    ("agent", "DELETE", "/v1/conversations/{conv}/messages/{msg}", None),
+    ("admin", "PATCH", "/v1/conversations/{conv}/messages/{msg}", {"text": "changed"}),
+    ("admin", "DELETE", "/v1/conversations/{conv}/messages/{msg}", None),
+    ("admin", "PUT", "/v1/conversations/{conv}/messages/{msg}/reactions/👍", None),
+    ("user", "GET", "/v1/conversations/{conv}/messages/{msg}/revisions", None),
+    ("anon", "PATCH", "/v1/conversations/{conv}/messages/{msg}", {"text": "changed"}),
+    ("anon", "GET", "/v1/conversations/{conv}/reads", None),
+])
+def test_changes_to_a_message_are_refused_to_whoever_may_not_make_them(world: World, who: str, method: str,
+                                                                       path: str, body: Any) -> None:
+    r = _call(world, who, method, path, body)
+    assert r.status_code == (401 if who == "anon" else 403), r.text
+    assert "mine" in _texts(world, world.ids["conv"])  # unchanged
 
 
 @pytest.mark.parametrize("action", ["claim", "resolve", "handback"])
@@ -242,6 +271,10 @@ WS_FRAMES = [
     {"type": "read", "seq": 0},
     {"type": "typing", "active": True},
     {"type": "handoff.request"},
+    {"type": "message.edit", "message_id": "{msg}", "text": "changed"},
+    {"type": "message.delete", "message_id": "{msg}"},
+    {"type": "reaction.add", "message_id": "{msg}", "emoji": "👍"},
+    {"type": "reaction.remove", "message_id": "{msg}", "emoji": "👍"},
 ]
 
 
@@ -255,6 +288,8 @@ async def test_socket_frames_on_a_conversation_not_theirs_look_missing(world: Wo
         f = {**frame, "conversation_id": cid, "ref": f"r{n}"}
         if f["type"] == "send":
             f["client_msg_id"] = str(uuid.uuid4())
+        if "message_id" in f:
+            f["message_id"] = world.ids["msg"]
         await ws.send(json.dumps(f))
         replies.append(await _reply(ws, f"r{n}"))
     await ws.close()

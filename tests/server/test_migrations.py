@@ -7,6 +7,7 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import server.accounts.teams
+import server.chat.models
 import server.core.models
 import server.desk.models
 import server.push.models  # noqa: F401  (registers the push tables)

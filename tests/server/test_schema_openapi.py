@@ -147,3 +147,12 @@ def test_desk_paths_are_in_the_schema(node: InProcServer) -> None:
     assert {"put", "delete"} <= set(paths["/v1/conversations/{conversation_id}/labels/{label_id}"])
     listing = paths["/v1/conversations"]["get"]
     assert "label" in {p["name"] for p in listing["parameters"] if p["in"] == "query"}
+
+
+def test_the_message_change_paths_are_in_the_schema(node: InProcServer) -> None:
+    paths = httpx.get(node.url + "/schema/openapi.json", timeout=10).json()["paths"]
+    one = "/v1/conversations/{conversation_id}/messages/{message_id}"
+    assert {"patch", "delete"} <= set(paths[one])
+    assert "get" in paths[one + "/revisions"]
+    assert {"put", "delete"} <= set(paths[one + "/reactions/{emoji}"])
+    assert "get" in paths["/v1/conversations/{conversation_id}/reads"]

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import websockets
@@ -49,13 +50,21 @@ class WsClient:
 
     async def expect(self, ftype: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
         """The next frame of ``ftype`` (matching ``match``); frames skipped on the way are kept."""
+        return await self._next(lambda f: f.get("type") == ftype and all(f.get(k) == v for k, v in match.items()),
+                                timeout)
+
+    async def expect_any(self, ref: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The next frame answering ``ref``, whatever its type (an answer or an error)."""
+        return await self._next(lambda f: f.get("ref") == ref, timeout)
+
+    async def _next(self, wanted: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
         skipped: list[dict[str, Any]] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
             while True:
                 frame = await self.recv(max(0.01, deadline - loop.time()))
-                if frame.get("type") == ftype and all(frame.get(k) == v for k, v in match.items()):
+                if wanted(frame):
                     return frame
                 skipped.append(frame)
         finally:

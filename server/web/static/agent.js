@@ -1,6 +1,6 @@
 // Parley agent console: sign in, presence, the live queue and own conversations, a thread with
 // the handoff summary, claim / reply / suggested drafts / resolve / hand back.
-import { api, citations, clear, el, fmtTime, richText, uuid } from "/static/safe.js";
+import { api, citations, clear, el, fmtTime, link, richText, safeHref, uuid } from "/static/safe.js";
 
 const $ = (id) => document.getElementById(id);
 const SESSION = "parley:agent";
@@ -23,6 +23,10 @@ const st = {
   typingSentAt: 0,
   typingTimer: null,
   refs: 0,
+  replyTo: null, // the message the next reply quotes
+  editing: null, // the agent's own message being edited
+  emojis: ["👍", "❤️", "😂", "🎉", "🙏"],
+  editWindowMs: 15 * 60 * 1000,
 };
 
 function toast(text) {
@@ -195,6 +199,10 @@ function onFrame(f) {
       st.connected = true;
       st.attempt = 0;
       st.me = f.me;
+      if (f.limits && Array.isArray(f.limits.reaction_emojis) && f.limits.reaction_emojis.length) {
+        st.emojis = f.limits.reaction_emojis;
+      }
+      if (f.limits && typeof f.limits.edit_window_s === "number") st.editWindowMs = f.limits.edit_window_s * 1000;
       $("me-name").textContent = f.me.name || f.me.id;
       setConn("online", "ok");
       refreshLists();
@@ -209,11 +217,22 @@ function onFrame(f) {
     case "message.delta":
       onDelta(f);
       break;
+    case "message.edited":
+      if (f.message) changed(f.conversation_id, f.message.seq, (old) => ({ ...f.message, reactions: old.reactions }));
+      break;
+    case "message.deleted":
+      changed(f.conversation_id, f.seq, (old) => ({ ...old, deleted: true, deleted_at: f.deleted_at, text: "",
+        attachments: undefined, rich: undefined }));
+      break;
+    case "message.reaction":
+      onReaction(f);
+      break;
     case "subscribed": {
       const t = st.threads.get(f.conversation_id);
       if (t) {
         t.loaded = true;
         if (f.last_seq > t.lastSeq) fillGap(f.conversation_id, t.lastSeq);
+        refreshThread(f.conversation_id);
       }
       break;
     }
@@ -407,10 +426,202 @@ function messageEl(m) {
   headRow.appendChild(el("span", "", who));
   headRow.appendChild(el("span", "time", fmtTime(m.created_at) + " · #" + m.seq));
   box.appendChild(headRow);
-  box.appendChild(richText(el("div", "text"), m.text));
+  if (m.reply_to) box.appendChild(quoteEl(m.reply_to));
+  if (m.deleted) {
+    box.classList.add("deleted");
+    const gone = el("div", "text gone", "This message was deleted");
+    gone.dataset.testid = "deleted";
+    box.appendChild(gone);
+    return box;
+  }
+  const body = richText(el("div", "text"), m.text);
+  body.dataset.testid = "text";
+  box.appendChild(body);
   if (m.citations && m.citations.length) box.appendChild(citations(m.citations));
   if (Array.isArray(m.attachments) && m.attachments.length) box.appendChild(attachmentsEl(m.attachments));
+  if (m.rich) box.appendChild(richEl(m.rich));
+  box.appendChild(reactionsEl(m));
+  if (m.edited_at) {
+    const ed = el("div", "edited", "edited");
+    ed.dataset.testid = "edited";
+    box.appendChild(ed);
+  }
+  box.appendChild(toolsEl(m));
   return box;
+}
+
+// ---- quotes, edits, deletes, reactions, rich messages --------------------------------------
+function senderLabel(s) {
+  if (!s) return "";
+  if (st.me && s.kind === "agent" && s.id === st.me.id) return "You";
+  return s.name || (s.kind === "user" ? "Visitor" : s.kind === "bot" ? "Assistant" : s.kind);
+}
+function quoteEl(q) {
+  const box = el("div", "quote");
+  box.dataset.testid = "quote";
+  box.appendChild(el("div", "quote-who", senderLabel(q.sender)));
+  box.appendChild(el("div", "quote-text", q.deleted ? "Deleted message" : q.text));
+  return box;
+}
+function tool(label, testid, onClick) {
+  const b = el("button", "tool", label);
+  b.type = "button";
+  b.dataset.testid = testid;
+  b.addEventListener("click", onClick);
+  return b;
+}
+function toolsEl(m) {
+  const bar = el("div", "tools");
+  if (m.kind === "system") return bar;
+  bar.appendChild(tool("Reply", "reply-to", () => startReply(m)));
+  const picker = el("span", "picker");
+  picker.hidden = true;
+  for (const e of st.emojis) picker.appendChild(tool(e, "emoji", () => {
+    picker.hidden = true;
+    react(m, e);
+  }));
+  bar.appendChild(tool("☺+", "react", () => (picker.hidden = !picker.hidden)));
+  const mine = st.me && m.sender && m.sender.kind === "agent" && m.sender.id === st.me.id;
+  if (mine && Date.now() - Date.parse(m.created_at) < st.editWindowMs) {
+    bar.appendChild(tool("Edit", "edit", () => startEdit(m)));
+    // Two clicks, no dialog: "Delete" asks "Delete for everyone?" first.
+    const del = tool("Delete", "delete", async () => {
+      if (!del.dataset.armed) {
+        del.dataset.armed = "1";
+        del.textContent = "Delete for everyone?";
+        return;
+      }
+      try {
+        await call("DELETE", `/v1/conversations/${encodeURIComponent(st.selected)}/messages/${encodeURIComponent(m.id)}`);
+      } catch (e) {
+        toast("Not deleted: " + e.message);
+      }
+    });
+    bar.appendChild(del);
+  }
+  bar.appendChild(picker);
+  return bar;
+}
+function reactionsEl(m) {
+  const row = el("div", "reactions");
+  row.dataset.testid = "reactions";
+  for (const r of m.reactions || []) {
+    const chip = tool(r.emoji + " " + r.count, "reaction", () => react(m, r.emoji));
+    chip.classList.add("reaction");
+    if (r.mine) chip.classList.add("reaction-mine");
+    row.appendChild(chip);
+  }
+  return row;
+}
+function react(m, emoji) {
+  const mine = (m.reactions || []).some((r) => r.emoji === emoji && r.mine);
+  send({ type: mine ? "reaction.remove" : "reaction.add", conversation_id: st.selected, message_id: m.id, emoji,
+    ref: "x" + ++st.refs });
+}
+// What the visitor was offered (read-only here: the visitor presses the buttons).
+function richEl(r) {
+  const box = el("div", "rich");
+  if (r.card && r.card.title) {
+    const card = el("div", "card-msg");
+    card.appendChild(el("div", "card-title", r.card.title));
+    if (r.card.text) card.appendChild(el("div", "", r.card.text));
+    const href = safeHref(r.card.url);
+    if (href) card.appendChild(link(href, r.card.link_label || href));
+    box.appendChild(card);
+  }
+  if (r.form && Array.isArray(r.form.fields)) {
+    box.appendChild(el("div", "card-msg", "Form: " + (r.form.title || "") + " (" +
+      r.form.fields.map((f) => f.label).join(", ") + ")"));
+  }
+  if (Array.isArray(r.quick_replies)) {
+    const row = el("div", "quick");
+    row.dataset.testid = "quick-replies";
+    for (const q of r.quick_replies) row.appendChild(el("span", "quick-chip", q.label));
+    box.appendChild(row);
+  }
+  return box;
+}
+function showBar(text) {
+  $("replybar-text").textContent = text;
+  $("replybar").hidden = false;
+  $("reply").focus();
+}
+function startReply(m) {
+  st.editing = null;
+  st.replyTo = m;
+  showBar("Replying to " + senderLabel(m.sender) + ": " + String(m.text || "").slice(0, 80));
+}
+function startEdit(m) {
+  st.replyTo = null;
+  st.editing = m;
+  $("reply").value = m.text || "";
+  showBar("Editing your message");
+}
+function clearBar() {
+  st.replyTo = null;
+  st.editing = null;
+  $("replybar").hidden = true;
+}
+$("replybar-x").addEventListener("click", () => {
+  if (st.editing) $("reply").value = "";
+  clearBar();
+});
+function replaceMessage(cid, m) {
+  const t = st.threads.get(cid);
+  if (!t) return;
+  t.messages.set(m.seq, m);
+  if (cid !== st.selected) return;
+  const old = $("log").querySelector(`.msg[data-seq="${m.seq}"]`);
+  if (old) old.replaceWith(messageEl(m));
+  renderRead();
+}
+// The message, and every reply quoting it, as the server now says it is.
+function changed(cid, seq, update) {
+  const t = st.threads.get(cid);
+  const old = t && t.messages.get(seq);
+  if (!old) return;
+  const m = update(old);
+  replaceMessage(cid, m);
+  for (const other of t.messages.values()) {
+    if (other.reply_to && other.reply_to.id === m.id) {
+      replaceMessage(cid, { ...other, reply_to: { ...other.reply_to, text: m.deleted ? "" : String(m.text || "").slice(0, 200),
+        ...(m.deleted ? { deleted: true } : {}) } });
+    }
+  }
+}
+function onReaction(f) {
+  changed(f.conversation_id, f.seq, (old) => {
+    const list = (old.reactions || []).map((r) => ({ ...r }));
+    let r = list.find((x) => x.emoji === f.emoji);
+    if (!r) {
+      r = { emoji: f.emoji, count: 0, mine: false };
+      list.push(r);
+    }
+    r.count = f.count;
+    if (f.participant && st.me && f.participant.kind === "agent" && f.participant.id === st.me.id) r.mine = f.active;
+    return { ...old, reactions: list.filter((x) => x.count > 0) };
+  });
+}
+// Once subscribed: the messages' current state (edits, deletes, reactions) and the visitor's read mark.
+async function refreshThread(cid) {
+  try {
+    let after = 0;
+    for (;;) {
+      const r = await call("GET", `/v1/conversations/${encodeURIComponent(cid)}/messages?after_seq=${after}&limit=200`);
+      const t = st.threads.get(cid);
+      for (const m of r.messages || []) {
+        if (t && t.messages.has(m.seq)) replaceMessage(cid, m);
+        else addMessage(cid, m);
+      }
+      if (!r.messages || r.messages.length < 200) break;
+      after = r.next_after_seq;
+    }
+    const reads = await call("GET", `/v1/conversations/${encodeURIComponent(cid)}/reads`);
+    for (const x of reads.reads || []) {
+      if (x.participant.kind === "user") st.readBy.set(cid, Math.max(st.readBy.get(cid) || 0, x.seq));
+    }
+    if (cid === st.selected) renderRead();
+  } catch (_e) { /* the live frames still arrive */ }
 }
 
 // ---- attachments -------------------------------------------------------------------------
@@ -617,15 +828,40 @@ $("claim").addEventListener("click", () => action("claim"));
 $("resolve").addEventListener("click", () => action("resolve"));
 $("handback").addEventListener("click", () => action("handback"));
 
+function quickReplies() {
+  const raw = $("quick").value.trim();
+  if (!raw) return null;
+  const items = raw.split(",").map((x) => x.trim()).filter(Boolean).slice(0, 10).map((x) => x.slice(0, 40));
+  return items.length ? { quick_replies: items.map((x) => ({ label: x, value: x })) } : null;
+}
+async function submitEdit(m, text) {
+  clearBar();
+  $("reply").value = "";
+  if (text === m.text) return;
+  try {
+    await call("PATCH", `/v1/conversations/${encodeURIComponent(st.selected)}/messages/${encodeURIComponent(m.id)}`, { text });
+  } catch (err) {
+    toast("Not edited: " + err.message);
+  }
+}
 $("reply-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("reply").value.trim();
   const files = (staged.get(st.selected) || []).map((a) => a.id);
   if ((!text && !files.length) || !st.selected) return;
+  if (st.editing) {
+    if (text) submitEdit(st.editing, text);
+    return;
+  }
   const body = { type: "send", conversation_id: st.selected, client_msg_id: uuid(), text, ref: "r" + ++st.refs };
   if (files.length) body.attachments = files;
+  if (st.replyTo) body.reply_to = st.replyTo.id;
+  const rich = quickReplies();
+  if (rich) body.rich = rich;
   const sent = () => {
     $("reply").value = "";
+    $("quick").value = "";
+    clearBar();
     staged.delete(body.conversation_id);
     renderStaged();
   };
@@ -634,7 +870,8 @@ $("reply-form").addEventListener("submit", (e) => {
     stopTyping();
   } else {
     // Offline: REST has the same promises as the socket.
-    const rest = { client_msg_id: body.client_msg_id, text, ...(files.length ? { attachments: files } : {}) };
+    const rest = { client_msg_id: body.client_msg_id, text, ...(files.length ? { attachments: files } : {}),
+      ...(body.reply_to ? { reply_to: body.reply_to } : {}), ...(body.rich ? { rich: body.rich } : {}) };
     call("POST", `/v1/conversations/${encodeURIComponent(st.selected)}/messages`, rest)
       .then(sent)
       .catch((err) => toast("Not sent: " + err.message));

@@ -117,6 +117,10 @@
     closedForGood: false,
     deltas: 0,
     connecting: false,
+    replyTo: null, // the message a reply quotes
+    editing: null, // the message being edited
+    emojis: ["👍", "❤️", "😂", "🎉", "🙏"],
+    editWindowMs: 15 * 60 * 1000,
   };
 
   // ---- DOM -----------------------------------------------------------------------------
@@ -231,7 +235,16 @@
   toast.hidden = true;
   toast.dataset.testid = "toast";
 
-  panel.append(head, banner, queueBox, log, typing, csat, csatThanks, csatAsk, actions, form, toast);
+  const replyBar = el("div", "pw-replybar");
+  replyBar.hidden = true;
+  replyBar.dataset.testid = "replybar";
+  const replyText = el("span", "pw-replybar-text");
+  const replyCancel = el("button", "pw-replybar-x", "×");
+  replyCancel.type = "button";
+  replyCancel.setAttribute("aria-label", "Cancel");
+  replyBar.append(replyText, replyCancel);
+
+  panel.append(head, banner, queueBox, log, typing, csat, csatThanks, csatAsk, actions, replyBar, form, toast);
   root.append(panel, launcher);
 
   function mount() {
@@ -394,13 +407,225 @@
       if (kind === "bot") who += " · AI";
       box.appendChild(el("div", "pw-who", who));
     }
+    if (m.reply_to) box.appendChild(quoteEl(m.reply_to));
+    if (m.deleted) {
+      box.classList.add("pw-deleted");
+      const gone = el("div", "pw-text pw-gone", "This message was deleted");
+      gone.dataset.testid = "deleted";
+      box.appendChild(gone);
+      box.appendChild(el("div", "pw-meta", fmtTime(m.created_at)));
+      return box;
+    }
     const body = el("div", "pw-text");
+    body.dataset.testid = "text";
     richText(body, m.text);
     box.appendChild(body);
     renderCitations(box, m.citations);
     renderAttachments(box, m.attachments);
-    box.appendChild(el("div", "pw-meta", fmtTime(m.created_at)));
+    if (m.rich) box.appendChild(richEl(m));
+    box.appendChild(reactionsEl(m));
+    const meta = el("div", "pw-meta", fmtTime(m.created_at) + (m.edited_at ? " · edited" : ""));
+    if (m.edited_at) meta.dataset.testid = "edited";
+    box.appendChild(meta);
+    box.appendChild(toolsEl(m, mine));
     return box;
+  }
+
+  // ---- quotes, edits, deletes, reactions and rich messages ------------------------------
+  function senderLabel(s) {
+    if (!s) return "";
+    if (st.me && s.kind === "user" && s.id === st.me.id) return "You";
+    return s.name || (s.kind === "bot" ? "Assistant" : s.kind === "agent" ? "Agent" : "");
+  }
+  function quoteEl(q) {
+    const box = el("div", "pw-quote");
+    box.dataset.testid = "quote";
+    box.appendChild(el("div", "pw-quote-who", senderLabel(q.sender)));
+    box.appendChild(el("div", "pw-quote-text", q.deleted ? "Deleted message" : q.text));
+    return box;
+  }
+  function changeable(m) {
+    return !m.deleted && Date.now() - Date.parse(m.created_at) < st.editWindowMs;
+  }
+  function tool(label, testid, onClick) {
+    const b = el("button", "pw-tool", label);
+    b.type = "button";
+    b.dataset.testid = testid;
+    b.addEventListener("click", onClick);
+    return b;
+  }
+  function toolsEl(m, mine) {
+    const bar = el("div", "pw-tools");
+    bar.appendChild(tool("Reply", "reply", () => startReply(m)));
+    const picker = el("div", "pw-picker");
+    picker.hidden = true;
+    for (const e of st.emojis) {
+      const b = tool(e, "emoji", () => {
+        picker.hidden = true;
+        react(m, e);
+      });
+      picker.appendChild(b);
+    }
+    bar.appendChild(tool("☺+", "react", () => (picker.hidden = !picker.hidden)));
+    if (mine && changeable(m)) {
+      bar.appendChild(tool("Edit", "edit", () => startEdit(m)));
+      // Two clicks, no dialog: "Delete" asks "Delete for everyone?" first.
+      const del = tool("Delete", "delete", () => {
+        if (del.dataset.armed) {
+          sendFrame({ type: "message.delete", conversation_id: st.cid, message_id: m.id, ref: ref() });
+        } else {
+          del.dataset.armed = "1";
+          del.textContent = "Delete for everyone?";
+        }
+      });
+      bar.appendChild(del);
+    }
+    bar.appendChild(picker);
+    return bar;
+  }
+  function reactionsEl(m) {
+    const row = el("div", "pw-reactions");
+    row.dataset.testid = "reactions";
+    for (const r of m.reactions || []) {
+      const chip = tool(r.emoji + " " + r.count, "reaction", () => react(m, r.emoji));
+      chip.classList.add("pw-reaction");
+      if (r.mine) chip.classList.add("pw-reaction-mine");
+      row.appendChild(chip);
+    }
+    return row;
+  }
+  function react(m, emoji) {
+    const mine = (m.reactions || []).some((r) => r.emoji === emoji && r.mine);
+    sendFrame({ type: mine ? "reaction.remove" : "reaction.add", conversation_id: st.cid, message_id: m.id,
+      emoji, ref: ref() });
+  }
+  function richEl(m) {
+    const box = el("div", "pw-rich");
+    const r = m.rich || {};
+    if (r.card && r.card.title) {
+      const card = el("div", "pw-card");
+      card.dataset.testid = "card";
+      card.appendChild(el("div", "pw-card-title", r.card.title));
+      if (r.card.text) card.appendChild(el("div", "pw-card-text", r.card.text));
+      const href = safeHref(r.card.url);
+      if (href) card.appendChild(link(href, r.card.link_label || "Open"));
+      box.appendChild(card);
+    }
+    if (r.form && Array.isArray(r.form.fields)) {
+      const f = el("form", "pw-card pw-richform");
+      f.dataset.testid = "richform";
+      f.appendChild(el("div", "pw-card-title", r.form.title || ""));
+      const inputs = [];
+      for (const fld of r.form.fields) {
+        const lab = el("label", "pw-field", fld.label);
+        const inp = el("input");
+        inp.type = ["email", "number"].includes(fld.type) ? fld.type : "text";
+        inp.required = !!fld.required;
+        inp.name = fld.name;
+        lab.appendChild(inp);
+        f.appendChild(lab);
+        inputs.push([fld, inp]);
+      }
+      const go = el("button", "pw-send", r.form.submit_label || "Send");
+      go.type = "submit";
+      f.appendChild(go);
+      f.addEventListener("submit", (e) => {
+        e.preventDefault();
+        sendText(inputs.map(([fld, inp]) => fld.label + ": " + inp.value).join("\n"));
+        go.disabled = true;
+      });
+      box.appendChild(f);
+    }
+    if (Array.isArray(r.quick_replies) && r.quick_replies.length) {
+      const row = el("div", "pw-quick");
+      row.dataset.testid = "quick-replies";
+      for (const q of r.quick_replies) {
+        const b = tool(q.label, "quick-reply", () => {
+          for (const x of row.querySelectorAll("button")) x.disabled = true;
+          sendText(q.value);
+        });
+        b.classList.add("pw-quick-btn");
+        row.appendChild(b);
+      }
+      box.appendChild(row);
+    }
+    return box;
+  }
+  function showBar(text) {
+    replyText.textContent = text;
+    replyBar.hidden = false;
+    input.focus();
+  }
+  function startReply(m) {
+    st.editing = null;
+    st.replyTo = m;
+    showBar("Replying to " + senderLabel(m.sender) + ": " + String(m.text || "").slice(0, 80));
+  }
+  function startEdit(m) {
+    st.replyTo = null;
+    st.editing = m;
+    input.value = m.text || "";
+    showBar("Editing your message");
+  }
+  function clearBar() {
+    st.replyTo = null;
+    st.editing = null;
+    replyBar.hidden = true;
+  }
+  replyCancel.addEventListener("click", () => {
+    if (st.editing) input.value = "";
+    clearBar();
+  });
+  function replaceMessage(m) {
+    st.messages.set(m.seq, m);
+    const old = log.querySelector('.pw-msg[data-seq="' + m.seq + '"]');
+    if (old) old.replaceWith(messageEl(m));
+    renderRead();
+  }
+  // The message, and every reply quoting it, as the server now says it is.
+  function changed(cid, seq, update) {
+    const old = cid === st.cid && st.messages.get(seq);
+    if (!old) return;
+    const m = update(old);
+    replaceMessage(m);
+    for (const other of st.messages.values()) {
+      if (other.reply_to && other.reply_to.id === m.id) {
+        replaceMessage({ ...other, reply_to: { ...other.reply_to, text: m.deleted ? "" : String(m.text || "").slice(0, 200),
+          ...(m.deleted ? { deleted: true } : {}) } });
+      }
+    }
+  }
+  function onReaction(f) {
+    changed(f.conversation_id, f.seq, (old) => {
+      const list = (old.reactions || []).map((r) => ({ ...r }));
+      let r = list.find((x) => x.emoji === f.emoji);
+      if (!r) {
+        r = { emoji: f.emoji, count: 0, mine: false };
+        list.push(r);
+      }
+      r.count = f.count;
+      if (f.participant && st.me && f.participant.kind === "user" && f.participant.id === st.me.id) r.mine = f.active;
+      return { ...old, reactions: list.filter((x) => x.count > 0) };
+    });
+  }
+  // After (re)connecting: the messages' current state (edits, deletes, reactions) and read marks.
+  function refreshHistory() {
+    const cid = st.cid;
+    if (!cid) return;
+    api("GET", "/v1/conversations/" + encodeURIComponent(cid) + "/messages?after_seq=0&limit=200")
+      .then((r) => {
+        for (const m of r.messages || []) {
+          if (st.messages.has(m.seq)) replaceMessage(m);
+          else addMessage(cid, m);
+        }
+      })
+      .catch(() => {});
+    api("GET", "/v1/conversations/" + encodeURIComponent(cid) + "/reads")
+      .then((r) => {
+        for (const x of r.reads || []) if (x.participant.kind !== "user") st.readBy = Math.max(st.readBy, x.seq);
+        renderRead();
+      })
+      .catch(() => {});
   }
 
   // ---- attachments ---------------------------------------------------------------------
@@ -732,6 +957,11 @@
   }
   function onWelcome(f) {
     st.me = f.me;
+    if (f.limits && Array.isArray(f.limits.reaction_emojis) && f.limits.reaction_emojis.length) {
+      st.emojis = f.limits.reaction_emojis;
+    }
+    if (f.limits && typeof f.limits.edit_window_s === "number") st.editWindowMs = f.limits.edit_window_s * 1000;
+    refreshHistory();
     st.connected = true;
     st.attempt = 0;
     showBanner("");
@@ -755,7 +985,7 @@
     }
     for (const [cmid, p] of st.pending) {
       sendFrame({ type: "send", conversation_id: st.cid, client_msg_id: cmid, text: p.text, ref: ref(),
-        ...(p.attachments ? { attachments: p.attachments } : {}) });
+        ...(p.attachments ? { attachments: p.attachments } : {}), ...(p.replyTo ? { reply_to: p.replyTo } : {}) });
     }
   }
   function startConversation() {
@@ -789,6 +1019,16 @@
         break;
       case "message.delta":
         onDelta(f);
+        break;
+      case "message.edited":
+        if (f.message) changed(f.conversation_id, f.message.seq, (old) => ({ ...f.message, reactions: old.reactions }));
+        break;
+      case "message.deleted":
+        changed(f.conversation_id, f.seq, (old) => ({ ...old, deleted: true, deleted_at: f.deleted_at, text: "",
+          attachments: undefined, rich: undefined }));
+        break;
+      case "message.reaction":
+        onReaction(f);
         break;
       case "ack": {
         const p = st.pending.get(f.client_msg_id);
@@ -847,6 +1087,17 @@
     const text = input.value.trim();
     if (!text) return;
     input.value = "";
+    if (st.editing) {
+      const m = st.editing;
+      clearBar();
+      if (text !== m.text) sendFrame({ type: "message.edit", conversation_id: st.cid, message_id: m.id, text, ref: ref() });
+      return;
+    }
+    sendText(text);
+  }
+  function sendText(text) {
+    const replyTo = st.replyTo ? st.replyTo.id : null;
+    clearBar();
     const cmid = uuid();
     const box = el("div", "pw-msg pw-user pw-mine pw-pending");
     box.dataset.testid = "pending";
@@ -855,7 +1106,7 @@
     box.appendChild(body);
     log.appendChild(box);
     empty.hidden = true;
-    st.pending.set(cmid, { text, el: box });
+    st.pending.set(cmid, { text, el: box, replyTo });
     scroll();
     stopTyping();
     if (!st.connected) {
@@ -863,7 +1114,8 @@
       return;
     }
     if (!st.cid) startConversation();
-    else sendFrame({ type: "send", conversation_id: st.cid, client_msg_id: cmid, text, ref: ref() });
+    else sendFrame({ type: "send", conversation_id: st.cid, client_msg_id: cmid, text, ref: ref(),
+      ...(replyTo ? { reply_to: replyTo } : {}) });
   }
   form.addEventListener("submit", (e) => {
     e.preventDefault();
