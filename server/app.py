@@ -76,7 +76,7 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
 
     # The events between capabilities: wired in server/event_wiring.py and nowhere else.
     router = Router(chat, gateway.online_agents, assign_batch=settings.queue_assign_batch,
-                    publish_max=settings.queue_publish_max)
+                    publish_max=settings.queue_publish_max, topic_messages=settings.routing_topic_messages)
     agent = AgentPlugin(settings, db, chat, router, metrics, core.background, core.readiness_probes)
     wire_events(bus.events, gateway=gateway, router=router, bot_runner=agent.bot_runner, metrics=metrics)
 

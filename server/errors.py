@@ -7,7 +7,8 @@
     ├── NotFound             not_found                                                  -> 404
     ├── BadInput             bad_frame, unknown_type, validation_failed, empty_message  -> 400 / 422
     │   └── TooLong          too_long                                                   -> 413
-    ├── Conflict             idempotency_key_reused, invalid_cursor, resync_required    -> 409
+    ├── Conflict             idempotency_key_reused, invalid_cursor, resync_required,
+    │                        at_capacity                                                -> 409
     ├── RateLimited          rate_limited, connection_limit (retry_after_ms)            -> 429
     ├── Unavailable          unavailable (retry_after_ms)                               -> 503
     └── (anything else)      internal                                                   -> 500
@@ -104,6 +105,7 @@ CODES: dict[str, Code] = {
     "unsupported_media_type": Code(415),
     "idempotency_key_reused": Code(409),
     "invalid_cursor": Code(409),
+    "at_capacity": Code(409),  # a transfer to an agent (or team) with no free capacity
     "resync_required": Code(409),
     "rate_limited": Code(429, 4029),
     "connection_limit": Code(429, 4029),

@@ -41,6 +41,7 @@ class Action(StrEnum):
     RESOLVE = "resolve"
     HANDBACK = "handback"  # back to the AI agent
     WRITE = "write"  # a text message: an agent takes an unowned conversation, a user reopens one
+    TRANSFER = "transfer"  # to another agent (``target``), or back to the queue for a team (no target)
 
 
 class ActorKind(StrEnum):
@@ -103,6 +104,7 @@ class Change:
     handoff_reason: str | None = None
     clear_bot_offer: bool = False
     system_text: str | None = None  # a system message, in the same transaction
+    note_text: str | None = None  # a note for the agents (by the actor), in the same transaction
     push: PushEvent | None = None
     follow: tuple[Follow, ...] = field(default_factory=tuple)
     republish_queue: bool = False  # places in the queue moved
@@ -116,9 +118,11 @@ class TransitionRefused(Forbidden):
 
 
 def transition(conv: ConversationState, action: Action, actor: Actor, now: datetime, *,
-               reason: str | None = None, notice: str | None = None) -> Change:
+               reason: str | None = None, notice: str | None = None, target: Actor | None = None,
+               comment: str | None = None) -> Change:
     """The one place that decides a conversation's next state. ``reason`` is a handoff's reason
-    code; ``notice`` the system message a handoff posts (the AI agent's words to the user)."""
+    code; ``notice`` the system message a handoff posts (the AI agent's words to the user);
+    ``target`` the agent a transfer goes to (none: back to the queue) and ``comment`` its note."""
     match action:
         case Action.HANDOFF:
             change = _handoff(conv, now, reason, notice)
@@ -130,6 +134,8 @@ def transition(conv: ConversationState, action: Action, actor: Actor, now: datet
             change = _handback(conv, actor)
         case Action.WRITE:
             change = _write(conv, actor, now)
+        case Action.TRANSFER:
+            change = _transfer(conv, actor, now, target, comment)
         case _:
             raise ValueError(f"unknown action {action!r}")
     if not change.changed:
@@ -228,6 +234,36 @@ def _write(conv: ConversationState, actor: Actor, now: datetime) -> Change:
         case ActorKind.SYSTEM:
             pass
     return _same(conv)
+
+
+def _transfer(conv: ConversationState, actor: Actor, now: datetime, target: Actor | None,
+              comment: str | None) -> Change:
+    """An agent (the owner, or anyone while nobody owns it) or an admin hands the conversation to
+    another agent, or back to the queue (for a team). The comment is a note the agents read."""
+    if actor.kind not in (ActorKind.AGENT, ActorKind.SYSTEM):
+        raise TransitionRefused("only agents and admins transfer conversations")
+    if actor.kind is ActorKind.AGENT:
+        _owner_only(conv, actor)
+    if conv.status is Status.RESOLVED:
+        raise TransitionRefused("a resolved conversation is not transferred; it reopens when the user writes")
+    if target is not None and conv.status is Status.ASSIGNED and conv.assignee_id == target.id:
+        return _same(conv)
+    who = actor.name or ("An admin" if actor.kind is ActorKind.SYSTEM else "An agent")
+    to = f" to {target.name or 'another agent'}" if target is not None else " to the queue"
+    note = f"{who} transferred this conversation{to}" + (f": {comment}" if comment else "")
+    if target is None:
+        queued = conv.status is Status.QUEUED
+        return Change(before=conv.status, status=Status.QUEUED, assignee_id=None, last_agent_id=conv.last_agent_id,
+                      changed=True, resolved_at=conv.resolved_at, queued_at=None if queued else now,
+                      handoff_reason="transfer", system_text=None if queued else "Connecting you with another agent",
+                      note_text=note, push=_event(conv, "conversation.handoff", Status.QUEUED, "transfer"),
+                      republish_queue=queued, offer_waiting=True, stop_bot=True)
+    return Change(before=conv.status, status=Status.ASSIGNED, assignee_id=target.id, last_agent_id=target.id,
+                  changed=True, resolved_at=conv.resolved_at, handoff_reason=conv.handoff_reason,
+                  system_text=f"{target.name or 'An agent'} joined the conversation", note_text=note,
+                  push=_event(conv, "conversation.assigned", Status.ASSIGNED, conv.handoff_reason),
+                  follow=(Follow("agent", target.id),), republish_queue=conv.status is Status.QUEUED,
+                  offer_waiting=conv.status is Status.ASSIGNED, stop_bot=True)
 
 
 def _reopen(conv: ConversationState, now: datetime) -> Change:

@@ -191,6 +191,12 @@ class Settings(BaseSettings):
     max_canned_responses_per_owner: int = 500
     canned_response_max_chars: int = 5000
     max_labels_per_tenant: int = 200
+    # private notes: agents one note may @mention, and the page of an agent's mentions
+    note_max_mentions: int = Field(default=20, ge=1)
+    mentions_page_max: int = Field(default=100, ge=1)
+    # routing of handoffs: rules per tenant, and how many recent user messages a topic rule reads
+    max_routing_rules_per_tenant: int = Field(default=100, ge=1)
+    routing_topic_messages: int = Field(default=5, ge=1)
     password_hash_concurrency: int = 2
     password_hash_queue_max: int = 64
     login_rate_per_ip: float = 0.2

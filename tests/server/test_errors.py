@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTED = {"auth_required", "auth_timeout", "token_invalid", "token_expired", "forbidden", "not_found",
               "bad_frame", "unknown_type", "validation_failed", "empty_message", "too_long",
               "idempotency_key_reused", "invalid_cursor", "resync_required", "rate_limited",
-              "connection_limit", "slow_consumer", "unavailable", "internal", "unsupported_media_type"}
+              "connection_limit", "slow_consumer", "unavailable", "internal", "unsupported_media_type",
+              "at_capacity"}
 DOCUMENTED_STATUSES = {400, 401, 403, 404, 409, 413, 415, 422, 429, 503}
 
 
