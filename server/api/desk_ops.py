@@ -16,6 +16,7 @@ from server.desk import notes, routing
 from server.desk.models import RoutingRule
 from server.errors import BadInput
 from server.handoff.notes import post_note
+from server.handoff.snooze import snooze, wake
 from server.handoff.transfer import transfer
 
 __all__ = ["desk_ops_handlers"]
@@ -106,6 +107,26 @@ async def transfer_conversation(principal: Auth, conversation_id: FromPath[str],
     return {"conversation": conversation_json(conv)}
 
 
+class SnoozeIn(msgspec.Struct, forbid_unknown_fields=True):
+    until: datetime  # ISO 8601; without a zone it is UTC
+
+
+@post("/v1/conversations/{conversation_id:str}/snooze", status_code=200)
+async def snooze_conversation(principal: Auth, conversation_id: FromPath[str], data: JSONBody[SnoozeIn],
+                              chat: ChatDep, settings: SettingsDep) -> dict[str, Any]:
+    """Its agent puts an assigned conversation aside until ``until``: status ``snoozed``, out of the
+    agent's list and capacity, back (``assigned``) at the time or as soon as the user writes."""
+    conv = await snooze(chat, principal, conversation_id, data.until, max_s=settings.snooze_max_s)
+    until = await routing.snoozed_until(chat.db, conv.id)
+    return {"conversation": conversation_json(conv), "snoozed_until": iso(until) if until else None}
+
+
+@post("/v1/conversations/{conversation_id:str}/wake", status_code=200)
+async def wake_conversation(principal: Auth, conversation_id: FromPath[str], chat: ChatDep) -> dict[str, Any]:
+    """Its agent takes a snoozed conversation up before the time."""
+    return {"conversation": conversation_json(await wake(chat, principal, conversation_id))}
+
+
 class RuleIn(msgspec.Struct, forbid_unknown_fields=True):
     team_id: Id
     kind: Annotated[str, msgspec.Meta(max_length=16)]
@@ -186,4 +207,4 @@ async def directory(principal: Auth, db: DbDep, gateway: GatewayDep) -> Director
 
 
 desk_ops_handlers: list[Any] = [create_note, my_mentions, read_mention, transfer_conversation, get_rules, post_rule,
-                                delete_rule, directory]
+                                delete_rule, directory, snooze_conversation, wake_conversation]

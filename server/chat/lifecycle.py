@@ -7,6 +7,9 @@ topic, whether the AI agent must stop, whether waiting conversations are offered
     bot ──handoff──▶ queued ──claim/write──▶ assigned ──resolve──▶ resolved
      ▲                  │                       │                     │
      └────handback──────┴───────────────────────┘◀──── user writes ───┘ (reopen)
+
+A transfer moves an open conversation to another agent (``assigned``) or back to ``queued`` for a
+team, with a note for the agents.
 """
 
 from dataclasses import dataclass, field, replace
@@ -32,7 +35,9 @@ __all__ = [
 
 
 #: A conversation someone is still working on (the user's sockets follow it, presence reaches it).
-OPEN_STATUSES: tuple[Status, ...] = (Status.BOT, Status.QUEUED, Status.ASSIGNED)
+OPEN_STATUSES: tuple[Status, ...] = (Status.BOT, Status.QUEUED, Status.ASSIGNED, Status.SNOOZED)
+#: A human agent owns it (a snoozed conversation is still its agent's).
+_OWNED = (Status.ASSIGNED, Status.SNOOZED)
 
 
 class Action(StrEnum):
@@ -42,6 +47,8 @@ class Action(StrEnum):
     HANDBACK = "handback"  # back to the AI agent
     WRITE = "write"  # a text message: an agent takes an unowned conversation, a user reopens one
     TRANSFER = "transfer"  # to another agent (``target``), or back to the queue for a team (no target)
+    SNOOZE = "snooze"  # its agent puts an assigned conversation aside
+    WAKE = "wake"  # a snoozed conversation is back with its agent (the time came, or they took it up)
 
 
 class ActorKind(StrEnum):
@@ -136,6 +143,10 @@ def transition(conv: ConversationState, action: Action, actor: Actor, now: datet
             change = _write(conv, actor, now)
         case Action.TRANSFER:
             change = _transfer(conv, actor, now, target, comment)
+        case Action.SNOOZE:
+            change = _snooze(conv, actor)
+        case Action.WAKE:
+            change = _wake(conv, actor)
         case _:
             raise ValueError(f"unknown action {action!r}")
     if not change.changed:
@@ -160,13 +171,13 @@ def _agent_only(actor: Actor) -> None:
 
 
 def _owner_only(conv: ConversationState, actor: Actor) -> None:
-    if conv.status is Status.ASSIGNED and conv.assignee_id != actor.id:
+    if conv.status in _OWNED and conv.assignee_id != actor.id:
         raise TransitionRefused("another agent owns this conversation")
 
 
 def _handoff(conv: ConversationState, now: datetime, reason: str | None, notice: str | None) -> Change:
-    if conv.status in (Status.QUEUED, Status.ASSIGNED):
-        return _same(conv)  # one handoff per decision: repeating it changes nothing
+    if conv.status in (Status.QUEUED, *_OWNED):
+        return _same(conv)  # one handoff per decision: repeating it changes nothing (a human owns it)
     why = (reason or "requested")[:64]
     return Change(before=conv.status, status=Status.QUEUED, assignee_id=None, last_agent_id=conv.last_agent_id,
                   changed=True, resolved_at=conv.resolved_at, queued_at=now, handoff_reason=why,
@@ -186,7 +197,9 @@ def _claim(conv: ConversationState, actor: Actor) -> Change:
     _agent_only(actor)
     if conv.status is Status.ASSIGNED and conv.assignee_id == actor.id:
         return _same(conv)
-    if conv.status is Status.ASSIGNED:
+    if conv.status is Status.SNOOZED and conv.assignee_id == actor.id:
+        return _woken(conv)
+    if conv.status in _OWNED:
         raise TransitionRefused("conversation is already assigned")
     return _taken(conv, actor, f"{actor.name or 'An agent'} joined the conversation")
 
@@ -217,10 +230,12 @@ def _handback(conv: ConversationState, actor: Actor) -> Change:
 def _write(conv: ConversationState, actor: Actor, now: datetime) -> Change:
     match actor.kind:
         case ActorKind.AGENT:
-            if (conv.status is Status.ASSIGNED and conv.assignee_id != actor.id) or (
+            if (conv.status in _OWNED and conv.assignee_id != actor.id) or (
                     conv.status is Status.RESOLVED and conv.last_agent_id not in (None, actor.id)):
                 raise TransitionRefused(
                     "this conversation is another agent's; claim it or ask them to hand it over")
+            if conv.status is Status.SNOOZED:
+                return _woken(conv)  # its agent takes it up again by writing
             if conv.status in (Status.BOT, Status.QUEUED):
                 # An agent who writes takes the conversation, as in every help desk. Their own
                 # message says who they are: no "joined" notice.
@@ -231,6 +246,8 @@ def _write(conv: ConversationState, actor: Actor, now: datetime) -> Change:
         case ActorKind.USER:
             if conv.status is Status.RESOLVED:
                 return _reopen(conv, now)
+            if conv.status is Status.SNOOZED:
+                return _woken(conv)  # the user wrote: back with its agent
         case ActorKind.SYSTEM:
             pass
     return _same(conv)
@@ -248,6 +265,8 @@ def _transfer(conv: ConversationState, actor: Actor, now: datetime, target: Acto
         raise TransitionRefused("a resolved conversation is not transferred; it reopens when the user writes")
     if target is not None and conv.status is Status.ASSIGNED and conv.assignee_id == target.id:
         return _same(conv)
+    if target is not None and conv.status is Status.SNOOZED and conv.assignee_id == target.id:
+        return _woken(conv)
     who = actor.name or ("An admin" if actor.kind is ActorKind.SYSTEM else "An agent")
     to = f" to {target.name or 'another agent'}" if target is not None else " to the queue"
     note = f"{who} transferred this conversation{to}" + (f": {comment}" if comment else "")
@@ -264,6 +283,38 @@ def _transfer(conv: ConversationState, actor: Actor, now: datetime, target: Acto
                   push=_event(conv, "conversation.assigned", Status.ASSIGNED, conv.handoff_reason),
                   follow=(Follow("agent", target.id),), republish_queue=conv.status is Status.QUEUED,
                   offer_waiting=conv.status is Status.ASSIGNED, stop_bot=True)
+
+
+def _snooze(conv: ConversationState, actor: Actor) -> Change:
+    """Its agent puts an assigned conversation aside: it leaves their active list (and their
+    capacity) until it wakes. The user is not told; the AI agent stays out of it."""
+    _agent_only(actor)
+    _owner_only(conv, actor)
+    if conv.status is Status.SNOOZED:
+        return _same(conv)
+    if conv.status is not Status.ASSIGNED:
+        raise TransitionRefused("only a conversation assigned to you is snoozed")
+    return Change(before=conv.status, status=Status.SNOOZED, assignee_id=conv.assignee_id,
+                  last_agent_id=conv.last_agent_id, changed=True, resolved_at=conv.resolved_at,
+                  handoff_reason=conv.handoff_reason, offer_waiting=True)
+
+
+def _wake(conv: ConversationState, actor: Actor) -> Change:
+    """The snooze is over (the server at the time, or its agent): back to assigned."""
+    if actor.kind is ActorKind.AGENT:
+        _owner_only(conv, actor)
+    elif actor.kind is not ActorKind.SYSTEM:
+        raise TransitionRefused("only its agent or the server wakes a snoozed conversation")
+    if conv.status is not Status.SNOOZED:
+        return _same(conv)
+    return _woken(conv)
+
+
+def _woken(conv: ConversationState) -> Change:
+    return Change(before=conv.status, status=Status.ASSIGNED, assignee_id=conv.assignee_id,
+                  last_agent_id=conv.last_agent_id, changed=True, resolved_at=conv.resolved_at,
+                  handoff_reason=conv.handoff_reason, follow=(Follow("agent", conv.assignee_id or ""),),
+                  stop_bot=True)
 
 
 def _reopen(conv: ConversationState, now: datetime) -> Change:

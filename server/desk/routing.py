@@ -5,6 +5,7 @@ tenant is ``not_found`` like a missing one."""
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -16,20 +17,51 @@ from server.core.models import Agent, Conversation, Status, utcnow
 from server.desk.models import ConversationRoute, RoutingRule
 from server.errors import BadInput, NotFound
 
-__all__ = ["RuleSpec", "assigned_counts", "create_rule", "delete_rule", "list_rules", "match_rule", "set_team",
+__all__ = ["RuleSpec", "assigned_counts", "create_rule", "delete_rule", "due_snoozes", "list_rules", "match_rule",
+           "set_snooze", "set_team", "snoozed_until",
            "team_members", "teams_of"]
 
 KINDS = ("topic", "attribute")
 
 
-async def set_team(db: Database, tenant_id: str, conversation_id: str, team_id: str | None) -> None:
-    """Route the conversation to ``team_id`` (None: to the whole tenant)."""
+async def _route(db: Database, tenant_id: str, conversation_id: str, **fields: Any) -> None:
+    """Set fields of the conversation's route row (made on first use)."""
     async with db.write() as s:
         row = await s.get(ConversationRoute, conversation_id)
         if row is None:
             row = ConversationRoute(conversation_id=conversation_id, tenant_id=tenant_id)
-        row.team_id, row.updated_at = team_id, utcnow()
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row.updated_at = utcnow()
         s.add(row)
+
+
+async def set_team(db: Database, tenant_id: str, conversation_id: str, team_id: str | None) -> None:
+    """Route the conversation to ``team_id`` (None: to the whole tenant)."""
+    await _route(db, tenant_id, conversation_id, team_id=team_id)
+
+
+async def set_snooze(db: Database, tenant_id: str, conversation_id: str, until: datetime | None) -> None:
+    """When the conversation's snooze ends (None: no snooze)."""
+    await _route(db, tenant_id, conversation_id, snoozed_until=until)
+
+
+async def snoozed_until(db: Database, conversation_id: str) -> datetime | None:
+    async with db.session() as s:
+        row = await s.get(ConversationRoute, conversation_id)
+    return row.snoozed_until if row is not None else None
+
+
+async def due_snoozes(db: Database, now: datetime, limit: int) -> list[tuple[str, str]]:
+    """``(tenant_id, conversation_id)`` of the snoozed conversations whose time has come, oldest first."""
+    async with db.session() as s:
+        rows = (await s.exec(select(ConversationRoute.tenant_id, ConversationRoute.conversation_id)
+                             .join(Conversation, col(Conversation.id) == col(ConversationRoute.conversation_id))
+                             .where(col(ConversationRoute.snoozed_until).is_not(None),
+                                    col(ConversationRoute.snoozed_until) <= now,
+                                    Conversation.status == Status.SNOOZED)
+                             .order_by(col(ConversationRoute.snoozed_until)).limit(limit))).all()
+    return [(str(t), str(c)) for t, c in rows]
 
 
 async def teams_of(db: Database, tenant_id: str, conversation_ids: Sequence[str]) -> dict[str, str]:

@@ -97,7 +97,8 @@ class Router:
             rule = match_rule(rules, texts=[*texts, (reason or "").replace("_", " ")],
                               attributes=user.attributes if user is not None else {})
             team_id = rule.team_id if rule is not None else None
-        await set_team(self.db, tenant_id, conversation_id, team_id)
+        if team_id is not None or await teams_of(self.db, tenant_id, [conversation_id]):
+            await set_team(self.db, tenant_id, conversation_id, team_id)  # a former team's route is cleared
         return team_id
 
     async def on_presence(self, event: PresenceChanged) -> None:

@@ -361,7 +361,8 @@ class PushEngine:
             recent = [PastSend(aware(sa or ca), rid, cat) for sa, ca, rid, cat in rows]
             open_conv = (await s.exec(select(Conversation.id).where(
                 Conversation.tenant_id == tenant_id, Conversation.user_id == user_id,
-                col(Conversation.status).in_((Status.QUEUED, Status.ASSIGNED))).limit(1))).first() is not None
+                col(Conversation.status).in_((Status.QUEUED, Status.ASSIGNED, Status.SNOOZED)))
+                .limit(1))).first() is not None
             last_bad: datetime | None = None
             ratings = (await s.exec(select(Event.properties, Event.occurred_at).where(
                 Event.tenant_id == tenant_id, Event.user_id == user_id, Event.name == st.rating_event,

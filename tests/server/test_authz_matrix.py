@@ -109,6 +109,8 @@ OTHER_TENANT = [
     ("GET", "/v1/conversations/{conv}/suggestions", None),
     ("POST", "/v1/conversations/{conv}/notes", {"client_msg_id": str(uuid.uuid4()), "text": "a note"}),
     ("POST", "/v1/conversations/{conv}/transfer", {"team_id": "0" * 32}),
+    ("POST", "/v1/conversations/{conv}/snooze", {"until": "2999-01-01T00:00:00Z"}),
+    ("POST", "/v1/conversations/{conv}/wake", None),
 ]
 
 

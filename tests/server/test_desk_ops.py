@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ AGENTS = ["Dana Reyes", "Eli Park", "Fay Wong", "Gus Lund", "Hal Berg"]
 def w(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     url = asyncio.run(create_pg_database()) if request.param == "postgres" else None
     data: Path = tmp_path_factory.mktemp(f"desk-ops-{request.param}")
-    srv = InProcServer(make_settings(data, url, **FAST)).start()
+    srv = InProcServer(make_settings(data, url, snooze_poll_s=0.2, **FAST)).start()
     try:
         other = srv.call(create_tenant(srv.app.state.db, "Other Inc"))
         w = World(srv, srv.admin_key, other.admin_key, uuid.uuid4().hex[:6])
@@ -439,6 +439,86 @@ def _conv(w: World, cid: str) -> dict[str, Any]:
     with w.client(w.admin) as c:
         convs = c.get("/v1/conversations", params={"limit": 200}).json()["conversations"]
     return dict(next(x for x in convs if x["id"] == cid))
+
+
+# ---- snooze ------------------------------------------------------------------------------------
+
+
+def snooze_for(w: World, token: str, cid: str, seconds: float) -> httpx.Response:
+    until = (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+    with w.client(token) as c:
+        return c.post(f"/v1/conversations/{cid}/snooze", json={"until": until})
+
+
+def listed(w: World, token: str, cid: str, **params: Any) -> bool:
+    with w.client(token) as c:
+        return cid in {x["id"] for x in c.get("/v1/conversations", params={"limit": 200, **params})
+                       .json()["conversations"]}
+
+
+async def test_a_snoozed_conversation_leaves_the_list_and_comes_back_when_the_user_writes(w: World) -> None:
+    _uid, alice, cid = new_user(w)
+    await asyncio.to_thread(claim, w, "Dana", cid)
+    r = await asyncio.to_thread(snooze_for, w, w.tok("Dana"), cid, 3600)
+    assert r.status_code == 200, r.text
+    assert r.json()["conversation"]["status"] == "snoozed" and r.json()["conversation"]["assignee"] == w.id("Dana")
+    assert r.json()["snoozed_until"]
+    assert not await asyncio.to_thread(listed, w, w.tok("Dana"), cid)  # out of the active list
+    assert await asyncio.to_thread(listed, w, w.tok("Dana"), cid, status="snoozed")
+    with w.client(w.tok("Eli")) as c:  # still Dana's
+        r = c.post(f"/v1/conversations/{cid}/messages", json={"text": "mine?", "client_msg_id": str(uuid.uuid4())})
+        assert err(r) == (403, "forbidden")
+    dana_ws = await WsClient.connect(w.srv.ws_url, w.tok("Dana"))
+    try:
+        with w.client(alice) as c:
+            r = c.post(f"/v1/conversations/{cid}/messages",
+                       json={"text": "any news?", "client_msg_id": str(uuid.uuid4())})
+            assert r.status_code == 201
+        while True:
+            f = await dana_ws.expect("conversation.updated", timeout=10)
+            if f["conversation"]["id"] == cid:
+                break
+        assert (f["conversation"]["status"], f["conversation"]["assignee"]) == ("assigned", w.id("Dana"))
+    finally:
+        await dana_ws.close()
+    assert await asyncio.to_thread(listed, w, w.tok("Dana"), cid)
+
+
+async def test_a_snoozed_conversation_comes_back_at_its_time(w: World) -> None:
+    _uid, _alice, cid = new_user(w)
+    await asyncio.to_thread(claim, w, "Dana", cid)
+    dana_ws = await WsClient.connect(w.srv.ws_url, w.tok("Dana"))
+    try:
+        r = await asyncio.to_thread(snooze_for, w, w.tok("Dana"), cid, 1.5)
+        assert r.status_code == 200, r.text
+        statuses = []
+        while "assigned" not in statuses[1:]:
+            f = await dana_ws.expect("conversation.updated", timeout=15)
+            if f["conversation"]["id"] == cid:
+                statuses.append(f["conversation"]["status"])
+        assert statuses[0] == "snoozed"
+    finally:
+        await dana_ws.close()
+    assert _conv(w, cid)["status"] == "assigned"
+
+
+def test_snooze_refusals_and_an_early_wake(w: World) -> None:
+    _uid, alice, cid = new_user(w)
+    assert err(snooze_for(w, w.tok("Dana"), cid, 600)) == (403, "forbidden")  # not assigned (the AI has it)
+    claim(w, "Dana", cid)
+    assert err(snooze_for(w, w.tok("Eli"), cid, 600)) == (403, "forbidden")  # not theirs
+    assert err(snooze_for(w, alice, cid, 600)) == (403, "forbidden")
+    assert err(snooze_for(w, w.admin, cid, 600)) == (403, "forbidden")
+    assert err(snooze_for(w, w.olga[1], cid, 600)) == (404, "not_found")
+    assert err(snooze_for(w, w.tok("Dana"), cid, -5)) == (422, "validation_failed")
+    assert err(snooze_for(w, w.tok("Dana"), cid, 400 * 86400)) == (422, "validation_failed")
+    assert _conv(w, cid)["status"] == "assigned"
+    assert snooze_for(w, w.tok("Dana"), cid, 600).status_code == 200
+    with w.client(w.tok("Eli")) as c:
+        assert err(c.post(f"/v1/conversations/{cid}/wake")) == (403, "forbidden")
+    with w.client(w.tok("Dana")) as c:
+        r = c.post(f"/v1/conversations/{cid}/wake")
+        assert r.status_code == 200 and r.json()["conversation"]["status"] == "assigned"
 
 
 # ---- routing rules -----------------------------------------------------------------------------

@@ -150,6 +150,7 @@ function onFrame(f) {
       setConn("online", "ok");
       refreshLists();
       loadOps();
+      loadSnoozed();
       break;
     case "conversation.updated":
       if (st.liveDuringRefresh && f.conversation) st.liveDuringRefresh.add(f.conversation.id);
@@ -298,6 +299,7 @@ function renderLists() {
   if (!mine.length) m.appendChild(el("li", "empty", "No open conversations."));
   $("queue-count").textContent = String(queued.length);
   $("mine-count").textContent = String(mine.length);
+  renderSnoozed();
 }
 
 // ---- a thread ----------------------------------------------------------------------------
@@ -344,6 +346,8 @@ function renderHead() {
   $("handback").hidden = !isMine(c);
   $("resolve").hidden = !isMine(c);
   $("transfer").hidden = !(isMine(c) || c.status === "bot" || c.status === "queued");
+  $("snooze-for").hidden = !isMine(c);
+  $("wake").hidden = !isSnoozedMine(c);
   if ($("transfer").hidden) $("transfer-form").hidden = true;
 }
 
@@ -909,6 +913,51 @@ $("transfer-form").addEventListener("submit", async (e) => {
     toast(r.conversation.status === "queued" ? "Transferred: waiting for the team" : "Transferred");
   } catch (err) {
     toast("Not transferred: " + err.message);
+  }
+});
+
+// ---- snooze: put a conversation aside until a time -------------------------------------------
+function isSnoozedMine(c) {
+  return c.status === "snoozed" && st.me && c.assignee === st.me.id;
+}
+
+function renderSnoozed() {
+  const mine = [...st.convs.values()].filter(isSnoozedMine);
+  const box = clear($("snoozed"));
+  for (const c of mine) box.appendChild(convItem(c));
+  if (!mine.length) box.appendChild(el("li", "empty", "Nothing snoozed."));
+  $("snoozed-count").textContent = String(mine.length);
+}
+
+async function loadSnoozed() {
+  try {
+    const r = await call("GET", "/v1/conversations?status=snoozed&limit=200");
+    for (const c of r.conversations || []) upsertConv(c, true);
+    renderLists();
+  } catch (_e) { /* shown by call() when it matters */ }
+}
+
+$("snooze-for").addEventListener("change", async (e) => {
+  const secs = Number(e.target.value);
+  e.target.value = "";
+  const cid = st.selected;
+  if (!cid || !secs) return;
+  try {
+    const until = new Date(Date.now() + secs * 1000).toISOString();
+    const r = await call("POST", `/v1/conversations/${encodeURIComponent(cid)}/snooze`, { until });
+    upsertConv(r.conversation);
+    toast("Snoozed until " + new Date(r.snoozed_until).toLocaleString());
+  } catch (err) {
+    toast("Not snoozed: " + err.message);
+  }
+});
+$("wake").addEventListener("click", async () => {
+  const cid = st.selected;
+  if (!cid) return;
+  try {
+    upsertConv((await call("POST", `/v1/conversations/${encodeURIComponent(cid)}/wake`)).conversation);
+  } catch (err) {
+    toast("Not woken: " + err.message);
   }
 });
 
