@@ -78,3 +78,34 @@ def test_a_note_mentions_a_colleague_who_sees_it_and_a_transfer_to_a_team(server
     assert any(m["text"] == "Ben joined the conversation" for m in seen)
     assert a_id
     guard.check()
+
+
+def test_an_admin_adds_and_deletes_a_routing_rule_in_the_teams_page(server: LiveServer, browser: Any,
+                                                                   tmp_path: Path) -> None:
+    guard = Guard()
+    with server.admin() as admin:
+        team = admin.post("/v1/teams", json={"name": "Refunds"}).json()["id"]
+    page = new_page(browser, guard)
+    page.goto(server.url + "/admin")
+    page.fill("[data-testid=admin-key]", server.admin_key)
+    page.click("#gate-form button[type=submit]")
+    page.click("#tabs button[data-tab=teams]")
+    page.locator("[data-testid=r-team]").select_option(team)
+    page.locator("[data-testid=r-keyword]").fill("refund")
+    page.click("[data-testid=route-form] button[type=submit]")
+    row = page.locator("[data-testid=routing-rules] [data-testid=routing-rule]", has_text="“refund”")
+    row.wait_for()
+    assert "Refunds" in row.inner_text()
+    page.locator("[data-testid=r-kind]").select_option("attribute")
+    page.locator("[data-testid=r-attribute]").fill("plan")
+    page.locator("[data-testid=r-value]").fill("enterprise")
+    page.click("[data-testid=route-form] button[type=submit]")
+    page.locator("[data-testid=routing-rules] [data-testid=routing-rule]", has_text="plan = enterprise").wait_for()
+    shot(page, "admin-routing.png", tmp_path)
+    with server.admin() as admin:
+        rules = admin.get("/v1/routing-rules").json()["routing_rules"]
+    assert [(r["kind"], r["keyword"], r["attribute"], r["value"]) for r in rules if r["team_id"] == team] == [
+        ("topic", "refund", None, None), ("attribute", None, "plan", "enterprise")]
+    row.locator("button", has_text="Delete").click()
+    row.wait_for(state="detached")
+    guard.check()
