@@ -133,6 +133,8 @@ class Router:
             if all(x.free <= 0 for x in loads.values()):
                 return
             pool = [x for x in loads.values() if x.agent_id in team] if team else list(loads.values())
+            if conv.handoff_reason == "transfer":  # not back to the agent who transferred it
+                pool = [x for x in pool if x.agent_id != conv.last_agent_id]
             agent_id = choose_agent(pool)
             if agent_id is None:
                 continue

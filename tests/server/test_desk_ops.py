@@ -416,10 +416,14 @@ async def test_a_transfer_to_a_team_goes_to_its_online_member_or_waits_for_one(w
     assert any(m["kind"] == "note" and m["text"].endswith(f"to Fay Wong: refund (team Billing {w.tag})")
                for m in await asyncio.to_thread(history, w, w.tok("Fay"), cid))
 
-    # nobody of the team online: it waits in the queue for the team, not for Eli
+    # nobody else of the team online: it waits in the queue for the team, not for Eli (online, not in
+    # it) nor for Dana (in it, online, but the one who transferred it)
+    with w.client(w.admin) as a:
+        assert a.put(f"/v1/teams/{team}/agents/{w.id('Dana')}").status_code == 200
     _uid, _alice, cid2 = new_user(w)
     await asyncio.to_thread(claim, w, "Dana", cid2)
     eli_ws = await WsClient.connect(w.srv.ws_url, w.tok("Eli"))
+    dana_ws = await WsClient.connect(w.srv.ws_url, w.tok("Dana"))
     try:
         r = await asyncio.to_thread(transfer, w, w.tok("Dana"), cid2, team_id=team)
         assert r.status_code == 200, r.text
@@ -433,6 +437,9 @@ async def test_a_transfer_to_a_team_goes_to_its_online_member_or_waits_for_one(w
             await gus_ws.close()
     finally:
         await eli_ws.close()
+        await dana_ws.close()
+    with w.client(w.admin) as a:
+        assert a.delete(f"/v1/teams/{team}/agents/{w.id('Dana')}").status_code == 200
 
 
 def _conv(w: World, cid: str) -> dict[str, Any]:
