@@ -25,6 +25,7 @@ from server.event_wiring import wire_events
 from server.fanout.plugin import FanoutPlugin
 from server.handoff.plugin import HandoffPlugin
 from server.handoff.router import Router
+from server.handoff.snooze import SnoozeWaker
 from server.migrations.plugin import StoragePlugin
 from server.push.plugin import PushPlugin
 from server.realtime.plugin import RealtimePlugin
@@ -76,12 +77,13 @@ def create_app(settings: Settings, *, server_kind: ServerKind = "uvicorn",
 
     # The events between capabilities: wired in server/event_wiring.py and nowhere else.
     router = Router(chat, gateway.online_agents, assign_batch=settings.queue_assign_batch,
-                    publish_max=settings.queue_publish_max)
+                    publish_max=settings.queue_publish_max, topic_messages=settings.routing_topic_messages)
     agent = AgentPlugin(settings, db, chat, router, metrics, core.background, core.readiness_probes)
     wire_events(bus.events, gateway=gateway, router=router, bot_runner=agent.bot_runner, metrics=metrics)
 
     plugins = [core, storage, DemoPlugin(settings, db, agent), fanout, core.background, realtime,
-               HandoffPlugin(router), agent, AccountsPlugin(settings, core.background),
+               HandoffPlugin(router, waker=SnoozeWaker(chat, poll_s=settings.snooze_poll_s),
+                             background=core.background), agent, AccountsPlugin(settings, core.background),
                PushPlugin(settings, db, gateway), ApiPlugin(), AttachmentsPlugin(db, settings),
                DeskPlugin()]
     return Litestar(

@@ -8,7 +8,7 @@
     ├── BadInput             bad_frame, unknown_type, validation_failed, empty_message  -> 400 / 422
     │   └── TooLong          too_long                                                   -> 413
     ├── Conflict             idempotency_key_reused, invalid_cursor, resync_required,   -> 409
-    │                        edit_window_closed, message_deleted
+    │                        edit_window_closed, message_deleted, at_capacity, not_rateable
     ├── RateLimited          rate_limited, connection_limit (retry_after_ms)            -> 429
     ├── Unavailable          unavailable (retry_after_ms)                               -> 503
     └── (anything else)      internal                                                   -> 500
@@ -107,6 +107,7 @@ CODES: dict[str, Code] = {
     "idempotency_key_reused": Code(409),
     "invalid_cursor": Code(409),
     "not_rateable": Code(409),
+    "at_capacity": Code(409),  # a transfer to an agent (or team) with no free capacity
     "resync_required": Code(409),
     "edit_window_closed": Code(409),
     "message_deleted": Code(409),

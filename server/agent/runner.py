@@ -160,8 +160,9 @@ class BotRunner:
             tenant = await s.get(Tenant, tenant_id)
             bot = await s.get(Bot, conv.bot_id) if conv.bot_id else None
             if trigger.seq < conv.last_seq:
+                # an agent's private note is no answer to the user (nor part of the AI's context)
                 later = (await s.exec(select(Message).where(
-                    Message.conversation_id == cid, Message.seq > trigger.seq,
+                    Message.conversation_id == cid, Message.seq > trigger.seq, Message.kind == "text",
                     col(Message.sender_kind).in_(("bot", "agent"))).limit(1))).first()
                 if later is not None and later.sender_kind == "agent":
                     return None

@@ -41,7 +41,7 @@ class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
 
 
-async def _charge_message(limiter: Limiter, gateway: Gateway, p: Principal) -> None:
+async def charge_message(limiter: Limiter, gateway: Gateway, p: Principal) -> None:
     """The same buckets as a socket ``send``: the user's and the tenant's."""
     await enforce(limiter, Charge(gateway.limits.user_frames, user_key(p.tenant_id, p.role, p.id)),
                   Charge(gateway.limits.tenant_messages, tenant_key(p.tenant_id)),
@@ -56,7 +56,7 @@ async def start(principal: Auth, data: JSONBody[StartConversation], chat: ChatDe
     if data.text:
         if principal.role == "admin":
             raise BadInput("an admin cannot write messages", field="text")
-        await _charge_message(limiter, gateway, principal)
+        await charge_message(limiter, gateway, principal)
         import uuid
 
         posted = await chat.send(principal.tenant_id, conv.id, Sender.of(principal), data.text,
@@ -102,7 +102,7 @@ async def history(principal: Auth, conversation_id: FromPath[str], settings: Set
 async def post_message(principal: Auth, conversation_id: FromPath[str], data: JSONBody[PostMessage], chat: ChatDep,
                        limiter: LimiterDep, gateway: GatewayDep) -> dict[str, Any]:
     require(principal, "user", "agent")
-    await _charge_message(limiter, gateway, principal)
+    await charge_message(limiter, gateway, principal)
     posted = await chat.post_message(principal.tenant_id, conversation_id, Sender.of(principal), data.text,
                                      client_msg_id=data.client_msg_id, principal=principal,
                                      attachments=data.attachments, reply_to=data.reply_to, rich=data.rich)

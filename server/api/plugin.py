@@ -10,6 +10,7 @@ from server.api.auth import auth_handlers
 from server.api.bots import bot_handlers
 from server.api.conversations import conversation_handlers
 from server.api.deps import get_principal
+from server.api.desk_ops import desk_ops_handlers
 from server.api.health import health_handlers
 from server.api.knowledge_bases import knowledge_handlers
 from server.api.media import require_declared_body_type
@@ -26,7 +27,8 @@ class ApiPlugin(InitPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.route_handlers.extend([*health_handlers, *auth_handlers, *people_handlers,
                                           *conversation_handlers, *knowledge_handlers, *mfa_handlers, *bot_handlers,
-                                          *stats_handlers, *agent_handlers, *team_handlers, *message_handlers])
+                                          *stats_handlers, *agent_handlers, *team_handlers, *message_handlers,
+                                          *desk_ops_handlers])
         app_config.dependencies["principal"] = Provide(get_principal)
         app_config.before_request = require_declared_body_type
         return app_config

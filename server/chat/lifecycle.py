@@ -7,6 +7,9 @@ topic, whether the AI agent must stop, whether waiting conversations are offered
     bot ──handoff──▶ queued ──claim/write──▶ assigned ──resolve──▶ resolved
      ▲                  │                       │                     │
      └────handback──────┴───────────────────────┘◀──── user writes ───┘ (reopen)
+
+A transfer moves an open conversation to another agent (``assigned``) or back to ``queued`` for a
+team, with a note for the agents.
 """
 
 from dataclasses import dataclass, field, replace
@@ -32,7 +35,9 @@ __all__ = [
 
 
 #: A conversation someone is still working on (the user's sockets follow it, presence reaches it).
-OPEN_STATUSES: tuple[Status, ...] = (Status.BOT, Status.QUEUED, Status.ASSIGNED)
+OPEN_STATUSES: tuple[Status, ...] = (Status.BOT, Status.QUEUED, Status.ASSIGNED, Status.SNOOZED)
+#: A human agent owns it (a snoozed conversation is still its agent's).
+_OWNED = (Status.ASSIGNED, Status.SNOOZED)
 
 
 class Action(StrEnum):
@@ -41,6 +46,9 @@ class Action(StrEnum):
     RESOLVE = "resolve"
     HANDBACK = "handback"  # back to the AI agent
     WRITE = "write"  # a text message: an agent takes an unowned conversation, a user reopens one
+    TRANSFER = "transfer"  # to another agent (``target``), or back to the queue for a team (no target)
+    SNOOZE = "snooze"  # its agent puts an assigned conversation aside
+    WAKE = "wake"  # a snoozed conversation is back with its agent (the time came, or they took it up)
 
 
 class ActorKind(StrEnum):
@@ -103,6 +111,7 @@ class Change:
     handoff_reason: str | None = None
     clear_bot_offer: bool = False
     system_text: str | None = None  # a system message, in the same transaction
+    note_text: str | None = None  # a note for the agents (by the actor), in the same transaction
     push: PushEvent | None = None
     follow: tuple[Follow, ...] = field(default_factory=tuple)
     republish_queue: bool = False  # places in the queue moved
@@ -116,9 +125,11 @@ class TransitionRefused(Forbidden):
 
 
 def transition(conv: ConversationState, action: Action, actor: Actor, now: datetime, *,
-               reason: str | None = None, notice: str | None = None) -> Change:
+               reason: str | None = None, notice: str | None = None, target: Actor | None = None,
+               comment: str | None = None) -> Change:
     """The one place that decides a conversation's next state. ``reason`` is a handoff's reason
-    code; ``notice`` the system message a handoff posts (the AI agent's words to the user)."""
+    code; ``notice`` the system message a handoff posts (the AI agent's words to the user);
+    ``target`` the agent a transfer goes to (none: back to the queue) and ``comment`` its note."""
     match action:
         case Action.HANDOFF:
             change = _handoff(conv, now, reason, notice)
@@ -130,6 +141,12 @@ def transition(conv: ConversationState, action: Action, actor: Actor, now: datet
             change = _handback(conv, actor)
         case Action.WRITE:
             change = _write(conv, actor, now)
+        case Action.TRANSFER:
+            change = _transfer(conv, actor, now, target, comment)
+        case Action.SNOOZE:
+            change = _snooze(conv, actor)
+        case Action.WAKE:
+            change = _wake(conv, actor)
         case _:
             raise ValueError(f"unknown action {action!r}")
     if not change.changed:
@@ -154,13 +171,13 @@ def _agent_only(actor: Actor) -> None:
 
 
 def _owner_only(conv: ConversationState, actor: Actor) -> None:
-    if conv.status is Status.ASSIGNED and conv.assignee_id != actor.id:
+    if conv.status in _OWNED and conv.assignee_id != actor.id:
         raise TransitionRefused("another agent owns this conversation")
 
 
 def _handoff(conv: ConversationState, now: datetime, reason: str | None, notice: str | None) -> Change:
-    if conv.status in (Status.QUEUED, Status.ASSIGNED):
-        return _same(conv)  # one handoff per decision: repeating it changes nothing
+    if conv.status in (Status.QUEUED, *_OWNED):
+        return _same(conv)  # one handoff per decision: repeating it changes nothing (a human owns it)
     why = (reason or "requested")[:64]
     return Change(before=conv.status, status=Status.QUEUED, assignee_id=None, last_agent_id=conv.last_agent_id,
                   changed=True, resolved_at=conv.resolved_at, queued_at=now, handoff_reason=why,
@@ -180,7 +197,9 @@ def _claim(conv: ConversationState, actor: Actor) -> Change:
     _agent_only(actor)
     if conv.status is Status.ASSIGNED and conv.assignee_id == actor.id:
         return _same(conv)
-    if conv.status is Status.ASSIGNED:
+    if conv.status is Status.SNOOZED and conv.assignee_id == actor.id:
+        return _woken(conv)
+    if conv.status in _OWNED:
         raise TransitionRefused("conversation is already assigned")
     return _taken(conv, actor, f"{actor.name or 'An agent'} joined the conversation")
 
@@ -211,10 +230,12 @@ def _handback(conv: ConversationState, actor: Actor) -> Change:
 def _write(conv: ConversationState, actor: Actor, now: datetime) -> Change:
     match actor.kind:
         case ActorKind.AGENT:
-            if (conv.status is Status.ASSIGNED and conv.assignee_id != actor.id) or (
+            if (conv.status in _OWNED and conv.assignee_id != actor.id) or (
                     conv.status is Status.RESOLVED and conv.last_agent_id not in (None, actor.id)):
                 raise TransitionRefused(
                     "this conversation is another agent's; claim it or ask them to hand it over")
+            if conv.status is Status.SNOOZED:
+                return _woken(conv)  # its agent takes it up again by writing
             if conv.status in (Status.BOT, Status.QUEUED):
                 # An agent who writes takes the conversation, as in every help desk. Their own
                 # message says who they are: no "joined" notice.
@@ -225,9 +246,75 @@ def _write(conv: ConversationState, actor: Actor, now: datetime) -> Change:
         case ActorKind.USER:
             if conv.status is Status.RESOLVED:
                 return _reopen(conv, now)
+            if conv.status is Status.SNOOZED:
+                return _woken(conv)  # the user wrote: back with its agent
         case ActorKind.SYSTEM:
             pass
     return _same(conv)
+
+
+def _transfer(conv: ConversationState, actor: Actor, now: datetime, target: Actor | None,
+              comment: str | None) -> Change:
+    """An agent (the owner, or anyone while nobody owns it) or an admin hands the conversation to
+    another agent, or back to the queue (for a team). The comment is a note the agents read."""
+    if actor.kind not in (ActorKind.AGENT, ActorKind.SYSTEM):
+        raise TransitionRefused("only agents and admins transfer conversations")
+    if actor.kind is ActorKind.AGENT:
+        _owner_only(conv, actor)
+    if conv.status is Status.RESOLVED:
+        raise TransitionRefused("a resolved conversation is not transferred; it reopens when the user writes")
+    if target is not None and conv.status is Status.ASSIGNED and conv.assignee_id == target.id:
+        return _same(conv)
+    if target is not None and conv.status is Status.SNOOZED and conv.assignee_id == target.id:
+        return _woken(conv)
+    who = actor.name or ("An admin" if actor.kind is ActorKind.SYSTEM else "An agent")
+    to = f" to {target.name or 'another agent'}" if target is not None else " to the queue"
+    note = f"{who} transferred this conversation{to}" + (f": {comment}" if comment else "")
+    if target is None:
+        queued = conv.status is Status.QUEUED
+        return Change(before=conv.status, status=Status.QUEUED, assignee_id=None, last_agent_id=conv.last_agent_id,
+                      changed=True, resolved_at=conv.resolved_at, queued_at=None if queued else now,
+                      handoff_reason="transfer", system_text=None if queued else "Connecting you with another agent",
+                      note_text=note, push=_event(conv, "conversation.handoff", Status.QUEUED, "transfer"),
+                      republish_queue=queued, offer_waiting=True, stop_bot=True)
+    return Change(before=conv.status, status=Status.ASSIGNED, assignee_id=target.id, last_agent_id=target.id,
+                  changed=True, resolved_at=conv.resolved_at, handoff_reason=conv.handoff_reason,
+                  system_text=f"{target.name or 'An agent'} joined the conversation", note_text=note,
+                  push=_event(conv, "conversation.assigned", Status.ASSIGNED, conv.handoff_reason),
+                  follow=(Follow("agent", target.id),), republish_queue=conv.status is Status.QUEUED,
+                  offer_waiting=conv.status is Status.ASSIGNED, stop_bot=True)
+
+
+def _snooze(conv: ConversationState, actor: Actor) -> Change:
+    """Its agent puts an assigned conversation aside: it leaves their active list (and their
+    capacity) until it wakes. The user is not told; the AI agent stays out of it."""
+    _agent_only(actor)
+    _owner_only(conv, actor)
+    if conv.status is Status.SNOOZED:
+        return _same(conv)
+    if conv.status is not Status.ASSIGNED:
+        raise TransitionRefused("only a conversation assigned to you is snoozed")
+    return Change(before=conv.status, status=Status.SNOOZED, assignee_id=conv.assignee_id,
+                  last_agent_id=conv.last_agent_id, changed=True, resolved_at=conv.resolved_at,
+                  handoff_reason=conv.handoff_reason, offer_waiting=True)
+
+
+def _wake(conv: ConversationState, actor: Actor) -> Change:
+    """The snooze is over (the server at the time, or its agent): back to assigned."""
+    if actor.kind is ActorKind.AGENT:
+        _owner_only(conv, actor)
+    elif actor.kind is not ActorKind.SYSTEM:
+        raise TransitionRefused("only its agent or the server wakes a snoozed conversation")
+    if conv.status is not Status.SNOOZED:
+        return _same(conv)
+    return _woken(conv)
+
+
+def _woken(conv: ConversationState) -> Change:
+    return Change(before=conv.status, status=Status.ASSIGNED, assignee_id=conv.assignee_id,
+                  last_agent_id=conv.last_agent_id, changed=True, resolved_at=conv.resolved_at,
+                  handoff_reason=conv.handoff_reason, follow=(Follow("agent", conv.assignee_id or ""),),
+                  stop_bot=True)
 
 
 def _reopen(conv: ConversationState, now: datetime) -> Change:

@@ -518,7 +518,8 @@ class ChatService:
 
     async def apply(self, tenant_id: str, conversation_id: str, action: Action, actor: Actor, *,
                     principal: Principal | None = None, reason: str | None = None,
-                    notice: str | None = None) -> Conversation:
+                    notice: str | None = None, target: Actor | None = None,
+                    comment: str | None = None) -> Conversation:
         """Carry out one transition (``server.chat.lifecycle``) in ONE transaction: the new
         status, its system message (its seq taken inside the same transaction), its push event in
         the outbox. Then, after the commit, publish the frames and announce the event."""
@@ -531,11 +532,19 @@ class ChatService:
                     principal is not None and not self.can_see(principal, conv)):
                 raise NotFound("conversation not found")
             now = utcnow()
-            change = transition(_state(conv, 0), action, actor, now, reason=reason, notice=notice)
+            change = transition(_state(conv, 0), action, actor, now, reason=reason, notice=notice, target=target,
+                                comment=comment)
             if not change.changed:
                 return conv
             _take(conv, change, now)
             conv.updated_at = now
+            agents_note: Message | None = None
+            if change.note_text:  # for the agents only (a transfer's comment), before the user's notice
+                conv.last_seq += 1
+                agents_note = Message(tenant_id=tenant_id, conversation_id=conv.id, seq=conv.last_seq, kind="note",
+                                      sender_kind=str(actor.kind), sender_id=actor.id, sender_name=actor.name,
+                                      text=validate_text(change.note_text, self.max_text_chars), created_at=now)
+                s.add(agents_note)
             note: Message | None = None
             if change.system_text:
                 conv.last_seq += 1
@@ -554,6 +563,8 @@ class ChatService:
         self._fault("status_after_commit")
         # The new status first, then its notice (clients read "X joined" knowing the assignee).
         await self._publish_conversation_frame(conv, frame)
+        if agents_note is not None:
+            await self.publish(Posted(agents_note, True, None))
         if note is not None:
             await self.publish(Posted(note, True, None))
         await self.bridge.announce(_event(conv, action, actor, change))

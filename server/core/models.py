@@ -39,6 +39,7 @@ class Status(StrEnum):
     QUEUED = "queued"
     ASSIGNED = "assigned"
     RESOLVED = "resolved"
+    SNOOZED = "snoozed"  # its agent put it aside until a time (or until the user writes)
 
 
 def new_id() -> str:

@@ -206,6 +206,15 @@ class Settings(BaseSettings):
     reaction_emojis: list[str] = Field(
         default_factory=lambda: ["👍", "👎", "❤️", "😂", "😮", "😢", "🎉", "🙏", "✅", "👀"],
         max_length=64, description="the emoji a reaction may be, each at most 32 characters")
+    # private notes: agents one note may @mention, and the page of an agent's mentions
+    note_max_mentions: int = Field(default=20, ge=1)
+    mentions_page_max: int = Field(default=100, ge=1)
+    # snooze: the furthest ahead a conversation may be snoozed, and how often the waker looks
+    snooze_max_s: int = Field(default=30 * 86400, ge=60)
+    snooze_poll_s: float = Field(default=15.0, gt=0)
+    # routing of handoffs: rules per tenant, and how many recent user messages a topic rule reads
+    max_routing_rules_per_tenant: int = Field(default=100, ge=1)
+    routing_topic_messages: int = Field(default=5, ge=1)
     password_hash_concurrency: int = 2
     password_hash_queue_max: int = 64
     login_rate_per_ip: float = 0.2

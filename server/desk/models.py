@@ -1,15 +1,18 @@
 """The desk's tables: canned responses (a tenant's, or one agent's own), labels a tenant defines,
-which labels a conversation carries, and the end user's rating of a conversation (CSAT)."""
+which labels a conversation carries, the end user's rating of a conversation (CSAT), the agents a
+private note mentions, the team a conversation is routed to (and until when it is snoozed), and a
+tenant's routing rules."""
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, Column, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from server.core.models import new_id, utcnow
 
-__all__ = ["CannedResponse", "ConversationLabel", "Label", "Rating"]
+__all__ = ["CannedResponse", "ConversationLabel", "ConversationRoute", "Label", "NoteMention", "Rating",
+           "RoutingRule"]
 
 
 def _ts() -> Any:
@@ -70,3 +73,55 @@ class Rating(SQLModel, table=True):
     resolver_id: str | None = Field(default=None, max_length=32)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+
+
+def _ts_opt() -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class NoteMention(SQLModel, table=True):
+    """An agent named with ``@name`` / ``@email`` in a private note (a ``note`` message)."""
+
+    __tablename__ = "note_mentions"
+    __table_args__ = (Index("ix_note_mentions_agent", "tenant_id", "agent_id", "created_at"),)
+    message_id: str = Field(foreign_key="messages.id", primary_key=True, max_length=32)
+    agent_id: str = Field(foreign_key="agents.id", primary_key=True, max_length=32)
+    tenant_id: str = Field(max_length=32)
+    conversation_id: str = Field(max_length=32)
+    author_id: str = Field(max_length=32)
+    created_at: datetime = _ts()
+    read_at: datetime | None = _ts_opt()
+
+
+class ConversationRoute(SQLModel, table=True):
+    """Where a conversation is routed: the team whose agents get it from the queue (a transfer to a
+    team, or a routing rule), and until when its agent snoozed it."""
+
+    __tablename__ = "conversation_routes"
+    __table_args__ = (Index("ix_conversation_routes_snoozed", "tenant_id", "snoozed_until"),)
+    conversation_id: str = Field(foreign_key="conversations.id", primary_key=True, max_length=32)
+    tenant_id: str = Field(max_length=32)
+    # a deleted team leaves the conversation in the tenant's queue
+    team_id: str | None = Field(default=None, sa_column=Column(
+        String(32), ForeignKey("teams.id", ondelete="SET NULL"), nullable=True))
+    snoozed_until: datetime | None = _ts_opt()
+    updated_at: datetime = _ts()
+
+
+class RoutingRule(SQLModel, table=True):
+    """A tenant's rule sending handed-off conversations to a team: ``kind`` ``topic`` (a keyword in
+    the user's recent messages or the handoff reason) or ``attribute`` (a user attribute's value).
+    Rules are tried in ``position`` order; the first that matches wins."""
+
+    __tablename__ = "routing_rules"
+    __table_args__ = (Index("ix_routing_rules_tenant", "tenant_id", "position"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=32)
+    # a deleted team takes its rules with it
+    team_id: str = Field(sa_column=Column(String(32), ForeignKey("teams.id", ondelete="CASCADE"), nullable=False))
+    kind: str = Field(max_length=16)
+    keyword: str | None = Field(default=None, max_length=100)
+    attribute: str | None = Field(default=None, max_length=100)
+    value: str | None = Field(default=None, max_length=200)
+    position: int = 0
+    created_at: datetime = _ts()

@@ -12,8 +12,9 @@ from server.chat.events import ConversationEvent
 from server.chat.lifecycle import Action, Actor, ActorKind, Status, TransitionRefused
 from server.chat.service import ChatService, actor_of
 from server.core.events import PresenceChanged
-from server.core.models import Agent, Conversation
+from server.core.models import Agent, Conversation, Message, User
 from server.core.settings import default
+from server.desk.routing import list_rules, match_rule, set_team, team_members, teams_of
 from server.errors import BadInput, Forbidden
 
 __all__ = ["AgentLoad", "Router", "choose_agent"]
@@ -45,8 +46,10 @@ class Router:
 
     def __init__(self, chat: ChatService, online_agents: Callable[[str], set[str]], *,
                  assign_batch: int = default("queue_assign_batch"),
-                 publish_max: int = default("queue_publish_max")) -> None:
+                 publish_max: int = default("queue_publish_max"),
+                 topic_messages: int = default("routing_topic_messages")) -> None:
         self.chat = chat
+        self.topic_messages = topic_messages
         self.assign_batch = assign_batch
         self.publish_max = publish_max
         self.db = chat.db
@@ -69,10 +72,34 @@ class Router:
         return await self.chat.apply(p.tenant_id, conversation_id, what, actor_of(p), principal=p)
 
     async def on_conversation_event(self, event: ConversationEvent) -> None:
+        if event.action is Action.HANDOFF and event.status is Status.QUEUED:
+            await self.route_by_rules(event.tenant_id, event.conversation_id, event.user_id, event.reason)
         if event.republish_queue:
             await self.publish_queue(event.tenant_id)
         if event.offer_waiting:
             await self.assign_waiting(event.tenant_id)
+
+    async def route_by_rules(self, tenant_id: str, conversation_id: str, user_id: str,
+                             reason: str | None) -> str | None:
+        """A handed-off conversation goes to the team of the tenant's first rule that fits (the
+        user's recent messages and the handoff reason for a topic, the user's attributes), else to
+        the whole tenant. Answers the team's id."""
+        rules = await list_rules(self.db, tenant_id)
+        team_id: str | None = None
+        if rules:
+            async with self.db.session() as s:
+                texts = list((await s.exec(select(Message.text).where(
+                    Message.conversation_id == conversation_id, Message.tenant_id == tenant_id,
+                    Message.sender_kind == "user", Message.kind == "text")
+                    .order_by(col(Message.seq).desc()).limit(self.topic_messages))).all())
+                user = (await s.exec(select(User).where(User.tenant_id == tenant_id,
+                                                        User.external_id == user_id))).first()
+            rule = match_rule(rules, texts=[*texts, (reason or "").replace("_", " ")],
+                              attributes=user.attributes if user is not None else {})
+            team_id = rule.team_id if rule is not None else None
+        if team_id is not None or await teams_of(self.db, tenant_id, [conversation_id]):
+            await set_team(self.db, tenant_id, conversation_id, team_id)  # a former team's route is cleared
+        return team_id
 
     async def on_presence(self, event: PresenceChanged) -> None:
         """An agent who comes online is offered what waits in the queue."""
@@ -98,10 +125,19 @@ class Router:
                     Conversation.tenant_id == tenant_id, Conversation.status == Status.ASSIGNED)
                 .group_by(Conversation.assignee_id))).all())
         loads = {a.id: AgentLoad(a.id, int(counts.get(a.id, 0)), a.max_concurrent) for a in agents}
+        # a conversation routed to a team goes to its members only (while the team has any)
+        routed = await teams_of(self.db, tenant_id, [c.id for c in waiting])
+        members = await team_members(self.db, tenant_id, sorted(set(routed.values())))
         for conv in waiting:
-            agent_id = choose_agent(list(loads.values()))
-            if agent_id is None:
+            team = members.get(routed.get(conv.id, ""))
+            if all(x.free <= 0 for x in loads.values()):
                 return
+            pool = [x for x in loads.values() if x.agent_id in team] if team else list(loads.values())
+            if conv.handoff_reason == "transfer":  # not back to the agent who transferred it
+                pool = [x for x in pool if x.agent_id != conv.last_agent_id]
+            agent_id = choose_agent(pool)
+            if agent_id is None:
+                continue
             agent = next(a for a in agents if a.id == agent_id)
             p = Principal(tenant_id=tenant_id, role="agent", id=agent_id, name=agent.name)
             try:

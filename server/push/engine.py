@@ -8,6 +8,8 @@ Outbox payloads (topic ``push``) this module writes or reads:
     {"kind": "chat.reply", "conversation_id", "message_id", "user_id", "sender_name",
      "tenant_name", "text", "seq"}                                written by the chat service
     {"kind": "chat.event", "event_id", "user_id", "name", "properties"?}   chat activity as an event
+    {"kind": "desk.mention", "agent_id", "conversation_id", "message_id", "seq", "author_name",
+     "text"}                                                      an agent @mentioned in a note
 """
 
 import hashlib
@@ -28,6 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from server.core.db import Database
 from server.core.models import Conversation, Message, OutboxRow, Participant, Status, User, new_id, utcnow
 from server.core.settings import PushSettings
+from server.desk.notes import agent_push_id
 from server.errors import BadInput, TooLong
 from server.push.conditions import evaluate
 from server.push.decision import Candidate, Decision, DecisionContext, PastSend, Prefs, SupportState, decide
@@ -358,7 +361,8 @@ class PushEngine:
             recent = [PastSend(aware(sa or ca), rid, cat) for sa, ca, rid, cat in rows]
             open_conv = (await s.exec(select(Conversation.id).where(
                 Conversation.tenant_id == tenant_id, Conversation.user_id == user_id,
-                col(Conversation.status).in_((Status.QUEUED, Status.ASSIGNED))).limit(1))).first() is not None
+                col(Conversation.status).in_((Status.QUEUED, Status.ASSIGNED, Status.SNOOZED)))
+                .limit(1))).first() is not None
             last_bad: datetime | None = None
             ratings = (await s.exec(select(Event.properties, Event.occurred_at).where(
                 Event.tenant_id == tenant_id, Event.user_id == user_id, Event.name == st.rating_event,
@@ -530,6 +534,31 @@ class PushEngine:
         )
         async with self.db.write() as s:
             n = await self._notify(s, tenant_id, spec, now, {})
+        return "notified" if n is not None else "duplicate"
+
+    async def handle_mention(self, tenant_id: str, payload: Mapping[str, Any]) -> str:
+        """An agent @mentioned in a private note: a push to the agent's own devices, if the agent
+        registered any (the console shows the mention live either way)."""
+        agent_id, conv_id = str(payload["agent_id"]), str(payload["conversation_id"])
+        target = agent_push_id(agent_id)
+        async with self.db.session() as s:
+            device = (await s.exec(select(Device.id).where(
+                Device.tenant_id == tenant_id, Device.user_id == target,
+                col(Device.active).is_(True)).limit(1))).first()
+        if device is None:
+            return "no_device"
+        text = " ".join(str(payload.get("text") or "").split())
+        limit = self.settings.chat_reply_max_chars
+        author = str(payload.get("author_name") or "An agent")
+        spec = _Spec(
+            user_id=target, category="support", title=f"{author} mentioned you"[: self.settings.max_title_chars],
+            body=(text if len(text) <= limit else text[: limit - 1].rstrip() + "…") or "A note for you",
+            url=f"/agent?conversation={conv_id}", dedupe_key=f"mention:{payload.get('message_id')}:{agent_id}",
+            data={"conversation_id": conv_id, "message_id": payload.get("message_id"), "seq": payload.get("seq")},
+            notes=["mention: an agent named you in a private note"],
+        )
+        async with self.db.write() as s:
+            n = await self._notify(s, tenant_id, spec, self.now(), {})
         return "notified" if n is not None else "duplicate"
 
     # ------------------------------------------------------------------ devices

@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from server.accounts.auth import Principal
 from server.core.db import Database
 from server.core.models import Tenant, utcnow
+from server.desk.notes import agent_push_id
 from server.errors import BadInput, Forbidden, NotFound
 from server.push.decision import CATEGORIES
 from server.push.engine import PushEngine
@@ -75,6 +76,14 @@ def _admin(p: Principal) -> None:
 def _user(p: Principal) -> None:
     if p.role != "user":
         raise Forbidden("end users only")
+
+
+def _recipient(p: Principal) -> str:
+    """Whose devices these are: an end user's (their id) or an agent's (``agent:<id>``)."""
+    if p.role == "agent":
+        return agent_push_id(p.id)
+    _user(p)
+    return p.id
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -233,18 +242,18 @@ class DevicesController(Controller):
     @post("", status_code=201)
     async def register(self, data: JSONBody[DeviceIn], principal: PrincipalDep,
                        push_engine: EngineDep) -> dict[str, Any]:
-        _user(principal)
-        dev = await push_engine.register_device(principal.tenant_id, principal.id, data.platform,
+        """An end user's device, or an agent's (it gets the agent's @mentions)."""
+        dev = await push_engine.register_device(principal.tenant_id, _recipient(principal), data.platform,
                                                 data.subscription, data.token)
         return {"device": {"id": dev.id, "platform": dev.platform, "active": dev.active,
                            "created_at": _iso(dev.created_at)}}
 
     @delete("/{device_id:str}", status_code=204)
     async def unregister(self, device_id: FromPath[str], principal: PrincipalDep, db: DbDep) -> None:
-        _user(principal)
+        recipient = _recipient(principal)
         async with db.write() as s:
             dev = await s.get(Device, device_id)
-            if dev is None or dev.tenant_id != principal.tenant_id or dev.user_id != principal.id:
+            if dev is None or dev.tenant_id != principal.tenant_id or dev.user_id != recipient:
                 raise NotFound("device not found")
             await s.delete(dev)
 

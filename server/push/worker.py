@@ -88,6 +88,9 @@ class PushWorker:
         if kind in ("chat.reply", "chat.event"):
             await self.engine.handle_chat_event(row.tenant_id, payload)
             return Outcome(True)
+        if kind == "desk.mention":
+            await self.engine.handle_mention(row.tenant_id, payload)
+            return Outcome(True)
         return Outcome(True, error=f"unknown kind {kind!r}", dead=True)
 
     async def deliver(self, tenant_id: str, notification_id: str, attempts: int) -> Outcome:

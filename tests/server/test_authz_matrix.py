@@ -91,6 +91,9 @@ ADMIN_ONLY = [
     ("POST", "/v1/tenant/identity/rotate", None),
     ("GET", "/v1/tenant/mfa", None),
     ("PUT", "/v1/tenant/mfa", {"required": True}),
+    ("GET", "/v1/routing-rules", None),
+    ("POST", "/v1/routing-rules", {"team_id": "0" * 32, "kind": "topic", "keyword": "k"}),
+    ("DELETE", "/v1/routing-rules/x", None),
 ]
 
 
@@ -118,6 +121,10 @@ OTHER_TENANT = [
     ("PUT", "/v1/conversations/{conv}/messages/{msg}/reactions/👍", None),
     ("DELETE", "/v1/conversations/{conv}/messages/{msg}/reactions/👍", None),
     ("GET", "/v1/conversations/{conv}/reads", None),
+    ("POST", "/v1/conversations/{conv}/notes", {"client_msg_id": str(uuid.uuid4()), "text": "a note"}),
+    ("POST", "/v1/conversations/{conv}/transfer", {"team_id": "0" * 32}),
+    ("POST", "/v1/conversations/{conv}/snooze", {"until": "2999-01-01T00:00:00Z"}),
+    ("POST", "/v1/conversations/{conv}/wake", None),
 ]
 MESSAGE_ROUTES = OTHER_TENANT[7:]
 USER_MESSAGE_ROUTES = [r for r in MESSAGE_ROUTES if "revisions" not in r[1]]  # (the audit is 403 to every user)
@@ -311,3 +318,54 @@ def test_search_is_for_staff_and_never_crosses_tenants(world: World) -> None:
     for who in ("admin", "agent"):
         r = _call(world, who, "GET", f"/v1/search?q={word}")
         assert [x["conversation_id"] for x in r.json()["results"]] == [world.ids["conv"]], r.text
+# ---------------------------------------------------------------------------------------------
+# Private notes: for the tenant's agents only
+# ---------------------------------------------------------------------------------------------
+
+
+def test_an_end_user_never_reads_a_note(world: World) -> None:
+    """Not by writing one, not in the history, not on the socket, not as a mention."""
+    secret = f"note-{uuid.uuid4().hex}"
+    r = _call(world, "agent", "POST", "/v1/conversations/{conv}/notes",
+              {"client_msg_id": str(uuid.uuid4()), "text": f"{secret} @Ag"})
+    assert r.status_code == 201, r.text
+    for who in ("user", "user2", "user_b"):
+        assert _call(world, who, "POST", "/v1/conversations/{conv}/notes",
+                     {"client_msg_id": str(uuid.uuid4()), "text": "x"}).status_code in (403, 404)
+        assert _call(world, who, "GET", "/v1/mentions").status_code == 403
+        assert _call(world, who, "POST", f"/v1/mentions/{r.json()['message']['id']}/read").status_code == 403
+    assert secret not in _call(world, "user", "GET", "/v1/conversations/{conv}/messages").text
+    assert secret in _call(world, "agent2", "GET", "/v1/conversations/{conv}/messages").text
+    assert secret not in _call(world, "agent_b", "GET", "/v1/mentions").text
+    assert _call(world, "admin", "GET", "/v1/mentions").status_code == 403
+
+
+async def test_an_end_user_socket_never_gets_a_note(world: World) -> None:
+    ws = await _ws(world, "user")
+    await ws.send(json.dumps({"type": "subscribe", "conversation_id": world.ids["conv"], "ref": "s"}))
+    assert (await _reply(ws, "s"))["type"] == "subscribed"
+    secret = f"note-{uuid.uuid4().hex}"
+    assert _call(world, "agent", "POST", "/v1/conversations/{conv}/notes",
+                 {"client_msg_id": str(uuid.uuid4()), "text": secret}).status_code == 201
+    # a text message after it: the user's socket gets that one, and never the note before it
+    assert _post(world, "user", world.ids["conv"], "after the note").status_code == 201
+    seen: list[str] = []
+    while True:
+        raw = await asyncio.wait_for(ws.recv(), 10)
+        seen.append(str(raw))
+        frame = json.loads(raw)
+        if frame.get("type") == "message" and frame["message"]["text"] == "after the note":
+            break
+    await ws.close()
+    assert all(secret not in f for f in seen)
+    # a resume from 0 replays the history without it
+    ws = await websockets.connect(world.srv.ws_url, open_timeout=10, ping_interval=None)
+    await ws.send(json.dumps({"type": "hello", "token": world.tokens["user"], "resume": {world.ids["conv"]: 0}}))
+    replay: list[str] = []
+    while True:
+        raw = await asyncio.wait_for(ws.recv(), 10)
+        replay.append(str(raw))
+        if json.loads(raw).get("type") == "subscribed":
+            break
+    await ws.close()
+    assert any("after the note" in f for f in replay) and all(secret not in f for f in replay)

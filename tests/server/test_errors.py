@@ -30,8 +30,8 @@ DOCUMENTED = {"auth_required", "auth_timeout", "token_invalid", "token_expired",
               "idempotency_key_reused", "invalid_cursor", "resync_required", "rate_limited",
               "connection_limit", "slow_consumer", "unavailable", "internal", "unsupported_media_type",
               "not_rateable",  # README "CSAT"
-              # added by docs/protocol.md (edits and deletes of messages)
-              "edit_window_closed", "message_deleted"}
+              # added by docs/protocol.md (edits and deletes of messages; desk operations)
+              "edit_window_closed", "message_deleted", "at_capacity"}
 DOCUMENTED_STATUSES = {400, 401, 403, 404, 409, 413, 415, 422, 429, 503}
 
 

@@ -31,6 +31,7 @@ STATES = {
     Status.ASSIGNED: ConversationState("c1", "t1", "u1", Status.ASSIGNED, assignee_id="a1", last_agent_id="a1"),
     Status.RESOLVED: ConversationState("c1", "t1", "u1", Status.RESOLVED, assignee_id="a1", last_agent_id="a1",
                                        resolved_at=NOW - timedelta(hours=1)),
+    Status.SNOOZED: ConversationState("c1", "t1", "u1", Status.SNOOZED, assignee_id="a1", last_agent_id="a1"),
 }
 ACTIONS = [Action.HANDOFF, Action.CLAIM, Action.RESOLVE, Action.HANDBACK, Action.WRITE]
 
@@ -58,6 +59,11 @@ resolved  a1      Q       A1    =       B        =
 resolved  a2      Q       A2    =       B        X
 resolved  bot     Q       X     X       X        X
 resolved  system  Q       X     X       X        =
+snoozed   user    =       X     X       X        A1
+snoozed   a1      =       A1    R       B        A1
+snoozed   a2      =       X     X       X        X
+snoozed   bot     =       X     X       X        X
+snoozed   system  =       X     X       X        =
 """
 
 
@@ -115,6 +121,11 @@ def _side_effects(conv: ConversationState, action: Action, who: Actor, change: o
 
     assert isinstance(change, Change)
     push = change.push.name if change.push else None
+    if conv.status is Status.SNOOZED and change.status is Status.ASSIGNED:
+        # woken by its agent (claim, write) or by the user writing: nobody new joins, nothing to tell
+        assert push is None and change.system_text is None
+        assert not (change.republish_queue or change.offer_waiting)
+        return
     if action is Action.HANDOFF:
         assert push == "conversation.handoff"
         assert change.push is not None and change.push.properties == {
@@ -169,5 +180,5 @@ def test_a_handoff_reason_is_bounded_and_defaults() -> None:
 
 def test_statuses_keep_their_stored_spelling() -> None:
     # The database and the wire hold these strings: the enums must not change them.
-    assert [str(s) for s in Status] == ["bot", "queued", "assigned", "resolved"]
+    assert [str(s) for s in Status] == ["bot", "queued", "assigned", "resolved", "snoozed"]
     assert Status.QUEUED == "queued"

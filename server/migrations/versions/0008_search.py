@@ -1,7 +1,7 @@
 """search over messages: an FTS5 index kept by triggers on SQLite, a GIN full-text index on PostgreSQL
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-01 23:20:00.000000
 
 SQLite: ``messages_fts``, an external-content FTS5 table over ``messages.text`` (unicode61, diacritics
@@ -16,7 +16,7 @@ from alembic import op
 
 
 revision: str = '0008'
-down_revision: str | None = '0006'
+down_revision: str | None = '0007'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -689,7 +689,71 @@ async function loadTeams() {
   const byId = new Map(agents.map((a) => [a.id, a]));
   for (const t of teams) box.appendChild(teamCard(t, agents, byId));
   if (!teams.length) box.appendChild(el("p", "muted", "No teams yet."));
+  loadRoutingRules(teams);
 }
+
+// ---- routing rules: a handoff's topic keyword or user attribute -> a team ------------------------
+async function loadRoutingRules(teams) {
+  const keep = $("r-team").value; // the team picked stays picked across reloads
+  const pick = clear($("r-team"));
+  for (const t of teams) {
+    const o = el("option", "", t.name);
+    o.value = t.id;
+    pick.appendChild(o);
+  }
+  if (teams.some((t) => t.id === keep)) pick.value = keep;
+  const names = new Map(teams.map((t) => [t.id, t.name]));
+  const body = clear($("routing-rules"));
+  try {
+    const { routing_rules: rules } = await call("GET", "/v1/routing-rules");
+    for (const r of rules) {
+      const tr = el("tr");
+      tr.dataset.testid = "routing-rule";
+      tr.appendChild(el("td", "", String(r.position)));
+      tr.appendChild(el("td", "", r.kind === "topic" ? `writes “${r.keyword}”` : `${r.attribute} = ${r.value}`));
+      tr.appendChild(el("td", "", names.get(r.team_id) || r.team_id));
+      const del = el("button", "ghost", "Delete");
+      del.addEventListener("click", async () => {
+        try {
+          await call("DELETE", apiPath("routing-rules", r.id));
+          loadRoutingRules(teams);
+        } catch (err) {
+          toast(err.message);
+        }
+      });
+      const td = el("td");
+      td.appendChild(del);
+      tr.appendChild(td);
+      body.appendChild(tr);
+    }
+    if (!rules.length) emptyRow(body, 4, "No rules: every handoff goes to the whole queue.");
+  } catch (err) {
+    toast(err.message);
+  }
+}
+
+$("r-kind").addEventListener("change", (e) => {
+  const topic = e.target.value === "topic";
+  $("r-keyword-box").hidden = !topic;
+  $("r-attribute-box").hidden = topic;
+  $("r-value-box").hidden = topic;
+});
+
+$("route-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("route-error").textContent = "";
+  const kind = $("r-kind").value;
+  const body = { team_id: $("r-team").value, kind };
+  if (kind === "topic") body.keyword = $("r-keyword").value.trim();
+  else Object.assign(body, { attribute: $("r-attribute").value.trim(), value: $("r-value").value.trim() });
+  try {
+    await call("POST", "/v1/routing-rules", body);
+    for (const id of ["r-keyword", "r-attribute", "r-value"]) $(id).value = "";
+    loadTeams();
+  } catch (err) {
+    $("route-error").textContent = err.message;
+  }
+});
 
 function teamCard(t, agents, byId) {
   const card = el("div", "card");

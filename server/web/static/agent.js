@@ -206,6 +206,8 @@ function onFrame(f) {
       $("me-name").textContent = f.me.name || f.me.id;
       setConn("online", "ok");
       refreshLists();
+      loadOps();
+      loadSnoozed();
       break;
     case "conversation.updated":
       if (st.liveDuringRefresh && f.conversation) st.liveDuringRefresh.add(f.conversation.id);
@@ -253,6 +255,9 @@ function onFrame(f) {
       break;
     case "presence":
       onPresence(f);
+      break;
+    case "note.mention":
+      onMention(f);
       break;
     case "notification":
       if (f.notification) toast((f.notification.title || "") + " " + (f.notification.body || ""));
@@ -362,6 +367,7 @@ function renderLists() {
   if (!mine.length) m.appendChild(el("li", "empty", "No open conversations."));
   $("queue-count").textContent = String(queued.length);
   $("mine-count").textContent = String(mine.length);
+  renderSnoozed();
 }
 
 // ---- a thread ----------------------------------------------------------------------------
@@ -408,6 +414,10 @@ function renderHead() {
   $("claim").hidden = isMine(c) || c.status === "resolved";
   $("handback").hidden = !isMine(c);
   $("resolve").hidden = !isMine(c);
+  $("transfer").hidden = !(isMine(c) || c.status === "bot" || c.status === "queued");
+  $("snooze-for").hidden = !isMine(c);
+  $("wake").hidden = !isSnoozedMine(c);
+  if ($("transfer").hidden) $("transfer-form").hidden = true;
 }
 
 function messageEl(m) {
@@ -846,6 +856,7 @@ async function submitEdit(m, text) {
 }
 $("reply-form").addEventListener("submit", (e) => {
   e.preventDefault();
+  if ($("note-mode").checked) return void sendNote();
   const text = $("reply").value.trim();
   const files = (staged.get(st.selected) || []).map((a) => a.id);
   if ((!text && !files.length) || !st.selected) return;
@@ -1171,6 +1182,172 @@ async function loadRating(cid) {
     (r.comment ? " “" + r.comment + "”" : "");
   box.hidden = false;
 }
+
+// ---- desk operations: private notes with @mentions, the mentions list, transfer ------------
+const ops = { agents: [], teams: [], mentions: [], unread: 0 };
+
+async function loadOps() {
+  try {
+    const d = await call("GET", "/v1/desk/directory");
+    ops.agents = d.agents || [];
+    ops.teams = d.teams || [];
+  } catch (e) {
+    toast("Colleagues failed to load: " + e.message);
+  }
+  try {
+    const m = await call("GET", "/v1/mentions?limit=50");
+    ops.mentions = m.mentions || [];
+    ops.unread = m.unread || 0;
+  } catch (e) {
+    toast("Mentions failed to load: " + e.message);
+  }
+  renderMentions();
+}
+
+function renderMentions() {
+  const box = clear($("mentions"));
+  for (const m of ops.mentions.slice(0, 20)) {
+    const li = el("li", "conv" + (m.read_at ? "" : " unread"));
+    li.dataset.testid = "mention";
+    li.dataset.cid = m.conversation_id;
+    li.appendChild(el("div", "conv-name", "@ from " + (m.author_name || "an agent")));
+    li.appendChild(el("div", "conv-meta", String(m.text || "").slice(0, 80)));
+    li.addEventListener("click", () => openMention(m));
+    box.appendChild(li);
+  }
+  if (!ops.mentions.length) box.appendChild(el("li", "empty", "Nobody mentioned you."));
+  $("mention-count").textContent = String(ops.unread);
+}
+
+function onMention(f) {
+  const m = f.mention || {};
+  const row = { conversation_id: f.conversation_id, message_id: m.message_id, seq: m.seq, author_name: m.author_name,
+                text: m.text, read_at: null };
+  if (!ops.mentions.some((x) => x.message_id === row.message_id)) {
+    ops.mentions.unshift(row);
+    ops.unread += 1;
+  }
+  renderMentions();
+  if (f.message) addMessage(f.conversation_id, f.message);
+  toast((m.author_name || "An agent") + " mentioned you: " + String(m.text || "").slice(0, 120));
+}
+
+async function openMention(m) {
+  if (!st.convs.has(m.conversation_id)) st.convs.set(m.conversation_id, { id: m.conversation_id, status: "" });
+  select(m.conversation_id);
+  if (m.read_at) return;
+  try {
+    const r = await call("POST", `/v1/mentions/${encodeURIComponent(m.message_id)}/read`);
+    m.read_at = r.read_at;
+    ops.unread = Math.max(0, ops.unread - 1);
+    renderMentions();
+  } catch (e) {
+    toast("Mention not marked read: " + e.message);
+  }
+}
+
+async function sendNote() {
+  const cid = st.selected;
+  const text = $("reply").value.trim();
+  if (!cid || !text) return;
+  try {
+    const r = await call("POST", `/v1/conversations/${encodeURIComponent(cid)}/notes`, { text, client_msg_id: uuid() });
+    $("reply").value = "";
+    addMessage(cid, r.message);
+    const names = (r.mentions || []).map((a) => a.name);
+    if (names.length) toast("Note sent; told " + names.join(", "));
+    if ((r.unresolved || []).length) toast("Nobody here is called @" + r.unresolved.join(", @"));
+  } catch (e) {
+    toast("Note not sent: " + e.message);
+  }
+}
+
+$("note-mode").addEventListener("change", (e) => {
+  $("reply-form").classList.toggle("noting", e.target.checked);
+  $("reply").placeholder = e.target.checked
+    ? "A private note for the agents (@name or @email tells a colleague)…"
+    : "Reply to the visitor… (type / for a canned response; paste or drop a file to attach it)";
+});
+
+$("transfer").addEventListener("click", () => {
+  const pick = clear($("transfer-to"));
+  const add = (value, text) => {
+    const o = el("option", "", text);
+    o.value = value;
+    pick.appendChild(o);
+  };
+  for (const a of ops.agents) {
+    if (st.me && a.id === st.me.id) continue;
+    add("agent:" + a.id, a.name + (a.online ? " ● online" : " ○ offline") + ` (${a.free} free)`);
+  }
+  for (const t of ops.teams) add("team:" + t.id, "Team " + t.name);
+  $("transfer-form").hidden = false;
+  $("transfer-comment").focus();
+});
+$("transfer-cancel").addEventListener("click", () => ($("transfer-form").hidden = true));
+$("transfer-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const cid = st.selected;
+  const [kind, id] = String($("transfer-to").value).split(":");
+  if (!cid || !id) return;
+  const body = kind === "team" ? { team_id: id } : { agent_id: id };
+  const comment = $("transfer-comment").value.trim();
+  if (comment) body.comment = comment;
+  try {
+    const r = await call("POST", `/v1/conversations/${encodeURIComponent(cid)}/transfer`, body);
+    upsertConv(r.conversation);
+    $("transfer-form").hidden = true;
+    $("transfer-comment").value = "";
+    toast(r.conversation.status === "queued" ? "Transferred: waiting for the team" : "Transferred");
+  } catch (err) {
+    toast("Not transferred: " + err.message);
+  }
+});
+
+// ---- snooze: put a conversation aside until a time -------------------------------------------
+function isSnoozedMine(c) {
+  return c.status === "snoozed" && st.me && c.assignee === st.me.id;
+}
+
+function renderSnoozed() {
+  const mine = [...st.convs.values()].filter(isSnoozedMine);
+  const box = clear($("snoozed"));
+  for (const c of mine) box.appendChild(convItem(c));
+  if (!mine.length) box.appendChild(el("li", "empty", "Nothing snoozed."));
+  $("snoozed-count").textContent = String(mine.length);
+}
+
+async function loadSnoozed() {
+  try {
+    const r = await call("GET", "/v1/conversations?status=snoozed&limit=200");
+    for (const c of r.conversations || []) upsertConv(c, true);
+    renderLists();
+  } catch (_e) { /* shown by call() when it matters */ }
+}
+
+$("snooze-for").addEventListener("change", async (e) => {
+  const secs = Number(e.target.value);
+  e.target.value = "";
+  const cid = st.selected;
+  if (!cid || !secs) return;
+  try {
+    const until = new Date(Date.now() + secs * 1000).toISOString();
+    const r = await call("POST", `/v1/conversations/${encodeURIComponent(cid)}/snooze`, { until });
+    upsertConv(r.conversation);
+    toast("Snoozed until " + new Date(r.snoozed_until).toLocaleString());
+  } catch (err) {
+    toast("Not snoozed: " + err.message);
+  }
+});
+$("wake").addEventListener("click", async () => {
+  const cid = st.selected;
+  if (!cid) return;
+  try {
+    upsertConv((await call("POST", `/v1/conversations/${encodeURIComponent(cid)}/wake`)).conversation);
+  } catch (err) {
+    toast("Not woken: " + err.message);
+  }
+});
 
 // ---- debug / test hooks -------------------------------------------------------------------
 window.__console = {

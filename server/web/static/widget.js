@@ -285,7 +285,8 @@
   // ---- owner / status ------------------------------------------------------------------
   function renderOwner() {
     const c = st.conv;
-    const status = c ? c.status : "bot";
+    // a snoozed conversation is still its agent's: the visitor sees who they are talking to
+    const status = c ? (c.status === "snoozed" ? "assigned" : c.status) : "bot";
     owner.dataset.status = status;
     queueBox.hidden = true;
     human.hidden = status === "queued" || status === "assigned";
