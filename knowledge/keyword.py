@@ -146,7 +146,8 @@ def _stem(word: str) -> str:
     # Plural folding only: enough for "returns"/"return", harmless for codes.
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss") and word.isalpha():
+    # "bonus", "status", "analysis" are not plurals.
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")) and word.isalpha():
         return word[:-1]
     return word
 
@@ -426,6 +427,48 @@ class KeywordIndex:
                 known |= mask
         unknown = content & ~known
         return (unknown & latin).bit_count() / units, (unknown & ~latin).bit_count() / units
+
+    def evidence(self, query: str, chunk_ids: list[str]) -> tuple[float, float]:
+        """How well the given passages (the best few of a search) hold the question's words.
+
+        The rarity-weighted share of the question's content units that these chunks contain
+        (each unit weighs the idf of the rarest indexed term covering it; a Latin word no chunk
+        has weighs the most), and the weight of the rarest content unit they lack, as a share of
+        that maximum. A question about something the pages never mention (another model, a
+        feature they lack) leaves its rarest word uncovered, whatever else it shares with them.
+        A Chinese unit no indexed term covers (its bigrams straddle words) weighs nothing here:
+        ``unknown_shares`` counts those.
+        """
+        raw, content, _whole, latin = _query_terms(query)
+        if content == 0 or self._live == 0:
+            return 1.0, 0.0
+        terms = self._known_forms(raw)
+        slots = np.asarray([self._slot[c] for c in chunk_ids if c in self._slot], dtype=np.uint32)
+        top_idf = math.log(1 + (self._live + 0.5) / 0.5)
+        weight = [0.0] * _MAX_UNITS
+        covered = 0
+        for term, mask in terms.items():
+            posting = self._postings.get(term)
+            if posting is None:
+                idf = top_idf
+                mask &= latin
+            else:
+                docs = np.frombuffer(posting[0], dtype=np.uint32)
+                idf = math.log(1 + max(self._live - len(docs) + 0.5, 0.5) / (len(docs) + 0.5))
+                if slots.size and bool(np.isin(slots, docs).any()):
+                    covered |= mask
+            mask &= content
+            while mask:
+                bit = mask & -mask
+                unit = bit.bit_length() - 1
+                weight[unit] = max(weight[unit], idf)
+                mask ^= bit
+        total = sum(weight)
+        if total <= 0:  # no content unit of the question is known here at all
+            return 0.0, 1.0
+        held = sum(w for unit, w in enumerate(weight) if covered >> unit & 1)
+        lacking = max((w for unit, w in enumerate(weight) if not covered >> unit & 1), default=0.0)
+        return held / total, lacking / top_idf
 
     def search(self, query: str, k: int) -> list[KeywordHit]:
         """Up to ``k`` hits, best BM25 score first."""
