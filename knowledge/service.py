@@ -325,8 +325,8 @@ class KnowledgeService:
             )
             ranked = [c.chunk_id for c, _fused in trusted]
             with self._lock(kb_id):
-                evidence = (memory.keyword.evidence(query, ranked[:1]), memory.keyword.evidence(query, ranked[:3]))
-            signals = _signals(keyword_hits, candidates, cjk, unknown, documents, evidence)
+                first, first_three = memory.keyword.evidence(query, [ranked[:1], ranked[:3]])
+            signals = _signals(keyword_hits, candidates, cjk, unknown, documents, (first, first_three))
             probability = model.probability(signals)
             in_scope = probability >= settings.scope_probability
 
