@@ -459,7 +459,9 @@ class KeywordIndex:
         """
         terms, content, _whole, latin = self._analyse(query)
         if content == 0 or self._live == 0:
-            return [(1.0, 0.0) for _ in groups]
+            # A question with no topic word ("how do I do that?") holds no evidence either way;
+            # it counts as none, so on its own it does not look answerable.
+            return [(0.0, 1.0) for _ in groups]
         slots = [np.asarray([self._slot[c] for c in group if c in self._slot], dtype=np.uint32) for group in groups]
         top_idf = math.log(1 + (self._live + 0.5) / 0.5)
         weight = [0.0] * _MAX_UNITS

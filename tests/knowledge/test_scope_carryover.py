@@ -75,7 +75,8 @@ def test_evidence_weighs_the_rarest_word_the_passages_lack() -> None:
     assert 0.0 < held < 1.0 and 0.0 < lacking < 1.0  # "brakes" is on another page: rare, not unknown
     first, first_two = index.evidence("S2 brakes and battery", [["brakes"], ["brakes", "battery"]])
     assert first[0] < first_two[0] == pytest.approx(1.0) and first[1] > 0.0 == first_two[1]
-    assert index.evidence("the of and", [["motor"]]) == [(1.0, 0.0)]  # no content word to hold
+    assert index.evidence("how do I do that", [["motor"]]) == [(0.0, 1.0)]  # no topic word: no evidence
+    assert KeywordIndex().evidence("S2 motor", [[], ["motor"]]) == [(0.0, 1.0), (0.0, 1.0)]  # empty index
 
 
 def test_the_words_of_a_question_are_analysed_once_per_question_and_index_state() -> None:
