@@ -12,6 +12,7 @@ import re
 import unicodedata
 from array import array
 from collections import Counter
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -146,7 +147,8 @@ def _stem(word: str) -> str:
     # Plural folding only: enough for "returns"/"return", harmless for codes.
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss") and word.isalpha():
+    # "bonus", "status", "analysis" are not plurals.
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")) and word.isalpha():
         return word[:-1]
     return word
 
@@ -310,6 +312,8 @@ class KeywordIndex:
         self._live = 0
         self._dead = 0
         self._total_length = 0
+        self._version = 0
+        self._analysed: tuple[str, int, tuple[dict[str, int], int, set[str], int]] | None = None
 
     def __len__(self) -> int:
         return self._live
@@ -329,6 +333,7 @@ class KeywordIndex:
         self._lengths.append(length)
         self._alive.append(1)
         self._live += 1
+        self._version += 1
         self._total_length += length
         for term, tf in counts.items():
             posting = self._postings.get(term)
@@ -343,6 +348,7 @@ class KeywordIndex:
             return
         self._alive[slot] = 0
         self._live -= 1
+        self._version += 1
         self._dead += 1
         self._total_length -= self._lengths[slot]
         if self._dead > 1000 and self._dead > self._live:
@@ -366,6 +372,19 @@ class KeywordIndex:
         self._lengths = array("I", (n for n, a in zip(self._lengths, self._alive, strict=True) if a))
         self._alive = bytearray(b"\x01" * len(self._ids))
         self._dead = 0
+
+    def _analyse(self, query: str) -> tuple[dict[str, int], int, set[str], int]:
+        """``_query_terms`` with each term in its indexed form (``_known_forms``). A search asks
+        for the same question's analysis three times (the BM25 hits, the unknown words, the
+        evidence of the top passages), and correcting a typo tries a hundred spellings: the
+        last analysis is kept until the question or the index changes."""
+        last = self._analysed
+        if last is not None and last[0] == query and last[1] == self._version:
+            return last[2]
+        raw, content, whole_words, latin = _query_terms(query)
+        analysed = (self._known_forms(raw), content, whole_words, latin)
+        self._analysed = (query, self._version, analysed)
+        return analysed
 
     def _known_forms(self, terms: dict[str, int]) -> dict[str, int]:
         """The query's terms, each word the index lacks replaced by the indexed word it most
@@ -415,8 +434,7 @@ class KeywordIndex:
         """``unknown_share`` split into its Latin words and its CJK characters (each a share of
         all the content units): an unknown model name in a Chinese question ("S3 什么时候上市")
         means what it means in an English one, unlike an unknown pair of characters."""
-        raw, content, _whole, latin = _query_terms(query)
-        terms = self._known_forms(raw)
+        terms, content, _whole, latin = self._analyse(query)
         units = content.bit_count()
         if units == 0:
             return 0.0, 0.0
@@ -427,12 +445,62 @@ class KeywordIndex:
         unknown = content & ~known
         return (unknown & latin).bit_count() / units, (unknown & ~latin).bit_count() / units
 
+    def evidence(self, query: str, groups: Sequence[Sequence[str]]) -> list[tuple[float, float]]:
+        """How well each group of passages (the best one of a search, the best three) holds the
+        question's words.
+
+        For each group: the rarity-weighted share of the question's content units that its
+        chunks contain (each unit weighs the idf of the rarest indexed term covering it; a Latin
+        word no chunk has weighs the most), and the weight of the rarest content unit they lack,
+        as a share of that maximum. A question about something the pages never mention (another
+        model, a feature they lack) leaves its rarest word uncovered, whatever else it shares
+        with them. A Chinese unit no indexed term covers (its bigrams straddle words) weighs
+        nothing here: ``unknown_shares`` counts those.
+        """
+        terms, content, _whole, latin = self._analyse(query)
+        if content == 0 or self._live == 0:
+            # A question with no topic word ("how do I do that?") holds no evidence either way;
+            # it counts as none, so on its own it does not look answerable.
+            return [(0.0, 1.0) for _ in groups]
+        slots = [np.asarray([self._slot[c] for c in group if c in self._slot], dtype=np.uint32) for group in groups]
+        top_idf = math.log(1 + (self._live + 0.5) / 0.5)
+        weight = [0.0] * _MAX_UNITS
+        covered = [0] * len(groups)
+        for term, mask in terms.items():
+            posting = self._postings.get(term)
+            if posting is None:
+                idf = top_idf
+                mask &= latin
+            else:
+                # A posting's slots are ascending (chunks are appended; compaction keeps order).
+                docs = np.frombuffer(posting[0], dtype=np.uint32)
+                idf = math.log(1 + max(self._live - len(docs) + 0.5, 0.5) / (len(docs) + 0.5))
+                for g, group in enumerate(slots):
+                    if group.size:
+                        at = np.minimum(np.searchsorted(docs, group), len(docs) - 1)
+                        if bool((docs[at] == group).any()):
+                            covered[g] |= mask
+            mask &= content
+            while mask:
+                bit = mask & -mask
+                unit = bit.bit_length() - 1
+                weight[unit] = max(weight[unit], idf)
+                mask ^= bit
+        total = sum(weight)
+        if total <= 0:  # no content unit of the question is known here at all
+            return [(0.0, 1.0) for _ in groups]
+        out = []
+        for held_mask in covered:
+            held = sum(w for unit, w in enumerate(weight) if held_mask >> unit & 1)
+            lacking = max((w for unit, w in enumerate(weight) if not held_mask >> unit & 1), default=0.0)
+            out.append((held / total, lacking / top_idf))
+        return out
+
     def search(self, query: str, k: int) -> list[KeywordHit]:
         """Up to ``k`` hits, best BM25 score first."""
         if self._live == 0:
             return []
-        terms, content, whole_words, _latin = _query_terms(query)
-        terms = self._known_forms(terms)
+        terms, content, whole_words, _latin = self._analyse(query)
         n = len(self._ids)
         scores = np.zeros(n, dtype=np.float32)
         covered = np.zeros(n, dtype=np.int64)

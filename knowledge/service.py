@@ -315,16 +315,20 @@ class KnowledgeService:
             )
             in_scope = bool(trusted)
         else:
-            signals = _signals(keyword_hits, candidates, cjk, unknown, documents)
-            probability = model.probability(signals)
-            in_scope = probability >= settings.scope_probability
             trusted = rank(
                 list(candidates.values()),
                 k=k,
-                rrf_k=settings.rrf_k,
                 per_document=max(1, settings.max_chunks_per_document),
                 documents=documents,
+                keyword_weight=settings.fusion_keyword_weight,
+                coverage_weight=settings.fusion_coverage_weight,
             )
+            ranked = [c.chunk_id for c, _fused in trusted]
+            with self._lock(kb_id):
+                first, first_three = memory.keyword.evidence(query, [ranked[:1], ranked[:3]])
+            signals = _signals(keyword_hits, candidates, cjk, unknown, documents, (first, first_three))
+            probability = model.probability(signals)
+            in_scope = probability >= settings.scope_probability
 
         hits: list[Hit] = []
         for candidate, _fused in trusted:
@@ -438,6 +442,7 @@ def _signals(
     cjk: bool,
     unknown: tuple[float, float],
     documents: dict[str, str],
+    evidence: tuple[tuple[float, float], tuple[float, float]] = ((0.0, 1.0), (0.0, 1.0)),
 ) -> ScopeSignals:
     # Per document: five chunks of the page that answers are not five competitors.
     per_document: dict[str, float] = {}
@@ -454,5 +459,11 @@ def _signals(
     keyword_similarity = candidates[keyword_hits[0].chunk_id].similarity or 0.0 if keyword_hits else 0.0
     exact = any(kw.exact_term for kw in top_keyword)
     latin_unknown, cjk_unknown = unknown
+    by_vector = min((c for c in candidates.values() if c.vector_rank is not None), key=lambda c: c.vector_rank or 0,
+                    default=None)
+    agree = bool(keyword_hits) and by_vector is not None and (
+        documents.get(by_vector.chunk_id, by_vector.chunk_id)
+        == documents.get(keyword_hits[0].chunk_id, keyword_hits[0].chunk_id))
+    (passage_coverage, passage_lacking), (top_coverage, top_lacking) = evidence
     return ScopeSignals(best, margin, coverage, keyword_similarity, latin_unknown + cjk_unknown, exact, cjk,
-                        latin_unknown)
+                        latin_unknown, passage_coverage, passage_lacking, top_coverage, top_lacking, float(agree))

@@ -75,3 +75,8 @@ class KnowledgeSettings:
     # How many candidates each retriever contributes before fusion.
     candidate_pool: int = 20
     rrf_k: int = 60
+    # With a calibrated scope model, candidates are ranked by cosine + keyword_weight x (BM25 as a
+    # share of the best) + coverage_weight x (share of the question's content words held); see
+    # knowledge/retrieval.py's ``rank``.
+    fusion_keyword_weight: float = 0.1
+    fusion_coverage_weight: float = 0.2
