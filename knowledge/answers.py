@@ -293,6 +293,8 @@ _DURATION = (
     r"\d\s?(-|to|–)?\s?\d*\s?(working |business )?(days?|weeks?|months?|years?|hours?|minutes?|mins?|h)\b|"
     r"[\d一二三四五六七八九十两半]+\s?(个)?(工作日|天|周|个月|月|年|小时|分钟)|\bwithin\b|\bsame day\b|\bnext day\b"
 )
+_ADDRESS = r"\S@\S|https?://|\b[\w-]+\.(?:com|org|net|example|co\.uk|cn|gov)\b|\b\d{1,3}(?:\.\d{1,3}){3}\b"
+_NUMBER = r"\+?\d[\d \-]{5,}\d|(?<![\d.,£$€¥])\b\d{4,6}\b(?![.,]\d|\s?(?:元|%|€|km|kg|mb|gb))|[*#]\d{2,}#?"
 _ASKS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
     (re.compile(q, re.IGNORECASE), re.compile(a, re.IGNORECASE))
     for q, a in (
@@ -312,8 +314,11 @@ _ASKS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
          r"\d\s?(cm|mm|m|km|inch|\"|厘米|毫米|公里|litres?|liters?|l|升)\b"),
         (r"\bhow many\b|\bhow often\b|\bmaximum\b|\bmax\b|\blimit\b|几次|多少次|几个|多少个|几辆|最多|上限",
          r"\d|[一二三四五六七八九十两]"),
-        (r"\be-?mail\b|\baddress\b|邮箱|邮件", r"\S@\S"),
-        (r"\bphone\b|\bnumber\b|\bhotline\b|\bcall\b|电话|热线|号码", r"\+?\d[\d \-]{5,}\d"),
+        (r"\be-?mail\b|\baddress\b|\bwebsite\b|\blink\b|邮箱|邮件|网址|网站", _ADDRESS),
+        # "What number do I text", "phone number", "how do I phone you": a number, short codes too.
+        (r"\bphone (number|you|us)\b|\b(what|which) number\b|\bnumber (to|for)\b|\bhotline\b|\bcall (you|us)\b|"
+         r"\btext\b|\bdial\b|电话|热线|号码是|打什么|拨打|拨什么",
+         _NUMBER),
     )
 )
 

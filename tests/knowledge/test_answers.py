@@ -231,3 +231,16 @@ def test_no_answer_carries_a_breadcrumb_or_raw_markdown(use: MultilingualUSE) ->
         marks = ("**", "](", "`", "##", "> ", "Home /", "helpful", "|")
         for sentence in answer:
             assert not any(mark in sentence for mark in marks), sentence
+
+
+def test_an_address_or_number_question_picks_the_sentence_with_it(use: MultilingualUSE) -> None:
+    chunk = (
+        "The hub settings page shows the Wi-Fi name and password, the devices connected to the hub "
+        "with their address, the firmware version and the light colours, and lets you change the "
+        "Wi-Fi name, the password and the channel.\n"
+        "Type 192.168.1.1 into a browser on a device connected to it.\n\n"
+        "Service problems in your area: text STATUS to 6060 for a free reply with the latest news. "
+        "We also post planned work on our status page a week ahead."
+    )
+    assert any("192.168.1.1" in s for s in best(use, "what's the ip address of the hub settings page", chunk))
+    assert any("6060" in s for s in best(use, "what number do i text for service problems in my area", chunk))
