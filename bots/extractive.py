@@ -19,7 +19,14 @@ from dataclasses import dataclass
 
 from bots.ports import Passage
 from bots.replies import abstain_offer
-from bots.text import content_tokens, is_chinese, plain_markdown, split_sentences, strip_invisible
+from bots.text import (
+    content_tokens,
+    is_chinese,
+    is_navigation_line,
+    plain_markdown,
+    split_sentences,
+    strip_invisible,
+)
 from bots.values import Citation
 
 __all__ = ["OTHER_LANGUAGE_NOTE", "ExtractiveAnswer", "extractive_answer", "stream_pieces"]
@@ -87,7 +94,8 @@ def extractive_answer(
             chosen = list(range(len(sentences)))
             top = max((_sentence_score(q, x) for x in sentences), default=0.0)
         else:
-            sentences = [x for x in (plain_markdown(x) for x in split_sentences(strip_invisible(p.text))) if x]
+            lines = split_sentences(strip_invisible(p.text))
+            sentences = [x for x in (plain_markdown(x) for x in lines if not is_navigation_line(x)) if x]
             if not sentences:
                 continue
             ranked = sorted(range(len(sentences)), key=lambda i: -_sentence_score(q, sentences[i]))

@@ -10,6 +10,7 @@ __all__ = [
     "ZERO_WIDTH",
     "content_tokens",
     "is_chinese",
+    "is_navigation_line",
     "normalize",
     "plain_markdown",
     "split_sentences",
@@ -78,6 +79,30 @@ _MD_LINE_START = re.compile(r"^\s*(?:#{1,6}\s+|>\s?|[-*+]\s+|\d{1,2}[.)]\s+)")
 
 
 def plain_markdown(text: str) -> str:
-    """A Markdown line as a reader sees it: no heading marks, emphasis, link syntax or bullets."""
+    """A Markdown line as a reader sees it: no heading marks, emphasis, link syntax or bullets;
+    a table row as "first cell: the others", a table rule as nothing."""
     text = _MD_LINE_START.sub("", _MD_LINK.sub(r"\1", text))
-    return _MD_EMPHASIS.sub(r"\2", text).replace("|", " ").strip()
+    text = _MD_EMPHASIS.sub(r"\2", text)
+    if text.count("|") >= 2:
+        cells = [c.strip() for c in text.strip().strip("|").split("|")]
+        cells = [c for c in cells if c and not set(c) <= set("-: ")]
+        text = f"{cells[0]}: {', '.join(cells[1:])}" if len(cells) > 1 else "".join(cells)
+    return re.sub(r"\s+", " ", text.replace("|", " ")).strip()
+
+
+_CRUMB = re.compile(r"\s+(?:/|>|»|›|→|\|)\s+")
+_PAGE_FURNITURE = re.compile(
+    r"was this (article|page) helpful|back to top|skip to (main )?content|all rights reserved|©|"
+    r"(accept|we use|this (site|website) uses) (all )?cookies|这篇文章有帮助吗|本文是否有帮助|返回顶部|版权所有",
+    re.IGNORECASE,
+)
+
+
+def is_navigation_line(text: str) -> bool:
+    """A breadcrumb ("Home / Help / Delivery", "首页 > 帮助") or page furniture ("Was this article
+    helpful?", a cookie banner): page text that is no answer to quote."""
+    text = text.strip()
+    parts = _CRUMB.split(text)
+    if len(parts) >= 3 and all(len(x) <= 40 for x in parts) and not re.search(r"[.!?。！？]$", text):
+        return True
+    return bool(_PAGE_FURNITURE.search(text)) and len(text) < 160

@@ -421,9 +421,20 @@ class KnowledgeService:
             scored = list(zip(group, lights[offset : offset + len(group)], strict=True))
             offset += len(group)
             # Ties keep the hit's own chunk, which comes first.
-            best = max(scored, key=lambda pair: pair[1].score if pair[1].sentences else -1.0)
+            # The hit's own chunk is preferred by a little: retrieval read all of it and its
+            # headings; a neighbour wins when its sentences answer clearly better.
+            best = max(
+                scored,
+                key=lambda pair: (pair[1].score + (_ANCHOR_PREFERENCE if pair[0] is group[0] else 0.0))
+                if pair[1].sentences
+                else -1.0,
+            )
             out.append(best)
         return out
+
+
+# How much better a neighbouring chunk's quote must score than the hit's own to be answered from.
+_ANCHOR_PREFERENCE = 0.03
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,3 +57,17 @@ def test_a_second_page_is_quoted_only_when_it_also_answers() -> None:
     assert [c.document_id for c in alone.citations] == ["d-fines"] and "Story time" not in alone.text
     both = extractive_answer("What do late books cost a day?", [fines, renew], threshold=0.5)
     assert [c.document_id for c in both.citations] == ["d-fines", "d-renew"]
+
+
+def test_a_passage_without_highlights_is_quoted_without_navigation_or_markdown() -> None:
+    # A retriever that chose no sentences (not the knowledge service): the page text as it came.
+    page = Passage(
+        "lib:6", "d-delivery", "Delivery", "https://library.example/delivery", "Delivery",
+        "Home / Help / Delivery\n## Delivery times\n**Local** delivery of reserved books costs `£3` a parcel.\n"
+        "| Zone | Price |\n|---|---|\n| **Local** | £3 |\nWas this article helpful? Yes | No\n首页 > 帮助 > 配送",
+        0.9,
+    )
+    answer = extractive_answer("How much is local delivery of books?", [page], threshold=0.5, max_sentences=4)
+    assert "Local delivery of reserved books costs £3 a parcel." in answer.text
+    for mark in ("**", "`", "##", "|", "Home /", "helpful", "首页"):
+        assert mark not in answer.text, mark

@@ -3,7 +3,7 @@ passages of a public library's help pages."""
 
 import pytest
 
-from knowledge.answers import highlight, split_sentences
+from knowledge.answers import drop_navigation, highlight, split_sentences
 from knowledge.embeddings import MultilingualUSE
 
 
@@ -24,6 +24,9 @@ def test_how_much_picks_the_price_and_how_long_the_duration(use: MultilingualUSE
         "Wrapped parcels leave the warehouse one day later than the others."
     )
     assert best(use, "how much is gift wrapping?", chunk) == ("Gift wrapping costs £3 per parcel.",)
+    # The same as one paragraph: the price still comes without the sentences around it.
+    paragraph = chunk.replace("\n", " ") + "\n\nGift cards are sent by email within an hour."
+    assert best(use, "how much is gift wrapping?", paragraph) == ("Gift wrapping costs £3 per parcel.",)
     loans = (
         "You can return a borrowed book at any branch of the library.\n"
         "Books can be borrowed for 21 days and films for 7 days.\n"
@@ -112,6 +115,16 @@ def test_a_table_row_is_read_with_its_header(use: MultilingualUSE) -> None:
     )
     answer = best(use, "what time does the Old Town branch close?", chunk)
     assert "Branch: Old Town, Opens: 10:00, Closes: 20:00" in answer
+    # Some exports write the header row without the "|---|" rule under it: the header is the
+    # first row, with fewer figures than the rows under it.
+    plans = (
+        "| Plan | Average download | Monthly price (18-month contract) |\n"
+        "| Fibre 150 | 150 Mb/s | £28 |\n| Fibre 500 | 500 Mb/s | £35 |\n\n"
+        "Fibre 500 needs the newer hub, which we send at no charge."
+    )
+    assert best(use, "how much is fibre 500 a month?", plans)[0] == (
+        "Plan: Fibre 500, Average download: 500 Mb/s, Monthly price (18-month contract): £35"
+    )
 
 
 def test_navigation_html_and_markdown_are_read_as_text() -> None:
@@ -128,3 +141,106 @@ def test_navigation_html_and_markdown_are_read_as_text() -> None:
         "Your library card is valid for five years.",
         "Renew it at any branch or in the app.",
     ]
+
+
+@pytest.mark.parametrize(
+    ("question", "chunk", "fact", "other"),
+    [
+        # Neither sentence alone answers: the first names the review, the second says how long;
+        # the other paragraph has a duration of something else.
+        (
+            "how long does a complaint review take?",
+            "If you are not happy with our first answer, ask for your complaint to be reviewed by the "
+            "resolution team. A manager who was not involved before looks at it again and replies "
+            "within 10 working days.\n\n"
+            "If we have not solved your complaint after 8 weeks, you can take it to the ombudsman.",
+            "10 working days",
+            "8 weeks",
+        ),
+        # A short sentence that says "yes" goes on with its paragraph, which says how.
+        (
+            "can I use my own router instead of yours, what settings?",
+            "You can use your own router on fibre. Set it to obtain an address automatically (DHCP) on "
+            "the WAN port; no username is needed.\n\n"
+            "Our hub has Wi-Fi 6 and four network ports.\n\n"
+            "Restart the hub from the app if the light turns red.",
+            "DHCP",
+            "Wi-Fi 6",
+        ),
+    ],
+)
+def test_the_fact_in_the_next_sentence_of_the_paragraph_comes_with_it(
+    use: MultilingualUSE, question: str, chunk: str, fact: str, other: str
+) -> None:
+    answer = best(use, question, chunk)
+    assert any(fact in s for s in answer)
+    assert not any(other in s for s in answer)
+
+
+def test_a_list_item_counts_the_words_of_its_lead_in(use: MultilingualUSE) -> None:
+    chunk = (
+        "Tracker: a hidden GPS module. After two years its connection costs £3 a month.\n\n"
+        "Theft cover, for bikes bought in the last 3 months:\n"
+        "- Costs £9 a month for bikes up to £2,000.\n"
+        "- The excess is £100 per claim."
+    )
+    answer = best(use, "how much is theft cover a month?", chunk)
+    assert "Costs £9 a month for bikes up to £2,000." in answer
+    assert not any("£3" in s for s in answer)
+
+
+def test_a_chinese_question_picks_the_chinese_sentence_with_the_fact(use: MultilingualUSE) -> None:
+    # The question's frame and particles ("大概要多久能好", "的", "了") say what it asks, not what it
+    # is about; the duration of the transfer answers it, not the 48 hours of the code.
+    chunk = (
+        "携号转网需要先发送短信获取授权码，授权码有效期为 48 小时。\n"
+        "提交申请后，号码一般在 24 小时内完成转网，期间可能有短暂的停机。\n"
+        "转网成功后，原号码的套餐会自动取消。"
+    )
+    answer = best(use, "我的号码转网大概要多久能好了", chunk)
+    assert answer == ("提交申请后，号码一般在 24 小时内完成转网，期间可能有短暂的停机。",)
+
+
+def test_a_table_header_of_short_words_is_not_taken_for_a_menu() -> None:
+    # Chunking drops navigation lines: a header row like "| Plan | Data | Price |" looks like a
+    # menu "Home | Shop | Help" but has rows under it, and the rows need it.
+    page = (
+        "Home | Shop | Help | Contact\n\n"
+        "| 套餐 | 通用流量 | 月费 |\n|---|---|---|\n| 轻享 39 | 30GB | 39 元 |\n\n"
+        "Prices include VAT.\n\nAbout | Careers | Press | Sitemap"
+    )
+    kept = drop_navigation(page)
+    assert "| 套餐 | 通用流量 | 月费 |" in kept and "|---|---|---|" in kept
+    assert "Home | Shop" not in kept and "Careers" not in kept
+    assert split_sentences(kept) == ["套餐: 轻享 39, 通用流量: 30GB, 月费: 39 元", "Prices include VAT."]
+
+
+def test_no_answer_carries_a_breadcrumb_or_raw_markdown(use: MultilingualUSE) -> None:
+    chunk = (
+        "Home / Help / Delivery\n\n"
+        "## Delivery times\n\n"
+        "Orders placed before **2 pm** leave the _same day_. See [our courier](https://x.example) "
+        "for tracking.\n\n"
+        "| Zone | Price |\n|---|---|\n| **Local** | `£3` |\n\n"
+        "> Parcels over 20 kg go by freight.\n\n"
+        "Was this article helpful? Yes | No"
+    )
+    for question in ("when do orders leave?", "how much is local delivery?", "how are heavy parcels sent?"):
+        answer = highlight(question, use.embed([question])[0], [chunk], use, max_sentences=3)[0].sentences
+        assert answer
+        marks = ("**", "](", "`", "##", "> ", "Home /", "helpful", "|")
+        for sentence in answer:
+            assert not any(mark in sentence for mark in marks), sentence
+
+
+def test_an_address_or_number_question_picks_the_sentence_with_it(use: MultilingualUSE) -> None:
+    chunk = (
+        "The hub settings page shows the Wi-Fi name and password, the devices connected to the hub "
+        "with their address, the firmware version and the light colours, and lets you change the "
+        "Wi-Fi name, the password and the channel.\n"
+        "Type 192.168.1.1 into a browser on a device connected to it.\n\n"
+        "Service problems in your area: text STATUS to 6060 for a free reply with the latest news. "
+        "We also post planned work on our status page a week ahead."
+    )
+    assert any("192.168.1.1" in s for s in best(use, "what's the ip address of the hub settings page", chunk))
+    assert any("6060" in s for s in best(use, "what number do i text for service problems in my area", chunk))
