@@ -64,6 +64,12 @@ class SendQueue:
             if done is not None and not done.done():
                 done.set_result(None)
 
+    def abandon(self) -> None:
+        """The socket is gone: drop what is queued and let every ``join`` return."""
+        self._items = None
+        self._unfinished = 1
+        self.task_done()
+
     async def join(self) -> None:
         """Until every frame put so far has been sent (``task_done`` for each)."""
         if self._unfinished <= 0:

@@ -123,7 +123,13 @@ class Session:
         q = conn.queue
         send = self.socket.send_text
         while not q.empty():
-            await send(q.get_nowait())
+            try:
+                await send(q.get_nowait())
+            except Exception:  # broad: whatever the transport raises, the socket is gone
+                conn.overflowed = True  # nothing more is queued (each frame would start a writer)
+                q.abandon()
+                log.debug("session %s: send failed; the socket is gone", self.id, exc_info=True)
+                return
             q.task_done()
             if conn.backed_up():
                 # uWS would drop what it cannot hold: wait until the reader takes some (the queue

@@ -167,3 +167,36 @@ async def test_a_frame_live_before_the_catch_up_after_a_bus_outage_does_not_hide
             conn.offer(data, topic)
         given = [frame_seq(d) for d in uws.given.get("a", [])] + [frame_seq(d) for d in _queued(conn)]
         assert given == list(range(1, 10)), (type(fanout).__name__, given)
+
+
+async def test_the_send_queue_allocates_nothing_while_empty_and_join_waits_for_every_frame() -> None:
+    import asyncio
+
+    from server.fanout import SendQueue
+
+    woken: list[int] = []
+    q = SendQueue(2)
+    q.on_put = lambda: woken.append(q.qsize())
+    assert q.empty() and q._items is None
+    await q.join()  # nothing put: returns at once
+    q.put_nowait("a")
+    q.put_nowait("b")
+    try:
+        q.put_nowait("c")
+        raise AssertionError("a full queue must refuse")
+    except asyncio.QueueFull:
+        pass
+    assert woken == [1, 2]
+    joined = asyncio.ensure_future(q.join())
+    assert q.get_nowait() == "a"
+    q.task_done()
+    await asyncio.sleep(0)
+    assert not joined.done()
+    assert q.get_nowait() == "b" and q._items is None
+    q.task_done()
+    await asyncio.wait_for(joined, 1)
+    q.put_nowait("d")
+    gone = asyncio.ensure_future(q.join())
+    q.abandon()  # the socket died: nobody waits forever
+    await asyncio.wait_for(gone, 1)
+    assert q.empty()
