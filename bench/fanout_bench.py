@@ -66,6 +66,10 @@ def table(results: dict[str, Any]) -> str:
     row("  its p99 (ms)", lambda r: ((chat_report.fan_best(r.get("fanout")) or {}).get("latency") or {})
         .get("p99_ms"), "≤ 50 ms", 1)
     row("  server CPU in that step", step_get("server_cpu"), "(one core = 1.0)", 2)
+    row("fan-out peak deliveries/s (any p99)", lambda r: (chat_report.fan_peak(r.get("fanout")) or {})
+        .get("deliveries_per_s"), "(for a loaded machine)", ratio=True)
+    row("  its p99 (ms)", lambda r: ((chat_report.fan_peak(r.get("fanout")) or {}).get("latency") or {})
+        .get("p99_ms"), "", 1)
     row("one-to-one p50 (ms)", lambda r: ((r.get("one2one") or {}).get("latency") or {}).get("p50_ms"),
         chat_report.TARGETS["o2o_p50"], 2)
     row("one-to-one p99 (ms)", lambda r: ((r.get("one2one") or {}).get("latency") or {}).get("p99_ms"),
