@@ -288,7 +288,7 @@ def _within_bound(resumes: list[float]) -> float:
     return sum(t <= RESUME_BOUND_S for t in resumes) / len(resumes)
 
 
-@pytest.mark.timeout(int(CHAOS_S) + 120 * CHAOS_KILLS + 120)
+@pytest.mark.timeout(int(CHAOS_S) + 300 * CHAOS_KILLS + 300)  # a bound for a hang, on a loaded machine
 async def test_a_node_killed_again_and_again_loses_duplicates_and_reorders_nothing(cluster: Cluster) -> None:
     t = await _traffic(cluster)
     t.start()
@@ -310,7 +310,7 @@ async def test_a_node_killed_again_and_again_loses_duplicates_and_reorders_nothi
     assert _within_bound(resumes) >= 0.95, (sorted(resumes), [d.attempts for d in t.devices])
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(600)
 async def test_redis_killed_and_restarted_empty_loses_duplicates_and_reorders_nothing(cluster: Cluster) -> None:
     """Both nodes lose the bus; sends are still acknowledged; after Redis returns (empty: no
     subscription survives) each node resubscribes and catches its sockets up, unasked: at least
