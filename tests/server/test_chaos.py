@@ -12,8 +12,8 @@ the database: 0 lost (acknowledged but never received by a member), 0 duplicated
 and at least 95% of the resumes served within 5 s of the device losing its socket (a count of
 the clients' own measurements, not a timing of the test).
 
-Bounded by default (three kills per server, ``PARLEY_CHAOS_KILLS``); the long form of QUALITY.md
-is ``PARLEY_CHAOS_SECONDS=300 PARLEY_CHAOS_KILL_EVERY_S=20 pytest -m chaos`` (kills go on until
+Bounded by default (three kills per server, ``CHAOS_KILLS``); the long form of QUALITY.md
+is ``CHAOS_SECONDS=300 CHAOS_KILL_EVERY_S=20 pytest -m chaos`` (kills go on until
 both bounds are reached)."""
 
 import asyncio
@@ -40,12 +40,12 @@ pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.redis, pytest
               pytest.mark.filterwarnings("ignore::DeprecationWarning:server")]
 
 # Kills go on until both bounds are reached (a restart takes 10-40 s on a loaded machine).
-CHAOS_KILLS = int(os.environ.get("PARLEY_CHAOS_KILLS", "3"))
-CHAOS_S = float(os.environ.get("PARLEY_CHAOS_SECONDS", "0"))
+CHAOS_KILLS = int(os.environ.get("CHAOS_KILLS", "3"))
+CHAOS_S = float(os.environ.get("CHAOS_SECONDS", "0"))
 # A node is killed this long after the previous victim is serving again.
-KILL_EVERY_S = float(os.environ.get("PARLEY_CHAOS_KILL_EVERY_S", "3"))
-REDIS_DOWN_S = float(os.environ.get("PARLEY_CHAOS_REDIS_DOWN_S", "3"))
-USERS = int(os.environ.get("PARLEY_CHAOS_USERS", "6"))
+KILL_EVERY_S = float(os.environ.get("CHAOS_KILL_EVERY_S", "3"))
+REDIS_DOWN_S = float(os.environ.get("CHAOS_REDIS_DOWN_S", "3"))
+USERS = int(os.environ.get("CHAOS_USERS", "6"))
 SEND_PERIOD_S = 0.03
 RESUME_BOUND_S = 5.0
 _GONE = (OSError, TimeoutError, ConnectionError, websockets.ConnectionClosed, websockets.InvalidHandshake)
