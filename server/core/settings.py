@@ -322,5 +322,11 @@ class Settings(BaseSettings):
         return max(self.max_transport_frame_bytes or 2 * self.max_frame_bytes, self.max_frame_bytes)
 
     @property
+    def ws_slow_reader_bytes(self) -> int:
+        """What uWS may hold unsent for one socket before the app ends it as a slow consumer:
+        below uWS's own limit by room for a few more frames, and for the error and bye frames."""
+        return max(self.ws_max_backpressure_bytes - 4 * self.transport_frame_bytes, self.ws_max_backpressure_bytes // 2)
+
+    @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url().startswith("sqlite")

@@ -3,6 +3,6 @@ local delivery to this node's sockets (Python queues or socketify's native uWS t
 database stays the source of truth; this is only an accelerator."""
 
 from server.fanout.bus import Bus, MemoryBus, RedisBus
-from server.fanout.local import Connection, LocalFanout, NativeFanout, PythonFanout
+from server.fanout.local import Connection, LocalFanout, NativeFanout, PythonFanout, SendQueue
 
-__all__ = ["Bus", "Connection", "LocalFanout", "MemoryBus", "NativeFanout", "PythonFanout", "RedisBus"]
+__all__ = ["Bus", "Connection", "LocalFanout", "MemoryBus", "NativeFanout", "PythonFanout", "RedisBus", "SendQueue"]

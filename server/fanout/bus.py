@@ -130,7 +130,9 @@ class RedisBus(Bus):
 
     async def _recover(self) -> None:
         """Wait for Redis to answer again, resubscribe, then let every node's sockets catch up
-        from the database on what was published while it was gone."""
+        from the database on what was published while it was gone (their conversation topics
+        frozen meanwhile: ``ResumeState.freeze``)."""
+        await self.local.freeze_all()
         while True:
             await asyncio.sleep(self._retry_s)
             if not await self.healthy():
@@ -149,6 +151,8 @@ class RedisBus(Bus):
     async def subscribe(self, conn: Connection, topic: str) -> None:
         if await self.local.add(conn, topic):
             await self._want(topic)
+        if self.degraded:
+            await self.local.freeze(conn, topic)  # followed during the outage: caught up after it too
 
     async def listen(self, topic: str, listener: Listener) -> None:
         await super().listen(topic, listener)

@@ -5,12 +5,78 @@ C++ fan-out never enters Python."""
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server.core.wire import frame_seq
+from server.core.wire import conversation_of, frame_seq
 
-__all__ = ["Connection", "LocalFanout", "NativeFanout", "PythonFanout", "ResumeState", "frame_seq"]
+__all__ = ["Connection", "LocalFanout", "NativeFanout", "PythonFanout", "ResumeState", "SendQueue", "frame_seq"]
+
+
+class SendQueue:
+    """A connection's bounded queue of frames to send, as much of ``asyncio.Queue`` as the
+    gateway uses (``put_nowait``, ``get_nowait``, ``task_done``, ``join``), with nothing allocated
+    while it is empty: an idle socket holds two words here instead of four deques and an Event
+    (about 3 KiB). Its reader is a writer task started when a frame arrives (``on_put``) that ends
+    once the queue is drained, so an idle socket holds no task either."""
+
+    __slots__ = ("_done", "_items", "_unfinished", "maxsize", "on_put")
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: deque[str] | None = None
+        self._unfinished = 0
+        self._done: asyncio.Future[None] | None = None
+        self.on_put: Callable[[], None] | None = None
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items else 0
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, data: str) -> None:
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        elif 0 < self.maxsize <= len(items):
+            raise asyncio.QueueFull
+        items.append(data)
+        self._unfinished += 1
+        if self.on_put is not None:
+            self.on_put()
+
+    def get_nowait(self) -> str:
+        items = self._items
+        if not items:
+            raise asyncio.QueueEmpty
+        data = items.popleft()
+        if not items:
+            self._items = None
+        return data
+
+    def task_done(self) -> None:
+        self._unfinished -= 1
+        if self._unfinished <= 0:
+            self._unfinished = 0
+            done, self._done = self._done, None
+            if done is not None and not done.done():
+                done.set_result(None)
+
+    def abandon(self) -> None:
+        """The socket is gone: drop what is queued and let every ``join`` return."""
+        self._items = None
+        self._unfinished = 1
+        self.task_done()
+
+    async def join(self) -> None:
+        """Until every frame put so far has been sent (``task_done`` for each)."""
+        if self._unfinished <= 0:
+            return
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._done)
 
 
 class ResumeState:
@@ -19,14 +85,22 @@ class ResumeState:
 
     - while a replay runs, live frames of its topic are *held* and let through after it;
     - the *floor* is the last seq a replay sent: live copies at or below it are dropped;
-    - *seen* is the highest seq the socket was given: where a catch-up starts."""
+    - *seen* is the highest seq the socket was given: where a catch-up starts;
+    - while the bus is lost (Redis down), the socket's conversation topics are *frozen*: held
+      like during a replay, from the loss until the catch-up that follows the bus's return.
+      Otherwise the first live frame after the return (seq 21, say) would move *seen* past
+      what the outage swallowed (16..20), and the catch-up starting at *seen* would skip it.
 
-    __slots__ = ("_floor", "_held", "_seen", "held_max")
+    Holds nest (a replay inside a freeze): frames are let through when the last one ends."""
+
+    __slots__ = ("_floor", "_frozen", "_held", "_holds", "_seen", "held_max")
 
     def __init__(self, held_max: int) -> None:
         self._held: dict[str, list[str]] = {}
+        self._holds: dict[str, int] = {}
         self._floor: dict[str, int] = {}
         self._seen: dict[str, int] = {}
+        self._frozen: set[str] | None = None
         self.held_max = held_max
 
     def start_at(self, topic: str, seq: int) -> None:
@@ -49,15 +123,36 @@ class ResumeState:
 
     def hold(self, topic: str) -> None:
         """A replay of ``topic`` begins: live frames wait."""
-        self._held[topic] = []
+        self._held.setdefault(topic, [])
+        self._holds[topic] = self._holds.get(topic, 0) + 1
 
     def release(self, topic: str, replayed_to: int) -> list[str]:
-        """The replay sent everything up to ``replayed_to``: the held frames, to offer again."""
-        held = self._held.pop(topic, [])
+        """The replay sent everything up to ``replayed_to``: the held frames, to offer again
+        (none while another hold of the topic goes on)."""
         self._floor[topic] = max(self._floor.get(topic, 0), replayed_to)
         if replayed_to > self._seen.get(topic, 0):
             self._seen[topic] = replayed_to
-        return held
+        left = self._holds.get(topic, 0) - 1
+        if left > 0:
+            self._holds[topic] = left
+            return []
+        self._holds.pop(topic, None)
+        return self._held.pop(topic, [])
+
+    def freeze(self, topic: str) -> None:
+        """The bus is lost: hold ``topic`` until ``thaw`` (once per outage)."""
+        if self._frozen is None:
+            self._frozen = set()
+        if topic not in self._frozen:
+            self._frozen.add(topic)
+            self.hold(topic)
+
+    def thaw(self, topic: str) -> list[str]:
+        """The catch-up after the bus's return is done: the held frames, to offer again."""
+        if not self._frozen or topic not in self._frozen:
+            return []
+        self._frozen.discard(topic)
+        return self.release(topic, 0)
 
     def admit(self, topic: str, data: str) -> bool:
         """Whether a live frame goes to the socket now (False: held, or already replayed)."""
@@ -94,7 +189,7 @@ class Connection:
     ) -> None:
         self.id = conn_id
         self.key = key  # (tenant_id, role, principal id)
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=queue_max)
+        self.queue = SendQueue(queue_max)
         self.topics: set[str] = set()
         self.native_send = native_send
         self.on_overflow = on_overflow
@@ -149,8 +244,20 @@ class LocalFanout(ABC):
         conn.topics.add(topic)
         return first
 
+    async def freeze(self, conn: Connection, topic: str) -> None:
+        """The bus is lost: ``conn``'s live frames of a conversation topic wait for the catch-up
+        (``ResumeState.freeze``); other topics have no catch-up and go on."""
+        if conversation_of(topic) is not None:
+            conn.resume.freeze(topic)
+
+    async def freeze_all(self) -> None:
+        for topic, members in list(self.topics.items()):
+            for conn in list(members):
+                await self.freeze(conn, topic)
+
     async def remove(self, conn: Connection, topic: str) -> bool:
         """Returns True when this node has no subscriber of ``topic`` left."""
+        conn.resume.thaw(topic)
         conn.topics.discard(topic)
         members = self.topics.get(topic)
         if members is None:
@@ -189,85 +296,139 @@ class NativeFanout(LocalFanout):
     first live frame that finds its queue drained and no replay running: the subscribe and the
     publish happen in that same loop step (socketify's ``send`` calls uWS synchronously), so no
     frame can overtake one queued before it. A catch-up takes the topic back to the Python path
-    (``to_python``)."""
+    (``to_python``).
+
+    Each topic keeps its members in two sets, the queued ones and the uWS ones, so a frame
+    costs Python work only for the sockets still on their queue: one publish reaches every uWS
+    subscriber, whatever their number. How much uWS holds for each of them is read once per
+    ``check_bytes`` published on this node (every publish with 0): no socket can grow more than
+    that between two looks, so one is ended (``on_overflow``) before uWS's own limit if
+    ``check_bytes`` is below the room between ``Connection.buffer_limit`` and that limit."""
 
     native = True
 
-    def __init__(self) -> None:
+    def __init__(self, *, check_bytes: int = 0) -> None:
         super().__init__()
         # The highest seq published natively on each topic: what every uWS subscriber was given.
         self.published: dict[str, int] = {}
+        self.queued: dict[str, set[Connection]] = {}
+        self.subscribed: dict[str, set[Connection]] = {}
+        self.check_bytes = check_bytes
+        self._unchecked = 0
+        self._touched: set[str] = set()
 
     async def add(self, conn: Connection, topic: str) -> bool:
+        # A topic the socket already follows stays where it is: marking a uWS topic "queued"
+        # again would hand its frames to both paths.
+        new = topic not in conn.topics
         first = await super().add(conn, topic)
-        if conn.native_send is not None and topic not in conn.python_topics:
-            conn.python_topics.add(topic)
+        if new:
+            if conn.native_send is not None:
+                conn.python_topics.add(topic)
+            self.queued.setdefault(topic, set()).add(conn)
         return first
 
     async def remove(self, conn: Connection, topic: str) -> bool:
         emptied = await super().remove(conn, topic)
+        _discard(self.queued, topic, conn)
         if conn.native_send is not None:
-            was_python = topic in conn.python_topics
             conn.python_topics.discard(topic)
-            if not was_python:
+            if _discard(self.subscribed, topic, conn):
                 # The socket may already be gone; its membership is dropped either way.
                 with contextlib.suppress(Exception):  # broad: the socket may already be gone
                     await conn.native_send({"type": "websocket.unsubscribe", "topic": topic})
+        if emptied:
+            self.published.pop(topic, None)
         return emptied
+
+    async def _unsubscribe(self, conn: Connection, topic: str) -> None:
+        """``topic`` of ``conn`` goes back from uWS to its queue."""
+        _discard(self.subscribed, topic, conn)
+        self.queued.setdefault(topic, set()).add(conn)
+        conn.python_topics.add(topic)
+        conn.resume.advance(topic, self.published.get(topic, 0))
+        with contextlib.suppress(Exception):  # broad: the socket may already be gone
+            await conn.native_send({"type": "websocket.unsubscribe", "topic": topic})  # type: ignore[misc]
+
+    async def freeze(self, conn: Connection, topic: str) -> None:
+        if (conversation_of(topic) is not None and conn.native_send is not None and topic in conn.topics
+                and topic not in conn.python_topics):
+            await self._unsubscribe(conn, topic)  # a held frame must not be overtaken by uWS
+        await super().freeze(conn, topic)
 
     async def to_python(self, conn: Connection, topic: str) -> int | None:
         """Take ``topic`` of ``conn`` back from uWS to the Python path; returns the last seq the
         socket was given (where a catch-up starts)."""
-        if conn.native_send is None or topic not in conn.topics:
-            return conn.resume.seen(topic)
-        if topic not in conn.python_topics:
-            conn.python_topics.add(topic)
-            conn.resume.advance(topic, self.published.get(topic, 0))
-            with contextlib.suppress(Exception):  # broad: the socket may already be gone
-                await conn.native_send({"type": "websocket.unsubscribe", "topic": topic})
+        if conn.native_send is not None and topic in conn.topics and topic not in conn.python_topics:
+            await self._unsubscribe(conn, topic)
         return conn.resume.seen(topic)
 
     async def detach(self, conn: Connection) -> None:
         """Nothing more reaches ``conn`` from uWS topics (it is being closed)."""
+        if conn.native_send is None:
+            return
         for topic in list(conn.topics):
             if topic not in conn.python_topics:
-                conn.python_topics.add(topic)
-                with contextlib.suppress(Exception):  # broad: the socket may already be gone
-                    await conn.native_send({"type": "websocket.unsubscribe", "topic": topic})  # type: ignore[misc]
+                await self._unsubscribe(conn, topic)
 
     async def deliver(self, topic: str, data: str) -> int:
         members = self.topics.get(topic)
         if not members:
             return 0
         seq = frame_seq(data)
-        publisher: Connection | None = None
-        native: list[Connection] = []
-        for conn in tuple(members):
-            if conn.native_send is None:
-                conn.offer(data, topic)
-                continue
-            if topic in conn.python_topics:
-                if not conn.ready_for_native(topic, seq):
+        queued = self.queued.get(topic)
+        if queued:
+            for conn in tuple(queued):
+                if conn.native_send is None or not conn.ready_for_native(topic, seq):
                     conn.offer(data, topic)
                     continue
                 # No await that could suspend from here to the publish below: socketify's send
                 # runs uWS's subscribe and publish synchronously.
+                queued.discard(conn)
                 conn.python_topics.discard(topic)
                 conn.resume.admit(topic, data)
                 await conn.native_send({"type": "websocket.subscribe", "topic": topic})
-            native.append(conn)
-            publisher = conn
-        if publisher is None or publisher.native_send is None:
+                self.subscribed.setdefault(topic, set()).add(conn)
+            if not queued:
+                del self.queued[topic]
+        subscribed = self.subscribed.get(topic)
+        if not subscribed:
             return len(members)
         if seq is not None and seq > self.published.get(topic, 0):
             self.published[topic] = seq
         # Any live socket of this process can publish; uWS delivers to every subscriber.
-        await publisher.native_send({"type": "websocket.publish", "topic": topic, "text": data})
-        # A reader falling behind is ended by the app (told slow_consumer, then bye) before uWS's
-        # own backpressure limit would close it without a word.
-        for conn in native:
-            if not conn.overflowed and conn.backed_up():
-                conn.overflowed = True
-                if conn.on_overflow is not None:
-                    conn.on_overflow(conn)
+        publisher = next(iter(subscribed))
+        await publisher.native_send({"type": "websocket.publish", "topic": topic, "text": data})  # type: ignore[misc]
+        await self._watch(topic, len(data))
         return len(members)
+
+    async def _watch(self, topic: str, nbytes: int) -> None:
+        """A reader falling behind is ended by the app (told slow_consumer, then bye) before
+        uWS's own backpressure limit would close it without a word."""
+        self._touched.add(topic)
+        self._unchecked += nbytes
+        if self._unchecked < self.check_bytes:
+            return
+        self._unchecked = 0
+        touched, self._touched = self._touched, set()
+        for t in touched:
+            for conn in tuple(self.subscribed.get(t, ())):
+                if not conn.overflowed and conn.backed_up():
+                    conn.overflowed = True
+                    # Nothing more from uWS from this very step (the session ends it later).
+                    for own in list(conn.topics):
+                        if own not in conn.python_topics:
+                            await self._unsubscribe(conn, own)
+                    if conn.on_overflow is not None:
+                        conn.on_overflow(conn)
+
+
+def _discard(index: dict[str, set[Connection]], topic: str, conn: Connection) -> bool:
+    """Drop ``conn`` from ``index[topic]`` (and the topic once empty); whether it was there."""
+    members = index.get(topic)
+    if members is None or conn not in members:
+        return False
+    members.discard(conn)
+    if not members:
+        del index[topic]
+    return True

@@ -18,7 +18,10 @@ __all__ = ["FanoutPlugin"]
 
 class FanoutPlugin(InitPluginProtocol):
     def __init__(self, settings: Settings, *, native: bool) -> None:
-        local: LocalFanout = NativeFanout() if native else PythonFanout()
+        # What uWS holds for a reader is looked at every quarter of the room left above the
+        # gateway's slow-reader limit (Settings.ws_slow_reader_bytes) before uWS's own.
+        room = settings.ws_max_backpressure_bytes - settings.ws_slow_reader_bytes
+        local: LocalFanout = NativeFanout(check_bytes=max(0, room // 4)) if native else PythonFanout()
         self.bus: Bus = RedisBus.from_settings(local, settings) if settings.redis_url else MemoryBus(local)
 
     @asynccontextmanager

@@ -68,7 +68,26 @@ class _Closing(Exception):
     """Raised inside a session to end it after its error/bye frames went out."""
 
 
+class _Flag:
+    """A set-once flag (an ``asyncio.Event`` nobody waits on would hold a deque per socket)."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 class Session:
+    # Slots: ten thousand idle sessions each hold only what they need (no per-instance dict).
+    __slots__ = ("_follow_later", "announced", "bucket", "closed", "conn", "gw", "id", "killing", "native",
+                 "principal", "resumed", "socket", "task", "writer")
+
     def __init__(self, gw: "Gateway", socket: WebSocket[Any, Any, Any], native: bool) -> None:
         self.gw = gw
         self.socket = socket
@@ -77,7 +96,7 @@ class Session:
         self.conn: Connection | None = None
         self.native = native
         self.writer: asyncio.Task[None] | None = None
-        self.closed = asyncio.Event()
+        self.closed = _Flag()
         self.bucket = TokenBucket(gw.settings.rate_per_connection, gw.settings.burst_per_connection)
         self.killing = False
         self.task: asyncio.Task[Any] | None = None
@@ -97,16 +116,26 @@ class Session:
         with contextlib.suppress(Exception):  # broad: the peer may be gone in any way; the session ends regardless
             await asyncio.wait_for(self.socket.send_text(json.dumps(frame)), self.gw.settings.goodbye_send_timeout_s)
 
+    def _wake_writer(self) -> None:
+        """A frame was queued: make sure a writer runs (one at a time, so frames keep their order)."""
+        writer = self.writer
+        if (writer is None or writer.done()) and not self.closed.is_set():
+            self.writer = asyncio.get_running_loop().create_task(self._write_loop())
+
     async def _write_loop(self) -> None:
+        """Send what is queued, in order, then end: an idle socket holds no writer task."""
         conn = self.conn
         assert conn is not None
         q = conn.queue
         send = self.socket.send_text
-        while True:
-            data = await q.get()
-            if data is None:
+        while not q.empty():
+            try:
+                await send(q.get_nowait())
+            except Exception:  # broad: whatever the transport raises, the socket is gone
+                conn.overflowed = True  # nothing more is queued (each frame would start a writer)
+                q.abandon()
+                log.debug("session %s: send failed; the socket is gone", self.id, exc_info=True)
                 return
-            await send(data)
             q.task_done()
             if conn.backed_up():
                 # uWS would drop what it cannot hold: wait until the reader takes some (the queue
@@ -170,6 +199,8 @@ class Session:
     async def fatal(self, code: str, detail: str, *, reconnect: bool = False, ref: str | None = None,
                     retry_after_ms: int | None = None) -> None:
         self.gw.metrics.errors.labels(code).inc()
+        if self.conn is not None:
+            self.conn.queue.on_put = None  # no writer races the frames below
         if self.writer is not None:
             self.writer.cancel()
         frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail, "fatal": True}
@@ -230,8 +261,8 @@ class Session:
             buffered = _buffered_amount(self.socket) if self.native else None
             self.conn = Connection(self.id, key, queue_max=s.send_queue_max, on_overflow=self.on_overflow,
                                    native_send=self.socket.send if self.native else None,  # type: ignore[arg-type]
-                                   buffered=buffered, buffer_limit=_buffer_limit(s))
-            self.writer = asyncio.create_task(self._write_loop())
+                                   buffered=buffered, buffer_limit=s.ws_slow_reader_bytes)
+            self.conn.queue.on_put = self._wake_writer
             self.gw.register(self)
             self.push({"type": "welcome", "connection_id": self.id,
                        "me": {"id": p.id, "role": p.role, "name": p.name},
@@ -363,10 +394,11 @@ class Session:
         last = await self.resync(cid, topic, after_seq)
         self.push({"type": "subscribed", "conversation_id": cid, "last_seq": last, **({"ref": ref} if ref else {})})
 
-    async def resync(self, cid: str, topic: str, after_seq: int) -> int:
+    async def resync(self, cid: str, topic: str, after_seq: int, *, thaw: bool = False) -> int:
         """Replay ``seq > after_seq`` from the database while live frames for the topic wait,
         then let through only what the replay did not send: no gap, no duplicate, no reordering.
-        Live copies of replayed messages that are published later are dropped by the floor."""
+        Live copies of replayed messages that are published later are dropped by the floor.
+        ``thaw``: the catch-up after the bus's return, which ends the topic's freeze."""
         conn = self.conn
         assert conn is not None
         conn.resume.hold(topic)
@@ -376,6 +408,8 @@ class Session:
             last = await self._replay(cid, after_seq)
         finally:
             held = conn.resume.release(topic, last)
+            if thaw:
+                held += conn.resume.thaw(topic)
         for data in held:
             conn.offer(data, topic)
         return last
@@ -576,12 +610,6 @@ def _buffered_amount(socket: WebSocket[Any, Any, Any]) -> Callable[[], int] | No
     return found if callable(found) else None
 
 
-def _buffer_limit(s: Settings) -> int:
-    """What uWS may hold unsent for one socket before the app ends it as a slow consumer: below
-    uWS's own limit by room for a few more frames, and for the error and bye frames."""
-    return max(s.ws_max_backpressure_bytes - 4 * s.transport_frame_bytes, s.ws_max_backpressure_bytes // 2)
-
-
 def message_created(m: Message) -> str:
     return iso(m.created_at)
 
@@ -718,9 +746,11 @@ class Gateway:
                 # moves to uWS again once it is over).
                 seen = await to_python(conn, topic) if to_python is not None else conn.resume.seen(topic)
                 if seen is None:
+                    for data in conn.resume.thaw(topic):
+                        conn.offer(data, topic)
                     continue
                 try:
-                    await sess.resync(cid, topic, seen)
+                    await sess.resync(cid, topic, seen, thaw=True)
                 except Exception:  # broad: one socket's catch-up failing must not skip the others
                     log.exception("catch-up of %s failed on session %s", topic, sess.id)
 

@@ -346,8 +346,12 @@ class Member:
         ws = await websockets.connect(self.ws_url, max_size=2**22, ping_interval=None, open_timeout=timeout,
                                       close_timeout=2)
         resume = dict(self.cursors)
-        await ws.send(json.dumps({"type": "hello", "token": self.token, "resume": resume}))
-        first = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        try:
+            await ws.send(json.dumps({"type": "hello", "token": self.token, "resume": resume}))
+            first = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        except BaseException:
+            await ws.close()  # a node that dies or stalls before its welcome: no socket left open
+            raise
         if first.get("type") != "welcome":
             await ws.close()
             return dict(first)
@@ -438,9 +442,13 @@ class Pipe:
     @classmethod
     async def open(cls, ws_url: str, token: str, history: History | None = None, name: str = "pipe") -> "Pipe":
         ws = await websockets.connect(ws_url, max_size=2**22, ping_interval=None, open_timeout=10, close_timeout=2)
-        await ws.send(json.dumps({"type": "hello", "token": token}))
-        welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        assert welcome["type"] == "welcome", welcome
+        try:
+            await ws.send(json.dumps({"type": "hello", "token": token}))
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert welcome["type"] == "welcome", welcome
+        except BaseException:
+            await ws.close()  # a node that dies or stalls before its welcome: no socket left open
+            raise
         return cls(ws, history, name)
 
     async def _read(self) -> None:
@@ -483,8 +491,12 @@ class Pipe:
         self.waiters[key] = fut
         if self.history is not None and log:
             self.history.send(self.name, conversation_id, client_msg_id, text)
-        await self.ws.send(json.dumps({"type": "send", "conversation_id": conversation_id,
-                                       "client_msg_id": client_msg_id, "text": text}))
+        try:
+            await self.ws.send(json.dumps({"type": "send", "conversation_id": conversation_id,
+                                           "client_msg_id": client_msg_id, "text": text}))
+        except BaseException:
+            self.waiters.pop(key, None)  # nobody will wait for it (its ConnectionError would go unread)
+            raise
         reply = await asyncio.wait_for(fut, timeout)
         if self.history is not None and log:
             if reply["type"] == "ack":

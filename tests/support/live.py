@@ -94,7 +94,7 @@ class LiveServer(RestHelpers):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=2.0).status_code == 200:  # slow on a loaded machine
                     return self
             except httpx.HTTPError:
                 pass
