@@ -42,13 +42,14 @@ TARGETS = {"hit5": "≥ 0.95", "answer": "≥ 0.85 per language", "oos": "≥ 0.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--voltway", type=Path, default=ROOT / "knowledge" / "eval" / "voltway")
-    parser.add_argument("--kestrel", type=Path, default=None, help="a help centre not fitted on")
+    parser.add_argument("--kestrel", "--heldout", type=Path, default=None,
+                        help="a held-out help centre (Kestrel, Sunmere: a folder with docs/ and question halves)")
     parser.add_argument("--embedder", default="use", choices=["use", "minilm"])
     parser.add_argument("--calibrate", action="store_true", help="fit and print the scope model")
     parser.add_argument("--no-answers", action="store_true", help="retrieval and abstention only (fast)")
     parser.add_argument("--misses", action="store_true")
-    parser.add_argument("--kestrel-half", choices=["tune", "test"], default="tune",
-                        help="which Kestrel half to report: test is the one held-out reporting run")
+    parser.add_argument("--kestrel-half", "--half", choices=["tune", "test"], default="tune",
+                        help="which half to report: test is the one held-out reporting run")
     parser.add_argument("--write", action="store_true", help="write the tables to --out")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"default {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
@@ -68,8 +69,9 @@ def main() -> None:
         return
     sets = [("Brightbrew demo (fitted on)", "demo", demo), ("Voltway, both halves (fitted on)", "voltway", voltway)]
     if args.kestrel is not None:
-        title = {"tune": "Kestrel tuning half (never fitted on; looked at)",
-                 "test": "Kestrel test half (held out: never read, fitted or looked at)"}[args.kestrel_half]
+        name = args.kestrel.resolve().name.capitalize()
+        title = {"tune": f"{name} tuning half (never fitted on; looked at)",
+                 "test": f"{name} test half (held out: never read, fitted or looked at)"}[args.kestrel_half]
         sets.insert(0, (title, "kestrel", load_golden(args.kestrel / f"questions_{args.kestrel_half}.jsonl")))
     sections = []
     for title, kb_id, golden in sets:
