@@ -173,7 +173,7 @@ class ChatService:
         eta_per_position_s: int = 120,
         write_batch_max: int = 256,
         write_batch_wait_us: int = 0,
-        write_batches_in_flight: int = 2,
+        write_batches_in_flight: int = 4,
     ) -> None:
         self.db = db
         self.max_attachments = max_attachments

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, bindparam
+from sqlalchemy import Connection, any_, bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, StatementError
@@ -163,17 +164,33 @@ _MESSAGE_SET_HERE = frozenset({"id", "tenant_id", "conversation_id", "seq", "kin
                                "created_at"})
 _MESSAGE_OTHER_FIELDS = tuple((name, f) for name, f in Message.model_fields.items()
                               if name in _MESSAGE_COLUMNS and name not in _MESSAGE_SET_HERE)
-# Locked in id order, so that two batches (two nodes) touching the same conversations cannot deadlock.
-_LOCK_CONVERSATIONS = (
-    sa_select(_CONV, _TENANT.c.name.label("tenant_name"),
-              _TENANT.c.reopen_cooldown_s.label("tenant_reopen_cooldown_s"))
-    .join(_TENANT, _TENANT.c.id == _CONV.c.tenant_id)
-    .where(_CONV.c.id.in_(bindparam("cids", expanding=True)))
-    .order_by(_CONV.c.id)
-    .with_for_update(of=_CONV)
-)
-_EXISTING = sa_select(_MSG).where(_MSG.c.conversation_id.in_(bindparam("cids", expanding=True)),
-                                  _MSG.c.client_msg_id.in_(bindparam("cmids", expanding=True)))
+
+
+def _among(column: Any, name: str, dialect: str) -> Any:
+    """``column IN (...)``: on PostgreSQL ``= ANY(array)``, one statement text (one prepared
+    statement) whatever the batch's size; SQLite expands the list."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _lock_conversations(dialect: str) -> Any:
+    # Locked in id order, so that two batches (two nodes) touching the same conversations cannot deadlock.
+    return (sa_select(_CONV, _TENANT.c.name.label("tenant_name"),
+                      _TENANT.c.reopen_cooldown_s.label("tenant_reopen_cooldown_s"))
+            .join(_TENANT, _TENANT.c.id == _CONV.c.tenant_id)
+            .where(_among(_CONV.c.id, "cids", dialect))
+            .order_by(_CONV.c.id)
+            .with_for_update(of=_CONV))
+
+
+def _existing(dialect: str) -> Any:
+    return sa_select(_MSG).where(_among(_MSG.c.conversation_id, "cids", dialect),
+                                 _among(_MSG.c.client_msg_id, "cmids", dialect))
+
+
+_LOCK_CONVERSATIONS = {d: _lock_conversations(d) for d in ("sqlite", "postgresql")}
+_EXISTING = {d: _existing(d) for d in ("sqlite", "postgresql")}
 _FIND_ONE = sa_select(_MSG).where(_MSG.c.conversation_id == bindparam("cid"), _MSG.c.sender_kind == bindparam("skind"),
                                   _MSG.c.sender_id == bindparam("sid"), _MSG.c.client_msg_id == bindparam("cmid"))
 _BUMP = (sa_update(_CONV).where(_CONV.c.id == bindparam("cid"))
@@ -241,7 +258,7 @@ class _Locked:
 
 
 class MessageWriter:
-    def __init__(self, db: Database, *, max_batch: int = 256, max_wait_us: int = 0, in_flight: int = 2,
+    def __init__(self, db: Database, *, max_batch: int = 256, max_wait_us: int = 0, in_flight: int = 4,
                  max_attachments: int = 10, chat_push_delay_s: float = 60.0,
                  fault_hook: FaultHook | None = None) -> None:
         self.db = db
@@ -358,13 +375,15 @@ class MessageWriter:
 
     def _write(self, conn: Connection, drafts: list[Draft]) -> tuple[list[Outcome], bool]:
         batch = _Batch(now=utcnow())
+        dialect = conn.dialect.name
+        cids = list({d.conversation_id for d in drafts})
         locked = {row.id: _Locked(_conversation(row._mapping), row.tenant_name, row.tenant_reopen_cooldown_s,
                                   row.last_seq)
-                  for row in conn.execute(_LOCK_CONVERSATIONS, {"cids": list({d.conversation_id for d in drafts})})}
+                  for row in conn.execute(_LOCK_CONVERSATIONS[dialect], {"cids": cids})}
         keyed = [d for d in drafts if d.client_msg_id is not None]
         seen: dict[tuple[str, str, str, str], Message] = {}
         if keyed:
-            for row in conn.execute(_EXISTING, {"cids": list({d.conversation_id for d in keyed}),
+            for row in conn.execute(_EXISTING[dialect], {"cids": list({d.conversation_id for d in keyed}),
                                                 "cmids": list({d.client_msg_id for d in keyed})}):
                 seen[(row.conversation_id, row.sender_kind, row.sender_id, row.client_msg_id)] = _loaded(
                     Message, row._mapping)

@@ -268,7 +268,7 @@ class Settings(BaseSettings):
     write_batch_max: int = Field(default=256, ge=1, le=5000)
     write_batch_wait_us: int = Field(default=0, ge=0, le=100_000)
     # PostgreSQL: batches committing at once (SQLite has one writer: always 1).
-    write_batches_in_flight: int = Field(default=2, ge=1, le=32)
+    write_batches_in_flight: int = Field(default=4, ge=1, le=32)
     redis_socket_timeout_s: float = 5.0
     redis_connect_timeout_s: float = 2.0
     redis_op_timeout_s: float = 2.0  # one publish, (un)subscribe or health ping of the bus
