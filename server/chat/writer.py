@@ -51,7 +51,7 @@ from server.chat.lifecycle import (
 )
 from server.core.db import Database
 from server.core.models import Conversation, Message, OutboxRow, Participant, Tenant, new_id, utcnow
-from server.errors import Conflict, NotFound, ParleyError
+from server.errors import Conflict, NotFound, ParleyError, Unavailable
 
 __all__ = ["Draft", "MessageWriter", "Sender", "Written", "can_see", "conversation_event", "conversation_state",
            "push_event_row", "take_change"]
@@ -308,9 +308,11 @@ class MessageWriter:
             except _Redo:
                 outcomes = await self.db.run_in_transaction(self._write_each, batch)
         except BaseException as exc:  # whatever failed the transaction fails each of its messages
+            # (a cancelled flusher, the server stopping, must not look like a cancelled sender)
+            err = exc if isinstance(exc, Exception) else Unavailable("the server is stopping", retry_after_ms=1000)
             for d in batch:
                 if d.future is not None and not d.future.done():
-                    d.future.set_exception(exc)
+                    d.future.set_exception(err)
             if not isinstance(exc, Exception):
                 raise
             return
