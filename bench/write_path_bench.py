@@ -88,32 +88,37 @@ async def run(a: argparse.Namespace, pg: list[str]) -> dict[str, Any]:
     results: dict[str, Any] = {"loadavg_start": os.getloadavg(), "messages": a.messages}
     with tempfile.TemporaryDirectory(prefix="parley-wpb-") as d:
         results["sqlite"] = {"parley": await parley_rates(f"sqlite+aiosqlite:///{Path(d) / 'p.db'}", a.messages),
-                             "raw_sqlite3": raw_writes.sqlite_rates(Path(d), a.raw_seconds)}
+                             "raw_sqlite3": raw_writes.sqlite_rates(Path(d), a.raw_seconds),
+                             "raw_per_cpu_s": dict(raw_writes.CPU)}
     if pg:
         results["postgresql"] = {"parley": await parley_rates(bench_run.pg_url(pg[0]), a.messages),
                                  "raw_asyncpg": await raw_writes.postgresql_rates(bench_run.pg_dsn(pg[1]),
-                                                                                  a.raw_seconds)}
+                                                                                  a.raw_seconds),
+                                 "raw_per_cpu_s": dict(raw_writes.CPU)}
     results["loadavg_end"] = os.getloadavg()
     return results
 
 
 def report(results: dict[str, Any]) -> str:
     lines = [f"load average {results['loadavg_start']} → {results['loadavg_end']} (2 cores; figures are noisy "
-             "under load, the ratios less so)", ""]
+             "under load, the ratios less so; 'per CPU' compares process CPU per message, which on PostgreSQL "
+             "leaves the database server's own work out of both)", ""]
     head = f"{'database':<11} {'how':<16} {'Parley µs/msg wall':>19} {'cpu':>7} {'msg/s':>9}   " \
-           f"{'raw µs/msg':>10} {'raw msg/s':>10} {'Parley ÷ raw':>12}"
+           f"{'raw µs/msg':>10} {'cpu':>7} {'raw msg/s':>10} {'Parley ÷ raw':>12} {'per CPU':>8}"
     lines.append(head)
     for db, raw_key in (("sqlite", "raw_sqlite3"), ("postgresql", "raw_asyncpg")):
         r = results.get(db)
         if not r:
             continue
-        raw = r[raw_key]
+        raw, raw_cpu = r[raw_key], r.get("raw_per_cpu_s", {})
         pairs = (("one_at_a_time", "one_per_txn"), (f"concurrent_{CONCURRENCY}", f"batched_{raw_writes.BATCH}"))
         for mine, theirs in pairs:
             p = r["parley"][mine]
+            rc = 1e6 / raw_cpu[theirs] if raw_cpu.get(theirs) else float("nan")
             lines.append(f"{db:<11} {mine:<16} {p['us_per_message_wall']:>19.1f} {p['us_per_message_cpu']:>7.1f} "
-                         f"{p['messages_per_s']:>9,.0f}   {1e6 / raw[theirs]:>10.1f} {raw[theirs]:>10,.0f} "
-                         f"{p['messages_per_s'] / raw[theirs]:>11.0%}  (raw: {theirs})")
+                         f"{p['messages_per_s']:>9,.0f}   {1e6 / raw[theirs]:>10.1f} {rc:>7.1f} {raw[theirs]:>10,.0f} "
+                         f"{p['messages_per_s'] / raw[theirs]:>11.0%} {rc / p['us_per_message_cpu']:>8.0%}  "
+                         f"(raw: {theirs})")
         if "transactions" in r["parley"]:
             lines.append(f"{'':<11} {r['parley']['messages_written']} messages in {r['parley']['transactions']} "
                          "transactions")
