@@ -3,7 +3,8 @@ Parley on uvicorn, and a plain ``websockets`` broadcast server as the baseline.
 
 Measures fan-out to rooms of 100 through the full path (auth, persist, fan-out), one-to-one
 send → delivered latency with persistence, idle memory per connection, and messages persisted
-per second (acks after commit) on SQLite and PostgreSQL. Each server runs pinned to one core
+per second (acks after commit) on SQLite and PostgreSQL beside a raw-driver baseline (sqlite3,
+asyncpg: bench/raw_writes.py) doing the same writes in the same run. Each server runs pinned to one core
 and the picows load generator (bench/loadgen.py, its own process) to the other. Prints a table
 with ratios to the baseline and writes bench/results/chat.md, chat.json and chat.png.
 
@@ -37,19 +38,23 @@ import chat_report
 
 RESULTS = cp.ROOT / "bench" / "results"
 PG_ADMIN_DSN = os.environ.get("PARLEY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+# A cold start imports the AI and knowledge stack: slow on a loaded 2-core machine (it is reported).
+STARTUP_TIMEOUT_S = 180.0
 
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
         "fan_rooms": 10, "fan_room_size": 100, "fan_inflight": "1,4,16,64", "fan_warmup": 1.5, "fan_duration": 3.5,
         "pairs": 4, "period_ms": 150, "o2o_warmup": 1.0, "o2o_duration": 8.0,
         "idle_conns": 5000, "idle_warm": 100, "idle_users": 50,
-        "persist_senders": 8, "persist_window": 4, "persist_warmup": 1.5, "persist_duration": 5.0,
+        "persist_senders": 16, "persist_window": 8, "persist_warmup": 1.5, "persist_duration": 5.0,
+        "raw_seconds": 3.0,
     },
     "quick": {
         "fan_rooms": 2, "fan_room_size": 20, "fan_inflight": "1,4", "fan_warmup": 0.5, "fan_duration": 1.5,
         "pairs": 3, "period_ms": 50, "o2o_warmup": 0.5, "o2o_duration": 1.5,
         "idle_conns": 200, "idle_warm": 20, "idle_users": 4,
-        "persist_senders": 4, "persist_window": 2, "persist_warmup": 0.5, "persist_duration": 1.5,
+        "persist_senders": 8, "persist_window": 4, "persist_warmup": 0.5, "persist_duration": 1.5,
+        "raw_seconds": 1.0,
     },
 }
 
@@ -190,6 +195,20 @@ def persist(srv: cp.Server, z: dict[str, Any], load_core: int | None) -> dict[st
                                         "--duration", str(z["persist_duration"])], load_core, timeout=180)
 
 
+def raw_writes(database: str, server_core: int | None, seconds: float, folder: Path,
+               dsn: str | None = None) -> dict[str, Any]:
+    """The raw-driver baseline (bench/raw_writes.py) pinned to the server's core, in its own process."""
+    cmd = [*cp.pinned(server_core), cp.PY, str(cp.ROOT / "bench" / "raw_writes.py"), database,
+           "--seconds", str(seconds), "--folder", str(folder)]
+    if dsn is not None:
+        cmd += ["--dsn", dsn]
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(cmd, cwd=cp.ROOT, capture_output=True, text=True, timeout=60 + 4 * seconds, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"raw_writes {database} exited {proc.returncode}: {proc.stderr[-1500:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
 def guarded(results: dict[str, Any], path: list[str], fn: Any, *a: Any) -> None:
     """Run one measurement; a failure is recorded in the results, never ends the run."""
     node = results
@@ -229,6 +248,10 @@ def pg_drop(name: str) -> None:
         asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def pg_dsn(name: str) -> str:
+    return PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+
+
 def pg_url(name: str) -> str:
     host = PG_ADMIN_DSN.split("@", 1)[1].rsplit("/", 1)[0]
     user = PG_ADMIN_DSN.split("//", 1)[1].split("@", 1)[0]
@@ -242,6 +265,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     ap.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
     ap.add_argument("--pg-uvicorn", action="store_true", help="also measure persistence on PostgreSQL on uvicorn")
+    ap.add_argument("--only", choices=["persist"], default=None,
+                    help="persist: only the persistence figures and their raw-driver baselines")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--render", type=Path, default=None, metavar="CHAT_JSON",
                     help="only rewrite chat.md and chat.png (into --out) from an existing chat.json")
@@ -269,30 +294,34 @@ def main() -> int:
     try:
         for kind in ("socketify", "uvicorn"):
             t0 = time.monotonic()
-            srv = cp.start_parley(kind, work / kind, server_core)
+            srv = cp.start_parley(kind, work / kind, server_core, timeout=STARTUP_TIMEOUT_S)
             results.setdefault("startup_s", {})[kind] = round(time.monotonic() - t0, 1)
             log(f"parley on {kind} up in {time.monotonic() - t0:.1f}s (pid {srv.pid})")
             try:
-                guarded(results, ["idle", kind], idle, srv, z, load_core)
-                settle(srv)
-                guarded(results, ["fanout", kind], fanout, srv, z, load_core)
-                settle(srv)
-                guarded(results, ["one2one", kind], one2one, srv, z, load_core)
-                settle(srv)
+                if a.only is None:
+                    guarded(results, ["idle", kind], idle, srv, z, load_core)
+                    settle(srv)
+                    guarded(results, ["fanout", kind], fanout, srv, z, load_core)
+                    settle(srv)
+                    guarded(results, ["one2one", kind], one2one, srv, z, load_core)
+                    settle(srv)
                 guarded(results, ["persist", "sqlite", kind], persist, srv, z, load_core)
                 results.setdefault("server_rss_end_kib", {})[kind] = cp.rss_kib(srv.pid) if srv.alive() else None
             finally:
                 srv.stop()
-        srv = cp.start_baseline(work / "baseline", server_core)
-        log(f"baseline up (pid {srv.pid})")
-        try:
-            guarded(results, ["idle", "baseline"], idle, srv, z, load_core)
-            settle(srv)
-            guarded(results, ["fanout", "baseline"], fanout, srv, z, load_core)
-            settle(srv)
-            guarded(results, ["one2one", "baseline"], one2one, srv, z, load_core)
-        finally:
-            srv.stop()
+        guarded(results, ["persist_raw", "sqlite"], raw_writes, "sqlite", server_core, z["raw_seconds"],
+                work / "raw-sqlite")
+        if a.only is None:
+            srv = cp.start_baseline(work / "baseline", server_core)
+            log(f"baseline up (pid {srv.pid})")
+            try:
+                guarded(results, ["idle", "baseline"], idle, srv, z, load_core)
+                settle(srv)
+                guarded(results, ["fanout", "baseline"], fanout, srv, z, load_core)
+                settle(srv)
+                guarded(results, ["one2one", "baseline"], one2one, srv, z, load_core)
+            finally:
+                srv.stop()
         if not a.no_pg:
             for kind in ("socketify", "uvicorn") if a.pg_uvicorn else ("socketify",):
                 try:
@@ -304,13 +333,23 @@ def main() -> int:
                     break
                 try:
                     srv = cp.start_parley(kind, work / f"pg-{kind}", server_core,
-                                          {"PARLEY_DATABASE_URL": pg_url(db)})
+                                          {"PARLEY_DATABASE_URL": pg_url(db)}, timeout=STARTUP_TIMEOUT_S)
                     try:
                         guarded(results, ["persist", "postgresql", kind], persist, srv, z, load_core)
                     finally:
                         srv.stop()
                 finally:
                     pg_drop(db)
+            try:
+                raw_db = pg_create()
+            except Exception as exc:  # noqa: BLE001 (any failure to reach PostgreSQL means: skip it, say why)
+                results.setdefault("persist_raw", {})["postgresql"] = {"error": f"PostgreSQL unavailable: {exc}"}
+            else:
+                try:
+                    guarded(results, ["persist_raw", "postgresql"], raw_writes, "postgresql", server_core,
+                            z["raw_seconds"], work / "raw-pg", pg_dsn(raw_db))
+                finally:
+                    pg_drop(raw_db)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["loadavg_end"] = cp.loadavg()

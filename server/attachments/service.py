@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, func, update
 from sqlmodel import col, select
 
 from server.accounts.auth import Principal
@@ -175,8 +174,8 @@ class AttachmentService:
         return Download(att, media, size, _prepend(first, chunks))
 
 
-async def load_for_message(conn: AsyncConnection, *, tenant_id: str, conversation_id: str, sender_kind: str,
-                           sender_id: str, ids: Sequence[str], max_per_message: int) -> list[dict[str, Any]]:
+def load_for_message(conn: Connection, *, tenant_id: str, conversation_id: str, sender_kind: str,
+                     sender_id: str, ids: Sequence[str], max_per_message: int) -> list[dict[str, Any]]:
     """The summaries a message stores about its files, in the order given. Each must be an upload of
     this sender in this conversation; another tenant's or conversation's id is ``not_found``. One
     already sent is refused by ``claim_for_message`` after the insert, so that a retried send reaches
@@ -186,7 +185,7 @@ async def load_for_message(conn: AsyncConnection, *, tenant_id: str, conversatio
     if len(set(ids)) != len(ids):
         raise BadInput("an attachment is listed twice", field="attachments")
     table = Attachment.__table__  # type: ignore[attr-defined]
-    rows = (await conn.execute(table.select().where(table.c.id.in_(list(ids))))).all()
+    rows = conn.execute(table.select().where(table.c.id.in_(list(ids)))).all()
     found = {r.id: Attachment(**r._mapping) for r in rows}
     out = []
     for aid in ids:
@@ -199,12 +198,12 @@ async def load_for_message(conn: AsyncConnection, *, tenant_id: str, conversatio
     return out
 
 
-async def claim_for_message(conn: AsyncConnection, message_id: str, ids: Sequence[str]) -> None:
+def claim_for_message(conn: Connection, message_id: str, ids: Sequence[str]) -> None:
     """Tie the files to the message in the message's own transaction; a concurrent send that took
     one of them first makes this one fail (and roll back) rather than share it."""
     table = Attachment.__table__  # type: ignore[attr-defined]
-    result = await conn.execute(update(table).where(table.c.id.in_(list(ids)), table.c.message_id.is_(None))
-                                .values(message_id=message_id))
+    result = conn.execute(update(table).where(table.c.id.in_(list(ids)), table.c.message_id.is_(None))
+                          .values(message_id=message_id))
     if result.rowcount != len(ids):
         raise Conflict("an attachment is already in another message", code="validation_failed",
                        field="attachments")

@@ -7,35 +7,31 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func
+from sqlalchemy import func
 from sqlalchemy import insert as sa_insert
-from sqlalchemy import select as sa_select
-from sqlalchemy import update as sa_update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from server.accounts.auth import Principal
-from server.attachments.service import claim_for_message, load_for_message
 from server.chat.events import BotWork, ConversationEvent, EventBridge
-from server.chat.lifecycle import (
-    OPEN_STATUSES,
-    Action,
-    Actor,
-    ActorKind,
-    Change,
-    ConversationState,
-    Status,
-    TransitionRefused,
-    transition,
-)
+from server.chat.lifecycle import OPEN_STATUSES, Action, Actor, ActorKind, Change, Status, transition
 from server.chat.replies import quote_for
 from server.chat.rich import validate_rich
+from server.chat.writer import (
+    Draft,
+    MessageWriter,
+    Sender,
+    can_see,
+    conversation_event,
+    conversation_state,
+    push_event_row,
+    take_change,
+)
 from server.core.db import Database
 from server.core.events import Dispatcher
-from server.core.models import Agent, Conversation, Message, OutboxRow, Participant, Tenant, User, utcnow
+from server.core.models import Agent, Conversation, Message, OutboxRow, Participant, User, utcnow
 from server.core.wire import MESSAGE_PREFIX, topic_agents, topic_conversation, topic_queue, topic_user
 from server.desk.models import ConversationLabel
 from server.errors import BadInput, Conflict, NotFound, TooLong
@@ -62,21 +58,6 @@ __all__ = [
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
-
-
-@dataclass(frozen=True, slots=True)
-class Sender:
-    kind: str  # user | agent | bot | system
-    id: str
-    name: str | None = None
-
-    @classmethod
-    def of(cls, p: Principal) -> "Sender":
-        return cls(kind=p.sender_kind, id=p.id, name=p.name)
-
-    @property
-    def actor(self) -> Actor:
-        return Actor(ActorKind(self.kind), self.id, self.name)
 
 
 def actor_of(p: Principal | None) -> Actor:
@@ -177,27 +158,8 @@ def _iso(dt: datetime) -> str:
 
 FaultHook = Callable[[str], None]
 
-_CONV = Conversation.__table__  # type: ignore[attr-defined]
-_MSG = Message.__table__  # type: ignore[attr-defined]
 _OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
-_PART = Participant.__table__  # type: ignore[attr-defined]
-_SELECT_CONV = sa_select(_CONV).where(_CONV.c.id == bindparam("cid"))
-_NEXT_SEQ = (
-    sa_update(_CONV).where(_CONV.c.id == bindparam("cid"))
-    .values(last_seq=_CONV.c.last_seq + 1, updated_at=bindparam("now")).returning(_CONV.c.last_seq)
-)
-_UPDATE_STATUS = sa_update(_CONV).where(_CONV.c.id == bindparam("cid")).values(
-    status=bindparam("new_status"), assignee_id=bindparam("new_assignee"), last_agent_id=bindparam("new_last_agent"),
-    resolved_at=bindparam("new_resolved_at"))
-_MESSAGE_COLUMNS = tuple(c.name for c in _MSG.columns)
-_INSERT_MESSAGE = sa_insert(_MSG)
 _INSERT_OUTBOX = sa_insert(_OUTBOX)
-_MARK_READ = (
-    sa_update(_PART)
-    .where(_PART.c.conversation_id == bindparam("cid"), _PART.c.kind == bindparam("pkind"),
-           _PART.c.participant_id == bindparam("pid"), _PART.c.read_seq < bindparam("new_seq"))
-    .values(read_seq=bindparam("new_seq"))
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +182,9 @@ class ChatService:
         events: Dispatcher | None = None,
         max_attachments: int = 10,
         eta_per_position_s: int = 120,
+        write_batch_max: int = 256,
+        write_batch_wait_us: int = 0,
+        write_batches_in_flight: int = 4,
     ) -> None:
         self.db = db
         self.max_attachments = max_attachments
@@ -232,6 +197,10 @@ class ChatService:
         self.bridge = EventBridge(bus, self.events)
         # A first estimate of the wait per place in the queue, until handling times are measured.
         self.eta_per_position_s = eta_per_position_s
+        # Every message of the node goes through one group-committing writer (server.chat.writer).
+        self.writer = MessageWriter(db, max_batch=write_batch_max, max_wait_us=write_batch_wait_us,
+                                    in_flight=write_batches_in_flight, max_attachments=max_attachments,
+                                    chat_push_delay_s=chat_push_delay_s, fault_hook=self._fault)
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -245,11 +214,7 @@ class ChatService:
 
     @staticmethod
     def can_see(p: Principal, conv: Conversation) -> bool:
-        if conv.tenant_id != p.tenant_id:
-            return False
-        if p.role == "user":
-            return conv.user_id == p.id
-        return True
+        return can_see(p, conv)
 
     async def list_conversations(self, p: Principal, *, status: str | None = None,
                                  limit: int = 50, label_id: str | None = None) -> list[Conversation]:
@@ -367,22 +332,16 @@ class ChatService:
         elif sender.kind in ("user", "agent"):
             raise BadInput("client_msg_id is required", field="client_msg_id")
         extra = await self._extra(tenant_id, conversation_id, sender, principal, kind, reply_to, rich)
-        try:
-            msg, changed, event = await self._insert(tenant_id, conversation_id, sender, text, client_msg_id,
-                                                     kind, citations or [], draft_id, principal, attachments,
-                                                     extra)
-        except IntegrityError:
-            # A concurrent retry with the same key won the race; answer with its row.
-            existing = await self._find_existing(tenant_id, conversation_id, sender, client_msg_id)
-            if existing is None:
-                raise
-            if existing.text != text:
-                raise Conflict("client_msg_id was already used with a different text") from None
-            if [a["id"] for a in existing.attachments or []] != attachments:
-                raise Conflict("client_msg_id was already used with different attachments") from None
-            return Posted(existing, False, None)
+        written = await self.writer.write(Draft(
+            tenant_id, conversation_id, sender, text, client_msg_id=client_msg_id, kind=kind,
+            citations=citations or [], draft_id=draft_id, principal=principal, attachments=attachments,
+            extra=extra))
+        if not written.created:
+            return Posted(written.message, False, None)
+        if written.bot_work:
+            await self.events.publish(BotWork(tenant_id, conversation_id))
         self._fault("after_commit")
-        return Posted(msg, True, changed, event)
+        return Posted(written.message, True, written.changed, written.event)
 
     async def _extra(self, tenant_id: str, conversation_id: str, sender: Sender, principal: Principal | None,
                      kind: str, reply_to: str | None, rich: dict[str, Any] | None) -> dict[str, Any]:
@@ -419,103 +378,6 @@ class ChatService:
         await self.publish(posted)
         return posted
 
-    async def _find_existing(self, tenant_id: str, conversation_id: str, sender: Sender,
-                             client_msg_id: str | None) -> Message | None:
-        if client_msg_id is None:
-            return None
-        async with self.db.session() as s:
-            return (
-                await s.exec(
-                    select(Message).where(
-                        Message.tenant_id == tenant_id,
-                        Message.conversation_id == conversation_id,
-                        Message.sender_kind == sender.kind,
-                        Message.sender_id == sender.id,
-                        Message.client_msg_id == client_msg_id,
-                    )
-                )
-            ).first()
-
-    async def _insert(self, tenant_id: str, conversation_id: str, sender: Sender, text: str,
-                      client_msg_id: str | None, kind: str, citations: list[dict[str, Any]],
-                      draft_id: str | None, principal: Principal | None, attachments: list[str],
-                      extra: dict[str, Any] | None = None,
-                      ) -> tuple[Message, Conversation | None, ConversationEvent | None]:
-        # The hot path runs SQLAlchemy Core statements built once (compiled once, cached): the ORM
-        # unit of work cost several milliseconds per message.
-        changed: Conversation | None = None
-        event: ConversationEvent | None = None
-        bot_work = False
-        async with self.db.write() as s:
-            conn = await s.connection()
-            row = (await conn.execute(_SELECT_CONV, {"cid": conversation_id})).first()
-            conv = Conversation(**row._mapping) if row is not None else None
-            if conv is None or conv.tenant_id != tenant_id or (
-                principal is not None and not self.can_see(principal, conv)
-            ):
-                raise NotFound("conversation not found")
-            now = utcnow()
-            if kind == "text":
-                # Writing is a transition too: an agent takes an unowned conversation, a user
-                # reopens a resolved one, nobody writes into another agent's.
-                cooldown = 0
-                if conv.status == Status.RESOLVED and sender.kind == "user":
-                    tenant = await s.get(Tenant, tenant_id)
-                    cooldown = tenant.reopen_cooldown_s if tenant else 0
-                try:
-                    change = transition(_state(conv, cooldown), Action.WRITE, sender.actor, now)
-                except TransitionRefused:
-                    if principal is not None or sender.kind == "bot":
-                        raise
-                    # A server-side write in an agent's name (no principal) is trusted as before.
-                    change = transition(_state(conv, cooldown), Action.WRITE, Actor(ActorKind.SYSTEM, "system"), now)
-                if change.changed:
-                    _take(conv, change, now)
-                    changed = conv
-                    await conn.execute(_UPDATE_STATUS, {
-                        "cid": conv.id, "new_status": conv.status, "new_assignee": conv.assignee_id,
-                        "new_last_agent": conv.last_agent_id, "new_resolved_at": conv.resolved_at})
-                    event = _event(conv, Action.WRITE, sender.actor, change)
-            files = await load_for_message(conn, tenant_id=tenant_id, conversation_id=conversation_id,
-                                           sender_kind=sender.kind, sender_id=sender.id, ids=attachments,
-                                           max_per_message=self.max_attachments) if attachments else None
-            seq = int((await conn.execute(_NEXT_SEQ, {"cid": conversation_id, "now": now})).scalar_one())
-            conv.last_seq = seq
-            msg = Message(
-                tenant_id=tenant_id, conversation_id=conversation_id, seq=seq, kind=kind,
-                sender_kind=sender.kind, sender_id=sender.id, sender_name=sender.name, text=text,
-                citations=citations, client_msg_id=client_msg_id, draft_id=draft_id, created_at=now,
-                attachments=files, **(extra or {}),
-            )
-            # No duplicate lookup first: the unique key on client_msg_id refuses a repeat here, and
-            # post_message answers it with the original row (the rollback undoes the seq).
-            await conn.execute(_INSERT_MESSAGE, {c: getattr(msg, c) for c in _MESSAGE_COLUMNS})
-            if attachments:
-                await claim_for_message(conn, msg.id, attachments)
-            if sender.kind in ("user", "agent"):
-                await _mark_sender_read(s, conv, sender, seq)
-            if changed is not None:
-                await _write_push_event(conn, conv, change, now)
-            if sender.kind == "user" and conv.status == Status.BOT and kind == "text":
-                bot_work = True
-                await conn.execute(_INSERT_OUTBOX, {
-                    "tenant_id": tenant_id, "topic": "bot", "available_at": now, "created_at": now,
-                    "payload": {"conversation_id": conversation_id, "message_id": msg.id, "seq": seq}})
-            if sender.kind in ("agent", "bot") and kind == "text":
-                tenant = await s.get(Tenant, tenant_id)
-                await conn.execute(_INSERT_OUTBOX, {
-                    "tenant_id": tenant_id, "topic": "push", "created_at": now,
-                    "available_at": now + timedelta(seconds=self.chat_push_delay_s),
-                    "payload": {"kind": "chat.reply", "conversation_id": conversation_id, "message_id": msg.id,
-                                "user_id": conv.user_id, "sender_name": sender.name or "",
-                                "tenant_name": tenant.name if tenant else "",
-                                "text": (text or " ".join("📎 " + f["name"] for f in files or []))[:200],
-                                "seq": seq}})
-            self._fault("before_commit")
-        if bot_work:
-            await self.events.publish(BotWork(tenant_id, conversation_id))
-        return msg, changed, event
-
     async def apply(self, tenant_id: str, conversation_id: str, action: Action, actor: Actor, *,
                     principal: Principal | None = None, reason: str | None = None,
                     notice: str | None = None, target: Actor | None = None,
@@ -532,11 +394,11 @@ class ChatService:
                     principal is not None and not self.can_see(principal, conv)):
                 raise NotFound("conversation not found")
             now = utcnow()
-            change = transition(_state(conv, 0), action, actor, now, reason=reason, notice=notice, target=target,
-                                comment=comment)
+            change = transition(conversation_state(conv, 0), action, actor, now, reason=reason, notice=notice,
+                                target=target, comment=comment)
             if not change.changed:
                 return conv
-            _take(conv, change, now)
+            take_change(conv, change, now)
             conv.updated_at = now
             agents_note: Message | None = None
             if change.note_text:  # for the agents only (a transfer's comment), before the user's notice
@@ -567,7 +429,7 @@ class ChatService:
             await self.publish(Posted(agents_note, True, None))
         if note is not None:
             await self.publish(Posted(note, True, None))
-        await self.bridge.announce(_event(conv, action, actor, change))
+        await self.bridge.announce(conversation_event(conv, action, actor, change))
         return conv
 
     async def set_status(self, p: Principal | None, tenant_id: str, conversation_id: str, action: str, *,
@@ -636,41 +498,10 @@ class ChatService:
         return a if a is not None and a.tenant_id == tenant_id else None
 
 
-def _state(conv: Conversation, reopen_cooldown_s: int) -> ConversationState:
-    return ConversationState(id=conv.id, tenant_id=conv.tenant_id, user_id=conv.user_id, status=Status(conv.status),
-                             assignee_id=conv.assignee_id, last_agent_id=conv.last_agent_id,
-                             resolved_at=conv.resolved_at, handoff_reason=conv.handoff_reason,
-                             reopen_cooldown_s=reopen_cooldown_s)
-
-
-def _take(conv: Conversation, change: Change, now: datetime) -> None:
-    """Copy a change onto the conversation row."""
-    conv.status, conv.assignee_id, conv.last_agent_id = change.status, change.assignee_id, change.last_agent_id
-    conv.resolved_at, conv.handoff_reason = change.resolved_at, change.handoff_reason
-    if change.queued_at is not None:
-        conv.queued_at = change.queued_at
-    if change.clear_bot_offer:
-        conv.bot_offered_human = False
-
-
-def _event(conv: Conversation, action: Action, actor: Actor, change: Change) -> ConversationEvent:
-    return ConversationEvent(
-        tenant_id=conv.tenant_id, conversation_id=conv.id, user_id=conv.user_id, action=action, actor_id=actor.id,
-        before=change.before, status=change.status, assignee_id=change.assignee_id, reason=change.handoff_reason,
-        follow=change.follow, republish_queue=change.republish_queue, offer_waiting=change.offer_waiting,
-        summarize=change.summarize, stop_bot=change.stop_bot)
-
-
 async def _write_push_event(conn: Any, conv: Conversation, change: Change, now: datetime) -> None:
-    """The push engine's behaviour stream hears of a status change through the outbox, in the
-    transaction of the change itself: no commit in between can lose it."""
-    if change.push is None:
-        return
-    name = change.push.name
-    await conn.execute(_INSERT_OUTBOX, {
-        "tenant_id": conv.tenant_id, "topic": "push", "created_at": now, "available_at": now,
-        "payload": {"kind": "chat.event", "event_id": f"{conv.id}:{name}:{conv.last_seq}", "user_id": conv.user_id,
-                    "name": name, "properties": dict(change.push.properties)}})
+    row = push_event_row(conv, change, now)
+    if row is not None:
+        await conn.execute(_INSERT_OUTBOX, row)
 
 
 def _aware(dt: datetime) -> datetime:
@@ -682,15 +513,6 @@ async def _ensure_user(s: Any, tenant_id: str, external_id: str, name: str | Non
                                                 User.external_id == external_id))).first()
     if existing is None:
         s.add(User(tenant_id=tenant_id, external_id=external_id, name=name))
-
-
-async def _mark_sender_read(s: Any, conv: Conversation, sender: Sender, seq: int) -> None:
-    """The sender has read everything up to its own message: one UPDATE on the hot path."""
-    conn = await s.connection()
-    result = await conn.execute(_MARK_READ, {"cid": conv.id, "pkind": sender.kind, "pid": sender.id, "new_seq": seq})
-    if result.rowcount == 0 and await s.get(Participant, (conv.id, sender.kind, sender.id)) is None:
-        s.add(Participant(conversation_id=conv.id, kind=sender.kind, participant_id=sender.id,
-                          tenant_id=conv.tenant_id, read_seq=seq))
 
 
 iso = _iso

@@ -4,13 +4,15 @@ and a session factory. Schema changes go through Alembic (``server/migrations``)
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from server.core.secretbox import SecretBox, attach, private_dir
@@ -18,6 +20,9 @@ from server.core.settings import Settings, default
 from server.errors import Unavailable
 
 __all__ = ["Database"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Database:
@@ -44,6 +49,13 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
         # SQLite allows one writer; queueing writers here beats SQLITE_BUSY retries.
         self.write_lock = asyncio.Lock() if self.is_sqlite else None
+        # SQLite's hot write path (``run_in_transaction``): one thread owning one sqlite3 connection,
+        # so a whole transaction is one hop off the event loop instead of one per statement.
+        self._writer_engine: Engine | None = None
+        self._writer_thread: ThreadPoolExecutor | None = None
+        if self.is_sqlite and _sqlite_file(url):
+            self._writer_engine = _sqlite_writer_engine(url, lock_timeout_s)
+            self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-sqlite-writer")
         self.use_secret_box(secret_box)
 
     @classmethod
@@ -56,6 +68,8 @@ class Database:
     def use_secret_box(self, box: SecretBox | None) -> None:
         """Columns typed ``Sealed`` are sealed and opened with this box (see server.core.secretbox)."""
         attach(self.engine.sync_engine.dialect, box)
+        if self._writer_engine is not None:
+            attach(self._writer_engine.dialect, box)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -77,6 +91,33 @@ class Database:
         async with self.write_lock, self.session() as s, s.begin():
             yield s
 
+    async def run_in_transaction(self, fn: Callable[Concatenate[Connection, P], T], *args: P.args,
+                                 **kwargs: P.kwargs) -> T:
+        """Run ``fn(conn, *args)``, plain synchronous SQLAlchemy Core, in ONE write transaction that
+        commits when it returns. On a SQLite file it runs in the database's writer thread on its own
+        connection (one hop for the whole transaction, under the write lock); on PostgreSQL through
+        the async connection (each statement one round trip, executemany pipelined by asyncpg)."""
+        try:
+            if self._writer_engine is not None and self._writer_thread is not None:
+                assert self.write_lock is not None
+                engine, loop = self._writer_engine, asyncio.get_running_loop()
+
+                def run() -> T:
+                    with engine.begin() as conn:
+                        return fn(conn, *args, **kwargs)
+
+                async with self.write_lock:
+                    return await loop.run_in_executor(self._writer_thread, run)
+            if self.write_lock is not None:  # an in-memory SQLite: the async engine's own connection
+                async with self.write_lock, self.engine.begin() as aconn:
+                    return await aconn.run_sync(fn, *args, **kwargs)
+            async with self.engine.begin() as aconn:
+                return await aconn.run_sync(fn, *args, **kwargs)
+        except (OperationalError, DBAPIError, OSError, ConnectionError) as exc:
+            if isinstance(exc, DBAPIError) and not _is_connectivity(exc):
+                raise
+            raise Unavailable("database unavailable", retry_after_ms=1000) from exc
+
     async def ping(self) -> bool:
         try:
             async with self.engine.connect() as conn:
@@ -94,6 +135,11 @@ class Database:
             await conn.run_sync(SQLModel.metadata.create_all)
 
     async def dispose(self) -> None:
+        if self._writer_engine is not None and self._writer_thread is not None:
+            writer, engine = self._writer_thread, self._writer_engine
+            await asyncio.get_running_loop().run_in_executor(writer, engine.dispose)
+            writer.shutdown(wait=True)
+            self._writer_engine = self._writer_thread = None
         await self.engine.dispose()
 
 
@@ -107,6 +153,31 @@ def _private_sqlite_file(url: str) -> None:
     private_dir(file.parent)
     os.close(os.open(file, os.O_RDWR | os.O_CREAT, 0o600))
     file.chmod(0o600)
+
+
+def _sqlite_file(url: str) -> bool:
+    path = make_url(url).database
+    return bool(path) and path != ":memory:" and not str(path).startswith("file:")
+
+
+def _sqlite_writer_engine(url: str, lock_timeout_s: float) -> Engine:
+    """A synchronous engine on the same file for the writer thread: one connection (StaticPool),
+    with SQLite's own transaction control (BEGIN IMMEDIATE takes the write lock up front, and
+    SAVEPOINTs work, which the sqlite3 module's implicit transactions would break)."""
+    engine = create_engine(make_url(url).set(drivername="sqlite+pysqlite"), poolclass=StaticPool,
+                           connect_args={"timeout": lock_timeout_s, "check_same_thread": False})
+    pragmas = _sqlite_pragmas(lock_timeout_s)
+
+    def on_connect(dbapi_conn: Any, record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        pragmas(dbapi_conn, record)
+
+    def on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "begin", on_begin)
+    return engine
 
 
 def _sqlite_pragmas(lock_timeout_s: float) -> Callable[[Any, Any], None]:

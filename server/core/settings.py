@@ -286,6 +286,13 @@ class Settings(BaseSettings):
     db_statement_timeout_s: float = 10.0  # PostgreSQL: asyncpg's command timeout
     db_lock_timeout_s: float = 30.0  # SQLite: wait for the writer lock
     db_ping_timeout_s: float = 2.0  # /readyz
+    # Group commit (server.chat.writer): concurrent sends share one transaction of up to this many
+    # messages, each acked after that commit; a batch closes after at most this wait (0: take what
+    # is queued after one event-loop step; under load the next batch fills while one commits).
+    write_batch_max: int = Field(default=256, ge=1, le=5000)
+    write_batch_wait_us: int = Field(default=0, ge=0, le=100_000)
+    # PostgreSQL: batches committing at once (SQLite has one writer: always 1).
+    write_batches_in_flight: int = Field(default=4, ge=1, le=32)
     redis_socket_timeout_s: float = 5.0
     redis_connect_timeout_s: float = 2.0
     redis_op_timeout_s: float = 2.0  # one publish, (un)subscribe or health ping of the bus

@@ -28,7 +28,10 @@ class RealtimePlugin(InitPluginProtocol):
         self.chat = ChatService(db, bus, max_text_chars=settings.max_text_chars, fault_hook=fault_hook,
                                 chat_push_delay_s=settings.push.chat_reply_delay_s,
                                 max_attachments=settings.attachment_max_per_message,
-                                eta_per_position_s=settings.queue_eta_per_position_s)
+                                eta_per_position_s=settings.queue_eta_per_position_s,
+                                write_batch_max=settings.write_batch_max,
+                                write_batch_wait_us=settings.write_batch_wait_us,
+                                write_batches_in_flight=settings.write_batches_in_flight)
         self.gateway = Gateway(settings, db, self.chat, bus, metrics, native=native, limiter=limiter)
 
     @asynccontextmanager

@@ -6,12 +6,10 @@ same way) on both databases."""
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from sqlmodel import col, select
 
 from server.accounts.auth import Principal
@@ -21,7 +19,7 @@ from server.core.db import Database
 from server.core.models import Conversation, Message
 from server.errors import BadInput, Conflict, NotFound, ParleyError, TooLong
 from server.fanout import MemoryBus, PythonFanout
-from tests.support.tenant_db import tenant_database
+from tests.support.tenant_db import tenant_database_fixture
 
 # One database per backend for the module (each test works in conversations of its own), so
 # the module and its tests share one event loop.
@@ -72,11 +70,7 @@ class World:
         return ChatService(self.db, kw.pop("bus", self.bus), **kw)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-                  ) -> AsyncIterator[tuple[Database, str]]:
-    async with tenant_database(request.param, tmp_path_factory.mktemp("chat"), pool_size=20) as backend:
-        yield backend
+backend = tenant_database_fixture("chat", pool_size=20)
 
 
 @pytest.fixture

@@ -4,13 +4,17 @@ run without an app."""
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
 
 from server.accounts.tenants import create_tenant
 from server.core.db import Database
 from server.migrations import upgrade
 from tests.conftest import create_pg_database, drop_pg_database
 
-__all__ = ["tenant_database"]
+__all__ = ["tenant_database", "tenant_database_fixture"]
 
 
 @asynccontextmanager
@@ -27,3 +31,16 @@ async def tenant_database(kind: str, folder: Path, *, pool_size: int = 10) -> As
         await db.dispose()
         if kind == "postgres":
             await drop_pg_database(url)
+
+
+def tenant_database_fixture(folder: str, *, pool_size: int = 10) -> Any:
+    """A module-scoped fixture giving ``(db, tenant_id)`` once per backend (SQLite, PostgreSQL):
+    the module's tests share the database and one event loop, each in conversations of its own."""
+
+    @pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgres"])
+    async def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                      ) -> AsyncIterator[tuple[Database, str]]:
+        async with tenant_database(request.param, tmp_path_factory.mktemp(folder), pool_size=pool_size) as b:
+            yield b
+
+    return backend
