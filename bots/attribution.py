@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from bots.ports import Passage
 from bots.text import content_tokens
 
-__all__ = ["MIN_COVERAGE", "Attributor", "SentenceSpan", "marker_numbers", "sentence_spans"]
+__all__ = ["MIN_COVERAGE", "Attributor", "SentenceSpan", "marker_numbers", "normalize_references", "sentence_spans"]
 
 #: Share of a sentence's (weighted) content words a passage must hold to be its source.
 MIN_COVERAGE = 0.34
@@ -24,6 +24,16 @@ MIN_COVERAGE = 0.34
 # Sentence ends: Latin punctuation before a space, Chinese punctuation, line breaks.
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？；])|\n+")
 MARKER = re.compile(r"\[\s*(?:(?:doc(?:ument)?|source|文档)\s*)?\d{1,2}(?:\s*[,，]\s*\d{1,2})*\s*\]", re.IGNORECASE)
+# Other ways a model names a document: "[id=2]", "【2】", "(see document 2)", "according to
+# source 1", "文档2" — rewritten to "[n]" (when n names a passage) so the number is read as a
+# citation, not as a claim.
+_BRACKET_REF = re.compile(r"[\[【]\s*(?:id\s*[=:：]\s*)?(\d{1,2})\s*[\]】]", re.IGNORECASE)
+_PROSE_REF = re.compile(
+    r"\(\s*(?:see\s+)?(?:the\s+)?(?:doc(?:ument)?|source|passage)\s*(?:id\s*[=:]?\s*)?#?(\d{1,2})\s*\)"
+    r"|\b(?:doc(?:ument)?|source|passage)\s*(?:id\s*[=:]?\s*)?#?(\d{1,2})\b(?![.,]\d)"
+    r"|[(（]?\s*文档\s*(\d{1,2})\s*[)）]?",
+    re.IGNORECASE,
+)
 _ONLY_MARKERS = re.compile(rf"^(?:\s*{MARKER.pattern}\s*[.。]?)+\s*$", re.IGNORECASE)
 
 
@@ -52,6 +62,21 @@ def sentence_spans(text: str) -> list[SentenceSpan]:
             spans.append(SentenceSpan(s, e, text[s:e]))
         pos = nxt
     return spans
+
+
+def normalize_references(text: str, n_passages: int) -> str:
+    """``text`` with the other spellings of a document reference as ``[n]`` markers; a number
+    that names no passage is left alone (it may be a fact)."""
+
+    def bracket(m: re.Match[str]) -> str:
+        n = int(m.group(1))
+        return f"[{n}]" if 1 <= n <= n_passages else m.group(0)
+
+    def prose(m: re.Match[str]) -> str:
+        n = int(next(g for g in m.groups() if g))
+        return f"[{n}]" if 1 <= n <= n_passages else m.group(0)
+
+    return _PROSE_REF.sub(prose, _BRACKET_REF.sub(bracket, text))
 
 
 def marker_numbers(text: str) -> list[int]:

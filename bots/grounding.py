@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bots.attribution import MARKER, Attributor, SentenceSpan, marker_numbers, sentence_spans
+from bots.attribution import MARKER, Attributor, SentenceSpan, marker_numbers, normalize_references, sentence_spans
 from bots.claims import Claim, extract_claims, prepare
 from bots.ports import Passage
 from bots.text import content_tokens, is_chinese, split_sentences
@@ -210,6 +210,7 @@ def ground_answer(
 ) -> GroundedAnswer:
     """Check ``text`` against ``passages`` and cite it. ``allowed_names`` (the bot's own name)
     and names in the ``question`` need no passage."""
+    text = normalize_references(text, len(passages))
     facts = [_facts(p) for p in passages]
     attributor = Attributor(passages)
     allowed = {n.casefold() for n in allowed_names if n}

@@ -117,6 +117,30 @@ async def test_the_models_own_markers_give_the_citations() -> None:
     assert final.text == "Refunds are issued within 14 days [1]. Shipping to Canada costs $11.95 [2]."
 
 
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [
+        ("According to document 2, refunds are issued within 14 days.", "According to [1], refunds are issued"),
+        ("Refunds are issued within 14 days [id=2].", "within 14 days [1]."),
+        ("Refunds are issued within 14 days (see document 2).", "within 14 days [1]."),
+        ("Refunds are issued within 14 days 【2】.", "within 14 days [1]."),
+        ("根据文档2，退款在14天内发放。", "根据[1]，退款在14天内发放。"),
+    ],
+)
+def test_other_spellings_of_a_document_reference_cite_it_and_are_no_claim(reply: str, kept: str) -> None:
+    # "document 2" is not a number the passages must hold: it names the refunds passage.
+    grounded = ground_answer(reply, [SHIP, REFUND], question="When are refunds issued?")
+    assert grounded.report.ok, grounded.report
+    assert grounded.report.citation_source == "markers"
+    assert [c.document_id for c in grounded.citations] == ["d-refund"]
+    assert kept in grounded.text
+
+
+def test_a_document_number_no_passage_has_stays_a_claim() -> None:
+    grounded = ground_answer("Refunds are issued within 14 days, see document 7.", [SHIP, REFUND])
+    assert not grounded.report.ok and grounded.report.reason_code.endswith("_number")
+
+
 async def test_a_chinese_answer_is_cited_and_checked() -> None:
     final, _ = await answer(
         "请在登录页点击“忘记密码”。我们会向您的邮箱发送重置链接，链接24小时内有效。", "忘记密码怎么办？", PASSWORD, SHIP

